@@ -1,0 +1,43 @@
+"""Small dense linear-algebra helpers shared by the Kalman recursions."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def symmetrize(a):
+    """``(a + a^T) / 2`` over the last two axes; removes round-off asymmetry."""
+    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
+
+
+def ldl(a):
+    """Unit-lower-triangular ``L`` and diagonal ``D >= 0`` with ``a = L diag(D) L^T``.
+
+    ``a``: ``(m, m)`` symmetric positive semi-definite. Unlike a Cholesky factor this exists for
+    singular ``a`` (noise-free observation components): a pivot that is zero up to round-off gives
+    ``D_j = 0`` and a zero column below it. ``det(L) = 1``, so ``y -> L^{-1} y`` keeps densities.
+    """
+    m = a.shape[-1]
+    scale = jnp.max(jnp.abs(jnp.diagonal(a)))
+    tiny = 100 * m * jnp.finfo(a.dtype).eps * jnp.where(scale > 0, scale, 1.0)
+    rows = jnp.arange(m)
+
+    def column(j, carry):
+        lower, d = carry
+        lj = lower[j]
+        dj = a[j, j] - jnp.sum(lj * lj * d)
+        positive = dj > tiny
+        col = (a[:, j] - lower @ (d * lj)) / jnp.where(positive, dj, 1.0)
+        col = jnp.where((rows > j) & positive, col, 0.0)
+        return lower.at[:, j].set(col), d.at[j].set(jnp.where(positive, dj, 0.0))
+
+    lower, d = jax.lax.fori_loop(0, m, column, (jnp.zeros_like(a), jnp.zeros(m, a.dtype)))
+    return lower + jnp.eye(m, dtype=a.dtype), d
+
+
+def psd_sqrt(a):
+    """A matrix ``S`` with ``S S^T = a`` for symmetric PSD ``a`` (eigendecomposition, so singular
+    ``a`` is fine). ``a``: ``(..., k, k)``."""
+    w, v = jnp.linalg.eigh(symmetrize(a))
+    return v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]

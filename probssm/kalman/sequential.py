@@ -1,0 +1,230 @@
+"""Sequential Kalman filter and smoother for one series (no batch axes).
+
+Observations are processed one element at a time (the univariate treatment of Koopman & Durbin
+2000; Durbin & Koopman 2012, section 6.4). Per time step the observation covariance of the observed
+entries is factorised as :math:`R = L D L^T` (unit lower :math:`L`) and the observation equation is
+premultiplied by :math:`L^{-1}`, which decorrelates the noise without changing the density
+(:math:`\\det L = 1`). Then:
+
+* a missing entry (NaN) is simply skipped, so whole and partial missing rows need no special case;
+* every update is a rank-one scalar update, computed in Joseph form and symmetrised, so covariances
+  stay positive semi-definite in float32;
+* the exact diffuse initialisation (Koopman 1997) needs only the scalar diffuse gains; an element
+  with :math:`F_\\infty = h^T P_\\infty h > 0` makes a diffuse update, one with
+  :math:`F_\\infty = 0` a regular one.
+
+The smoother is the backward :math:`(r, N)` recursion (Bryson-Frazier form, with the diffuse
+extension :math:`r^{(0)}, r^{(1)}, N^{(0)}, N^{(1)}, N^{(2)}` of Durbin & Koopman 2012, section 5.3),
+which never inverts a predicted covariance and so also smooths through the diffuse period.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
+
+from ._linalg import ldl, symmetrize
+from .model import LGSSM
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_STEP_FIELDS = (
+    "transition_matrix", "transition_cov", "observation_matrix", "observation_cov",
+    "transition_offset", "observation_offset",
+)
+
+
+def _split_params(model: LGSSM):
+    """Static step parameters, and the time-varying ones as scan inputs."""
+    static = {k: getattr(model, k) for k in _STEP_FIELDS if k not in model.time_varying}
+    varying = {k: getattr(model, k) for k in _STEP_FIELDS if k in model.time_varying}
+    return static, varying
+
+
+def _diffuse_tolerance(model: LGSSM):
+    eps = jnp.finfo(model.initial_diffuse_cov.dtype).eps
+    scale = jnp.maximum(1.0, jnp.max(jnp.abs(model.initial_diffuse_cov)))
+    return jnp.sqrt(eps) * scale
+
+
+def _decorrelate(y, observed, H, R, d):
+    """Premultiply the observation equation by ``L^{-1}`` where ``R_obs = L D L^T``.
+
+    Missing entries are decoupled first (zero cross-covariance, unit variance, zero row of H), so
+    they stay zero after the transform and are skipped by the element loop.
+    """
+    obs = observed.astype(H.dtype)
+    r_obs = R * obs[:, None] * obs[None, :] + jnp.diag(1.0 - obs)
+    lower, diag = ldl(r_obs)
+    y_star = solve_triangular(lower, jnp.where(observed, y - d, 0.0), lower=True, unit_diagonal=True)
+    h_star = solve_triangular(lower, H * obs[:, None], lower=True, unit_diagonal=True)
+    return y_star, h_star, diag
+
+
+def _element_update(carry, element, tol):
+    """One scalar observation ``y_i = h^T x + e_i``, ``e_i ~ N(0, r)``; skipped when missing."""
+    a, P, P_inf, A = carry
+    h, y, r, observed = element
+    n = a.shape[0]
+    eye = jnp.eye(n, dtype=a.dtype)
+    M = P @ h
+    M_inf = P_inf @ h
+    F = h @ M + r
+    F_inf = h @ M_inf
+    v = y - h @ a
+    diffuse = observed & (F_inf > tol * (h @ h))
+    regular = observed & ~diffuse
+    F_inf_safe = jnp.where(diffuse, F_inf, 1.0)
+    F_safe = jnp.where(regular, F, 1.0)
+
+    # Diffuse update: the limit kappa -> inf of the update with P + kappa P_inf.
+    K0 = M_inf / F_inf_safe
+    a_diffuse = a + K0 * v
+    P_inf_diffuse = P_inf - jnp.outer(K0, M_inf)
+    P_diffuse = P + jnp.outer(K0, K0) * F - jnp.outer(K0, M) - jnp.outer(M, K0)
+
+    # Regular update in Joseph form: (I - K h^T) P (I - K h^T)^T + r K K^T.
+    K = M / F_safe
+    L = eye - jnp.outer(K, h)
+    a_regular = a + K * v
+    P_regular = L @ P @ L.T + r * jnp.outer(K, K)
+
+    a_new = jnp.where(diffuse, a_diffuse, jnp.where(regular, a_regular, a))
+    P_new = jnp.where(diffuse, P_diffuse, jnp.where(regular, P_regular, P))
+    P_inf_new = jnp.where(diffuse, P_inf_diffuse, P_inf)
+    A_new = jnp.where(diffuse, (eye - jnp.outer(K0, h)) @ A, jnp.where(regular, L @ A, A))
+    loglik = jnp.where(
+        diffuse,
+        -0.5 * (_LOG_2PI + jnp.log(F_inf_safe)),
+        jnp.where(regular, -0.5 * (_LOG_2PI + jnp.log(F_safe) + v * v / F_safe), 0.0),
+    )
+    saved = dict(v=v, F=F, F_inf=F_inf, M=M, M_inf=M_inf, diffuse=diffuse, regular=regular)
+    return (a_new, symmetrize(P_new), symmetrize(P_inf_new), A_new), (loglik, saved)
+
+
+def _forward(model: LGSSM, y):
+    """Run the filter; returns per-step outputs including what the smoother needs."""
+    static, varying = _split_params(model)
+    observed = ~jnp.isnan(y)
+    n = model.state_dim
+    tol = _diffuse_tolerance(model)
+    dtype = model.initial_cov.dtype
+
+    def step(carry, inputs):
+        a, P, P_inf = carry
+        y_t, observed_t, varying_t = inputs
+        p = {**static, **varying_t}
+        H, R, d = p["observation_matrix"], p["observation_cov"], p["observation_offset"]
+        y_star, h_star, r_star = _decorrelate(y_t, observed_t, H, R, d)
+        (a_f, P_f, P_inf_f, A), (loglik, saved) = jax.lax.scan(
+            lambda c, e: _element_update(c, e, tol),
+            (a, P, P_inf, jnp.eye(n, dtype=dtype)),
+            (h_star, y_star, r_star, observed_t),
+        )
+        F, Q, b = p["transition_matrix"], p["transition_cov"], p["transition_offset"]
+        next_carry = (F @ a_f + b, symmetrize(F @ P_f @ F.T + Q), symmetrize(F @ P_inf_f @ F.T))
+        out = dict(
+            predicted_mean=a, predicted_cov=P, predicted_diffuse_cov=P_inf,
+            mean=a_f, cov=P_f, log_likelihood_terms=jnp.sum(loglik),
+            observation_mean=H @ a + d, observation_cov=symmetrize(H @ P @ H.T + R),
+            h_star=h_star, gain_product=A, saved=saved,
+        )
+        return next_carry, out
+
+    init = (model.initial_mean, model.initial_cov, model.initial_diffuse_cov)
+    (a_next, P_next, _), out = jax.lax.scan(step, init, (y, observed, varying))
+    out["next_mean"], out["next_cov"] = a_next, P_next
+    return out
+
+
+def filter_single(model: LGSSM, y):
+    """Filter one series ``y`` of shape ``(T, m)``; returns a dict of arrays with time axis first."""
+    out = _forward(model, y)
+    for key in ("h_star", "gain_product", "saved"):
+        out.pop(key)
+    return out
+
+
+def _element_smooth(carry, element):
+    """Backward step over one scalar observation (regular or diffuse), skipped when missing."""
+    r0, r1, N0, N1, N2 = carry
+    h, s = element
+    n = h.shape[0]
+    eye = jnp.eye(n, dtype=h.dtype)
+    diffuse, regular = s["diffuse"], s["regular"]
+    F_safe = jnp.where(regular, s["F"], 1.0)
+    F_inf_safe = jnp.where(diffuse, s["F_inf"], 1.0)
+    hh = jnp.outer(h, h)
+    v = s["v"]
+
+    L = eye - jnp.outer(s["M"] / F_safe, h)
+    regular_out = (
+        h * v / F_safe + L.T @ r0, L.T @ r1,
+        hh / F_safe + L.T @ N0 @ L, L.T @ N1 @ L, L.T @ N2 @ L,
+    )
+
+    K0 = s["M_inf"] / F_inf_safe
+    K1 = (s["M"] - K0 * s["F"]) / F_inf_safe
+    L0 = eye - jnp.outer(K0, h)
+    L1 = -jnp.outer(K1, h)
+    diffuse_out = (
+        L0.T @ r0,
+        h * v / F_inf_safe + L0.T @ r1 + L1.T @ r0,
+        L0.T @ N0 @ L0,
+        hh / F_inf_safe + L0.T @ N1 @ L0 + L1.T @ N0 @ L0 + L0.T @ N0 @ L1,
+        -hh * s["F"] / F_inf_safe**2 + L0.T @ N2 @ L0 + L0.T @ N1 @ L1 + L1.T @ N1 @ L0
+        + L1.T @ N0 @ L1,
+    )
+    new = tuple(
+        jnp.where(diffuse, d_, jnp.where(regular, r_, c_))
+        for d_, r_, c_ in zip(diffuse_out, regular_out, carry)
+    )
+    return new, None
+
+
+def smooth_single(model: LGSSM, y):
+    """Smooth one series ``y`` of shape ``(T, m)``.
+
+    Returns the filter's outputs plus ``smoothed_mean`` ``(T, n)``, ``smoothed_cov`` ``(T, n, n)``
+    and ``lag_one_cov`` ``(T-1, n, n)`` with ``lag_one_cov[t] = Cov(x_{t+1}, x_t | y)`` (valid
+    where the prior is proper, i.e. after the diffuse period).
+    """
+    out = _forward(model, y)
+    _, varying = _split_params(model)
+    F_static = model.transition_matrix
+    n = model.state_dim
+    zeros_n = jnp.zeros(n, out["mean"].dtype)
+    zeros_nn = jnp.zeros((n, n), out["mean"].dtype)
+
+    def step(carry, inputs):
+        r0, r1, N0, N1, N2, P_next = carry
+        t_in = inputs
+        F = t_in["F"] if "transition_matrix" in varying else F_static
+        # Cov(x_t, x_{t+1} | y) = P_t A_t^T F_t^T (I - N_t P_{t+1}), with N_t taken at the start
+        # of step t+1 (Durbin & Koopman 2012, eq. 4.69, in element-wise form).
+        lag_one = (t_in["P"] @ t_in["A"].T @ F.T @ (jnp.eye(n, dtype=F.dtype) - N0 @ P_next)).T
+        # Carry the backward quantities over the transition x_{t+1} = F_t x_t + ...
+        carry_end = (F.T @ r0, F.T @ r1, F.T @ N0 @ F, F.T @ N1 @ F, F.T @ N2 @ F)
+        (r0, r1, N0, N1, N2), _ = jax.lax.scan(
+            _element_smooth, carry_end, (t_in["h_star"], t_in["saved"]), reverse=True
+        )
+        P, P_inf = t_in["P"], t_in["P_inf"]
+        mean = t_in["a"] + P @ r0 + P_inf @ r1
+        P_N1 = P_inf @ N1 @ P
+        cov = P - P @ N0 @ P - P_N1.T - P_N1 - P_inf @ N2 @ P_inf
+        return (r0, r1, N0, N1, N2, P), (mean, symmetrize(cov), lag_one)
+
+    inputs = dict(
+        a=out["predicted_mean"], P=out["predicted_cov"], P_inf=out["predicted_diffuse_cov"],
+        A=out["gain_product"], h_star=out["h_star"], saved=out["saved"],
+    )
+    if "transition_matrix" in varying:
+        inputs["F"] = varying["transition_matrix"]
+    init = (zeros_n, zeros_n, zeros_nn, zeros_nn, zeros_nn, out["next_cov"])
+    _, (mean, cov, lag_one) = jax.lax.scan(step, init, inputs, reverse=True)
+    for key in ("h_star", "gain_product", "saved"):
+        out.pop(key)
+    out.update(smoothed_mean=mean, smoothed_cov=cov, lag_one_cov=lag_one[:-1])
+    return out
