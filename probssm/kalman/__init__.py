@@ -18,10 +18,10 @@ from .inference import (
     sample,
     smooth,
 )
-from .model import LGSSM, add_inputs, approximate_diffuse
+from .model import LGSSM, add_inputs, approximate_diffuse, diffuse_rank
 
 __all__ = [
-    "LGSSM", "approximate_diffuse", "add_inputs",
+    "LGSSM", "approximate_diffuse", "diffuse_rank", "add_inputs",
     "METHODS", "GaussianState", "FilterResult", "SmoothResult", "ForecastResult",
     "filter", "smooth", "log_likelihood", "sample", "forecast",
 ]

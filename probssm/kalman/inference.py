@@ -331,8 +331,7 @@ def _forecast_jit(model, mean, cov, horizon):
             y_cov = symmetrize(H @ P @ H.T + p("observation_cov", t_in))
             return (a, P), (a, P, y_mean, y_cov)
 
-        xs = varying if varying else None
-        _, out = jax.lax.scan(step, (mean_, cov_), xs, length=horizon)
+        _, out = jax.lax.scan(step, (mean_, cov_), varying, length=horizon)
         return ForecastResult(*out)
 
     return vmap_batch(one, model, [mean, cov], [1, 2])

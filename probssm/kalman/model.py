@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LGSSM", "approximate_diffuse", "add_inputs"]
+__all__ = ["LGSSM", "approximate_diffuse", "diffuse_rank", "add_inputs"]
 
 
 @dataclass(frozen=True)
@@ -302,20 +302,24 @@ def _describe(name: str) -> str:
     return f"'({', '.join(_field(name).core_shape)})'"
 
 
-def approximate_diffuse(model: LGSSM, variance: float = 1e6) -> tuple[LGSSM, int]:
+def approximate_diffuse(model: LGSSM, variance: float = 1e6) -> LGSSM:
     """Replace the exact diffuse prior by a large finite variance.
 
     Returns the model with :math:`P_0 \\leftarrow P_0 + \\kappa P_\\infty` (``kappa = variance``)
-    and :math:`P_\\infty = 0`, and the number of log-likelihood terms to burn, the rank of
-    :math:`P_\\infty` (statsmodels' ``loglikelihood_burn`` convention). Needs a concrete model.
+    and :math:`P_\\infty = 0`. Pair it with ``burn=diffuse_rank(model)`` in :func:`filter` to
+    leave out the first, prior-dominated log-likelihood terms (statsmodels' convention).
+    Works under ``jit``.
     """
-    p_inf = np.asarray(model.initial_diffuse_cov)
-    burn = int(np.max(np.linalg.matrix_rank(p_inf))) if p_inf.size else 0
-    new = model.replace(
+    return model.replace(
         initial_cov=model.initial_cov + variance * model.initial_diffuse_cov,
         initial_diffuse_cov=jnp.zeros_like(model.initial_diffuse_cov),
     )
-    return new, burn
+
+
+def diffuse_rank(model: LGSSM) -> int:
+    """Rank of :math:`P_\\infty` (the number of diffuse state directions); needs concrete values."""
+    p_inf = np.asarray(model.initial_diffuse_cov)
+    return int(np.max(np.linalg.matrix_rank(p_inf))) if p_inf.size else 0
 
 
 def add_inputs(model: LGSSM, inputs, transition_input_matrix=None, observation_input_matrix=None) -> LGSSM:

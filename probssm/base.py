@@ -1,0 +1,340 @@
+"""The estimator contract shared by every probssm model.
+
+Every estimator follows scikit-learn's rules (``__init__`` only stores hyper-parameters; fitted
+attributes end in ``_``; ``fit`` returns ``self``) and sktime's forecasting names and return shapes:
+``fit``, ``predict``, ``predict_interval``, ``predict_quantiles``, ``sample``, ``update``,
+``filter``, ``smooth``, ``score``, ``plot``, ``save`` / :func:`probssm.load`.
+
+A family implements a few hooks (``_fit``, ``_update``, ``_forecast_moments`` or
+``_predict_quantiles``, ``_sample``, ``_filter``, ``_smooth``, ``_log_predictive``,
+``_fitted_state`` / ``_restore_fitted_state``); this class does the data handling around them, all
+of it through :mod:`probssm._data`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import _data
+
+__all__ = ["NotFittedError", "BaseEstimator", "BaseForecaster", "StateEstimates", "load"]
+
+_FORMAT_VERSION = 1
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a method that needs a fitted estimator is called before ``fit``."""
+
+
+class BaseEstimator:
+    """Hyper-parameter handling compatible with ``sklearn.base.clone``."""
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Hyper-parameters as a dict (``deep`` is accepted for scikit-learn compatibility)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> "BaseEstimator":
+        """Set hyper-parameters; unknown names raise ``ValueError``. Returns ``self``."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        shown = [
+            f"{k}={v!r}" for k, v in self.get_params().items()
+            if not _same(v, defaults.get(k, inspect.Parameter.empty))
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def __sklearn_tags__(self):  # pragma: no cover - only used when scikit-learn asks
+        from sklearn.utils import Tags, TargetTags
+
+        return Tags(estimator_type="forecaster", target_tags=TargetTags(required=True))
+
+    def _check_is_fitted(self) -> None:
+        if not getattr(self, "is_fitted_", False):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(y) before using this method"
+            )
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a is b or a == b)
+    except Exception:  # arrays and other objects without a scalar ==
+        return False
+
+
+@dataclass
+class StateEstimates:
+    """Latent-state estimates from ``filter()`` or ``smooth()``.
+
+    Attributes
+    ----------
+    mean : DataFrame, ``(T, n)``
+        State means, indexed by time, one column per state.
+    std : DataFrame, ``(T, n)``
+        Marginal standard deviations :math:`\\sqrt{\\mathrm{diag}\\, P_t}`.
+    cov : ndarray, ``(T, n, n)``
+        Full state covariances.
+    log_likelihood : float
+        Log-likelihood of the data the estimates are conditioned on.
+    """
+
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    cov: np.ndarray
+    log_likelihood: float
+
+    def interval(self, coverage: float = 0.9) -> pd.DataFrame:
+        """Marginal central intervals, columns ``(state, coverage, "lower"|"upper")``."""
+        z = stats.norm.ppf(0.5 + coverage / 2)
+        parts = {}
+        for col in self.mean.columns:
+            parts[(col, coverage, "lower")] = self.mean[col] - z * self.std[col]
+            parts[(col, coverage, "upper")] = self.mean[col] + z * self.std[col]
+        return pd.DataFrame(parts, index=self.mean.index)
+
+
+class BaseForecaster(BaseEstimator):
+    """Base class implementing the forecasting contract around family-specific hooks."""
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(self, y, X=None):
+        """Fit to ``y`` (Series, DataFrame or array ``(T,)``/``(T, m)``). Returns ``self``."""
+        self._check_no_exog(X)
+        data = _data.as_series_data(y, min_observed=self._min_observed())
+        self._y = data
+        self._fit(data)
+        self.cutoff_ = data.index[-1]
+        self.is_fitted_ = True
+        return self
+
+    def update(self, y_new, X_new=None):
+        """Absorb observations that follow the training data, keeping the fitted parameters.
+
+        ``y_new`` must continue the training index. Later forecasts start after it.
+        """
+        self._check_is_fitted()
+        self._check_no_exog(X_new)
+        new = _data.as_series_data(y_new, name="y_new", columns=self._y.columns, min_observed=0)
+        _data.check_continuation(self._y.index, new.index)
+        self._update(new)
+        self._y = self._y.append(new)
+        self.cutoff_ = self._y.index[-1]
+        return self
+
+    # -- forecasting -------------------------------------------------------------------------
+    def predict(self, fh, X=None):
+        """Point forecasts (predictive means) for horizon ``fh``.
+
+        ``fh``: int ``h`` (steps ``1..h``), list of steps, or an index of future labels. Returns a
+        Series (univariate input) or DataFrame indexed by the continuation of the training index.
+        """
+        self._check_is_fitted()
+        self._check_no_exog(X)
+        steps = _data.forecast_steps(fh, self._y.index)
+        mean, _ = self._forecast_moments(steps)
+        return self._wrap(mean, steps)
+
+    def predict_interval(self, fh, X=None, coverage=0.9) -> pd.DataFrame:
+        """Central prediction intervals; columns ``(variable, coverage, "lower"|"upper")``."""
+        self._check_is_fitted()
+        self._check_no_exog(X)
+        steps = _data.forecast_steps(fh, self._y.index)
+        coverages = _data.check_coverage(coverage)
+        alphas = sorted({a for c in coverages for a in (0.5 - c / 2, 0.5 + c / 2)})
+        q = self._predict_quantiles(steps, alphas)
+        cols = {}
+        for j, var in enumerate(self._y.columns):
+            for c in coverages:
+                cols[(var, c, "lower")] = q[:, j, alphas.index(0.5 - c / 2)]
+                cols[(var, c, "upper")] = q[:, j, alphas.index(0.5 + c / 2)]
+        return pd.DataFrame(cols, index=self._future(steps))
+
+    def predict_quantiles(self, fh, X=None, alpha=(0.05, 0.5, 0.95)) -> pd.DataFrame:
+        """Predictive quantiles; columns ``(variable, alpha)``."""
+        self._check_is_fitted()
+        self._check_no_exog(X)
+        steps = _data.forecast_steps(fh, self._y.index)
+        alphas = _data.check_alpha(alpha)
+        q = self._predict_quantiles(steps, alphas)
+        cols = {(var, a): q[:, j, k] for j, var in enumerate(self._y.columns) for k, a in enumerate(alphas)}
+        return pd.DataFrame(cols, index=self._future(steps))
+
+    def predict_var(self, fh, X=None) -> pd.DataFrame:
+        """Marginal predictive variances, a DataFrame with one column per variable."""
+        self._check_is_fitted()
+        steps = _data.forecast_steps(fh, self._y.index)
+        _, var = self._forecast_moments(steps)
+        return pd.DataFrame(var, index=self._future(steps), columns=self._y.columns)
+
+    def sample(self, fh, n_samples: int = 100, random_state=None) -> pd.DataFrame:
+        """Joint sample paths of the forecast.
+
+        Returns a long DataFrame indexed by ``(sample, time)`` with one column per variable.
+        """
+        self._check_is_fitted()
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+        steps = _data.forecast_steps(fh, self._y.index)
+        rng = _data.random_generator(random_state)
+        draws = self._sample(steps, int(n_samples), rng)  # (n_samples, len(steps), m)
+        future = self._future(steps)
+        index = pd.MultiIndex.from_product([range(int(n_samples)), future], names=["sample", "time"])
+        return pd.DataFrame(draws.reshape(-1, draws.shape[-1]), index=index, columns=self._y.columns)
+
+    # -- latent states and scores -----------------------------------------------------------
+    def filter(self) -> StateEstimates:
+        """Filtered state estimates :math:`p(x_t \\mid y_{0:t})` over the data seen so far."""
+        self._check_is_fitted()
+        return self._filter()
+
+    def smooth(self) -> StateEstimates:
+        """Smoothed state estimates :math:`p(x_t \\mid y_{0:T-1})` over the data seen so far."""
+        self._check_is_fitted()
+        return self._smooth()
+
+    def score(self, y, X=None) -> float:
+        """Mean log predictive density of held-out ``y`` that follows the training data.
+
+        :math:`\\frac{1}{N}\\log p(y_{T:T+h} \\mid y_{0:T-1})`, with :math:`N` the number of
+        observed values in ``y`` (higher is better).
+        """
+        self._check_is_fitted()
+        self._check_no_exog(X)
+        new = _data.as_series_data(y, columns=self._y.columns)
+        _data.check_continuation(self._y.index, new.index, name="y")
+        return float(self._log_predictive(new) / np.sum(~np.isnan(new.values)))
+
+    # -- plotting ---------------------------------------------------------------------------
+    def plot(self, fh=10, coverage=(0.8, 0.95), ax=None, variable=None, show_smoothed=True):
+        """Plot the history, the smoothed signal and the forecast with prediction bands.
+
+        Returns the matplotlib Axes.
+        """
+        from .plotting import plot_forecast
+
+        self._check_is_fitted()
+        return plot_forecast(self, fh=fh, coverage=coverage, ax=ax, variable=variable,
+                             show_smoothed=show_smoothed)
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Save to a folder: ``estimator.json`` (class, hyper-parameters, fitted scalars, index)
+        and ``arrays.npz`` (fitted arrays). No pickle. Returns the folder's path."""
+        self._check_is_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta, arrays = self._fitted_state()
+        arrays = dict(arrays, y_values=self._y.values)
+        doc = {
+            "format": _FORMAT_VERSION,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": _to_json(self.get_params()),
+            "fitted": meta,
+            "y": {
+                "index": _data.index_to_json(self._y.index),
+                "columns": self._y.columns,
+                "is_series": self._y.is_series,
+            },
+        }
+        (path / "estimator.json").write_text(json.dumps(doc, indent=2))
+        np.savez(path / "arrays.npz", **arrays)
+        return path
+
+    # -- helpers for subclasses -------------------------------------------------------------
+    def _min_observed(self) -> int:
+        return 1
+
+    def _check_no_exog(self, X):
+        if X is not None:
+            raise ValueError(f"{type(self).__name__} takes no exogenous data; got X={type(X).__name__}")
+
+    def _future(self, steps) -> pd.Index:
+        return _data.future_index(self._y.index, steps)
+
+    def _wrap(self, values: np.ndarray, steps):
+        index = self._future(steps)
+        if self._y.is_series:
+            return pd.Series(values[:, 0], index=index, name=self._y.columns[0])
+        return pd.DataFrame(values, index=index, columns=self._y.columns)
+
+    def _predict_quantiles(self, steps, alphas) -> np.ndarray:
+        """Quantiles ``(len(steps), m, len(alphas))``; Gaussian from the moments by default."""
+        mean, var = self._forecast_moments(steps)
+        z = stats.norm.ppf(np.asarray(alphas))
+        return mean[..., None] + np.sqrt(var)[..., None] * z
+
+
+def _to_json(params: dict) -> dict:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, np.ndarray) or hasattr(v, "__array__") and not np.isscalar(v):
+            out[k] = {"__array__": np.asarray(v).tolist()}
+        elif isinstance(v, tuple):
+            out[k] = {"__tuple__": list(v)}
+        else:
+            out[k] = v
+    return out
+
+
+def _from_json(params: dict) -> dict:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, dict) and "__array__" in v:
+            out[k] = np.asarray(v["__array__"], dtype=float)
+        elif isinstance(v, dict) and "__tuple__" in v:
+            out[k] = tuple(v["__tuple__"])
+        else:
+            out[k] = v
+    return out
+
+
+def load(path):
+    """Load an estimator written by ``save`` (only probssm classes are instantiated)."""
+    path = Path(path)
+    doc = json.loads((path / "estimator.json").read_text())
+    if doc.get("format") != _FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported format version {doc.get('format')!r}")
+    module_name, _, class_name = doc["class"].rpartition(".")
+    if not module_name.startswith("probssm."):
+        raise ValueError(f"{path}: refusing to load non-probssm class {doc['class']!r}")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, BaseForecaster)):
+        raise ValueError(f"{path}: {doc['class']!r} is not a probssm estimator")
+    est = cls(**_from_json(doc["params"]))
+    with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    est._y = _data.SeriesData(
+        arrays.pop("y_values"),
+        _data.index_from_json(doc["y"]["index"]),
+        doc["y"]["columns"],
+        doc["y"]["is_series"],
+    )
+    est._restore_fitted_state(doc["fitted"], arrays)
+    est.cutoff_ = est._y.index[-1]
+    est.is_fitted_ = True
+    return est

@@ -1,0 +1,488 @@
+"""Estimators on the linear-Gaussian engine: the shared machinery and :class:`KalmanFilter`.
+
+:class:`LinearGaussianForecaster` turns a parameter vector into an :class:`LGSSM` (a subclass
+hook) and implements the estimator contract with :mod:`probssm.kalman`'s functions: MLE fitting,
+forecasting, filtering, smoothing, sampling, scoring. Structural models reuse it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..base import BaseForecaster, StateEstimates
+from ..fit import (
+    cov_from_unconstrained, cov_to_unconstrained, maximize_likelihood, observed_information,
+)
+from . import em as _em
+from .inference import GaussianState
+from .inference import filter as kalman_filter
+from .inference import forecast as kalman_forecast
+from .inference import log_likelihood as kalman_log_likelihood
+from .inference import sample as kalman_sample
+from .inference import smooth as kalman_smooth
+from .model import LGSSM, approximate_diffuse, check_covariance, diffuse_rank
+
+__all__ = ["LinearGaussianForecaster", "KalmanFilter"]
+
+_INITIALIZATIONS = ("exact_diffuse", "approximate_diffuse")
+
+
+class LinearGaussianForecaster(BaseForecaster):
+    """Base for estimators whose model is an :class:`LGSSM` built from a parameter vector.
+
+    Subclasses define ``_param_names(m)``, ``_start_params(values)`` (natural parameters),
+    ``_to_unconstrained`` / ``_to_natural`` (bijections between natural parameters and
+    :math:`\\mathbb R^k`), ``_build(params, aux)`` (an LGSSM, possibly with an exact diffuse
+    prior) and ``_state_names()``. ``aux`` is a pytree of fixed arrays (``_aux()``).
+
+    Fitted attributes: ``params_`` (Series of natural parameters), ``loglik_``, ``aic_``, ``bic_``,
+    ``nobs_``, ``bse_`` (standard errors from the observed information), ``converged_``.
+    """
+
+    approximate_diffuse_variance = 1e6
+
+    # -- hooks ----------------------------------------------------------------------------
+    def _aux(self):
+        return ()
+
+    def _state_names(self) -> list[str]:
+        raise NotImplementedError
+
+    # -- model building ---------------------------------------------------------------------
+    def _structure(self):
+        """Hashable description of everything but the parameter values that ``_build`` uses."""
+        return (self.initialization,)
+
+    def _model(self, params, aux=None, burn=None) -> tuple[LGSSM, int]:
+        """The model with the chosen initialisation and its log-likelihood burn."""
+        model = self._build(jnp.asarray(params), self._aux() if aux is None else aux)
+        if self.initialization == "approximate_diffuse":
+            burn = self._burn if burn is None else burn
+            return approximate_diffuse(model, self.approximate_diffuse_variance), burn
+        return model, 0
+
+    def _check_initialization(self):
+        if self.initialization not in _INITIALIZATIONS:
+            raise ValueError(
+                f"initialization must be one of {_INITIALIZATIONS}, got {self.initialization!r}"
+            )
+
+    def _set_burn(self, params):
+        with jax.enable_x64(True):
+            model = self._build(jnp.asarray(params), self._aux())
+            self._burn = diffuse_rank(model) if self.initialization == "approximate_diffuse" else 0
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _fit(self, data):
+        self._check_initialization()
+        start = np.asarray(self._start_params(data.values), dtype=np.float64)
+        self._set_burn(start)
+        params = self._estimate(data, start)
+        self._finish_fit(data, params)
+
+    def _estimate(self, data, start) -> np.ndarray:
+        """Maximum likelihood over the unconstrained parameters."""
+        objective = _objective(self, self._burn)
+        with jax.enable_x64(True):
+            theta0 = np.asarray(self._to_unconstrained(jnp.asarray(start)))
+            res = maximize_likelihood(objective, theta0, jnp.asarray(data.values), self._aux())
+            self.converged_ = res.converged
+            return np.asarray(self._to_natural(jnp.asarray(res.theta)))
+
+    def _finish_fit(self, data, params):
+        params = np.asarray(params, dtype=np.float64)
+        self._params = params
+        with jax.enable_x64(True):
+            model, burn = self._model(params)
+            result = kalman_filter(model, data.values, burn=burn)
+            self.loglik_ = float(result.log_likelihood)
+            self._final = tuple(np.asarray(a) for a in result.final_state)
+            info = observed_information(
+                _objective(self, burn, natural=True), params, jnp.asarray(data.values), self._aux()
+            ) if len(params) else np.zeros((0, 0))
+        names = self._param_names(data.values.shape[1])
+        self.params_ = pd.Series(params, index=names, name="estimate")
+        with np.errstate(invalid="ignore"):
+            try:
+                cov = np.linalg.inv(info)
+                bse = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
+            except np.linalg.LinAlgError:
+                bse = np.full(len(params), np.nan)
+        self.bse_ = pd.Series(bse, index=names, name="std err")
+        k = len(params)
+        self.nobs_ = int(np.sum(~np.all(np.isnan(data.values), axis=1)))
+        nobs_eff = self.nobs_ - burn - self._num_diffuse_terms(result)
+        self.aic_ = -2 * self.loglik_ + 2 * k
+        self.bic_ = -2 * self.loglik_ + k * np.log(nobs_eff)
+        self.hqic_ = -2 * self.loglik_ + 2 * k * np.log(np.log(nobs_eff))
+
+    def _num_diffuse_terms(self, result) -> int:
+        """Steps of the exact diffuse period (statsmodels' ``nobs_diffuse``)."""
+        p_inf = np.asarray(result.predicted_diffuse_cov)
+        return int(np.sum(np.any(np.abs(p_inf) > 1e-8, axis=(-2, -1))))
+
+    def _model_after_data(self):
+        """The model restarted at the first step past the data: its prior is the one-step
+        prediction from the last filtered state."""
+        model, _ = self._model(self._params)
+        nxt = kalman_forecast(model, GaussianState(*map(jnp.asarray, self._final)), 1)
+        return model.replace(
+            initial_mean=nxt.state_mean[0], initial_cov=nxt.state_cov[0],
+            initial_diffuse_cov=jnp.zeros_like(model.initial_diffuse_cov),
+        )
+
+    def _update(self, new):
+        with jax.enable_x64(True):
+            res = kalman_filter(self._model_after_data(), new.values)
+            self._final = tuple(np.asarray(a) for a in res.final_state)
+
+    # -- forecasting --------------------------------------------------------------------------
+    def _forecast(self, horizon: int):
+        """Forecast moments ``horizon`` steps past the data (a :class:`ForecastResult` of NumPy arrays)."""
+        with jax.enable_x64(True):
+            model, _ = self._model(self._params)
+            fc = kalman_forecast(model, GaussianState(*map(jnp.asarray, self._final)), horizon)
+            return type(fc)(*(np.asarray(a) for a in fc))
+
+    def _forecast_moments(self, steps):
+        fc = self._forecast(int(np.max(steps)))
+        idx = np.asarray(steps) - 1
+        return fc.observation_mean[idx], np.diagonal(fc.observation_cov[idx], axis1=-2, axis2=-1).copy()
+
+    def _sample(self, steps, n_samples, rng):
+        horizon = int(np.max(steps))
+        with jax.enable_x64(True):
+            key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
+            _, obs = kalman_sample(self._model_after_data(), key, horizon, sample_shape=(n_samples,))
+        return np.asarray(obs)[:, np.asarray(steps) - 1, :]
+
+    def _log_predictive(self, new) -> float:
+        with jax.enable_x64(True):
+            return float(kalman_filter(self._model_after_data(), new.values).log_likelihood)
+
+    # -- latent states --------------------------------------------------------------------------
+    def _estimates(self, mean, cov, loglik) -> StateEstimates:
+        names = self._state_names()
+        mean, cov = np.asarray(mean), np.asarray(cov)
+        std = np.sqrt(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0, None))
+        return StateEstimates(
+            mean=pd.DataFrame(mean, index=self._y.index, columns=names),
+            std=pd.DataFrame(std, index=self._y.index, columns=names),
+            cov=cov,
+            log_likelihood=float(loglik),
+        )
+
+    def _filter(self) -> StateEstimates:
+        with jax.enable_x64(True):
+            model, burn = self._model(self._params)
+            res = kalman_filter(model, self._y.values, burn=burn)
+            return self._estimates(res.mean, res.cov, res.log_likelihood)
+
+    def _smooth(self) -> StateEstimates:
+        with jax.enable_x64(True):
+            model, burn = self._model(self._params)
+            res = kalman_smooth(model, self._y.values)
+            loglik = jnp.sum(res.filtered.log_likelihood_terms[burn:])
+            return self._estimates(res.mean, res.cov, loglik)
+
+    def smoothed_signal(self) -> pd.DataFrame:
+        """Smoothed mean of the noise-free signal :math:`H_t x_t + d_t`, one column per variable,
+        and its standard deviation (columns ``(variable, "mean"|"std")``)."""
+        self._check_is_fitted()
+        with jax.enable_x64(True):
+            model, _ = self._model(self._params)
+            res = kalman_smooth(model, self._y.values)
+            H, d = model.observation_matrix, model.observation_offset
+            mean = np.asarray(jnp.einsum("...ij,tj->ti", H, res.mean) + d)
+            var = np.asarray(jnp.einsum("...ij,tjk,...lk->til", H, res.cov, H))
+        std = np.sqrt(np.clip(np.diagonal(var, axis1=-2, axis2=-1), 0, None))
+        cols = {}
+        for j, v in enumerate(self._y.columns):
+            cols[(v, "mean")] = mean[:, j]
+            cols[(v, "std")] = std[:, j]
+        return pd.DataFrame(cols, index=self._y.index)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """A text table of the estimates (with standard errors, z, p-values and 95 % intervals),
+        the log-likelihood and information criteria."""
+        self._check_is_fitted()
+        z = self.params_ / self.bse_
+        p = 2 * stats.norm.sf(np.abs(z))
+        table = pd.DataFrame({
+            "coef": self.params_, "std err": self.bse_, "z": z, "P>|z|": p,
+            "[0.025": self.params_ - 1.959964 * self.bse_, "0.975]": self.params_ + 1.959964 * self.bse_,
+        })
+        head = [
+            f"{type(self).__name__} results",
+            f"  observations: {self.nobs_}    initialization: {self.initialization}",
+            f"  log-likelihood: {self.loglik_:.5f}    AIC: {self.aic_:.4f}    BIC: {self.bic_:.4f}"
+            f"    HQIC: {self.hqic_:.4f}",
+            f"  converged: {self.converged_}",
+            "",
+        ]
+        return "\n".join(head) + table.to_string(float_format=lambda v: f"{v:.6g}")
+
+    # -- persistence --------------------------------------------------------------------------------
+    def _fitted_state(self):
+        meta = {
+            "loglik_": self.loglik_, "aic_": self.aic_, "bic_": self.bic_, "hqic_": self.hqic_,
+            "nobs_": self.nobs_, "converged_": bool(self.converged_), "burn": self._burn,
+            "param_names": list(self.params_.index),
+        }
+        arrays = {
+            "params": self._params, "bse": self.bse_.to_numpy(),
+            "final_mean": self._final[0], "final_cov": self._final[1],
+        }
+        return meta, arrays
+
+    def _restore_fitted_state(self, meta, arrays):
+        self._params = arrays["params"]
+        self._final = (arrays["final_mean"], arrays["final_cov"])
+        self._burn = meta["burn"]
+        for k in ("loglik_", "aic_", "bic_", "hqic_", "nobs_", "converged_"):
+            setattr(self, k, meta[k])
+        self.params_ = pd.Series(self._params, index=meta["param_names"], name="estimate")
+        self.bse_ = pd.Series(arrays["bse"], index=meta["param_names"], name="std err")
+
+
+def _log_likelihood(theta, y, aux, *, template, natural, burn):
+    params = theta if natural else template._to_natural(theta)
+    model, _ = template._model(params, aux, burn=burn)
+    return kalman_log_likelihood(model, y, burn=burn)
+
+
+_OBJECTIVES: dict = {}
+
+
+def _objective(est, burn, natural=False):
+    """log L over unconstrained (or natural) parameters, as ``f(theta, y, aux)``.
+
+    One function object per model structure (class and ``_structure()``), so the compiled
+    gradient is reused across fits of models of the same shape.
+    """
+    key = (type(est), est._structure(), burn, natural)
+    if key not in _OBJECTIVES:
+        _OBJECTIVES[key] = partial(_log_likelihood, template=est, natural=natural, burn=burn)
+    return _OBJECTIVES[key]
+
+
+_MATRICES = ("transition_matrix", "transition_cov", "observation_matrix", "observation_cov", "initial_mean")
+_COVS = ("transition_cov", "observation_cov")
+
+
+class KalmanFilter(LinearGaussianForecaster):
+    """A linear-Gaussian state-space model whose matrices you give; ``fit`` estimates the ones
+    named in ``estimate`` by maximum likelihood (``method="mle"``) or EM (``method="em"``).
+
+    .. math::
+
+        x_0 \\sim N(\\mu_0, P_0),\\quad y_t = H x_t + \\varepsilon_t,\\ \\varepsilon_t \\sim N(0, R),
+        \\quad x_{t+1} = F x_t + \\eta_t,\\ \\eta_t \\sim N(0, Q)
+
+    Parameters
+    ----------
+    transition_matrix : array ``(n, n)``, :math:`F`
+    transition_cov : array ``(n, n)``, :math:`Q`
+    observation_matrix : array ``(m, n)``, :math:`H`
+    observation_cov : array ``(m, m)``, :math:`R`
+    initial_mean : array ``(n,)``, optional, :math:`\\mu_0` (zeros by default)
+    initial_cov : array ``(n, n)``, optional, :math:`P_0`. If omitted the prior is diffuse
+        (exact, or approximate per ``initialization``).
+    estimate : tuple of str
+        Which of ``transition_matrix``, ``transition_cov``, ``observation_matrix``,
+        ``observation_cov``, ``initial_mean`` to estimate (starting from the given values).
+        Empty: ``fit`` only filters with the given matrices.
+    method : ``"mle"`` or ``"em"``
+        MLE: L-BFGS with exact gradients; covariances parameterised by log-Cholesky factors.
+        EM: closed-form M-steps (Shumway & Stoffer 1982); needs a proper prior (``initial_cov``)
+        and, when estimating ``observation_*``, rows that are either fully observed or fully missing.
+    initialization : ``"exact_diffuse"`` or ``"approximate_diffuse"``
+        Used when ``initial_cov`` is omitted.
+    max_iter : int
+        Maximum L-BFGS or EM iterations.
+    tol : float
+        EM stops when the log-likelihood improves by less than ``tol`` (relative).
+    """
+
+    def __init__(
+        self,
+        transition_matrix=None,
+        transition_cov=None,
+        observation_matrix=None,
+        observation_cov=None,
+        initial_mean=None,
+        initial_cov=None,
+        estimate=(),
+        method="mle",
+        initialization="exact_diffuse",
+        max_iter=500,
+        tol=1e-8,
+    ):
+        self.transition_matrix = transition_matrix
+        self.transition_cov = transition_cov
+        self.observation_matrix = observation_matrix
+        self.observation_cov = observation_cov
+        self.initial_mean = initial_mean
+        self.initial_cov = initial_cov
+        self.estimate = estimate
+        self.method = method
+        self.initialization = initialization
+        self.max_iter = max_iter
+        self.tol = tol
+
+    # -- validation of the user's matrices ---------------------------------------------------
+    def _matrices(self, m_data: int) -> dict:
+        given = {k: getattr(self, k) for k in ("transition_matrix", "transition_cov", "observation_matrix", "observation_cov")}
+        missing = [k for k, v in given.items() if v is None]
+        if missing:
+            raise ValueError(f"KalmanFilter needs {missing}; pass them to the constructor")
+        mats = {k: np.array(v, dtype=np.float64, ndmin=2) for k, v in given.items()}
+        n = mats["transition_matrix"].shape[-1]
+        expect = {
+            "transition_matrix": (n, n), "transition_cov": (n, n),
+            "observation_matrix": (m_data, n), "observation_cov": (m_data, m_data),
+        }
+        for k, shape in expect.items():
+            if mats[k].shape != shape:
+                raise ValueError(
+                    f"{k}: expected shape {shape} (n={n} states from transition_matrix, m={m_data} "
+                    f"variables in y), got {mats[k].shape}"
+                )
+        mats["initial_mean"] = (
+            np.zeros(n) if self.initial_mean is None else np.array(self.initial_mean, dtype=np.float64).reshape(-1)
+        )
+        if mats["initial_mean"].shape != (n,):
+            raise ValueError(f"initial_mean: expected shape ({n},), got {mats['initial_mean'].shape}")
+        if self.initial_cov is not None:
+            mats["initial_cov"] = np.array(self.initial_cov, dtype=np.float64, ndmin=2)
+            if mats["initial_cov"].shape != (n, n):
+                raise ValueError(f"initial_cov: expected shape ({n}, {n}), got {mats['initial_cov'].shape}")
+        for k in ("transition_cov", "observation_cov", "initial_cov"):
+            if k in mats:
+                check_covariance(mats[k], k)
+        return mats
+
+    def _check_hyper(self, m_data):
+        est = tuple(self.estimate) if not isinstance(self.estimate, str) else (self.estimate,)
+        bad = [e for e in est if e not in _MATRICES]
+        if bad:
+            raise ValueError(f"estimate: unknown names {bad}; choose among {_MATRICES}")
+        if self.method not in ("mle", "em"):
+            raise ValueError(f"method must be 'mle' or 'em', got {self.method!r}")
+        self._estimated = est
+        self._base = self._matrices(m_data)
+
+    # -- parameterisation: natural params are the flattened estimated matrices -----------------
+    def _param_names(self, m):
+        names = []
+        for k in self._estimated:
+            shape = self._base[k].shape
+            names += [f"{k}[{','.join(map(str, ix))}]" for ix in np.ndindex(*shape)]
+        return names
+
+    def _aux(self):
+        base = {k: jnp.asarray(v) for k, v in self._base.items()}
+        return base
+
+    def _unpack(self, params, aux):
+        mats = dict(aux)
+        offset = 0
+        for k in self._estimated:
+            size = int(np.prod(self._base[k].shape))
+            mats[k] = jnp.reshape(params[offset:offset + size], self._base[k].shape)
+            offset += size
+        return mats
+
+    def _start_params(self, values):
+        return np.concatenate([self._base[k].reshape(-1) for k in self._estimated]) if self._estimated else np.zeros(0)
+
+    def _to_unconstrained(self, params):
+        parts, offset = [], 0
+        for k in self._estimated:
+            size = int(np.prod(self._base[k].shape))
+            block = params[offset:offset + size]
+            if k in _COVS:
+                d = self._base[k].shape[0]
+                cov = jnp.reshape(block, (d, d))
+                cov = cov + 1e-9 * jnp.trace(cov) / d * jnp.eye(d)
+                block = cov_to_unconstrained(cov)
+            parts.append(block)
+            offset += size
+        return jnp.concatenate(parts) if parts else jnp.zeros(0)
+
+    def _to_natural(self, theta):
+        parts, offset = [], 0
+        for k in self._estimated:
+            if k in _COVS:
+                d = self._base[k].shape[0]
+                size = d * (d + 1) // 2
+                parts.append(cov_from_unconstrained(theta[offset:offset + size], d).reshape(-1))
+            else:
+                size = int(np.prod(self._base[k].shape))
+                parts.append(theta[offset:offset + size])
+            offset += size
+        return jnp.concatenate(parts) if parts else jnp.zeros(0)
+
+    def _build(self, params, aux):
+        mats = self._unpack(params, aux)
+        n = mats["transition_matrix"].shape[-1]
+        if "initial_cov" in mats:
+            p0, p_inf = mats["initial_cov"], jnp.zeros((n, n))
+        else:
+            p0, p_inf = jnp.zeros((n, n)), jnp.eye(n)
+        return LGSSM(
+            mats["transition_matrix"], mats["transition_cov"], mats["observation_matrix"],
+            mats["observation_cov"], mats["initial_mean"], p0, initial_diffuse_cov=p_inf,
+        )
+
+    def _state_names(self):
+        return [f"state_{i}" for i in range(self._base["transition_matrix"].shape[0])]
+
+    def _structure(self):
+        shapes = tuple((k, self._base[k].shape) for k in sorted(self._base))
+        return (self.initialization, self._estimated, shapes)
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _fit(self, data):
+        self._check_initialization()
+        self._check_hyper(data.values.shape[1])
+        start = self._start_params(data.values)
+        self._set_burn(start)
+        if not self._estimated:
+            params = start
+            self.converged_ = True
+        elif self.method == "mle":
+            params = self._estimate(data, start)
+        else:
+            params = self._em(data)
+        self._finish_fit(data, params)
+
+    def _em(self, data) -> np.ndarray:
+        if "initial_cov" not in self._base:
+            raise ValueError("method='em' needs a proper prior: pass initial_cov")
+        partial_rows = np.any(np.isnan(data.values), axis=1) & ~np.all(np.isnan(data.values), axis=1)
+        if partial_rows.any() and {"observation_matrix", "observation_cov"} & set(self._estimated):
+            raise ValueError(
+                "method='em' estimates observation_matrix/observation_cov only from rows that are "
+                f"fully observed or fully missing; row {int(np.argmax(partial_rows))} is partly "
+                "missing. Use method='mle'."
+            )
+        with jax.enable_x64(True):
+            model = self._build(jnp.asarray(self._start_params(data.values)), self._aux())
+            model, history = _em.fit_em(
+                model, jnp.asarray(data.values), self._estimated, max_iter=self.max_iter, tol=self.tol
+            )
+            self.em_log_likelihoods_ = np.asarray(history)
+            self.converged_ = len(history) < self.max_iter
+            return np.concatenate([np.asarray(getattr(model, k)).reshape(-1) for k in self._estimated])
+
+    def _restore_fitted_state(self, meta, arrays):
+        self._check_hyper(self._y.values.shape[1])
+        super()._restore_fitted_state(meta, arrays)
