@@ -1,3 +1,34 @@
-"""probssm: probabilistic state-space models behind one estimator interface."""
+"""probssm: probabilistic state-space models behind one estimator interface.
+
+Submodules: :mod:`probssm.kalman` (linear-Gaussian engine), :mod:`probssm.structural`,
+:mod:`probssm.fit`, :mod:`probssm.metrics`, :mod:`probssm.datasets`. Estimators are importable
+from the top level; they load on first use so ``import probssm`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "KalmanFilter": "probssm.kalman.estimator",
+    "LocalLevel": "probssm.structural.estimator",
+    "load": "probssm.base",
+    "NotFittedError": "probssm.base",
+}
+_SUBMODULES = ("kalman", "structural", "fit", "metrics", "datasets", "base", "plotting")
+
+__all__ = ["__version__", *_LAZY, *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"probssm.{name}")
+    raise AttributeError(f"module 'probssm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

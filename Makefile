@@ -1,0 +1,47 @@
+# Quick start: `make demo` and `make test`. Each creates .venv when missing and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch (for the `deep` extra) must come from the local CPU wheel on the CPU machines here; elsewhere
+# override, e.g. `make install-deep TORCH=torch`.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?= -n 2 -q
+
+.PHONY: demo test docs install-deep bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.core: pyproject.toml | $(PY)
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.core
+	$(PIP) install -q -e ".[test,bench]"
+	touch $@
+
+$(VENV)/.docs: pyproject.toml $(VENV)/.core
+	$(PIP) install -q -e ".[docs]"
+	touch $@
+
+demo: $(VENV)/.core
+	$(PY) -m probssm demo --output output
+
+# pytest exits 5 when it collects no test; that is not a failure of the suite.
+test: $(VENV)/.test
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+docs: $(VENV)/.docs
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+install-deep: $(VENV)/.core
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[deep]"
+
+bench: $(VENV)/.test
+	$(PY) benchmarks/kalman_cpu.py
+
+clean:
+	rm -rf $(VENV) output site .pytest_cache .hypothesis

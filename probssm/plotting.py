@@ -1,0 +1,43 @@
+"""Plots shared by all estimators (matplotlib, imported lazily)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_plot_x(index):
+    return index.to_timestamp() if hasattr(index, "to_timestamp") else index
+
+
+def plot_forecast(est, fh=10, coverage=(0.8, 0.95), ax=None, variable=None, show_smoothed=True):
+    """History, smoothed signal with a 95 % band (where the estimator has one) and forecasts with
+    nested prediction bands, for one variable of a fitted estimator. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    columns = est._y.columns
+    variable = columns[0] if variable is None else variable
+    if variable not in columns:
+        raise ValueError(f"variable {variable!r} not among {columns}")
+    j = columns.index(variable)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4))
+    x_hist = _as_plot_x(est._y.index)
+    ax.plot(x_hist, est._y.values[:, j], color="0.2", lw=1.2, label="observed")
+    if show_smoothed and hasattr(est, "smoothed_signal"):
+        sig = est.smoothed_signal()
+        m, s = sig[(variable, "mean")].to_numpy(), sig[(variable, "std")].to_numpy()
+        ax.plot(x_hist, m, color="C0", lw=1.5, label="smoothed")
+        ax.fill_between(x_hist, m - 1.96 * s, m + 1.96 * s, color="C0", alpha=0.2, lw=0,
+                        label="smoothed 95 %")
+    coverages = sorted(np.atleast_1d(coverage), reverse=True)
+    intervals = est.predict_interval(fh, coverage=coverages)
+    mean = est.predict(fh)
+    mean = mean if mean.ndim == 1 else mean[variable]
+    x_fc = _as_plot_x(intervals.index)
+    for k, c in enumerate(coverages):
+        ax.fill_between(x_fc, intervals[(variable, c, "lower")], intervals[(variable, c, "upper")],
+                        color="C1", alpha=0.18 + 0.17 * k, lw=0, label=f"{c:.0%} interval")
+    ax.plot(x_fc, mean.to_numpy(), color="C1", lw=1.8, label="forecast")
+    ax.set_ylabel(variable)
+    ax.legend(loc="best", fontsize="small", frameon=False)
+    return ax
