@@ -130,8 +130,8 @@ def _step_of(index: pd.Index):
         freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
         if freq is None:
             raise ValueError(
-                "cannot continue a DatetimeIndex without a frequency: set y.index.freq "
-                "(e.g. y = y.asfreq('MS')) or pass integer steps"
+                "cannot continue a DatetimeIndex without a frequency: give the training data a "
+                "regular index before fit (e.g. y = y.asfreq('D'), NaN filling the gaps)"
             )
         return pd.tseries.frequencies.to_offset(freq)
     if isinstance(index, pd.RangeIndex):
@@ -261,6 +261,10 @@ def random_generator(random_state) -> np.random.Generator:
 
 def index_to_json(index: pd.Index) -> dict:
     """A JSON-serialisable description of a time index (for ``save``)."""
+    return {"name": index.name, **_index_values_to_json(index)}
+
+
+def _index_values_to_json(index: pd.Index) -> dict:
     if isinstance(index, pd.RangeIndex):
         return {"kind": "range", "start": index.start, "stop": index.stop, "step": index.step}
     if isinstance(index, pd.PeriodIndex):
@@ -276,6 +280,10 @@ def index_to_json(index: pd.Index) -> dict:
 
 def index_from_json(spec: dict) -> pd.Index:
     """Inverse of :func:`index_to_json`."""
+    return _index_values_from_json(spec).rename(spec.get("name"))
+
+
+def _index_values_from_json(spec: dict) -> pd.Index:
     kind = spec["kind"]
     if kind == "range":
         return pd.RangeIndex(spec["start"], spec["stop"], spec["step"])

@@ -85,15 +85,20 @@ def maximize_likelihood(
 _COMPILED: dict = {}
 
 
+def _compiled(transform, fn):
+    """One compiled ``transform(fn)`` per objective function (reused across fits)."""
+    key = (transform, fn)
+    if key not in _COMPILED:
+        _COMPILED[key] = jax.jit(transform(fn))
+    return _COMPILED[key]
+
+
 def _value_and_grad(fn):
-    """One compiled ``value_and_grad`` per objective function (reused across fits)."""
-    if fn not in _COMPILED:
-        _COMPILED[fn] = jax.jit(jax.value_and_grad(fn))
-    return _COMPILED[fn]
+    return _compiled(jax.value_and_grad, fn)
 
 
 def observed_information(log_likelihood: Callable, theta, *args) -> np.ndarray:
     """Observed information :math:`-\\nabla^2 \\log L(\\theta)`, shape ``(k, k)`` (float64)."""
     with jax.enable_x64(True):
-        hess = jax.hessian(log_likelihood)(jnp.asarray(theta, dtype=jnp.float64), *args)
+        hess = _compiled(jax.hessian, log_likelihood)(jnp.asarray(theta, dtype=jnp.float64), *args)
         return -np.asarray(hess)

@@ -76,7 +76,8 @@ class LinearGaussianForecaster(BaseForecaster):
     def _set_burn(self, params):
         with jax.enable_x64(True):
             model = self._build(jnp.asarray(params), self._aux())
-            self._burn = diffuse_rank(model) if self.initialization == "approximate_diffuse" else 0
+            self._diffuse_states = diffuse_rank(model)
+            self._burn = self._diffuse_states if self.initialization == "approximate_diffuse" else 0
 
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, data):
@@ -115,17 +116,14 @@ class LinearGaussianForecaster(BaseForecaster):
             except np.linalg.LinAlgError:
                 bse = np.full(len(params), np.nan)
         self.bse_ = pd.Series(bse, index=names, name="std err")
-        k = len(params)
+        # statsmodels' conventions: exact diffuse states count as estimated parameters, and the
+        # burned (approximate diffuse) terms do not count as observations.
+        k = len(params) + (self._diffuse_states if self.initialization == "exact_diffuse" else 0)
         self.nobs_ = int(np.sum(~np.all(np.isnan(data.values), axis=1)))
-        nobs_eff = self.nobs_ - burn - self._num_diffuse_terms(result)
+        nobs_eff = self.nobs_ - burn
         self.aic_ = -2 * self.loglik_ + 2 * k
         self.bic_ = -2 * self.loglik_ + k * np.log(nobs_eff)
         self.hqic_ = -2 * self.loglik_ + 2 * k * np.log(np.log(nobs_eff))
-
-    def _num_diffuse_terms(self, result) -> int:
-        """Steps of the exact diffuse period (statsmodels' ``nobs_diffuse``)."""
-        p_inf = np.asarray(result.predicted_diffuse_cov)
-        return int(np.sum(np.any(np.abs(p_inf) > 1e-8, axis=(-2, -1))))
 
     def _model_after_data(self):
         """The model restarted at the first step past the data: its prior is the one-step
@@ -234,6 +232,7 @@ class LinearGaussianForecaster(BaseForecaster):
         meta = {
             "loglik_": self.loglik_, "aic_": self.aic_, "bic_": self.bic_, "hqic_": self.hqic_,
             "nobs_": self.nobs_, "converged_": bool(self.converged_), "burn": self._burn,
+            "diffuse_states": self._diffuse_states,
             "param_names": list(self.params_.index),
         }
         arrays = {
@@ -246,6 +245,7 @@ class LinearGaussianForecaster(BaseForecaster):
         self._params = arrays["params"]
         self._final = (arrays["final_mean"], arrays["final_cov"])
         self._burn = meta["burn"]
+        self._diffuse_states = meta["diffuse_states"]
         for k in ("loglik_", "aic_", "bic_", "hqic_", "nobs_", "converged_"):
             setattr(self, k, meta[k])
         self.params_ = pd.Series(self._params, index=meta["param_names"], name="estimate")

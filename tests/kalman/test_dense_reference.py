@@ -180,14 +180,24 @@ def apply_mask(rs, y, patterns):
     return y
 
 
-def check_against_dense(model, p, y, varying, rtol=1e-8):
+@jax.jit
+def _filter_smooth_loglik_jit(model, y):
+    """The three public entry points traced together: one compilation per shape, and a check
+    that they work under an outer ``jit`` (used by the property test to keep it fast)."""
+    return kalman.filter(model, y), kalman.smooth(model, y), kalman.log_likelihood(model, y)
+
+
+def check_against_dense(model, p, y, varying, rtol=1e-8, under_jit=False):
     """Filter, smoother and log-likelihood of ``model`` on ``y`` against dense conditioning."""
     T = y.shape[0]
     with jax.enable_x64(True):
-        filt = kalman.filter(model, y)
-        sm = kalman.smooth(model, y)
-        ll = kalman.log_likelihood(model, y)
-    filt, sm = jax.tree_util.tree_map(np.asarray, (filt, sm))
+        if under_jit:
+            filt, sm, ll = _filter_smooth_loglik_jit(model, jnp.asarray(y))
+        else:
+            filt = kalman.filter(model, y)
+            sm = kalman.smooth(model, y)
+            ll = kalman.log_likelihood(model, y)
+    filt, sm, ll = jax.tree_util.tree_map(np.asarray, (filt, sm, ll))
     # One extra state (x_T) for next_mean / next_cov; observations only up to T-1.
     joint = DenseJoint(p, T + 1, T, varying)
 
@@ -276,7 +286,7 @@ def test_filter_smoother_match_dense_conditioning(case):
     y = apply_mask(rs, y, patterns)
     with jax.enable_x64(True):
         model = make_model(p, varying)
-    check_against_dense(model, p, y, varying)
+    check_against_dense(model, p, y, varying, under_jit=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -310,6 +320,12 @@ def test_singular_transition_cov_correlated_obs_noise(singular_prior):
     with jax.enable_x64(True):
         model = kalman.LGSSM(**p)
     filt, sm = check_against_dense(model, p, y, ())
+    # burn: log p(y_{2:T} | y_{0:2}) = log p(y) - log p(y_{0:2})
+    joint = DenseJoint(p, T)
+    with jax.enable_x64(True):
+        ll_burn = kalman.log_likelihood(model, y, burn=2)
+    expected = joint.logpdf(*joint.observed(y)) - joint.logpdf(*joint.observed(y, upto=2))
+    assert_close(ll_burn, expected, 1e-8, "log_likelihood(burn=2)")
     assert np.all(np.linalg.eigvalsh(sm.cov) > -1e-12)
     assert np.all(np.linalg.eigvalsh(filt.cov) > -1e-12)
 
@@ -345,6 +361,8 @@ def _central_difference(f, theta, h=1e-5):
 
 
 def test_gradient_matches_finite_differences():
+    """jax.grad (also under jit) of the log-likelihood w.r.t. log-variances, an entry of F and an
+    offset, against central differences of the library and of the dense reference."""
     theta0 = np.array([np.log(0.3), np.log(0.1), np.log(0.5), 0.25, 0.4])
     rs = np.random.RandomState(3)
     p0 = _grad_model_params(theta0)
@@ -358,8 +376,7 @@ def test_gradient_matches_finite_differences():
         def loglik(theta):
             return kalman.log_likelihood(kalman.LGSSM(**_grad_model_params(theta)), y_j)
 
-        value, grad = jax.value_and_grad(loglik)(jnp.asarray(theta0))
-        grad_jit = jax.jit(jax.grad(loglik))(jnp.asarray(theta0))
+        value, grad = jax.jit(jax.value_and_grad(loglik))(jnp.asarray(theta0))
         fd = _central_difference(lambda th: float(loglik(jnp.asarray(th))), theta0)
 
     def dense_loglik(theta):
@@ -368,9 +385,37 @@ def test_gradient_matches_finite_differences():
 
     fd_dense = _central_difference(dense_loglik, theta0)
     assert_close(value, dense_loglik(theta0), 1e-8)
+    scale = np.max(np.abs(fd_dense))
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * scale)
+    np.testing.assert_allclose(grad, fd_dense, rtol=1e-6, atol=1e-6 * scale)
+
+
+def test_gradient_exact_diffuse_matches_statsmodels_finite_differences():
+    """Gradient through the exact diffuse branch (local linear trend, one missing value) against
+    central differences of statsmodels' exact diffuse log-likelihood."""
+    sm = pytest.importorskip("statsmodels.api")
+    rs = np.random.RandomState(12)
+    T = 20
+    y = np.cumsum(np.cumsum(0.3 * rs.randn(T))) + rs.randn(T)
+    y[5] = np.nan
+    mod = sm.tsa.UnobservedComponents(y, "lltrend", use_exact_diffuse=True)
+    assert mod.param_names == ["sigma2.irregular", "sigma2.level", "sigma2.trend"]
+    theta0 = np.log(np.array([0.8, 0.3, 0.05]))  # log-variances in statsmodels' order
+
+    with jax.enable_x64(True):
+        def loglik(theta):
+            s = jnp.exp(theta)
+            model = kalman.LGSSM(
+                jnp.array([[1.0, 1.0], [0.0, 1.0]]), jnp.diag(s[1:]), jnp.array([[1.0, 0.0]]),
+                s[:1].reshape(1, 1), jnp.zeros(2), jnp.zeros((2, 2)),
+                initial_diffuse_cov=jnp.eye(2),
+            )
+            return kalman.log_likelihood(model, y[:, None])
+
+        value, grad = jax.jit(jax.value_and_grad(loglik))(jnp.asarray(theta0))
+    fd = _central_difference(lambda th: mod.loglike(np.exp(th)), theta0)
+    assert_close(value, mod.loglike(np.exp(theta0)), 1e-8)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.max(np.abs(fd)))
-    np.testing.assert_allclose(grad, fd_dense, rtol=1e-6, atol=1e-6 * np.max(np.abs(fd)))
-    np.testing.assert_allclose(grad_jit, grad, rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
