@@ -187,6 +187,7 @@ class BaseForecaster(BaseEstimator):
     def predict_var(self, fh, X=None) -> pd.DataFrame:
         """Marginal predictive variances, a DataFrame with one column per variable."""
         self._check_is_fitted()
+        self._check_no_exog(X)
         steps = _data.forecast_steps(fh, self._y.index)
         _, var = self._forecast_moments(steps)
         return pd.DataFrame(var, index=self._future(steps), columns=self._y.columns)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
 KERNEL_NAME = "python3"
 CELL_TIMEOUT = 600
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in IPython tracebacks
 
 # Runs first in every kernel: proves the kernel is this interpreter and sees probssm.
 _CHECK_KERNEL = """
@@ -68,7 +70,7 @@ def test_tutorial_executes(path: Path, tmp_path: Path):
     try:
         client.execute(env=env)
     except nbclient.exceptions.CellExecutionError as err:
-        pytest.fail(f"{path.name}: a cell raised\n{err}", pytrace=False)
+        pytest.fail(f"{path.name}: a cell raised\n{_ANSI.sub('', str(err))}", pytrace=False)
 
 
 def test_tutorials_exist():

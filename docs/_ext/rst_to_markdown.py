@@ -10,8 +10,11 @@ numpy parser keeps those as text, so before parsing this extension rewrites each
 * a free-text paragraph left at the end of a ``Parameters`` / ``Attributes`` section (numpydoc has
   no place for it; griffe would read its first word as a parameter name) is moved above the
   section, into the description;
-* reST literals (````x````) in the type of a ``name : type`` item lose their backticks, since the
-  type column is shown verbatim.
+* reST literals (````x````) and roles in the type of a ``name : type`` item lose their markup,
+  since the type column is shown verbatim; a type that would parse as a Python tuple, call or
+  string (``DataFrame, (T, n)``, ``"a" (default) or "b"``) gets one no-break space, which keeps
+  griffe from re-rendering it as code (``(DataFrame, (T, n))``); maths written into a type
+  (``array (n, n), :math:`F```) moves to the start of the item's description.
 
 The source files are not changed; only the text that mkdocstrings renders. Loaded from
 ``mkdocs.yml`` (``plugins.mkdocstrings.handlers.python.options.extensions``).
@@ -19,6 +22,7 @@ The source files are not changed; only the text that mkdocstrings renders. Loade
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
@@ -113,8 +117,22 @@ _TYPED_ITEM = re.compile(r"^(?P<names>\*{0,2}\w+(?:\s*,\s*\*{0,2}\w+)*)\s+:\s+(?
 _LITERAL = re.compile(r"``([^`]+)``")
 
 
+def _reads_as_code(text: str) -> bool:
+    """Whether griffe would re-render ``text`` as a Python expression other than a plain type:
+    a tuple (``DataFrame, (T, n)``), a call (``"a" (default) or "b"``) or a string constant."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        return False
+    return any(
+        isinstance(node, (ast.Tuple, ast.Call, ast.Starred))
+        or (isinstance(node, ast.Constant) and isinstance(node.value, str))
+        for node in ast.walk(tree)
+    )
+
+
 def _item_types(text: str) -> str:
-    """Drop reST literal markup from the types of ``name : type`` items."""
+    """Clean the types of ``name : type`` items (see the module docstring)."""
     lines = text.split("\n")
     section = None
     for i, line in enumerate(lines):
@@ -124,8 +142,18 @@ def _item_types(text: str) -> str:
         if section in _TYPED_SECTIONS and _indent_of(line) == 0:
             match = _TYPED_ITEM.match(line)
             if match:
-                kind = _LITERAL.sub(r"\1", match.group("type"))
-                lines[i] = f"{match.group('names')} : {kind}"
+                kind = _ROLE.sub(r"\1", _LITERAL.sub(r"\1", match.group("type")))
+                extra = ""
+                if ":math:" in kind:  # maths in the type: move it (and what follows) to the text
+                    cut = kind.find(":math:")
+                    comma = kind.rfind(", ", 0, cut)
+                    cut = comma if comma >= 0 else cut
+                    kind, extra = kind[:cut].rstrip(", "), kind[cut:].lstrip(", ")
+                if _reads_as_code(kind) and " " in kind:
+                    kind = kind.replace(" ", "\u00a0", 1)
+                lines[i] = f"{match.group('names')} : {kind}" if kind else match.group("names")
+                if extra:
+                    lines[i] += "\n    " + extra
     return "\n".join(lines)
 
 

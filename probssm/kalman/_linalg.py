@@ -41,3 +41,18 @@ def psd_sqrt(a):
     ``a`` is fine). ``a``: ``(..., k, k)``."""
     w, v = jnp.linalg.eigh(symmetrize(a))
     return v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]
+
+
+def chol_psd(a):
+    r"""Lower Cholesky factor of a symmetric PSD ``a`` ``(..., k, k)`` after adding
+    :math:`\delta I`, :math:`\delta = 16\,\epsilon \max(\mathrm{tr}(a)/k, \sqrt{\text{tiny}})`.
+
+    The shift changes covariances by a relative ``~16 eps`` only, and keeps the factor and its
+    gradient finite for singular ``a`` (where an eigendecomposition's gradient is not, at repeated
+    eigenvalues such as ``q I``).
+    """
+    k = a.shape[-1]
+    finfo = jnp.finfo(a.dtype)
+    scale = jnp.maximum(jnp.trace(a, axis1=-2, axis2=-1) / k, jnp.sqrt(finfo.tiny))
+    delta = 16 * finfo.eps * scale
+    return jnp.linalg.cholesky(symmetrize(a) + delta[..., None, None] * jnp.eye(k, dtype=a.dtype))

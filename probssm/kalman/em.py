@@ -30,7 +30,25 @@ from .model import LGSSM
 
 @partial(jax.jit, static_argnames=("estimate",))
 def em_step(model: LGSSM, y, estimate: tuple[str, ...]):
-    """One EM iteration; returns the updated model and the log-likelihood of the input model."""
+    """One EM iteration.
+
+    Parameters
+    ----------
+    model : LGSSM
+        Time-invariant, with a proper prior.
+    y : array of shape (T, m)
+        Observations; rows are fully observed or fully missing when ``observation_*`` is estimated.
+    estimate : tuple of str
+        Fields to update (``transition_matrix``, ``transition_cov``, ``observation_matrix``,
+        ``observation_cov``, ``initial_mean``); the others are kept.
+
+    Returns
+    -------
+    new_model : LGSSM
+        The M-step's maximiser of the expected complete-data log-likelihood.
+    log_likelihood : scalar array
+        :math:`\\log p(y)` under the input ``model`` (the E-step's by-product).
+    """
     res = smooth(model, y)
     xs, Ps, C = res.mean, res.cov, res.lag_one_cov
     T = y.shape[0]
@@ -77,8 +95,23 @@ def em_step(model: LGSSM, y, estimate: tuple[str, ...]):
 def fit_em(model: LGSSM, y, estimate, *, max_iter: int = 500, tol: float = 1e-8):
     """Iterate :func:`em_step` until the relative log-likelihood gain is below ``tol``.
 
-    Returns the final model and the log-likelihood before each step (non-decreasing up to
-    round-off, the defining property of EM).
+    Parameters
+    ----------
+    model : LGSSM
+        Starting model (time-invariant, proper prior).
+    y : array of shape (T, m)
+    estimate : iterable of str
+        Fields to estimate, as in :func:`em_step`.
+    max_iter : int
+    tol : float
+
+    Returns
+    -------
+    model : LGSSM
+        The final model.
+    history : list of float
+        The log-likelihood before each step; non-decreasing up to round-off (the defining property
+        of EM).
     """
     history = []
     estimate = tuple(estimate)

@@ -288,22 +288,28 @@ class KalmanFilter(LinearGaussianForecaster):
 
     Parameters
     ----------
-    transition_matrix : array ``(n, n)``, :math:`F`
-    transition_cov : array ``(n, n)``, :math:`Q`
-    observation_matrix : array ``(m, n)``, :math:`H`
-    observation_cov : array ``(m, m)``, :math:`R`
-    initial_mean : array ``(n,)``, optional, :math:`\\mu_0` (zeros by default)
-    initial_cov : array ``(n, n)``, optional, :math:`P_0`. If omitted the prior is diffuse
-        (exact, or approximate per ``initialization``).
+    transition_matrix : array of shape (n, n)
+        :math:`F`.
+    transition_cov : array of shape (n, n)
+        :math:`Q`, positive semi-definite.
+    observation_matrix : array of shape (m, n)
+        :math:`H`.
+    observation_cov : array of shape (m, m)
+        :math:`R`, positive semi-definite.
+    initial_mean : array of shape (n,), optional
+        :math:`\\mu_0` (zeros by default).
+    initial_cov : array of shape (n, n), optional
+        :math:`P_0`. If omitted the prior is diffuse (exact, or approximate per
+        ``initialization``).
     estimate : tuple of str
         Which of ``transition_matrix``, ``transition_cov``, ``observation_matrix``,
         ``observation_cov``, ``initial_mean`` to estimate (starting from the given values).
         Empty: ``fit`` only filters with the given matrices.
-    method : ``"mle"`` or ``"em"``
+    method : {"mle", "em"}
         MLE: L-BFGS with exact gradients; covariances parameterised by log-Cholesky factors.
         EM: closed-form M-steps (Shumway & Stoffer 1982); needs a proper prior (``initial_cov``)
         and, when estimating ``observation_*``, rows that are either fully observed or fully missing.
-    initialization : ``"exact_diffuse"`` or ``"approximate_diffuse"``
+    initialization : {"exact_diffuse", "approximate_diffuse"}
         Used when ``initial_cov`` is omitted.
     max_iter : int
         Maximum L-BFGS or EM iterations.

@@ -18,15 +18,24 @@ import numpy as np
 from ._linalg import psd_sqrt, symmetrize
 from .batching import batch_shape_for, vmap_batch
 from .model import LGSSM
-from .sequential import filter_single, smooth_single
+from . import parallel, sequential
 
 __all__ = [
     "METHODS", "GaussianState", "FilterResult", "SmoothResult", "ForecastResult",
     "filter", "smooth", "log_likelihood", "sample", "forecast",
 ]
 
-METHODS = ("sequential",)
-"""Available inference methods. ``"auto"`` picks one of them (today always ``"sequential"``)."""
+METHODS = ("sequential", "parallel")
+r"""Inference methods.
+
+``"sequential"``: one step after another (``lax.scan``), :math:`O(T)` work and depth; handles exact
+diffuse priors. ``"parallel"``: square-root associative scan, :math:`O(T)` work and
+:math:`O(\log T)` depth, for long series on accelerators; a model with a diffuse prior
+(``initial_diffuse_cov != 0``) is filtered sequentially instead, with the same results.
+``"auto"`` picks ``"parallel"`` on a GPU/TPU for series of at least 256 steps and ``"sequential"``
+otherwise.
+"""
+_AUTO_PARALLEL_MIN_T = 256
 
 
 class GaussianState(NamedTuple):
@@ -119,12 +128,37 @@ class ForecastResult(NamedTuple):
     observation_cov: jax.Array
 
 
-def _resolve_method(method: str) -> str:
+def _resolve_method(method: str, num_timesteps: int) -> str:
     if method == "auto":
-        return "sequential"
+        on_accelerator = jax.default_backend() in ("gpu", "cuda", "rocm", "tpu")
+        return "parallel" if on_accelerator and num_timesteps >= _AUTO_PARALLEL_MIN_T else "sequential"
     if method not in METHODS:
         raise ValueError(f"method must be 'auto' or one of {METHODS}, got {method!r}")
     return method
+
+
+def _single(method: str, smooth: bool):
+    """The one-series function of a method; the parallel one defers diffuse priors to the
+    sequential recursion (decided at run time, so it also holds under ``jit`` and ``grad``)."""
+    seq = sequential.smooth_single if smooth else sequential.filter_single
+    if method == "sequential":
+        return seq
+    par = parallel.smooth_single if smooth else parallel.filter_single
+
+    def run(model, y):
+        def par_clean(m_, y_):
+            out = par(m_, y_)
+            out.pop("cov_sqrt")
+            return out
+
+        if not isinstance(model.initial_diffuse_cov, jax.core.Tracer):
+            if np.any(np.asarray(model.initial_diffuse_cov) != 0):
+                return seq(model, y)
+            return par_clean(model, y)
+        diffuse = jnp.any(model.initial_diffuse_cov != 0)
+        return jax.lax.cond(diffuse, seq, par_clean, model, y)
+
+    return run
 
 
 def _check_observations(model: LGSSM, y):
@@ -172,18 +206,20 @@ def _filter_result(out, burn) -> FilterResult:
     )
 
 
-@partial(jax.jit, static_argnames=("burn",))
-def _filter_jit(model, y, burn):
+@partial(jax.jit, static_argnames=("burn", "method"))
+def _filter_jit(model, y, burn, method):
     model, y = _results_dtype(model, y)
-    return vmap_batch(lambda m_, y_: _filter_result(filter_single(m_, y_), burn), model, [y], [2])
+    single = _single(method, smooth=False)
+    return vmap_batch(lambda m_, y_: _filter_result(single(m_, y_), burn), model, [y], [2])
 
 
-@jax.jit
-def _smooth_jit(model, y):
+@partial(jax.jit, static_argnames=("method",))
+def _smooth_jit(model, y, method):
     model, y = _results_dtype(model, y)
+    single = _single(method, smooth=True)
 
     def one(m_, y_):
-        out = smooth_single(m_, y_)
+        out = single(m_, y_)
         return SmoothResult(
             out["smoothed_mean"], out["smoothed_cov"], out["lag_one_cov"], _filter_result(out, 0)
         )
@@ -198,7 +234,7 @@ def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterRes
     ----------
     model : LGSSM
     y : array, shape ``(*batch, T, m)``; NaN entries are missing.
-    method : ``"auto"`` or ``"sequential"``
+    method : ``"auto"``, ``"sequential"`` or ``"parallel"`` (see :data:`METHODS`)
     burn : int
         Number of leading log-likelihood terms left out of ``log_likelihood`` (statsmodels'
         ``loglikelihood_burn``; use the diffuse rank with an approximate diffuse prior).
@@ -210,11 +246,11 @@ def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterRes
         :math:`E[x_t | y_{\\le t}]`, with covariances, and
         :math:`\\log p(y) = \\sum_t \\log N(y_t; H_t a_t + d_t, H_t P_t H_t^T + R_t)`.
     """
-    _resolve_method(method)
     y = _check_observations(model, y)
+    method = _resolve_method(method, y.shape[-2])
     if not 0 <= burn <= y.shape[-2]:
         raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
-    return _filter_jit(model, y, int(burn))
+    return _filter_jit(model, y, int(burn), method)
 
 
 def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
@@ -224,6 +260,7 @@ def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
     ----------
     model : LGSSM
     y : array, shape ``(*batch, T, m)``; NaN entries are missing.
+    method : ``"auto"``, ``"sequential"`` or ``"parallel"`` (see :data:`METHODS`)
 
     Returns
     -------
@@ -231,8 +268,8 @@ def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
         :math:`E[x_t \\mid y_{0:T-1}]`, :math:`\\mathrm{Cov}[x_t \\mid y_{0:T-1}]`, the lag-one
         cross-covariances and the filter's result. Exact diffuse priors are smoothed exactly.
     """
-    _resolve_method(method)
-    return _smooth_jit(model, _check_observations(model, y))
+    y = _check_observations(model, y)
+    return _smooth_jit(model, y, _resolve_method(method, y.shape[-2]))
 
 
 def log_likelihood(model: LGSSM, y, *, method: str = "auto", burn: int = 0):

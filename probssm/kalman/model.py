@@ -331,7 +331,10 @@ def add_inputs(model: LGSSM, inputs, transition_input_matrix=None, observation_i
     transition_input_matrix : array, shape ``(n, k)`` or ``(T, n, k)``, optional (``B``)
     observation_input_matrix : array, shape ``(m, k)`` or ``(T, m, k)``, optional (``D``)
 
-    Returns the model with time-varying offsets of length ``T``.
+    Returns
+    -------
+    LGSSM
+        The model with time-varying offsets of length ``T``.
     """
     u = jnp.asarray(inputs)
     if u.ndim < 2:

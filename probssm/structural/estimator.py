@@ -24,7 +24,7 @@ class LocalLevel(LinearGaussianForecaster):
 
     Parameters
     ----------
-    initialization : ``"exact_diffuse"`` (default) or ``"approximate_diffuse"``
+    initialization : {"exact_diffuse", "approximate_diffuse"}, default "exact_diffuse"
         Exact diffuse (Koopman 1997) or a prior variance of ``1e6`` with the first
         log-likelihood term left out (statsmodels' ``UnobservedComponents`` default).
 
@@ -37,7 +37,8 @@ class LocalLevel(LinearGaussianForecaster):
         Standard errors.
     loglik_, aic_, bic_, hqic_ : float
     nobs_ : int
-    cutoff_ : the last training index label.
+    cutoff_ : label
+        The last training index label.
 
     Examples
     --------
