@@ -1,0 +1,186 @@
+"""method="parallel" (square-root associative scan) against method="sequential"."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from probssm import kalman
+
+
+def _random_model(rng, n, m, T=None, time_varying=(), dtype=np.float64):
+    def cov(k):
+        a = rng.normal(size=(k, k))
+        return a @ a.T / k + 0.2 * np.eye(k)
+
+    fields = dict(
+        transition_matrix=0.5 * rng.normal(size=(n, n)) / np.sqrt(n),
+        transition_cov=cov(n),
+        observation_matrix=rng.normal(size=(m, n)),
+        observation_cov=cov(m),
+        transition_offset=rng.normal(size=n),
+        observation_offset=rng.normal(size=m),
+    )
+    for name in time_varying:
+        base = fields[name]
+        if name.endswith("_cov"):
+            fields[name] = np.stack([base * (1 + 0.5 * rng.uniform()) for _ in range(T)])
+        else:
+            fields[name] = base + 0.2 * rng.normal(size=(T, *base.shape))
+    fields = {k: v.astype(dtype) for k, v in fields.items()}
+    return kalman.LGSSM(
+        initial_mean=rng.normal(size=n).astype(dtype), initial_cov=cov(n).astype(dtype),
+        time_varying=time_varying, **fields,
+    )
+
+
+def _observations(rng, T, m, batch=(), dtype=np.float64):
+    y = rng.normal(size=(*batch, T, m)).astype(dtype)
+    missing_rows = rng.uniform(size=(*batch, T)) < 0.1
+    y[missing_rows] = np.nan
+    y[rng.uniform(size=y.shape) < 0.1] = np.nan  # partial rows
+    return y
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)
+
+
+# Few distinct shapes, many values: each new shape costs a compilation, each new value does not.
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1), n=st.sampled_from([1, 3]), m=st.sampled_from([1, 2]),
+    T=st.sampled_from([1, 9]),
+    varying=st.sampled_from([(), ("transition_matrix", "observation_cov"),
+                             ("observation_matrix", "transition_cov", "transition_offset")]),
+)
+def test_parallel_equals_sequential_float64(seed, n, m, T, varying):
+    rng = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        model = _random_model(rng, n, m, T, varying)
+        y = _observations(rng, T, m)
+        seq = kalman.smooth(model, y, method="sequential")
+        par = kalman.smooth(model, y, method="parallel")
+    for field in ("mean", "cov", "lag_one_cov"):
+        if getattr(seq, field).size:
+            assert _rel(getattr(par, field), getattr(seq, field)) < 1e-9, field
+    for field in ("mean", "cov", "predicted_mean", "predicted_cov", "observation_mean",
+                  "observation_cov", "log_likelihood_terms", "next_mean", "next_cov"):
+        assert _rel(getattr(par.filtered, field), getattr(seq.filtered, field)) < 1e-9, field
+    assert abs(float(par.log_likelihood) - float(seq.log_likelihood)) <= 1e-9 * abs(float(seq.log_likelihood))
+
+
+def test_parallel_equals_sequential_batched_and_float32():
+    rng = np.random.default_rng(0)
+    model64 = _random_model(rng, 3, 2)
+    y = _observations(rng, 200, 2, batch=(4,))
+    with jax.enable_x64(True):
+        ref = kalman.filter(kalman.LGSSM(*[np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(model64)]), y)
+    model32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), model64)
+    y32 = y.astype(np.float32)
+    for method in ("sequential", "parallel"):
+        res = kalman.filter(model32, y32, method=method)
+        assert res.mean.dtype == jnp.float32
+        assert res.log_likelihood.shape == (4,)
+        assert _rel(res.log_likelihood, ref.log_likelihood) < 1e-4
+        assert _rel(res.mean, ref.mean) < 1e-4
+        assert _rel(res.cov, ref.cov) < 1e-4
+
+
+def test_parallel_gradients_equal_sequential():
+    rng = np.random.default_rng(1)
+    with jax.enable_x64(True):
+        model = _random_model(rng, 2, 2, 30, ("transition_matrix",))
+        y = _observations(rng, 30, 2)
+
+        def loglik(theta, method):
+            m_ = model.replace(
+                transition_cov=jnp.exp(theta[0]) * model.transition_cov,
+                observation_cov=jnp.exp(theta[1]) * model.observation_cov,
+                transition_matrix=model.transition_matrix * theta[2],
+                time_varying=model.time_varying,
+            )
+            return kalman.log_likelihood(m_, y, method=method)
+
+        theta = jnp.array([0.3, -0.2, 0.9])
+        g_seq = jax.grad(loglik)(theta, "sequential")
+        g_par = jax.grad(loglik)(theta, "parallel")
+        g_smooth = jax.grad(lambda t: jnp.sum(kalman.smooth(
+            model.replace(transition_cov=jnp.exp(t[0]) * model.transition_cov), y, method="parallel").mean))(theta)
+        g_smooth_seq = jax.grad(lambda t: jnp.sum(kalman.smooth(
+            model.replace(transition_cov=jnp.exp(t[0]) * model.transition_cov), y, method="sequential").mean))(theta)
+    assert np.all(np.isfinite(g_par))
+    np.testing.assert_allclose(g_par, g_seq, rtol=1e-9)
+    np.testing.assert_allclose(g_smooth, g_smooth_seq, rtol=1e-8, atol=1e-12)
+
+
+def test_singular_noise_covariances_keep_gradients_finite():
+    """Q = q I with a zero block and R = 0 on one output: factors stay finite, and so do grads."""
+    with jax.enable_x64(True):
+        model = kalman.LGSSM(
+            [[1.0, 1.0], [0.0, 1.0]], np.diag([0.0, 0.1]), [[1.0, 0.0], [0.0, 1.0]],
+            np.diag([0.5, 0.0]), np.zeros(2), np.eye(2),
+        )
+        y = np.cumsum(np.random.default_rng(2).normal(size=(40, 2)), axis=0)
+        seq = kalman.log_likelihood(model, y, method="sequential")
+        par = kalman.log_likelihood(model, y, method="parallel")
+        grad = jax.grad(lambda s: kalman.log_likelihood(
+            model.replace(transition_cov=jnp.diag(jnp.array([0.0, s]))), y, method="parallel"))(0.1)
+    assert abs(float(par) - float(seq)) < 1e-6 * abs(float(seq))
+    assert np.isfinite(grad)
+
+
+def test_diffuse_prior_falls_back_to_sequential_even_under_jit():
+    y = np.random.default_rng(3).normal(size=(30, 1)).cumsum(axis=0)
+    with jax.enable_x64(True):
+        model = kalman.LGSSM([[1.0]], [[0.5]], [[1.0]], [[1.0]], [0.0], [[0.0]], initial_diffuse_cov=[[1.0]])
+        seq = kalman.smooth(model, y, method="sequential")
+        par = kalman.smooth(model, y, method="parallel")
+
+        @jax.jit
+        def traced(q):
+            return kalman.log_likelihood(model.replace(transition_cov=q[None, None]), y, method="parallel")
+
+        assert float(traced(jnp.array(0.5))) == pytest.approx(float(seq.log_likelihood), rel=1e-12)
+    assert _rel(par.mean, seq.mean) < 1e-12
+    assert float(par.log_likelihood) == pytest.approx(float(seq.log_likelihood), rel=1e-12)
+
+
+def test_auto_is_sequential_on_cpu():
+    assert jax.default_backend() == "cpu"
+    model = kalman.LGSSM([[0.9]], [[1.0]], [[1.0]], [[1.0]], [0.0], [[1.0]])
+    y = np.ones((300, 1), np.float32)
+    auto = kalman.filter(model, y, method="auto")
+    seq = kalman.filter(model, y, method="sequential")
+    np.testing.assert_array_equal(auto.mean, seq.mean)
+
+
+def test_float32_parallel_is_stable_over_long_series():
+    """T = 1e5, 8 random stable models at once: finite, close to the float64 sequential filter."""
+    T, batch = 100_000, 8
+    rng = np.random.default_rng(4)
+    F = np.array([[0.95, 0.1], [0.0, 0.9]])
+    H = np.array([[1.0, 0.0], [1.0, 1.0]])
+    q, r = rng.uniform(0.05, 1.0, size=batch), rng.uniform(0.05, 1.0, size=batch)
+    x = np.zeros((batch, 2))
+    y = np.empty((batch, T, 2))
+    noise_x = rng.normal(size=(T, batch, 2)) * np.sqrt(q)[:, None]
+    noise_y = rng.normal(size=(T, batch, 2)) * np.sqrt(r)[:, None]
+    for t in range(T):
+        y[:, t] = x @ H.T + noise_y[t]
+        x = x @ F.T + noise_x[t]
+    Q = q[:, None, None] * np.eye(2)
+    R = r[:, None, None] * np.eye(2)
+    fields = (np.broadcast_to(F, (batch, 2, 2)), Q, np.broadcast_to(H, (batch, 2, 2)), R,
+              np.zeros((batch, 2)), np.broadcast_to(np.eye(2), (batch, 2, 2)))
+    with jax.enable_x64(True):
+        ref = kalman.filter(kalman.LGSSM(*fields, time_varying=()), y, method="sequential")
+        ref_ll, ref_mean = np.asarray(ref.log_likelihood), np.asarray(ref.mean)
+    model32 = kalman.LGSSM(*[np.asarray(f, np.float32) for f in fields], time_varying=())
+    res = kalman.filter(model32, y.astype(np.float32), method="parallel")
+    assert np.all(np.isfinite(res.mean)) and np.all(np.isfinite(res.log_likelihood))
+    assert np.max(np.abs(np.asarray(res.log_likelihood) / ref_ll - 1)) < 1e-4
+    assert np.max(np.abs(np.asarray(res.mean) - ref_mean)) < 1e-3
