@@ -13,7 +13,6 @@ flipped.
 
 from __future__ import annotations
 
-import time
 
 import jax
 import jax.numpy as jnp
@@ -129,9 +128,9 @@ class DenseJoint:
         """Indices and values of the observed entries of ``y`` at times ``< upto``."""
         y = np.asarray(y)
         upto = y.shape[0] if upto is None else upto
-        idx = [self.y(t)[i] for t in range(upto) for i in range(self.m) if not np.isnan(y[t, i])]
-        vals = np.array([y[t, i] for t in range(upto) for i in range(self.m) if not np.isnan(y[t, i])])
-        return np.array(idx, dtype=int), vals
+        pairs = [(t, i) for t in range(upto) for i in range(self.m) if not np.isnan(y[t, i])]
+        idx = np.array([self.y(t)[i] for t, i in pairs], dtype=int)
+        return idx, np.array([y[t, i] for t, i in pairs])
 
     def condition(self, target, obs_idx, obs_val):
         target = np.asarray(target)
@@ -192,12 +191,12 @@ def check_against_dense(model, p, y, varying, rtol=1e-8, under_jit=False):
     T = y.shape[0]
     with jax.enable_x64(True):
         if under_jit:
-            filt, sm, ll = _filter_smooth_loglik_jit(model, jnp.asarray(y))
+            filt, smo, ll = _filter_smooth_loglik_jit(model, jnp.asarray(y))
         else:
             filt = kalman.filter(model, y)
-            sm = kalman.smooth(model, y)
+            smo = kalman.smooth(model, y)
             ll = kalman.log_likelihood(model, y)
-    filt, sm, ll = jax.tree_util.tree_map(np.asarray, (filt, sm, ll))
+    filt, smo, ll = jax.tree_util.tree_map(np.asarray, (filt, smo, ll))
     # One extra state (x_T) for next_mean / next_cov; observations only up to T-1.
     joint = DenseJoint(p, T + 1, T, varying)
 
@@ -206,7 +205,7 @@ def check_against_dense(model, p, y, varying, rtol=1e-8, under_jit=False):
     assert filt.log_likelihood.dtype == np.float64
     assert_close(filt.log_likelihood, ll_dense, rtol, "log_likelihood")
     assert_close(ll, ll_dense, rtol, "kalman.log_likelihood")
-    assert_close(sm.filtered.log_likelihood, ll_dense, rtol, "smooth(...).filtered.log_likelihood")
+    assert_close(smo.filtered.log_likelihood, ll_dense, rtol, "smooth().filtered.log_likelihood")
 
     cum = np.cumsum(filt.log_likelihood_terms)
     for t in range(T):
@@ -229,12 +228,12 @@ def check_against_dense(model, p, y, varying, rtol=1e-8, under_jit=False):
         mean, cov = joint.condition(joint.x(t), i, v)
         assert_close(filt.mean[t], mean, rtol, f"filtered mean t={t}")
         assert_close(filt.cov[t], cov, rtol, f"filtered cov t={t}")
-        assert_close(sm.filtered.mean[t], mean, rtol, f"smooth().filtered.mean t={t}")
+        assert_close(smo.filtered.mean[t], mean, rtol, f"smooth().filtered.mean t={t}")
 
         # Smoothed p(x_t | all y).
         mean, cov = joint.condition(joint.x(t), obs_idx, obs_val)
-        assert_close(sm.mean[t], mean, rtol, f"smoothed mean t={t}")
-        assert_close(sm.cov[t], cov, rtol, f"smoothed cov t={t}")
+        assert_close(smo.mean[t], mean, rtol, f"smoothed mean t={t}")
+        assert_close(smo.cov[t], cov, rtol, f"smoothed cov t={t}")
 
     # Next state p(x_T | y_{0:T-1}).
     mean, cov = joint.condition(joint.x(T), obs_idx, obs_val)
@@ -242,14 +241,14 @@ def check_against_dense(model, p, y, varying, rtol=1e-8, under_jit=False):
     assert_close(filt.next_cov, cov, rtol, "next_cov")
 
     # Lag-one cross-covariances Cov(x_{t+1}, x_t | y).
-    assert sm.lag_one_cov.shape == (T - 1, joint.n, joint.n)
+    assert smo.lag_one_cov.shape == (T - 1, joint.n, joint.n)
     both = np.concatenate([joint.x(t) for t in range(T)])
     _, post = joint.condition(both, obs_idx, obs_val)
     n = joint.n
     for t in range(T - 1):
         cross = post[(t + 1) * n:(t + 2) * n, t * n:(t + 1) * n]
-        assert_close(sm.lag_one_cov[t], cross, rtol, f"lag_one_cov t={t}")
-    return filt, sm
+        assert_close(smo.lag_one_cov[t], cross, rtol, f"lag_one_cov t={t}")
+    return filt, smo
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,7 +268,7 @@ def model_cases(draw):
     return n, m, T, varying, offsets, patterns, seed
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=model_cases())
 @example(case=(1, 1, 1, (), False, ("missing",), 0))
 @example(case=(3, 3, 6, STEP_FIELDS, True, ("partial", "missing", "full", "partial", "missing",
@@ -319,14 +318,14 @@ def test_singular_transition_cov_correlated_obs_noise(singular_prior):
     y[2] = [1.0, np.nan, -0.5]
     with jax.enable_x64(True):
         model = kalman.LGSSM(**p)
-    filt, sm = check_against_dense(model, p, y, ())
+    filt, smo = check_against_dense(model, p, y, ())
     # burn: log p(y_{2:T} | y_{0:2}) = log p(y) - log p(y_{0:2})
     joint = DenseJoint(p, T)
     with jax.enable_x64(True):
         ll_burn = kalman.log_likelihood(model, y, burn=2)
     expected = joint.logpdf(*joint.observed(y)) - joint.logpdf(*joint.observed(y, upto=2))
     assert_close(ll_burn, expected, 1e-8, "log_likelihood(burn=2)")
-    assert np.all(np.linalg.eigvalsh(sm.cov) > -1e-12)
+    assert np.all(np.linalg.eigvalsh(smo.cov) > -1e-12)
     assert np.all(np.linalg.eigvalsh(filt.cov) > -1e-12)
 
 
@@ -506,8 +505,8 @@ def test_vmap_and_data_broadcast_equal_loop():
 # 5. float32 on a long series
 # ------------------------------------------------------------------------------------------------
 def test_float32_long_series_stays_accurate():
-    # Observed on a 2-core CPU: log-lik f64 = -2.9e5 (approx.), relative error of f32 ~1e-6;
-    # max |filtered mean f32 - f64| ~ 1e-5. (See report; numbers printed with -s.)
+    # Observed (JAX 0.10.2, CPU): log-lik f64 = -182139.05, |ll32 - ll64| / |ll64| = 1.9e-8,
+    # max |filtered mean f32 - f64| = 3.4e-7 (printed with ``pytest -s``).
     T = 100_000
     F = np.array([[0.9, 0.1], [0.0, 0.8]])
     Q = np.diag([0.1, 0.05])
@@ -560,10 +559,12 @@ def test_sample_moments_match_dense_joint():
     z = np.concatenate([states.reshape(N, T * n), obs.reshape(N, T * m)], axis=1)
     sd = np.sqrt(np.diag(joint.cov))
     mean_err = (z.mean(0) - joint.mean) / (sd / np.sqrt(N))
+    print(f"sample: max |z| mean {np.max(np.abs(mean_err)):.2f}")
     assert np.max(np.abs(mean_err)) < 5, np.max(np.abs(mean_err))
     emp_cov = np.cov(z, rowvar=False)
     se_cov = np.sqrt((np.outer(sd**2, sd**2) + joint.cov**2) / N)
     cov_err = (emp_cov - joint.cov) / se_cov
+    print(f"sample: max |z| cov {np.max(np.abs(cov_err)):.2f}")
     assert np.max(np.abs(cov_err)) < 5, np.max(np.abs(cov_err))
 
 
@@ -610,10 +611,8 @@ def test_forecast_matches_dense_conditional(varying):
 # ------------------------------------------------------------------------------------------------
 # 7. Exact diffuse initialisation against statsmodels
 # ------------------------------------------------------------------------------------------------
-sm = pytest.importorskip("statsmodels.api")
-
-
 def test_exact_diffuse_local_linear_trend_matches_statsmodels():
+    sm = pytest.importorskip("statsmodels.api")
     rs = np.random.RandomState(8)
     T = 15
     y = np.cumsum(np.cumsum(0.3 * rs.randn(T))) + rs.randn(T)
@@ -638,10 +637,18 @@ def test_exact_diffuse_local_linear_trend_matches_statsmodels():
     assert_close(out.log_likelihood, res.llf, 1e-8)
     assert_close(out.filtered.log_likelihood_terms, res.llf_obs, 1e-8, "loglik terms")
     assert_close(out.filtered.mean, res.filtered_state.T, 1e-8, "filtered state")
+    # During the diffuse period both report the finite part P_* of the filtered covariance.
+    assert_close(out.filtered.cov, np.moveaxis(res.filtered_state_cov, -1, 0), 1e-8,
+                 "filtered cov")
+    assert_close(out.filtered.predicted_cov, np.moveaxis(res.predicted_state_cov, -1, 0)[:-1],
+                 1e-8, "predicted cov")
+    assert_close(out.filtered.predicted_diffuse_cov,
+                 np.moveaxis(res.predicted_diffuse_state_cov, -1, 0)[:-1], 1e-8, "P_inf")
     assert_close(out.mean, res.smoothed_state.T, 1e-8, "smoothed state")
     assert_close(out.cov, np.moveaxis(res.smoothed_state_cov, -1, 0), 1e-8, "smoothed cov")
 
 
+@pytest.mark.filterwarnings("ignore:The univariate filtering approach diagonalized")
 @pytest.mark.parametrize("mixed", [False, True], ids=["all-diffuse", "mixed-diffuse"])
 def test_exact_diffuse_bivariate_partial_missing_matches_statsmodels(mixed):
     """Correlated bivariate observations with partial NaNs: MLEModel with the matrices set by hand.
@@ -649,6 +656,7 @@ def test_exact_diffuse_bivariate_partial_missing_matches_statsmodels(mixed):
     ``mixed``: level and slope diffuse, a stationary AR(1) component with a proper prior;
     otherwise every state is diffuse (``mod.ssm.initialize_diffuse()``).
     """
+    sm = pytest.importorskip("statsmodels.api")
     from statsmodels.tsa.statespace.initialization import Initialization
 
     rs = np.random.RandomState(9)
@@ -686,5 +694,12 @@ def test_exact_diffuse_bivariate_partial_missing_matches_statsmodels(mixed):
     assert_close(out.log_likelihood, res.llf, 1e-8, "exact diffuse loglik")
     assert_close(out.filtered.log_likelihood_terms, res.llf_obs, 1e-8, "loglik terms")
     assert_close(out.filtered.mean, res.filtered_state.T, 1e-8, "filtered state")
+    # During the diffuse period both report the finite part P_* of the filtered covariance.
+    assert_close(out.filtered.cov, np.moveaxis(res.filtered_state_cov, -1, 0), 1e-8,
+                 "filtered cov")
+    assert_close(out.filtered.predicted_cov, np.moveaxis(res.predicted_state_cov, -1, 0)[:-1],
+                 1e-8, "predicted cov")
+    assert_close(out.filtered.predicted_diffuse_cov,
+                 np.moveaxis(res.predicted_diffuse_state_cov, -1, 0)[:-1], 1e-8, "P_inf")
     assert_close(out.mean, res.smoothed_state.T, 1e-8, "smoothed state")
     assert_close(out.cov, np.moveaxis(res.smoothed_state_cov, -1, 0), 1e-8, "smoothed cov")
