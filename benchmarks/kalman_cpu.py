@@ -40,12 +40,21 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-# Single-threaded BLAS for every library, set before numpy loads OpenBLAS: the filters work on
-# 4x4 matrices, where BLAS threads only add synchronisation. On the 2-core VM these results were
-# measured on, a threaded OpenBLAS made statsmodels' univariate filter stall ~8 ms per call
-# (0.4 ms -> 8 ms at T=1000). Override from the environment to measure otherwise.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+# One thread per library, set before numpy/JAX load their thread pools (``--default-threads``
+# leaves the environment alone). A Kalman filter is a sequential recursion on 4x4 matrices, so
+# extra threads only add synchronisation, and on the shared 2-core VM these numbers come from
+# they hurt badly: a threaded OpenBLAS made statsmodels' univariate filter stall ~8 ms per call
+# (0.4 ms -> 8 ms at T=1000) and XLA's multi-threaded CPU runtime made probssm's scan ~2x slower.
+SINGLE_THREAD_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+}
+DEFAULT_THREADS = "--default-threads" in sys.argv[1:]
+if not DEFAULT_THREADS:
+    for _var, _value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(_var, _value)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
@@ -85,13 +94,17 @@ def make_model(seed: int, n: int = 4, m: int = 2, spectral_radius: float = 0.9):
 
 
 def simulate(p, T: int, seed: int) -> np.ndarray:
-    """Observations ``(T, m)`` drawn from the model (x_0 from the prior), float64."""
-    rng = np.random.default_rng(seed + 1)
+    """Observations ``(T, m)`` drawn from the model (x_0 from the prior), float64.
+
+    Separate random streams for x_0, the state noise and the observation noise, so a shorter
+    series is a prefix of a longer one: ``T=1000`` is the same data in every run of the script.
+    """
+    r0, r_eta, r_eps = (np.random.default_rng(s) for s in np.random.SeedSequence(seed + 1).spawn(3))
     n, m = p["F"].shape[0], p["H"].shape[0]
     cq, cr, c0 = (np.linalg.cholesky(p[k]) for k in ("Q", "R", "P0"))
-    eta = rng.normal(size=(T, n)) @ cq.T
-    eps = rng.normal(size=(T, m)) @ cr.T
-    x = p["m0"] + c0 @ rng.normal(size=n)
+    eta = r_eta.standard_normal(size=(T, n)) @ cq.T
+    eps = r_eps.standard_normal(size=(T, m)) @ cr.T
+    x = p["m0"] + c0 @ r0.standard_normal(size=n)
     states = np.empty((T, n))
     F = p["F"]
     for t in range(T):
@@ -117,6 +130,23 @@ def make_probssm_jit(p, y, info):
     t3 = time.perf_counter()
     info.update(trace_lower_seconds=t1 - t0, compile_seconds=t2 - t1, first_run_seconds=t3 - t2)
     assert out.dtype == jnp.float64, out.dtype
+    return lambda: float(compiled(model, y_dev).block_until_ready())
+
+
+def make_probssm_parallel(p, y, info):
+    """``method="parallel"`` (associative scan), jitted like the reference; informative on CPU,
+    where ``"auto"`` picks the sequential filter."""
+    model = kalman.LGSSM(p["F"], p["Q"], p["H"], p["R"], p["m0"], p["P0"])
+    y_dev = jax.device_put(jnp.asarray(y, dtype=jnp.float64))
+    fn = jax.jit(lambda model_, y_: kalman.log_likelihood(model_, y_, method="parallel"))
+    t0 = time.perf_counter()
+    lowered = fn.lower(model, y_dev)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    compiled(model, y_dev).block_until_ready()
+    info.update(trace_lower_seconds=t1 - t0, compile_seconds=t2 - t1,
+                first_run_seconds=time.perf_counter() - t2)
     return lambda: float(compiled(model, y_dev).block_until_ready())
 
 
@@ -204,16 +234,21 @@ def make_filterpy(p, y, info):
     return run
 
 
+if "parallel" not in getattr(kalman, "METHODS", ()):
+    make_probssm_parallel = None  # an older probssm without the associative-scan filter
+
 LIBRARIES = {
     # name: (factory, jitted?)
     REFERENCE: (make_probssm_jit, True),
     "probssm (API call)": (make_probssm_api, True),
+    "probssm (parallel, jit)": (make_probssm_parallel, True),
     "statsmodels (conventional)": (make_statsmodels(False), False),
     "statsmodels (univariate)": (make_statsmodels(True), False),
     "statsmodels (univariate, no steady state)": (make_statsmodels(True, tolerance=0.0), False),
     "pykalman": (make_pykalman, False),
     "filterpy": (make_filterpy, False),
 }
+LIBRARIES = {name: entry for name, entry in LIBRARIES.items() if entry[0] is not None}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,13 +293,35 @@ def machine_info():
         "platform": platform.platform(),
         "machine": platform.machine(),
         "jax_devices": [str(d) for d in jax.devices()],
-        "threads_env": {k: os.environ.get(k) for k in
-                        ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")},
+        "threads": "library defaults" if DEFAULT_THREADS else "pinned to one thread",
+        "threads_env": {k: os.environ.get(k) for k in SINGLE_THREAD_ENV},
+        "load_average_start": _loadavg(),
     }
 
 
+def _loadavg():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def _git_revision():
+    """probssm's git commit and whether the working tree differs (read-only git commands)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "probssm"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + (" (probssm/ modified)" if dirty else "")
+
+
 def versions():
-    out = {"python": platform.python_version()}
+    out = {"python": platform.python_version(), "probssm_git": _git_revision(),
+           "jax_backend": jax.default_backend()}
     for dist in ("probssm", "jax", "jaxlib", "numpy", "scipy", "statsmodels", "pykalman", "filterpy"):
         try:
             out[dist] = metadata.version(dist)
@@ -294,6 +351,8 @@ def main(argv=None):
     parser.add_argument("--max-run-seconds", type=float, default=60.0,
                         help="skip a non-JAX library at a size where one run is predicted to take longer; "
                              "report an extrapolated time instead (default 60)")
+    parser.add_argument("--default-threads", action="store_true",
+                        help="do not pin BLAS/OpenMP/XLA to one thread (measure each library's default threading)")
     parser.add_argument("--libraries", nargs="+", default=list(LIBRARIES), choices=list(LIBRARIES), metavar="NAME",
                         help="subset of libraries to run (the probssm reference always runs)")
     args = parser.parse_args(argv)
@@ -323,7 +382,8 @@ def main(argv=None):
     mi = meta["machine"]
     print(f"machine:    processor={mi['processor']!r}  lscpu model name={mi['cpu_model']!r}  "
           f"cores={mi['cpu_count']} (usable {mi['cpus_usable']})  {mi['platform']}")
-    print(f"JAX devices: {mi['jax_devices']}")
+    print(f"JAX devices: {mi['jax_devices']}   threads: {mi['threads']} {mi['threads_env']}")
+    print(f"load average at start (1, 5, 15 min): {mi['load_average_start']}")
     print("versions:   " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
 
     p = make_model(args.seed)
@@ -411,21 +471,24 @@ def main(argv=None):
 
     print("\n== Results (median wall time; ratio = library time / probssm (jit) time, "
           ">1 means probssm is faster) ==")
-    header = f"{'T':>7}  {'library':44s} {'seconds':>12} {'runs':>5} {'ratio':>8} {'|dloglik|':>10} {'rel.diff':>9}"
+    header = (f"{'T':>7}  {'library':44s} {'median s':>12} {'min s':>10} {'runs':>5} {'ratio':>8} "
+              f"{'|dloglik|':>10} {'rel.diff':>9}")
     print(header)
     print("-" * len(header))
     for r in rows:
         secs = f"{r['seconds']:.4g}" + ("*" if r["extrapolated"] else "")
         ad = "-" if r["abs_diff"] is None else f"{r['abs_diff']:.2e}"
         rd = "-" if r["rel_diff"] is None else f"{r['rel_diff']:.1e}"
-        print(f"{r['T']:>7}  {r['library']:44s} {secs:>12} {r['runs']:>5} {r['ratio']:>8.3g} {ad:>10} {rd:>9}")
+        mn = "-" if r.get("min_seconds") is None else f"{r['min_seconds']:.4g}"
+        print(f"{r['T']:>7}  {r['library']:44s} {secs:>12} {mn:>10} {r['runs']:>5} {r['ratio']:>8.3g} "
+              f"{ad:>10} {rd:>9}")
     if any(r["extrapolated"] for r in rows):
         print("* extrapolated, not measured: " + "; ".join(
             f"{r['library']} T={r['T']}: {r['note']}" for r in rows if r["extrapolated"]))
-    for T in sizes:
-        ref = next(r for r in rows if r["T"] == T and r["library"] == REFERENCE)
-        print(f"probssm compile at T={T}: trace+lower {fmt_seconds(ref['trace_lower_seconds'])}, "
-              f"XLA compile {fmt_seconds(ref['compile_seconds'])}")
+    for r in rows:
+        if "compile_seconds" in r:
+            print(f"{r['library']} compile at T={r['T']}: trace+lower {fmt_seconds(r['trace_lower_seconds'])}, "
+                  f"XLA compile {fmt_seconds(r['compile_seconds'])}")
 
     checked = [r for r in rows if r["rel_diff"] is not None and r["library"] != REFERENCE]
     max_rel = max((r["rel_diff"] for r in checked), default=0.0)
@@ -434,7 +497,9 @@ def main(argv=None):
     meta["agreement"] = {"passed": passed, "rel_tol": REL_TOL, "max_rel_diff": max_rel,
                          "max_abs_diff": max_abs, "failures": failures}
     meta["results"] = rows
-    print(f"\nmax |loglik - probssm|: {max_abs:.3e} (relative {max_rel:.3e}) over {len(checked)} checks")
+    meta["machine"]["load_average_end"] = _loadavg()
+    print(f"\nload average at end (1, 5, 15 min): {meta['machine']['load_average_end']}")
+    print(f"max |loglik - probssm|: {max_abs:.3e} (relative {max_rel:.3e}) over {len(checked)} checks")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,22 +18,26 @@ import numpy as np
 from ._linalg import psd_sqrt, symmetrize
 from .batching import batch_shape_for, vmap_batch
 from .model import LGSSM
-from . import parallel, sequential
+from . import kernel, parallel, sequential
 
 __all__ = [
     "METHODS", "GaussianState", "FilterResult", "SmoothResult", "ForecastResult",
     "filter", "smooth", "log_likelihood", "sample", "forecast",
 ]
 
-METHODS = ("sequential", "parallel")
+METHODS = ("sequential", "parallel", "kernel")
 r"""Inference methods.
 
 ``"sequential"``: one step after another (``lax.scan``), :math:`O(T)` work and depth; handles exact
 diffuse priors. ``"parallel"``: square-root associative scan, :math:`O(T)` work and
 :math:`O(\log T)` depth, for long series on accelerators; a model with a diffuse prior
 (``initial_diffuse_cov != 0``) is filtered sequentially instead, with the same results.
-``"auto"`` picks ``"parallel"`` on a GPU/TPU for series of at least 256 steps and ``"sequential"``
-otherwise.
+``"kernel"``: the fused chunked filter of :mod:`probssm.kalman.kernel` (Pallas; Triton on a GPU,
+the Pallas interpreter on a CPU, which is slow and meant for tests); models it does not support
+(time-varying, batched parameters, ``n > 8``, diffuse priors, partly missing rows with a
+non-diagonal ``R``) and smoothing use ``"parallel"``, with the same results.
+``"auto"`` picks ``"kernel"`` on a GPU, ``"parallel"`` on a TPU for series of at least 256 steps,
+and ``"sequential"`` otherwise (always on a CPU).
 """
 _AUTO_PARALLEL_MIN_T = 256
 
@@ -130,8 +134,10 @@ class ForecastResult(NamedTuple):
 
 def _resolve_method(method: str, num_timesteps: int) -> str:
     if method == "auto":
-        on_accelerator = jax.default_backend() in ("gpu", "cuda", "rocm", "tpu")
-        return "parallel" if on_accelerator and num_timesteps >= _AUTO_PARALLEL_MIN_T else "sequential"
+        backend = jax.default_backend()
+        if backend in ("gpu", "cuda"):
+            return "kernel"
+        return "parallel" if backend == "tpu" and num_timesteps >= _AUTO_PARALLEL_MIN_T else "sequential"
     if method not in METHODS:
         raise ValueError(f"method must be 'auto' or one of {METHODS}, got {method!r}")
     return method
@@ -143,6 +149,8 @@ def _single(method: str, smooth: bool):
     seq = sequential.smooth_single if smooth else sequential.filter_single
     if method == "sequential":
         return seq
+    if method == "kernel":  # the kernel filters whole batches; per series it is the scan
+        method = "parallel"
     par = parallel.smooth_single if smooth else parallel.filter_single
 
     def run(model, y):
@@ -201,7 +209,7 @@ def _filter_result(out, burn) -> FilterResult:
         predicted_mean=out["predicted_mean"], predicted_cov=out["predicted_cov"],
         predicted_diffuse_cov=out["predicted_diffuse_cov"],
         observation_mean=out["observation_mean"], observation_cov=out["observation_cov"],
-        log_likelihood_terms=terms, log_likelihood=jnp.sum(terms[burn:]),
+        log_likelihood_terms=terms, log_likelihood=jnp.sum(terms[..., burn:], axis=-1),
         next_mean=out["next_mean"], next_cov=out["next_cov"],
     )
 
@@ -209,8 +217,44 @@ def _filter_result(out, burn) -> FilterResult:
 @partial(jax.jit, static_argnames=("burn", "method"))
 def _filter_jit(model, y, burn, method):
     model, y = _results_dtype(model, y)
+    if method == "kernel" and kernel.supported(model, y):
+        return _kernel_filter(model, y, burn)
     single = _single(method, smooth=False)
     return vmap_batch(lambda m_, y_: _filter_result(single(m_, y_), burn), model, [y], [2])
+
+
+def _kernel_filter(model, y, burn):
+    """The kernel on all series at once, falling back to the scan for unsupported values."""
+    batch, (T, m) = y.shape[:-2], y.shape[-2:]
+    flat = y.reshape((-1, T, m))
+    trans, obs = parallel._step_params(model, T)
+
+    def complete(states):
+        def one(y_, mean, cov, terms):
+            out = parallel._assemble(model, y_, mean, cov, trans, obs)
+            out["log_likelihood_terms"] = terms
+            return out
+        return jax.vmap(one)(flat, states["mean"], states["cov"], states["log_likelihood_terms"])
+
+    fast = lambda m_, y_: complete(kernel.filter_states(m_, y_))  # noqa: E731
+    slow = lambda m_, y_: jax.vmap(lambda yy: _single("parallel", smooth=False)(m_, yy))(y_)  # noqa: E731
+    out = jax.lax.cond(kernel.runtime_supported(model, flat), fast, slow, model, flat)
+    out = jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
+    return _filter_result(out, burn)
+
+
+@partial(jax.jit, static_argnames=("burn", "method"))
+def _log_likelihood_jit(model, y, burn, method):
+    model, y = _results_dtype(model, y)
+    if method == "kernel" and burn == 0 and kernel.supported(model, y):
+        batch, (T, m) = y.shape[:-2], y.shape[-2:]
+        flat = y.reshape((-1, T, m))
+        slow = lambda m_, y_: jax.vmap(  # noqa: E731
+            lambda yy: _single("parallel", smooth=False)(m_, yy)["log_likelihood_terms"].sum())(y_)
+        out = jax.lax.cond(kernel.runtime_supported(model, flat), kernel.log_likelihood_sums, slow,
+                           model, flat)
+        return out.reshape(batch)
+    return _filter_jit(model, y, burn, method).log_likelihood
 
 
 @partial(jax.jit, static_argnames=("method",))
@@ -275,9 +319,14 @@ def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
 def log_likelihood(model: LGSSM, y, *, method: str = "auto", burn: int = 0):
     """:math:`\\log p(y_{burn:T} \\mid y_{0:burn})` under ``model``; shape ``(*batch,)``.
 
-    Differentiable in the model's fields (use it as an MLE objective).
+    Differentiable in the model's fields (use it as an MLE objective). With ``method="kernel"``
+    it writes no per-step states.
     """
-    return filter(model, y, method=method, burn=burn).log_likelihood
+    y = _check_observations(model, y)
+    method = _resolve_method(method, y.shape[-2])
+    if not 0 <= burn <= y.shape[-2]:
+        raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
+    return _log_likelihood_jit(model, y, int(burn), method)
 
 
 @partial(jax.jit, static_argnames=("num_timesteps", "sample_shape"))
