@@ -270,6 +270,7 @@ def _geometry(T, B, chunk, block):
 
 
 @partial(jax.jit, static_argnames=("write_states", "chunk", "block", "interpret"))
+@jax.default_matmul_precision("highest")  # no TF32 in the chunk scan (see inference.py)
 def filter_batch(model: LGSSM, y, *, write_states=True, chunk=DEFAULT_CHUNK, block=DEFAULT_BLOCK,
                  interpret=None):
     """Kernel filter of ``y`` ``(B, T, m)`` under one time-invariant model.
