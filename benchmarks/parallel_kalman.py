@@ -109,6 +109,9 @@ REL_TOL = 1e-6
 MODES = ("loglik", "filter", "smooth")
 LIBRARIES = ("probssm", "dynamax", "cuthbert", "pyro", "statsmodels")
 M_OBS = 2
+# rough cost of a mode relative to the log-likelihood, for the skip estimate from the float64
+# check (which times the log-likelihood only)
+MODE_COST = {"loglik": 1.0, "filter": 1.5, "smooth": 3.0}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -705,7 +708,8 @@ def device_info():
 def fmt(x, spec):
     if x is None or (isinstance(x, float) and math.isnan(x)):
         width = re.match(r"\d*", spec).group()
-        return format("-", ">" + width) if width else "-"
+        text = "-" if x is None else "nan"
+        return format(text, ">" + width) if width else text
     return format(x, spec)
 
 
@@ -748,7 +752,7 @@ def main(argv=None):
     log(f"kalman.METHODS = {kalman.METHODS}; dtype {args.dtype}; matmul precision "
         f"{args.matmul_precision} (before dynamax import: {precision_before}, after: "
         f"{precision_after_import}); XLA_PYTHON_CLIENT_PREALLOCATE="
-        f"{os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE')}; pyro on {torch_device}")
+        f"{os.environ.get('XLA_PYTHON_CLIENT_PREALLOCATE')}; pyro on {torch_device or '-'}")
     for lib, err in peers.errors.items():
         log(f"!!! {lib} NOT AVAILABLE: {err} -- its rows are skipped")
     for note in peers.notes:
@@ -781,6 +785,9 @@ def main(argv=None):
         disagreements=[],
     )
 
+    def over_budget(extra=0.0):
+        return bool(args.budget_seconds) and time.perf_counter() - start + extra > args.budget_seconds
+
     def write_json():
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(result, indent=1, default=str))
@@ -811,6 +818,7 @@ def main(argv=None):
         entry["agreement_T"], entry["agreement_batch"] = T_chk, B_chk
         log(f"float64 agreement check on T={T_chk}" + (f", {B_chk} series" if batch else "")
             + " vs probssm sequential:")
+        check_time = {}
         with jax.enable_x64(True):
             ctx64 = Ctx(p, y_chk, jnp.float64, peers)
             ref_ll = None
@@ -819,13 +827,24 @@ def main(argv=None):
             for meth in ordered:
                 if meth.library == "statsmodels" and T_chk > args.statsmodels_max_T:
                     continue
+                if over_budget():
+                    entry["agreement"][meth.name] = dict(skipped="time budget")
+                    log(f"  {meth.name:28s} skipped (time budget)")
+                    continue
                 try:
                     if meth.kind == "jax":
                         f, fa = meth.jax_fn(ctx64, "loglik")
-                        out = jax.jit(f)(*fa)
-                        jax.block_until_ready(out)
+                        run = (lambda jf, a: (lambda: jax.block_until_ready(jf(*a))))(jax.jit(f), fa)
                     else:
-                        out = meth.call(ctx64, "loglik")()
+                        run = meth.call(ctx64, "loglik")
+                        if meth.kind == "torch" and torch_device == "cuda":
+                            run = (lambda r: (lambda: (r(), peers.torch.cuda.synchronize())[0]))(run)
+                    out = run()
+                    s0 = time.perf_counter()
+                    run()
+                    # float64 time of one call at the check size: a (pessimistic) estimate for
+                    # the timed runs when no earlier size measured this method
+                    check_time[meth.name] = (T_chk * max(B_chk, 1), n, time.perf_counter() - s0)
                     ll = meth.extract(out, "loglik")["loglik"]
                 except Exception as e:
                     entry["agreement"][meth.name] = dict(error=f"{type(e).__name__}: {e}")
@@ -846,7 +865,7 @@ def main(argv=None):
 
         # -- 2. full-size float64 reference on the CPU backend ---------------------------------------
         ref = None
-        if not args.no_full_ref:
+        if not args.no_full_ref and not over_budget():
             try:
                 t0 = time.perf_counter()
                 with jax.enable_x64(True), jax.default_device(cpu_dev):
@@ -884,21 +903,27 @@ def main(argv=None):
                     entry["rows"].append(row)
                     all_rows.append(row)
                     tag = f"  {mode:6s} {meth.name:28s}"
-                    if args.budget_seconds and time.perf_counter() - start > args.budget_seconds:
-                        row["skipped"] = "time budget"
-                        log(f"{tag} skipped (time budget)")
-                        continue
                     if meth.library == "statsmodels" and T > args.statsmodels_max_T:
                         row["skipped"] = f"T > {args.statsmodels_max_T}"
                         continue
+                    est, src = None, None
                     prev = last.get((meth.name, mode))
+                    if prev is None and meth.name in check_time:
+                        prev, src = check_time[meth.name], "float64 check"
+                        prev = (prev[0], prev[1], prev[2] * MODE_COST[mode])
+                    elif prev is not None:
+                        src = "previous size"
                     if prev is not None:
                         est = prev[2] * (T * max(batch, 1) / prev[0]) * (n / prev[1]) ** 2
-                        if est > args.max_run_seconds:
-                            row["skipped"] = f"est. {est:.0f} s"
-                            row["estimate_s"] = est
-                            log(f"{tag} skipped (est. {est:.0f} s)")
-                            continue
+                        row["estimate_s"], row["estimate_from"] = est, src
+                    if est is not None and est > args.max_run_seconds:
+                        row["skipped"] = f"est. {est:.1f} s"
+                        log(f"{tag} skipped (est. {est:.1f} s, from the {src})")
+                        continue
+                    if over_budget((est or 0.0) * (args.min_runs + 1)):
+                        row["skipped"] = "time budget"
+                        log(f"{tag} skipped (time budget)")
+                        continue
                     try:
                         if meth.kind == "jax":
                             f, fa = meth.jax_fn(ctx, mode)
@@ -923,6 +948,9 @@ def main(argv=None):
                         row["first_minus_steady_s"] = info["first_call_s"] - med
                     last[(meth.name, mode)] = (T * max(batch, 1), n, med)
                     row["loglik"] = np.asarray(ext["loglik"], float).ravel()[:4].tolist()
+                    if not np.all(np.isfinite(ext["loglik"])):
+                        row["non_finite_loglik"] = True
+                        log(f"{tag} !!! NON-FINITE LOG-LIKELIHOOD in {args.dtype}")
                     if ref is not None:
                         row["loglik_relerr_vs_f64"] = rel_err(ext["loglik"], ref["loglik"])
                         if mode != "loglik":
@@ -941,6 +969,7 @@ def main(argv=None):
                            if mode != "loglik" and isinstance(row.get('mean_relerr_vs_f64'), float) else ""))
                     del ext
                     gc.collect()
+                    write_json()
                 if peers.torch is not None and torch_device == "cuda":
                     peers.torch.cuda.empty_cache()
             del ctx

@@ -286,7 +286,7 @@ def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterRes
     ----------
     model : LGSSM
     y : array, shape ``(*batch, T, m)``; NaN entries are missing.
-    method : ``"auto"``, ``"sequential"`` or ``"parallel"`` (see :data:`METHODS`)
+    method : ``"auto"``, ``"sequential"``, ``"parallel"`` or ``"kernel"`` (see :data:`METHODS`)
     burn : int
         Number of leading log-likelihood terms left out of ``log_likelihood`` (statsmodels'
         ``loglikelihood_burn``; use the diffuse rank with an approximate diffuse prior).
@@ -312,7 +312,8 @@ def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
     ----------
     model : LGSSM
     y : array, shape ``(*batch, T, m)``; NaN entries are missing.
-    method : ``"auto"``, ``"sequential"`` or ``"parallel"`` (see :data:`METHODS`)
+    method : ``"auto"``, ``"sequential"``, ``"parallel"`` or ``"kernel"`` (see :data:`METHODS`;
+        ``"kernel"`` smooths with ``"parallel"``)
 
     Returns
     -------
