@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from pathlib import Path
 
@@ -16,11 +15,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import integrate
 from scipy.stats import norm
 
-try:
-    from probssm import metrics
-except ModuleNotFoundError:  # repository not installed: import from the source tree
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from probssm import metrics
+from probssm import metrics
 
 from probssm.metrics import (
     crps_gaussian,

@@ -192,11 +192,10 @@ def _check_observations(model: LGSSM, y):
             f"y has {y.shape[-2]} time steps but the model's time-varying fields "
             f"{sorted(model.time_varying)} have {T}"
         )
-    if not isinstance(y, jax.core.Tracer):
-        bad = np.isinf(np.asarray(y))
-        if bad.any():
-            pos = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"y contains an infinite value at index {pos}; use NaN for missing values")
+    # Reduce on the device first, so that device-resident data is not copied to the host.
+    if not isinstance(y, jax.core.Tracer) and bool(jnp.any(jnp.isinf(y))):
+        pos = tuple(int(i) for i in np.argwhere(np.isinf(np.asarray(y)))[0])
+        raise ValueError(f"y contains an infinite value at index {pos}; use NaN for missing values")
     if not jnp.issubdtype(y.dtype, jnp.floating):
         y = y.astype(model.initial_cov.dtype)
     return y
