@@ -148,13 +148,29 @@ def _resolve_method(method: str, num_timesteps: int) -> str:
     return method
 
 
+_KERNEL_CHECKED = "kernel (values checked)"
+
+
+def _route_kernel(method: str, model: LGSSM, y) -> str:
+    """For concrete inputs, check the kernel's value conditions now, so that the compiled program
+    holds only the path taken (a traced call keeps a ``lax.cond`` and compiles both paths)."""
+    if method != "kernel" or isinstance(y, jax.core.Tracer) or any(
+        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(model)
+    ):
+        return method
+    if not kernel.supported(model, y):
+        return "parallel"
+    T, m = y.shape[-2:]
+    return _KERNEL_CHECKED if bool(kernel.runtime_supported(model, y.reshape((-1, T, m)))) else "parallel"
+
+
 def _single(method: str, smooth: bool):
     """The one-series function of a method; the parallel one defers diffuse priors to the
     sequential recursion (decided at run time, so it also holds under ``jit`` and ``grad``)."""
     seq = sequential.smooth_single if smooth else sequential.filter_single
     if method == "sequential":
         return seq
-    if method == "kernel":  # the kernel filters whole batches; per series it is the scan
+    if method in ("kernel", _KERNEL_CHECKED):  # the kernel filters whole batches; per series it is the scan
         method = "parallel"
     par = parallel.smooth_single if smooth else parallel.filter_single
 
@@ -222,14 +238,15 @@ def _filter_result(out, burn) -> FilterResult:
 @_FULL_PRECISION
 def _filter_jit(model, y, burn, method):
     model, y = _results_dtype(model, y)
-    if method == "kernel" and kernel.supported(model, y):
-        return _kernel_filter(model, y, burn)
+    if method in ("kernel", _KERNEL_CHECKED) and kernel.supported(model, y):
+        return _kernel_filter(model, y, burn, checked=method == _KERNEL_CHECKED)
     single = _single(method, smooth=False)
     return vmap_batch(lambda m_, y_: _filter_result(single(m_, y_), burn), model, [y], [2])
 
 
-def _kernel_filter(model, y, burn):
-    """The kernel on all series at once, falling back to the scan for unsupported values."""
+def _kernel_filter(model, y, burn, checked):
+    """The kernel on all series at once; unless the values were ``checked`` already, it falls
+    back to the scan for unsupported values."""
     batch, (T, m) = y.shape[:-2], y.shape[-2:]
     flat = y.reshape((-1, T, m))
     trans, obs = parallel._step_params(model, T)
@@ -243,7 +260,10 @@ def _kernel_filter(model, y, burn):
 
     fast = lambda m_, y_: complete(kernel.filter_states(m_, y_))  # noqa: E731
     slow = lambda m_, y_: jax.vmap(lambda yy: _single("parallel", smooth=False)(m_, yy))(y_)  # noqa: E731
-    out = jax.lax.cond(kernel.runtime_supported(model, flat), fast, slow, model, flat)
+    if checked:
+        out = fast(model, flat)
+    else:
+        out = jax.lax.cond(kernel.runtime_supported(model, flat), fast, slow, model, flat)
     out = jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
     return _filter_result(out, burn)
 
@@ -252,9 +272,11 @@ def _kernel_filter(model, y, burn):
 @_FULL_PRECISION
 def _log_likelihood_jit(model, y, burn, method):
     model, y = _results_dtype(model, y)
-    if method == "kernel" and burn == 0 and kernel.supported(model, y):
+    if method in ("kernel", _KERNEL_CHECKED) and burn == 0 and kernel.supported(model, y):
         batch, (T, m) = y.shape[:-2], y.shape[-2:]
         flat = y.reshape((-1, T, m))
+        if method == _KERNEL_CHECKED:
+            return kernel.log_likelihood_sums(model, flat).reshape(batch)
         slow = lambda m_, y_: jax.vmap(  # noqa: E731
             lambda yy: _single("parallel", smooth=False)(m_, yy)["log_likelihood_terms"].sum())(y_)
         out = jax.lax.cond(kernel.runtime_supported(model, flat), kernel.log_likelihood_sums, slow,
@@ -298,7 +320,7 @@ def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterRes
         :math:`\\log p(y) = \\sum_t \\log N(y_t; H_t a_t + d_t, H_t P_t H_t^T + R_t)`.
     """
     y = _check_observations(model, y)
-    method = _resolve_method(method, y.shape[-2])
+    method = _route_kernel(_resolve_method(method, y.shape[-2]), model, y)
     if not 0 <= burn <= y.shape[-2]:
         raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
     return _filter_jit(model, y, int(burn), method)
@@ -331,7 +353,7 @@ def log_likelihood(model: LGSSM, y, *, method: str = "auto", burn: int = 0):
     it writes no per-step states.
     """
     y = _check_observations(model, y)
-    method = _resolve_method(method, y.shape[-2])
+    method = _route_kernel(_resolve_method(method, y.shape[-2]), model, y)
     if not 0 <= burn <= y.shape[-2]:
         raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
     return _log_likelihood_jit(model, y, int(burn), method)
