@@ -173,8 +173,8 @@ def future_index(index: pd.Index, steps) -> pd.Index:
 def forecast_steps(fh, index: pd.Index) -> np.ndarray:
     """Turn a forecast horizon into sorted positive step numbers (1 = first step past the data).
 
-    ``fh`` is an int ``h`` (steps ``1..h``), a list/array of positive ints, or a pandas Index of
-    future labels of the same kind as ``index``.
+    ``fh`` is an int ``h`` (steps ``1..h``), a list/array of positive ints (steps), or a pandas
+    Index of future labels of the same kind as ``index`` (labels, also for integer indices).
     """
     if isinstance(fh, (bool, np.bool_)):
         raise TypeError(f"fh must be an int, a list of steps or an index, got {fh!r}")
@@ -182,17 +182,13 @@ def forecast_steps(fh, index: pd.Index) -> np.ndarray:
         if fh < 1:
             raise ValueError(f"fh must be a positive integer, got {fh}")
         return np.arange(1, int(fh) + 1)
-    if isinstance(fh, pd.Index) and not pd.api.types.is_integer_dtype(fh.dtype) or isinstance(
-        fh, (pd.DatetimeIndex, pd.PeriodIndex)
-    ):
-        steps = _steps_from_labels(pd.Index(fh), index)
+    if isinstance(fh, pd.Index):  # an index holds future labels, whatever its dtype
+        steps = _steps_from_labels(fh, index)
     else:
         arr = np.asarray(fh)
         if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"fh must be an int, a non-empty list of ints or an index, got {fh!r}")
         steps = arr.astype(int)
-        if isinstance(fh, pd.Index) and not isinstance(index, pd.RangeIndex):
-            steps = _steps_from_labels(pd.Index(fh), index)
     if np.any(steps < 1):
         raise ValueError(f"forecast steps must be >= 1 (after the training data), got {steps.tolist()}")
     if len(np.unique(steps)) != len(steps):
@@ -222,9 +218,6 @@ def _steps_from_labels(labels: pd.Index, index: pd.Index) -> np.ndarray:
 def check_continuation(index: pd.Index, new_index: pd.Index, name: str = "y_new") -> None:
     """Raise unless ``new_index`` starts right after ``index`` and continues its grid."""
     expected = future_index(index, np.arange(1, len(new_index) + 1))
-    if isinstance(index, pd.RangeIndex) and isinstance(new_index, pd.RangeIndex) is False and \
-            not pd.api.types.is_integer_dtype(new_index.dtype):
-        raise ValueError(f"{name}: expected an integer index continuing the training index")
     if len(expected) != len(new_index) or not np.all(np.asarray(expected) == np.asarray(new_index)):
         raise ValueError(
             f"{name} must continue the training data: expected index starting at {expected[0]!r}, "

@@ -295,3 +295,14 @@ def test_plot_returns_axes(fitted):
     ax = fitted["exact_diffuse"].plot(fh=5)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "forecast" in labels and "observed" in labels
+
+
+def test_integer_index_fh_is_labels_not_steps(nile):
+    """A pandas Index as fh always holds future labels, also for a RangeIndex."""
+    model = LocalLevel().fit(pd.Series(nile.to_numpy()))
+    by_labels = model.predict(pd.Index([101, 104]))
+    by_steps = model.predict([2, 5])
+    np.testing.assert_array_equal(by_labels.to_numpy(), by_steps.to_numpy())
+    assert list(by_labels.index) == [101, 104]
+    with pytest.raises(ValueError, match="forecast steps must be >= 1"):
+        model.predict(pd.Index([99]))
