@@ -161,7 +161,9 @@ def _route_kernel(method: str, model: LGSSM, y) -> str:
     if not kernel.supported(model, y):
         return "parallel"
     T, m = y.shape[-2:]
-    return _KERNEL_CHECKED if bool(kernel.runtime_supported(model, y.reshape((-1, T, m)))) else "parallel"
+    with jax.ensure_compile_time_eval():  # concrete values, also inside an outer jit
+        ok = bool(kernel.runtime_supported(model, y.reshape((-1, T, m))))
+    return _KERNEL_CHECKED if ok else "parallel"
 
 
 def _single(method: str, smooth: bool):
@@ -208,10 +210,14 @@ def _check_observations(model: LGSSM, y):
             f"y has {y.shape[-2]} time steps but the model's time-varying fields "
             f"{sorted(model.time_varying)} have {T}"
         )
-    # Reduce on the device first, so that device-resident data is not copied to the host.
-    if not isinstance(y, jax.core.Tracer) and bool(jnp.any(jnp.isinf(y))):
-        pos = tuple(int(i) for i in np.argwhere(np.isinf(np.asarray(y)))[0])
-        raise ValueError(f"y contains an infinite value at index {pos}; use NaN for missing values")
+    # Reduce on the device first, so that device-resident data is not copied to the host; evaluate
+    # now even inside an outer jit, where y may be a concrete constant.
+    if not isinstance(y, jax.core.Tracer):
+        with jax.ensure_compile_time_eval():
+            has_inf = bool(jnp.any(jnp.isinf(y)))
+        if has_inf:
+            pos = tuple(int(i) for i in np.argwhere(np.isinf(np.asarray(y)))[0])
+            raise ValueError(f"y contains an infinite value at index {pos}; use NaN for missing values")
     if not jnp.issubdtype(y.dtype, jnp.floating):
         y = y.astype(model.initial_cov.dtype)
     return y

@@ -127,3 +127,14 @@ def test_kernels_lower_to_triton_for_cuda():
         fn = jax.jit(lambda m_, y_: kernel.filter_batch(m_, y_, write_states=write_states, interpret=False))
         exported = jax.export.export(fn, platforms=["cuda"], disabled_checks=unchecked)(model, y)
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 2
+
+
+def test_concrete_inputs_inside_an_outer_jit():
+    """Value checks on concrete closure constants work under an enclosing jit too."""
+    rng = np.random.default_rng(11)
+    with jax.enable_x64(True):
+        model = _model(rng, 2, 1)
+        y = _y(rng, (1, 12, 1))
+        outer = jax.jit(lambda s: s * kalman.log_likelihood(model, y, method="kernel"))
+        direct = kalman.log_likelihood(model, y, method="sequential")
+        np.testing.assert_allclose(outer(2.0), 2.0 * np.asarray(direct), rtol=1e-9)
