@@ -171,10 +171,10 @@ def grid(args):
             out.append((T, n, batch))
         return out
     if args.quick:
-        Ts, ns, batch = (100, 1000), (2, 4, 8), (100, 4, 8)
+        Ts, batch = (100, 1000), (100, 4, 8)
         base = [(100, 4, 0), (1000, 4, 0)]
     else:
-        Ts, ns, batch = (1_000, 10_000, 100_000, 1_000_000), (2, 4, 8), (1_000, 4, 1024)
+        Ts, batch = (1_000, 10_000, 100_000, 1_000_000), (1_000, 4, 1024)
         base = [(T, 4, 0) for T in Ts] + [(100_000, 2, 0), (100_000, 8, 0)]
     if args.full:
         base = [(T, n, 0) for n in (4, 2, 8) for T in Ts]

@@ -37,7 +37,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import cho_solve, solve_triangular
+from jax.scipy.linalg import solve_triangular
 
 from ._linalg import chol_psd, symmetrize
 from .model import LGSSM
