@@ -80,8 +80,12 @@ class LinearGaussianForecaster(BaseForecaster):
             self._burn = self._diffuse_states if self.initialization == "approximate_diffuse" else 0
 
     # -- fitting ------------------------------------------------------------------------------
+    def _prepare(self, data):
+        """Validate hyper-parameters against the data before fitting (a hook)."""
+
     def _fit(self, data):
         self._check_initialization()
+        self._prepare(data)
         start = np.asarray(self._start_params(data.values), dtype=np.float64)
         self._set_burn(start)
         params = self._estimate(data, start)
@@ -456,19 +460,16 @@ class KalmanFilter(LinearGaussianForecaster):
         return (self.initialization, self._estimated, shapes)
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _fit(self, data):
-        self._check_initialization()
+    def _prepare(self, data):
         self._check_hyper(data.values.shape[1])
-        start = self._start_params(data.values)
-        self._set_burn(start)
+
+    def _estimate(self, data, start):
         if not self._estimated:
-            params = start
             self.converged_ = True
-        elif self.method == "mle":
-            params = self._estimate(data, start)
-        else:
-            params = self._em(data)
-        self._finish_fit(data, params)
+            return start
+        if self.method == "em":
+            return self._em(data)
+        return super()._estimate(data, start)
 
     def _em(self, data) -> np.ndarray:
         if "initial_cov" not in self._base:

@@ -148,48 +148,53 @@ def _resolve_method(method: str, num_timesteps: int) -> str:
     return method
 
 
-_KERNEL_CHECKED = "kernel (values checked)"
+_CHECKED = " (values checked)"
 
 
-def _route_kernel(method: str, model: LGSSM, y) -> str:
-    """For concrete inputs, check the kernel's value conditions now, so that the compiled program
-    holds only the path taken (a traced call keeps a ``lax.cond`` and compiles both paths)."""
-    if method != "kernel" or isinstance(y, jax.core.Tracer) or any(
+def _route(method: str, model: LGSSM, y) -> str:
+    """Decide value-dependent fallbacks now when the inputs are concrete.
+
+    The kernel needs a proper prior and (for a non-diagonal ``R``) no partly missing row; the
+    parallel scan needs a proper prior. Checked here, outside ``jit``, the compiled program holds
+    only the path taken (``"<method> (values checked)"``); with traced inputs the choice stays a
+    ``lax.cond`` inside the program, which compiles both paths.
+    """
+    traced = isinstance(y, jax.core.Tracer) or any(
         isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(model)
-    ):
+    )
+    if method == "sequential" or traced:
         return method
-    if not kernel.supported(model, y):
-        return "parallel"
-    T, m = y.shape[-2:]
     with jax.ensure_compile_time_eval():  # concrete values, also inside an outer jit
-        ok = bool(kernel.runtime_supported(model, y.reshape((-1, T, m))))
-    return _KERNEL_CHECKED if ok else "parallel"
+        if method == "kernel" and kernel.supported(model, y):
+            T, m = y.shape[-2:]
+            if bool(kernel.runtime_supported(model, y.reshape((-1, T, m)))):
+                return "kernel" + _CHECKED
+        proper = not bool(jnp.any(model.initial_diffuse_cov != 0))
+    return "parallel" + _CHECKED if proper else "sequential"
+
+
+def _is_kernel(method: str) -> bool:
+    return method.removesuffix(_CHECKED) == "kernel"
 
 
 def _single(method: str, smooth: bool):
-    """The one-series function of a method; the parallel one defers diffuse priors to the
-    sequential recursion (decided at run time, so it also holds under ``jit`` and ``grad``)."""
+    """The one-series function of a method. Per series the kernel is the parallel scan; the scan
+    defers diffuse priors to the sequential recursion, by ``lax.cond`` unless already checked."""
     seq = sequential.smooth_single if smooth else sequential.filter_single
     if method == "sequential":
         return seq
-    if method in ("kernel", _KERNEL_CHECKED):  # the kernel filters whole batches; per series it is the scan
-        method = "parallel"
     par = parallel.smooth_single if smooth else parallel.filter_single
 
-    def run(model, y):
-        def par_clean(m_, y_):
-            out = par(m_, y_)
-            out.pop("cov_sqrt")
-            return out
+    def par_clean(model, y):
+        out = par(model, y)
+        out.pop("cov_sqrt")
+        return out
 
-        if not isinstance(model.initial_diffuse_cov, jax.core.Tracer):
-            if np.any(np.asarray(model.initial_diffuse_cov) != 0):
-                return seq(model, y)
-            return par_clean(model, y)
-        diffuse = jnp.any(model.initial_diffuse_cov != 0)
-        return jax.lax.cond(diffuse, seq, par_clean, model, y)
-
-    return run
+    if method.endswith(_CHECKED):
+        return par_clean
+    return lambda model, y: jax.lax.cond(
+        jnp.any(model.initial_diffuse_cov != 0), seq, par_clean, model, y
+    )
 
 
 def _check_observations(model: LGSSM, y):
@@ -244,8 +249,8 @@ def _filter_result(out, burn) -> FilterResult:
 @_FULL_PRECISION
 def _filter_jit(model, y, burn, method):
     model, y = _results_dtype(model, y)
-    if method in ("kernel", _KERNEL_CHECKED) and kernel.supported(model, y):
-        return _kernel_filter(model, y, burn, checked=method == _KERNEL_CHECKED)
+    if _is_kernel(method) and kernel.supported(model, y):
+        return _kernel_filter(model, y, burn, checked=method.endswith(_CHECKED))
     single = _single(method, smooth=False)
     return vmap_batch(lambda m_, y_: _filter_result(single(m_, y_), burn), model, [y], [2])
 
@@ -278,10 +283,10 @@ def _kernel_filter(model, y, burn, checked):
 @_FULL_PRECISION
 def _log_likelihood_jit(model, y, burn, method):
     model, y = _results_dtype(model, y)
-    if method in ("kernel", _KERNEL_CHECKED) and burn == 0 and kernel.supported(model, y):
+    if _is_kernel(method) and burn == 0 and kernel.supported(model, y):
         batch, (T, m) = y.shape[:-2], y.shape[-2:]
         flat = y.reshape((-1, T, m))
-        if method == _KERNEL_CHECKED:
+        if method.endswith(_CHECKED):
             return kernel.log_likelihood_sums(model, flat).reshape(batch)
         slow = lambda m_, y_: jax.vmap(  # noqa: E731
             lambda yy: _single("parallel", smooth=False)(m_, yy)["log_likelihood_terms"].sum())(y_)
@@ -326,7 +331,7 @@ def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterRes
         :math:`\\log p(y) = \\sum_t \\log N(y_t; H_t a_t + d_t, H_t P_t H_t^T + R_t)`.
     """
     y = _check_observations(model, y)
-    method = _route_kernel(_resolve_method(method, y.shape[-2]), model, y)
+    method = _route(_resolve_method(method, y.shape[-2]), model, y)
     if not 0 <= burn <= y.shape[-2]:
         raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
     return _filter_jit(model, y, int(burn), method)
@@ -349,7 +354,7 @@ def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
         cross-covariances and the filter's result. Exact diffuse priors are smoothed exactly.
     """
     y = _check_observations(model, y)
-    return _smooth_jit(model, y, _resolve_method(method, y.shape[-2]))
+    return _smooth_jit(model, y, _route(_resolve_method(method, y.shape[-2]), model, y))
 
 
 def log_likelihood(model: LGSSM, y, *, method: str = "auto", burn: int = 0):
@@ -359,7 +364,7 @@ def log_likelihood(model: LGSSM, y, *, method: str = "auto", burn: int = 0):
     it writes no per-step states.
     """
     y = _check_observations(model, y)
-    method = _route_kernel(_resolve_method(method, y.shape[-2]), model, y)
+    method = _route(_resolve_method(method, y.shape[-2]), model, y)
     if not 0 <= burn <= y.shape[-2]:
         raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
     return _log_likelihood_jit(model, y, int(burn), method)
