@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "SeriesData", "as_series_data", "forecast_steps", "future_index", "check_continuation",
+    "SeriesData", "as_series_data", "as_exog", "forecast_steps", "future_index", "check_continuation",
     "check_coverage", "check_alpha", "index_to_json", "index_from_json", "random_generator",
 ]
 
@@ -120,6 +120,75 @@ def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1) -
     if columns is not None and list(columns) != cols:
         raise ValueError(f"{name}: expected variables {list(columns)}, got {cols}")
     return SeriesData(values, index, cols, is_series)
+
+
+def as_exog(X, index: pd.Index, *, columns=None, name: str = "X") -> tuple[np.ndarray, list]:
+    """Validate exogenous regressors for the time steps ``index`` and return ``(values, columns)``.
+
+    ``values`` is a float64 copy of shape ``(len(index), k)``. ``X`` may be a ``pd.DataFrame`` or
+    ``pd.Series`` whose index contains every label of ``index`` (rows are selected by label, so a
+    frame covering a longer period works), or an array ``(T,)``/``(T, k)`` with at least
+    ``len(index)`` rows (the first ones are used). With ``columns`` given (the ones seen in
+    ``fit``), a frame must hold those columns (selected by name) and an array exactly that many.
+    Raises ``TypeError`` for non-numeric data and ``ValueError`` for NaN or infinite values
+    (naming the row and column), missing rows or columns, and wrong shapes.
+    """
+    n = len(index)
+    if isinstance(X, pd.Series):
+        X = X.to_frame(name=X.name if X.name is not None else "x0")
+    if isinstance(X, pd.DataFrame):
+        cols = [str(c) for c in X.columns]
+        frame = X.set_axis(cols, axis=1)
+        if columns is not None:
+            missing = [c for c in columns if c not in cols]
+            if missing:
+                raise ValueError(f"{name}: exogenous columns {missing} seen in fit are missing (got {cols})")
+            frame, cols = frame[list(columns)], list(columns)
+        if isinstance(frame.index, pd.RangeIndex) and not frame.index.isin(index).any():
+            # A default 0..k-1 index that shares no label with the needed times carries no
+            # time information: its rows are taken in order.
+            frame = frame.iloc[:n].set_axis(index[:min(n, len(frame))], axis=0)
+        absent = index[~index.isin(frame.index)]
+        if len(absent):
+            raise ValueError(
+                f"{name} has no row for time {absent[0]!r} ({len(absent)} of the {n} needed labels "
+                f"are missing; {name}'s index runs from {frame.index[0]!r} to {frame.index[-1]!r})"
+            )
+        if frame.index.has_duplicates:
+            raise ValueError(f"{name}: the index has duplicated label {frame.index[frame.index.duplicated()][0]!r}")
+        for col in frame.columns:
+            dtype = frame[col].dtype
+            if not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)):
+                raise TypeError(f"{name}: column {col!r} has non-numeric dtype {dtype}")
+        values = frame.loc[index].to_numpy(dtype=np.float64, copy=True)
+    elif isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "__array__"):
+        arr = np.asarray(X)
+        if not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.bool_)):
+            raise TypeError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise ValueError(f"{name}: expected shape (T, k), got {arr.shape}")
+        if arr.shape[0] < n:
+            raise ValueError(f"{name}: expected at least {n} rows (one per time step), got {arr.shape[0]}")
+        if columns is not None and arr.shape[1] != len(columns):
+            raise ValueError(
+                f"{name}: expected {len(columns)} exogenous columns {list(columns)}, got {arr.shape[1]}"
+            )
+        cols = list(columns) if columns is not None else [f"x{j + 1}" for j in range(arr.shape[1])]
+        values = np.array(arr[:n], dtype=np.float64)
+    else:
+        raise TypeError(f"{name}: expected a pandas DataFrame/Series or a NumPy array, got {type(X).__name__}")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{name} has a missing or infinite value at time {index[i]!r} (row {i}), column "
+            f"{cols[j]!r}; exogenous regressors must be observed at every time step"
+        )
+    if values.shape[1] == 0:
+        raise ValueError(f"{name} has no columns")
+    return values, cols
 
 
 def _step_of(index: pd.Index):

@@ -119,13 +119,25 @@ class StateEstimates:
 
 
 class BaseForecaster(BaseEstimator):
-    """Base class implementing the forecasting contract around family-specific hooks."""
+    """Base class implementing the forecasting contract around family-specific hooks.
+
+    Families that take exogenous regressors set ``_accepts_exog = True``; ``fit`` then stores
+    ``X`` (aligned with ``y``) as ``self._X`` ``(T, k)`` (``None`` without ``X``), and every
+    forecasting method requires ``X`` for the forecast steps and hands it to the hooks as ``exog``
+    ``(h, k)``, rows for steps ``1..h``, ``h`` the largest step asked for.
+    """
+
+    _accepts_exog = False
 
     # -- fitting --------------------------------------------------------------------------
     def fit(self, y, X=None):
-        """Fit to ``y`` (Series, DataFrame or array ``(T,)``/``(T, m)``). Returns ``self``."""
-        self._check_no_exog(X)
+        """Fit to ``y`` (Series, DataFrame or array ``(T,)``/``(T, m)``) and, for models with
+        regressors, exogenous data ``X`` (DataFrame or array ``(T, k)``). Returns ``self``."""
         data = _data.as_series_data(y, min_observed=self._min_observed())
+        self._X, self._exog_columns = None, None
+        if X is not None:
+            self._check_no_exog(X)
+            self._X, self._exog_columns = _data.as_exog(X, data.index)
         self._y = data
         self._fit(data)
         self.cutoff_ = data.index[-1]
@@ -138,11 +150,13 @@ class BaseForecaster(BaseEstimator):
         ``y_new`` must continue the training index. Later forecasts start after it.
         """
         self._check_is_fitted()
-        self._check_no_exog(X_new)
         new = _data.as_series_data(y_new, name="y_new", columns=self._y.columns, min_observed=0)
         _data.check_continuation(self._y.index, new.index)
-        self._update(new)
+        exog = self._exog_for(X_new, new.index, "X_new", "the new observations")
+        self._update(new, exog)
         self._y = self._y.append(new)
+        if exog is not None:
+            self._X = np.concatenate([self._X, exog])
         self.cutoff_ = self._y.index[-1]
         return self
 
@@ -154,19 +168,17 @@ class BaseForecaster(BaseEstimator):
         Series (univariate input) or DataFrame indexed by the continuation of the training index.
         """
         self._check_is_fitted()
-        self._check_no_exog(X)
         steps = _data.forecast_steps(fh, self._y.index)
-        mean, _ = self._forecast_moments(steps)
+        mean, _ = self._forecast_moments(steps, self._future_exog(X, steps))
         return self._wrap(mean, steps)
 
     def predict_interval(self, fh, X=None, coverage=0.9) -> pd.DataFrame:
         """Central prediction intervals; columns ``(variable, coverage, "lower"|"upper")``."""
         self._check_is_fitted()
-        self._check_no_exog(X)
         steps = _data.forecast_steps(fh, self._y.index)
         coverages = _data.check_coverage(coverage)
         alphas = sorted({a for c in coverages for a in (0.5 - c / 2, 0.5 + c / 2)})
-        q = self._predict_quantiles(steps, alphas)
+        q = self._predict_quantiles(steps, alphas, self._future_exog(X, steps))
         cols = {}
         for j, var in enumerate(self._y.columns):
             for c in coverages:
@@ -177,22 +189,20 @@ class BaseForecaster(BaseEstimator):
     def predict_quantiles(self, fh, X=None, alpha=(0.05, 0.5, 0.95)) -> pd.DataFrame:
         """Predictive quantiles; columns ``(variable, alpha)``."""
         self._check_is_fitted()
-        self._check_no_exog(X)
         steps = _data.forecast_steps(fh, self._y.index)
         alphas = _data.check_alpha(alpha)
-        q = self._predict_quantiles(steps, alphas)
+        q = self._predict_quantiles(steps, alphas, self._future_exog(X, steps))
         cols = {(var, a): q[:, j, k] for j, var in enumerate(self._y.columns) for k, a in enumerate(alphas)}
         return pd.DataFrame(cols, index=self._future(steps))
 
     def predict_var(self, fh, X=None) -> pd.DataFrame:
         """Marginal predictive variances, a DataFrame with one column per variable."""
         self._check_is_fitted()
-        self._check_no_exog(X)
         steps = _data.forecast_steps(fh, self._y.index)
-        _, var = self._forecast_moments(steps)
+        _, var = self._forecast_moments(steps, self._future_exog(X, steps))
         return pd.DataFrame(var, index=self._future(steps), columns=self._y.columns)
 
-    def sample(self, fh, n_samples: int = 100, random_state=None) -> pd.DataFrame:
+    def sample(self, fh, n_samples: int = 100, random_state=None, X=None) -> pd.DataFrame:
         """Joint sample paths of the forecast.
 
         Returns a long DataFrame indexed by ``(sample, time)`` with one column per variable.
@@ -202,7 +212,7 @@ class BaseForecaster(BaseEstimator):
             raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
         steps = _data.forecast_steps(fh, self._y.index)
         rng = _data.random_generator(random_state)
-        draws = self._sample(steps, int(n_samples), rng)  # (n_samples, len(steps), m)
+        draws = self._sample(steps, int(n_samples), rng, self._future_exog(X, steps))  # (n_samples, len(steps), m)
         future = self._future(steps)
         index = pd.MultiIndex.from_product([range(int(n_samples)), future], names=["sample", "time"])
         return pd.DataFrame(draws.reshape(-1, draws.shape[-1]), index=index, columns=self._y.columns)
@@ -225,10 +235,10 @@ class BaseForecaster(BaseEstimator):
         observed values in ``y`` (higher is better).
         """
         self._check_is_fitted()
-        self._check_no_exog(X)
         new = _data.as_series_data(y, columns=self._y.columns)
         _data.check_continuation(self._y.index, new.index, name="y")
-        return float(self._log_predictive(new) / np.sum(~np.isnan(new.values)))
+        exog = self._exog_for(X, new.index, "X", "the scored observations")
+        return float(self._log_predictive(new, exog) / np.sum(~np.isnan(new.values)))
 
     # -- plotting ---------------------------------------------------------------------------
     def plot(self, fh=10, coverage=(0.8, 0.95), ax=None, variable=None, show_smoothed=True):
@@ -251,6 +261,8 @@ class BaseForecaster(BaseEstimator):
         path.mkdir(parents=True, exist_ok=True)
         meta, arrays = self._fitted_state()
         arrays = dict(arrays, y_values=self._y.values)
+        if self._X is not None:
+            arrays["X_values"] = self._X
         doc = {
             "format": _FORMAT_VERSION,
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
@@ -261,6 +273,7 @@ class BaseForecaster(BaseEstimator):
                 "columns": self._y.columns,
                 "is_series": self._y.is_series,
             },
+            "exog_columns": self._exog_columns,
         }
         (path / "estimator.json").write_text(json.dumps(doc, indent=2))
         np.savez(path / "arrays.npz", **arrays)
@@ -271,8 +284,28 @@ class BaseForecaster(BaseEstimator):
         return 1
 
     def _check_no_exog(self, X):
-        if X is not None:
+        if X is not None and not self._accepts_exog:
             raise ValueError(f"{type(self).__name__} takes no exogenous data; got X={type(X).__name__}")
+
+    def _exog_for(self, X, index: pd.Index, name: str, what: str):
+        """Exogenous values ``(len(index), k)`` for the times ``index``, or ``None`` for a model
+        fitted without ``X``."""
+        self._check_no_exog(X)
+        if self._exog_columns is None:
+            if X is not None:
+                raise ValueError(f"{name} was given but {type(self).__name__} was fitted without exogenous data")
+            return None
+        if X is None:
+            raise ValueError(
+                f"{name} is required: the model was fitted with exogenous columns "
+                f"{self._exog_columns}; pass their values for {what}"
+            )
+        return _data.as_exog(X, index, columns=self._exog_columns, name=name)[0]
+
+    def _future_exog(self, X, steps):
+        """Exogenous values for forecast steps ``1..max(steps)`` (``None`` without regressors)."""
+        future = self._future(np.arange(1, int(np.max(steps)) + 1))
+        return self._exog_for(X, future, "X", f"the forecast steps up to {future[-1]!r}")
 
     def _future(self, steps) -> pd.Index:
         return _data.future_index(self._y.index, steps)
@@ -283,9 +316,9 @@ class BaseForecaster(BaseEstimator):
             return pd.Series(values[:, 0], index=index, name=self._y.columns[0])
         return pd.DataFrame(values, index=index, columns=self._y.columns)
 
-    def _predict_quantiles(self, steps, alphas) -> np.ndarray:
+    def _predict_quantiles(self, steps, alphas, exog=None) -> np.ndarray:
         """Quantiles ``(len(steps), m, len(alphas))``; Gaussian from the moments by default."""
-        mean, var = self._forecast_moments(steps)
+        mean, var = self._forecast_moments(steps, exog)
         z = stats.norm.ppf(np.asarray(alphas))
         return mean[..., None] + np.sqrt(var)[..., None] * z
 
@@ -335,6 +368,8 @@ def load(path):
         doc["y"]["columns"],
         doc["y"]["is_series"],
     )
+    est._X = arrays.pop("X_values", None)
+    est._exog_columns = doc.get("exog_columns")
     est._restore_fitted_state(doc["fitted"], arrays)
     est.cutoff_ = est._y.index[-1]
     est.is_fitted_ = True

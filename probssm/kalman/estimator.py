@@ -20,9 +20,7 @@ from ..fit import (
     cov_from_unconstrained, cov_to_unconstrained, maximize_likelihood, observed_information,
 )
 from . import em as _em
-from .inference import GaussianState
 from .inference import filter as kalman_filter
-from .inference import forecast as kalman_forecast
 from .inference import log_likelihood as kalman_log_likelihood
 from .inference import sample as kalman_sample
 from .inference import smooth as kalman_smooth
@@ -39,7 +37,9 @@ class LinearGaussianForecaster(BaseForecaster):
     Subclasses define ``_param_names(m)``, ``_start_params(values)`` (natural parameters),
     ``_to_unconstrained`` / ``_to_natural`` (bijections between natural parameters and
     :math:`\\mathbb R^k`), ``_build(params, aux)`` (an LGSSM, possibly with an exact diffuse
-    prior) and ``_state_names()``. ``aux`` is a pytree of fixed arrays (``_aux()``).
+    prior) and ``_state_names()``. ``aux`` is a pytree of fixed arrays for a stretch of time
+    (``_aux(exog, start)``: exogenous values and the position of its first step), so the same
+    ``_build`` gives the model over the data and over a forecast period.
 
     Fitted attributes: ``params_`` (Series of natural parameters), ``loglik_``, ``aic_``, ``bic_``,
     ``nobs_``, ``bse_`` (standard errors from the observed information), ``converged_``.
@@ -48,8 +48,13 @@ class LinearGaussianForecaster(BaseForecaster):
     approximate_diffuse_variance = 1e6
 
     # -- hooks ----------------------------------------------------------------------------
-    def _aux(self):
+    def _aux(self, exog=None, start=0):
+        """Fixed arrays ``_build`` needs for the steps ``start, start+1, ...`` (time positions
+        counted from the first observation) with exogenous values ``exog`` ``(steps, k)``."""
         return ()
+
+    def _data_aux(self):
+        return self._aux(self._X, 0)
 
     def _state_names(self) -> list[str]:
         raise NotImplementedError
@@ -61,7 +66,7 @@ class LinearGaussianForecaster(BaseForecaster):
 
     def _model(self, params, aux=None, burn=None) -> tuple[LGSSM, int]:
         """The model with the chosen initialisation and its log-likelihood burn."""
-        model = self._build(jnp.asarray(params), self._aux() if aux is None else aux)
+        model = self._build(jnp.asarray(params), self._data_aux() if aux is None else aux)
         if self.initialization == "approximate_diffuse":
             burn = self._burn if burn is None else burn
             return approximate_diffuse(model, self.approximate_diffuse_variance), burn
@@ -75,7 +80,7 @@ class LinearGaussianForecaster(BaseForecaster):
 
     def _set_burn(self, params):
         with jax.enable_x64(True):
-            model = self._build(jnp.asarray(params), self._aux())
+            model = self._build(jnp.asarray(params), self._data_aux())
             self._diffuse_states = diffuse_rank(model)
             self._burn = self._diffuse_states if self.initialization == "approximate_diffuse" else 0
 
@@ -96,7 +101,7 @@ class LinearGaussianForecaster(BaseForecaster):
         objective = _objective(self, self._burn)
         with jax.enable_x64(True):
             theta0 = np.asarray(self._to_unconstrained(jnp.asarray(start)))
-            res = maximize_likelihood(objective, theta0, jnp.asarray(data.values), self._aux())
+            res = maximize_likelihood(objective, theta0, jnp.asarray(data.values), self._data_aux())
             self.converged_ = res.converged
             return np.asarray(self._to_natural(jnp.asarray(res.theta)))
 
@@ -107,9 +112,9 @@ class LinearGaussianForecaster(BaseForecaster):
             model, burn = self._model(params)
             result = kalman_filter(model, data.values, burn=burn)
             self.loglik_ = float(result.log_likelihood)
-            self._final = tuple(np.asarray(a) for a in result.final_state)
+            self._next = (np.asarray(result.next_mean), np.asarray(result.next_cov))
             info = observed_information(
-                _objective(self, burn, natural=True), params, jnp.asarray(data.values), self._aux()
+                _objective(self, burn, natural=True), params, jnp.asarray(data.values), self._data_aux()
             ) if len(params) else np.zeros((0, 0))
         names = self._param_names(data.values.shape[1])
         self.params_ = pd.Series(params, index=names, name="estimate")
@@ -129,44 +134,49 @@ class LinearGaussianForecaster(BaseForecaster):
         self.bic_ = -2 * self.loglik_ + k * np.log(nobs_eff)
         self.hqic_ = -2 * self.loglik_ + 2 * k * np.log(np.log(nobs_eff))
 
-    def _model_after_data(self):
-        """The model restarted at the first step past the data: its prior is the one-step
-        prediction from the last filtered state."""
-        model, _ = self._model(self._params)
-        nxt = kalman_forecast(model, GaussianState(*map(jnp.asarray, self._final)), 1)
+    def _model_after_data(self, exog, steps: int) -> LGSSM:
+        """The model over the ``steps`` time steps past the data, its prior the prediction of
+        the first of them given all the data (:math:`p(x_T \\mid y_{0:T-1})`)."""
+        model = self._build(jnp.asarray(self._params), self._aux(exog, self._y.num_timesteps))
+        if model.num_timesteps is not None and model.num_timesteps != steps:
+            raise ValueError(f"expected a model of {steps} steps, got {model.num_timesteps}")
+        mean, cov = map(jnp.asarray, self._next)
         return model.replace(
-            initial_mean=nxt.state_mean[0], initial_cov=nxt.state_cov[0],
-            initial_diffuse_cov=jnp.zeros_like(model.initial_diffuse_cov),
+            initial_mean=mean, initial_cov=cov, initial_diffuse_cov=jnp.zeros_like(cov),
         )
 
-    def _update(self, new):
+    def _update(self, new, exog=None):
         with jax.enable_x64(True):
-            res = kalman_filter(self._model_after_data(), new.values)
-            self._final = tuple(np.asarray(a) for a in res.final_state)
+            res = kalman_filter(self._model_after_data(exog, new.num_timesteps), new.values)
+            self._next = (np.asarray(res.next_mean), np.asarray(res.next_cov))
 
     # -- forecasting --------------------------------------------------------------------------
-    def _forecast(self, horizon: int):
-        """Forecast moments ``horizon`` steps past the data (a :class:`ForecastResult` of NumPy arrays)."""
+    def _forecast(self, horizon: int, exog=None):
+        """Predictive moments of :math:`y` for the ``horizon`` steps past the data: the filter run
+        over a stretch of missing observations. Returns ``(mean (h, m), cov (h, m, m))``."""
         with jax.enable_x64(True):
-            model, _ = self._model(self._params)
-            fc = kalman_forecast(model, GaussianState(*map(jnp.asarray, self._final)), horizon)
-            return type(fc)(*(np.asarray(a) for a in fc))
+            model = self._model_after_data(exog, horizon)
+            nan = jnp.full((horizon, self._y.values.shape[1]), jnp.nan)
+            res = kalman_filter(model, nan)
+            return np.asarray(res.observation_mean), np.asarray(res.observation_cov)
 
-    def _forecast_moments(self, steps):
-        fc = self._forecast(int(np.max(steps)))
+    def _forecast_moments(self, steps, exog=None):
+        mean, cov = self._forecast(int(np.max(steps)), exog)
         idx = np.asarray(steps) - 1
-        return fc.observation_mean[idx], np.diagonal(fc.observation_cov[idx], axis1=-2, axis2=-1).copy()
+        return mean[idx], np.diagonal(cov[idx], axis1=-2, axis2=-1).copy()
 
-    def _sample(self, steps, n_samples, rng):
+    def _sample(self, steps, n_samples, rng, exog=None):
         horizon = int(np.max(steps))
         with jax.enable_x64(True):
             key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
-            _, obs = kalman_sample(self._model_after_data(), key, horizon, sample_shape=(n_samples,))
+            model = self._model_after_data(exog, horizon)
+            _, obs = kalman_sample(model, key, horizon, sample_shape=(n_samples,))
         return np.asarray(obs)[:, np.asarray(steps) - 1, :]
 
-    def _log_predictive(self, new) -> float:
+    def _log_predictive(self, new, exog=None) -> float:
         with jax.enable_x64(True):
-            return float(kalman_filter(self._model_after_data(), new.values).log_likelihood)
+            model = self._model_after_data(exog, new.num_timesteps)
+            return float(kalman_filter(model, new.values).log_likelihood)
 
     # -- latent states --------------------------------------------------------------------------
     def _estimates(self, mean, cov, loglik) -> StateEstimates:
@@ -241,13 +251,13 @@ class LinearGaussianForecaster(BaseForecaster):
         }
         arrays = {
             "params": self._params, "bse": self.bse_.to_numpy(),
-            "final_mean": self._final[0], "final_cov": self._final[1],
+            "next_mean": self._next[0], "next_cov": self._next[1],
         }
         return meta, arrays
 
     def _restore_fitted_state(self, meta, arrays):
         self._params = arrays["params"]
-        self._final = (arrays["final_mean"], arrays["final_cov"])
+        self._next = (arrays["next_mean"], arrays["next_cov"])
         self._burn = meta["burn"]
         self._diffuse_states = meta["diffuse_states"]
         for k in ("loglik_", "aic_", "bic_", "hqic_", "nobs_", "converged_"):
@@ -397,9 +407,8 @@ class KalmanFilter(LinearGaussianForecaster):
             names += [f"{k}[{','.join(map(str, ix))}]" for ix in np.ndindex(*shape)]
         return names
 
-    def _aux(self):
-        base = {k: jnp.asarray(v) for k, v in self._base.items()}
-        return base
+    def _aux(self, exog=None, start=0):
+        return {k: jnp.asarray(v) for k, v in self._base.items()}
 
     def _unpack(self, params, aux):
         mats = dict(aux)
@@ -482,7 +491,7 @@ class KalmanFilter(LinearGaussianForecaster):
                 "missing. Use method='mle'."
             )
         with jax.enable_x64(True):
-            model = self._build(jnp.asarray(self._start_params(data.values)), self._aux())
+            model = self._build(jnp.asarray(self._start_params(data.values)), self._data_aux())
             model, history = _em.fit_em(
                 model, jnp.asarray(data.values), self._estimated, max_iter=self.max_iter, tol=self.tol
             )
