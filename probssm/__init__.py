@@ -14,10 +14,12 @@ __version__ = "0.1.0"
 _LAZY = {
     "KalmanFilter": "probssm.kalman.estimator",
     "LocalLevel": "probssm.structural.estimator",
+    "UnobservedComponents": "probssm.structural.estimator",
+    "SARIMAX": "probssm.structural.estimator",
     "load": "probssm.base",
     "NotFittedError": "probssm.base",
 }
-_SUBMODULES = ("kalman", "structural", "fit", "metrics", "datasets", "base", "plotting")
+_SUBMODULES = ("kalman", "structural", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

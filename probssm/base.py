@@ -241,8 +241,9 @@ class BaseForecaster(BaseEstimator):
         return float(self._log_predictive(new, exog) / np.sum(~np.isnan(new.values)))
 
     # -- plotting ---------------------------------------------------------------------------
-    def plot(self, fh=10, coverage=(0.8, 0.95), ax=None, variable=None, show_smoothed=True):
-        """Plot the history, the smoothed signal and the forecast with prediction bands.
+    def plot(self, fh=10, coverage=(0.8, 0.95), ax=None, variable=None, show_smoothed=True, X=None):
+        """Plot the history, the smoothed signal and the forecast with prediction bands
+        (``X``: exogenous values for the forecast steps, for models fitted with regressors).
 
         Returns the matplotlib Axes.
         """
@@ -250,7 +251,7 @@ class BaseForecaster(BaseEstimator):
 
         self._check_is_fitted()
         return plot_forecast(self, fh=fh, coverage=coverage, ax=ax, variable=variable,
-                             show_smoothed=show_smoothed)
+                             show_smoothed=show_smoothed, X=X)
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path) -> Path:
@@ -324,27 +325,53 @@ class BaseForecaster(BaseEstimator):
 
 
 def _to_json(params: dict) -> dict:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, np.ndarray) or hasattr(v, "__array__") and not np.isscalar(v):
-            out[k] = {"__array__": np.asarray(v).tolist()}
-        elif isinstance(v, tuple):
-            out[k] = {"__tuple__": list(v)}
-        else:
-            out[k] = v
-    return out
+    return {k: _encode(v) for k, v in params.items()}
+
+
+def _encode(v):
+    """JSON form of a hyper-parameter: arrays, tuples, lists and probssm objects with
+    ``get_params`` (structural components, say) are tagged so that :func:`_decode` rebuilds them."""
+    if isinstance(v, BaseEstimator):
+        cls = type(v)
+        if not cls.__module__.startswith("probssm."):
+            raise TypeError(f"cannot save a hyper-parameter of type {cls.__qualname__}")
+        return {"__object__": f"{cls.__module__}.{cls.__qualname__}", "params": _to_json(v.get_params())}
+    if isinstance(v, np.ndarray) or hasattr(v, "__array__") and not np.isscalar(v):
+        return {"__array__": np.asarray(v).tolist()}
+    if isinstance(v, tuple):
+        return {"__tuple__": [_encode(x) for x in v]}
+    if isinstance(v, list):
+        return [_encode(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
 
 
 def _from_json(params: dict) -> dict:
-    out = {}
-    for k, v in params.items():
-        if isinstance(v, dict) and "__array__" in v:
-            out[k] = np.asarray(v["__array__"], dtype=float)
-        elif isinstance(v, dict) and "__tuple__" in v:
-            out[k] = tuple(v["__tuple__"])
-        else:
-            out[k] = v
-    return out
+    return {k: _decode(v) for k, v in params.items()}
+
+
+def _decode(v):
+    if isinstance(v, dict) and "__array__" in v:
+        return np.asarray(v["__array__"], dtype=float)
+    if isinstance(v, dict) and "__tuple__" in v:
+        return tuple(_decode(x) for x in v["__tuple__"])
+    if isinstance(v, dict) and "__object__" in v:
+        return _probssm_class(v["__object__"], BaseEstimator)(**_from_json(v["params"]))
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    return v
+
+
+def _probssm_class(path: str, base: type) -> type:
+    """The class named ``path``, only if it is a probssm subclass of ``base``."""
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name.startswith("probssm."):
+        raise ValueError(f"refusing to load non-probssm class {path!r}")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ValueError(f"{path!r} is not a probssm {base.__name__}")
+    return cls
 
 
 def load(path):
@@ -353,12 +380,10 @@ def load(path):
     doc = json.loads((path / "estimator.json").read_text())
     if doc.get("format") != _FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported format version {doc.get('format')!r}")
-    module_name, _, class_name = doc["class"].rpartition(".")
-    if not module_name.startswith("probssm."):
-        raise ValueError(f"{path}: refusing to load non-probssm class {doc['class']!r}")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, BaseForecaster)):
-        raise ValueError(f"{path}: {doc['class']!r} is not a probssm estimator")
+    try:
+        cls = _probssm_class(doc["class"], BaseForecaster)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     est = cls(**_from_json(doc["params"]))
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}

@@ -22,6 +22,8 @@ PUBLIC_MODULES = (
     "probssm.kalman.em",
     "probssm.kalman.estimator",
     "probssm.structural",
+    "probssm.structural.arima",
+    "probssm.diagnostics",
     "probssm.fit",
     "probssm.metrics",
     "probssm.base",

@@ -73,10 +73,14 @@ def maximize_likelihood(
         # Newton-free BFGS polishing steps from there cost little and tighten the maximiser.
         polish = optimize.minimize(fun, res.x, jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 200})
         best = polish if polish.fun <= res.fun else res
+        # Both optimisers may stop when the line search cannot improve on the round-off of the
+        # objective (large approximate diffuse variances make it ~1e-10 relative). With the
+        # objective scaled to O(1), a gradient below 1e-3 there is a maximum up to that noise.
+        flat = float(np.max(np.abs(fun(best.x)[1]), initial=0.0)) < 1e-3
         return MLEResult(
             theta=np.asarray(best.x),
             log_likelihood=-float(best.fun) * scale,
-            converged=bool(res.success or polish.success),
+            converged=bool(res.success or polish.success or flat),
             message=str(res.message),
             iterations=int(res.nit) + int(getattr(polish, "nit", 0)),
         )

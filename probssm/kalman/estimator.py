@@ -38,7 +38,8 @@ class LinearGaussianForecaster(BaseForecaster):
     ``_to_unconstrained`` / ``_to_natural`` (bijections between natural parameters and
     :math:`\\mathbb R^k`), ``_build(params, aux)`` (an LGSSM, possibly with an exact diffuse
     prior) and ``_state_names()``. ``aux`` is a pytree of fixed arrays for a stretch of time
-    (``_aux(exog, start)``: exogenous values and the position of its first step), so the same
+    (``_aux(exog, start, steps)``: exogenous values, the position of the first step and the
+    number of steps), so the same
     ``_build`` gives the model over the data and over a forecast period.
 
     Fitted attributes: ``params_`` (Series of natural parameters), ``loglik_``, ``aic_``, ``bic_``,
@@ -48,13 +49,14 @@ class LinearGaussianForecaster(BaseForecaster):
     approximate_diffuse_variance = 1e6
 
     # -- hooks ----------------------------------------------------------------------------
-    def _aux(self, exog=None, start=0):
-        """Fixed arrays ``_build`` needs for the steps ``start, start+1, ...`` (time positions
-        counted from the first observation) with exogenous values ``exog`` ``(steps, k)``."""
+    def _aux(self, exog, start, steps):
+        """Fixed arrays ``_build`` needs for the ``steps`` time steps ``start, start+1, ...``
+        (positions counted from the first observation) with exogenous values ``exog``
+        ``(steps, k)`` (``None`` without regressors)."""
         return ()
 
     def _data_aux(self):
-        return self._aux(self._X, 0)
+        return self._aux(self._X, 0, self._y.num_timesteps)
 
     def _state_names(self) -> list[str]:
         raise NotImplementedError
@@ -88,13 +90,51 @@ class LinearGaussianForecaster(BaseForecaster):
     def _prepare(self, data):
         """Validate hyper-parameters against the data before fitting (a hook)."""
 
+    def fit(self, y, X=None, *, params=None):
+        """Fit to ``y`` (and exogenous ``X`` for models with regressors); returns ``self``.
+
+        ``params`` (optional): known parameter values — a mapping or Series by name, or an array in
+        the order of ``params_`` — used as they are instead of estimated (statsmodels'
+        ``model.smooth(params)``); filtering, forecasts and standard errors then refer to them.
+        """
+        self._fixed_params = params
+        try:
+            return super().fit(y, X)
+        finally:
+            self._fixed_params = None
+
     def _fit(self, data):
         self._check_initialization()
         self._prepare(data)
         start = np.asarray(self._start_params(data.values), dtype=np.float64)
         self._set_burn(start)
-        params = self._estimate(data, start)
+        if getattr(self, "_fixed_params", None) is not None:
+            params = self._given_params(self._fixed_params, data)
+            self.converged_ = True
+        else:
+            params = self._estimate(data, start)
         self._finish_fit(data, params)
+
+    def _given_params(self, given, data) -> np.ndarray:
+        names = self._param_names(data.values.shape[1])
+        if isinstance(given, (dict, pd.Series)):
+            missing = [n for n in names if n not in given]
+            extra = [n for n in given if n not in names]
+            if missing or extra:
+                raise ValueError(f"params: missing {missing}, unknown {extra}; expected names {names}")
+            values = np.array([given[n] for n in names], dtype=np.float64)
+        else:
+            values = np.asarray(given, dtype=np.float64).reshape(-1)
+            if values.shape != (len(names),):
+                raise ValueError(f"params: expected {len(names)} values for {names}, got shape {np.shape(given)}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"params must be finite, got {values}")
+        with jax.enable_x64(True):
+            back = np.asarray(self._to_natural(self._to_unconstrained(jnp.asarray(values))))
+        if not np.allclose(back, values, rtol=1e-6, atol=1e-10):
+            bad = names[int(np.argmax(np.abs(back - values)))]
+            raise ValueError(f"params: {bad} is outside its admissible range (got {dict(zip(names, values))})")
+        return values
 
     def _estimate(self, data, start) -> np.ndarray:
         """Maximum likelihood over the unconstrained parameters."""
@@ -113,18 +153,9 @@ class LinearGaussianForecaster(BaseForecaster):
             result = kalman_filter(model, data.values, burn=burn)
             self.loglik_ = float(result.log_likelihood)
             self._next = (np.asarray(result.next_mean), np.asarray(result.next_cov))
-            info = observed_information(
-                _objective(self, burn, natural=True), params, jnp.asarray(data.values), self._data_aux()
-            ) if len(params) else np.zeros((0, 0))
         names = self._param_names(data.values.shape[1])
         self.params_ = pd.Series(params, index=names, name="estimate")
-        with np.errstate(invalid="ignore"):
-            try:
-                cov = np.linalg.inv(info)
-                bse = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
-            except np.linalg.LinAlgError:
-                bse = np.full(len(params), np.nan)
-        self.bse_ = pd.Series(bse, index=names, name="std err")
+        self._bse, self._fit_steps = None, data.num_timesteps
         # statsmodels' conventions: exact diffuse states count as estimated parameters, and the
         # burned (approximate diffuse) terms do not count as observations.
         k = len(params) + (self._diffuse_states if self.initialization == "exact_diffuse" else 0)
@@ -134,10 +165,34 @@ class LinearGaussianForecaster(BaseForecaster):
         self.bic_ = -2 * self.loglik_ + k * np.log(nobs_eff)
         self.hqic_ = -2 * self.loglik_ + 2 * k * np.log(np.log(nobs_eff))
 
+    @property
+    def bse_(self) -> pd.Series:
+        """Standard errors: square roots of the diagonal of the inverse observed information
+        :math:`-\\nabla^2 \\log L(\\hat\\theta)` in the natural parameters (``jax.hessian``),
+        computed on first use (the Hessian's compilation is the slowest part of a fit); NaN where
+        the information is not positive definite (estimates on a boundary)."""
+        self._check_is_fitted()
+        if self._bse is None:
+            steps = self._fit_steps  # the data of the fit, not what update() added since
+            X = None if self._X is None else self._X[:steps]
+            with jax.enable_x64(True):
+                info = observed_information(
+                    _objective(self, self._burn, natural=True), self._params,
+                    jnp.asarray(self._y.values[:steps]), self._aux(X, 0, steps),
+                ) if len(self._params) else np.zeros((0, 0))
+            with np.errstate(invalid="ignore"):
+                try:
+                    var = np.diag(np.linalg.inv(info))
+                    bse = np.sqrt(np.where(var > 0, var, np.nan))
+                except np.linalg.LinAlgError:
+                    bse = np.full(len(self._params), np.nan)
+            self._bse = pd.Series(bse, index=self.params_.index, name="std err")
+        return self._bse
+
     def _model_after_data(self, exog, steps: int) -> LGSSM:
         """The model over the ``steps`` time steps past the data, its prior the prediction of
         the first of them given all the data (:math:`p(x_T \\mid y_{0:T-1})`)."""
-        model = self._build(jnp.asarray(self._params), self._aux(exog, self._y.num_timesteps))
+        model = self._build(jnp.asarray(self._params), self._aux(exog, self._y.num_timesteps, steps))
         if model.num_timesteps is not None and model.num_timesteps != steps:
             raise ValueError(f"expected a model of {steps} steps, got {model.num_timesteps}")
         mean, cov = map(jnp.asarray, self._next)
@@ -246,11 +301,11 @@ class LinearGaussianForecaster(BaseForecaster):
         meta = {
             "loglik_": self.loglik_, "aic_": self.aic_, "bic_": self.bic_, "hqic_": self.hqic_,
             "nobs_": self.nobs_, "converged_": bool(self.converged_), "burn": self._burn,
-            "diffuse_states": self._diffuse_states,
+            "diffuse_states": self._diffuse_states, "fit_steps": self._fit_steps,
             "param_names": list(self.params_.index),
         }
         arrays = {
-            "params": self._params, "bse": self.bse_.to_numpy(),
+            "params": self._params,
             "next_mean": self._next[0], "next_cov": self._next[1],
         }
         return meta, arrays
@@ -263,7 +318,7 @@ class LinearGaussianForecaster(BaseForecaster):
         for k in ("loglik_", "aic_", "bic_", "hqic_", "nobs_", "converged_"):
             setattr(self, k, meta[k])
         self.params_ = pd.Series(self._params, index=meta["param_names"], name="estimate")
-        self.bse_ = pd.Series(arrays["bse"], index=meta["param_names"], name="std err")
+        self._bse, self._fit_steps = None, meta["fit_steps"]
 
 
 def _log_likelihood(theta, y, aux, *, template, natural, burn):
@@ -407,7 +462,7 @@ class KalmanFilter(LinearGaussianForecaster):
             names += [f"{k}[{','.join(map(str, ix))}]" for ix in np.ndindex(*shape)]
         return names
 
-    def _aux(self, exog=None, start=0):
+    def _aux(self, exog, start, steps):
         return {k: jnp.asarray(v) for k, v in self._base.items()}
 
     def _unpack(self, params, aux):

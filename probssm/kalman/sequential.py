@@ -64,8 +64,14 @@ def _decorrelate(y, observed, H, R, d):
 
 
 def _element_update(carry, element, tol):
-    """One scalar observation ``y_i = h^T x + e_i``, ``e_i ~ N(0, r)``; skipped when missing."""
-    a, P, P_inf, A = carry
+    """One scalar observation ``y_i = h^T x + e_i``, ``e_i ~ N(0, r)``; skipped when missing.
+
+    ``remaining`` counts the diffuse directions not yet resolved: each diffuse update lowers the
+    rank of ``P_inf`` by one, so after ``rank(P_inf,0)`` of them ``P_inf`` is exactly zero. Setting
+    it to zero then (rather than keeping the round-off left by the rank-one downdates) stops a
+    residual of ~1e-9 from passing the tolerance later and making a spurious diffuse step.
+    """
+    a, P, P_inf, A, remaining = carry
     h, y, r, observed = element
     n = a.shape[0]
     eye = jnp.eye(n, dtype=a.dtype)
@@ -74,7 +80,7 @@ def _element_update(carry, element, tol):
     F = h @ M + r
     F_inf = h @ M_inf
     v = y - h @ a
-    diffuse = observed & (F_inf > tol * (h @ h))
+    diffuse = observed & (remaining > 0) & (F_inf > tol * (h @ h))
     regular = observed & ~diffuse
     F_inf_safe = jnp.where(diffuse, F_inf, 1.0)
     F_safe = jnp.where(regular, F, 1.0)
@@ -93,7 +99,8 @@ def _element_update(carry, element, tol):
 
     a_new = jnp.where(diffuse, a_diffuse, jnp.where(regular, a_regular, a))
     P_new = jnp.where(diffuse, P_diffuse, jnp.where(regular, P_regular, P))
-    P_inf_new = jnp.where(diffuse, P_inf_diffuse, P_inf)
+    remaining = remaining - diffuse.astype(remaining.dtype)
+    P_inf_new = jnp.where(remaining > 0, jnp.where(diffuse, P_inf_diffuse, P_inf), 0.0)
     A_new = jnp.where(diffuse, (eye - jnp.outer(K0, h)) @ A, jnp.where(regular, L @ A, A))
     loglik = jnp.where(
         diffuse,
@@ -101,7 +108,7 @@ def _element_update(carry, element, tol):
         jnp.where(regular, -0.5 * (_LOG_2PI + jnp.log(F_safe) + v * v / F_safe), 0.0),
     )
     saved = dict(v=v, F=F, F_inf=F_inf, M=M, M_inf=M_inf, diffuse=diffuse, regular=regular)
-    return (a_new, symmetrize(P_new), symmetrize(P_inf_new), A_new), (loglik, saved)
+    return (a_new, symmetrize(P_new), symmetrize(P_inf_new), A_new, remaining), (loglik, saved)
 
 
 def _forward(model: LGSSM, y):
@@ -113,18 +120,18 @@ def _forward(model: LGSSM, y):
     dtype = model.initial_cov.dtype
 
     def step(carry, inputs):
-        a, P, P_inf = carry
+        a, P, P_inf, remaining = carry
         y_t, observed_t, varying_t = inputs
         p = {**static, **varying_t}
         H, R, d = p["observation_matrix"], p["observation_cov"], p["observation_offset"]
         y_star, h_star, r_star = _decorrelate(y_t, observed_t, H, R, d)
-        (a_f, P_f, P_inf_f, A), (loglik, saved) = jax.lax.scan(
+        (a_f, P_f, P_inf_f, A, remaining), (loglik, saved) = jax.lax.scan(
             lambda c, e: _element_update(c, e, tol),
-            (a, P, P_inf, jnp.eye(n, dtype=dtype)),
+            (a, P, P_inf, jnp.eye(n, dtype=dtype), remaining),
             (h_star, y_star, r_star, observed_t),
         )
         F, Q, b = p["transition_matrix"], p["transition_cov"], p["transition_offset"]
-        next_carry = (F @ a_f + b, symmetrize(F @ P_f @ F.T + Q), symmetrize(F @ P_inf_f @ F.T))
+        next_carry = (F @ a_f + b, symmetrize(F @ P_f @ F.T + Q), symmetrize(F @ P_inf_f @ F.T), remaining)
         out = dict(
             predicted_mean=a, predicted_cov=P, predicted_diffuse_cov=P_inf,
             mean=a_f, cov=P_f, log_likelihood_terms=jnp.sum(loglik),
@@ -133,8 +140,9 @@ def _forward(model: LGSSM, y):
         )
         return next_carry, out
 
-    init = (model.initial_mean, model.initial_cov, model.initial_diffuse_cov)
-    (a_next, P_next, _), out = jax.lax.scan(step, init, (y, observed, varying))
+    rank = jax.lax.stop_gradient(jnp.linalg.matrix_rank(model.initial_diffuse_cov))
+    init = (model.initial_mean, model.initial_cov, model.initial_diffuse_cov, rank)
+    (a_next, P_next, _, _), out = jax.lax.scan(step, init, (y, observed, varying))
     out["next_mean"], out["next_cov"] = a_next, P_next
     return out
 

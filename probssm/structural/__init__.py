@@ -1,5 +1,14 @@
-"""Structural (unobserved-components) time-series models on the linear-Gaussian engine."""
+"""Structural time-series models (unobserved components, SARIMAX) on the linear-Gaussian engine."""
 
-from .estimator import LocalLevel
+from . import arima
+from .components import (
+    Autoregressive, Component, Cycle, Irregular, Level, LocalLinearTrend, Regression, Seasonal,
+    SmoothTrend, TrigSeasonal,
+)
+from .estimator import SARIMAX, LocalLevel, UnobservedComponents
 
-__all__ = ["LocalLevel"]
+__all__ = [
+    "LocalLevel", "UnobservedComponents", "SARIMAX",
+    "Component", "Level", "LocalLinearTrend", "SmoothTrend", "Seasonal", "TrigSeasonal",
+    "Cycle", "Autoregressive", "Regression", "Irregular",
+]

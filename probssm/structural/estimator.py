@@ -1,14 +1,23 @@
-"""Structural time-series estimators."""
+"""Structural time-series estimators: :class:`LocalLevel` and :class:`UnobservedComponents`."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
+from ..fit.transforms import constrain_stationary, unconstrain_stationary
 from ..kalman.estimator import LinearGaussianForecaster
+from ..kalman.inference import smooth as kalman_smooth
 from ..kalman.model import LGSSM
+from . import arima
+from .components import (
+    AR, DAMPING, FREE, FREQUENCY, VARIANCE, Block, Component, Context, Cycle, Irregular, Level,
+    LocalLinearTrend, Regression, Seasonal, SmoothTrend, stationary_block_cov,
+)
 
-__all__ = ["LocalLevel"]
+__all__ = ["LocalLevel", "UnobservedComponents", "SARIMAX"]
 
 
 class LocalLevel(LinearGaussianForecaster):
@@ -87,3 +96,439 @@ class LocalLevel(LinearGaussianForecaster):
 
     def _state_names(self):
         return ["level"]
+
+
+# statsmodels' names for the common trend specifications (without the irregular, which
+# ``UnobservedComponents(irregular=...)`` adds).
+TREND_SPECS = {
+    "local level": lambda: Level(),
+    "fixed level": lambda: Level(stochastic=False),
+    "local linear trend": lambda: LocalLinearTrend(),
+    "smooth trend": lambda: SmoothTrend(),
+    "random walk with drift": lambda: LocalLinearTrend(stochastic_slope=False),
+    "deterministic trend": lambda: LocalLinearTrend(stochastic_level=False, stochastic_slope=False),
+}
+
+
+class UnobservedComponents(LinearGaussianForecaster):
+    """Structural time-series model: a sum of components plus an irregular, fitted by MLE.
+
+    .. math::
+
+        y_t = \\sum_c z_{c,t}^T x_{c,t} + x_t^T\\beta + \\varepsilon_t,\\quad
+        x_{c,t+1} = F_c x_{c,t} + \\eta_{c,t}
+
+    See :mod:`probssm.structural.components` for the blocks (level, local linear trend, smooth
+    trend, dummy and trigonometric seasonals, damped cycle, AR(p), regression). Parameters and
+    state layout follow statsmodels' ``UnobservedComponents``, so estimates compare by name.
+    Variances are fitted as squares of free numbers (so they can reach zero), the cycle's
+    frequency and damping through logistic maps into their bounds, AR coefficients through the
+    Monahan (1984) stationarity transform; standard errors come from the observed information.
+
+    Parameters
+    ----------
+    terms : sequence of Component or str
+        The model's components in state order. Strings name trends as statsmodels does:
+        ``"local level"``, ``"fixed level"``, ``"local linear trend"``, ``"smooth trend"``,
+        ``"random walk with drift"``, ``"deterministic trend"``. A :class:`~probssm.structural.components.Regression`
+        (fixed coefficients) is added when ``fit`` gets ``X`` and none is listed.
+    irregular : bool, default True
+        Include the observation noise :math:`\\varepsilon_t \\sim N(0, \\sigma^2_{irregular})`.
+    initialization : {"exact_diffuse", "approximate_diffuse"}, default "exact_diffuse"
+        How non-stationary states start (AR states start stationary either way): exact diffuse
+        (Koopman 1997), or variance ``1e6`` with the first ``k`` log-likelihood terms left out
+        (``k`` = number of diffuse states; statsmodels' default).
+
+    Attributes
+    ----------
+    params_, bse_ : Series
+        Estimates and standard errors, named as in statsmodels (``sigma2.level``, ...).
+    loglik_, aic_, bic_, hqic_ : float
+    components_ : list of Component
+        The resolved components (trend strings replaced, irregular and regression added).
+
+    Examples
+    --------
+    >>> from probssm.structural import UnobservedComponents, TrigSeasonal
+    >>> model = UnobservedComponents(["local linear trend", TrigSeasonal(12, harmonics=3)])
+    >>> model.fit(y).components()  # doctest: +SKIP
+    """
+
+    _accepts_exog = True
+
+    def __init__(self, terms=("local level",), irregular=True, initialization="exact_diffuse"):
+        self.terms = terms
+        self.irregular = irregular
+        self.initialization = initialization
+
+    # -- specification -----------------------------------------------------------------------
+    def _resolve(self, exog_names, freq):
+        comps = []
+        items = [self.terms] if isinstance(self.terms, (str, Component)) else list(self.terms)
+        for i, c in enumerate(items):
+            if isinstance(c, str):
+                key = c.strip().lower()
+                if key not in TREND_SPECS:
+                    raise ValueError(
+                        f"terms[{i}]: unknown trend {c!r}; choose among {sorted(TREND_SPECS)} "
+                        "or pass Component objects"
+                    )
+                c = TREND_SPECS[key]()
+            elif not isinstance(c, Component):
+                raise TypeError(f"terms[{i}]: expected a Component or a trend name, got {type(c).__name__}")
+            comps.append(c)
+        has_regression = any(isinstance(c, Regression) for c in comps)
+        if has_regression and not exog_names:
+            raise ValueError("a Regression component needs exogenous data: pass X to fit")
+        if exog_names and not has_regression:
+            comps.append(Regression())
+        if self.irregular:
+            comps.append(Irregular())
+        if not comps:
+            raise ValueError("the model has no components")
+        n_seasonal = sum(isinstance(c, Seasonal) for c in comps)
+        contexts = []
+        for c in comps:
+            label = f"seasonal_{c.period}" if isinstance(c, Seasonal) and n_seasonal > 1 else c.label
+            contexts.append(Context(tuple(exog_names), freq, label))
+        specs = [s for c, ctx in zip(comps, contexts) for s in c.params(ctx)]
+        names = [s.name for s in specs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"components repeat the parameters {dup}; combine them into one component")
+        if not any(s.kind == VARIANCE for s in specs):
+            raise ValueError("the model has no stochastic component; add irregular=True or a stochastic component")
+        order = sorted(range(len(specs)), key=lambda i: specs[i].group)
+        self.components_ = comps
+        self._contexts = contexts
+        self._specs = [specs[i] for i in order]
+
+    def _structure(self):
+        return (self.initialization, tuple(self.components_), tuple(self._contexts))
+
+    def _prepare(self, data):
+        if data.values.shape[1] != 1:
+            raise ValueError(f"UnobservedComponents models one series; y has {data.values.shape[1]} columns")
+        self._resolve(self._exog_columns or (), _freq_code(data.index))
+        n_states = sum(c.n_states(ctx) for c, ctx in zip(self.components_, self._contexts))
+        observed = int(np.sum(~np.isnan(data.values)))
+        if observed <= len(self._specs) + n_states:
+            raise ValueError(
+                f"y has {observed} observed values; the model has {len(self._specs)} parameters "
+                f"and {n_states} states, so more observations are needed"
+            )
+
+    def _restore_fitted_state(self, meta, arrays):
+        self._resolve(self._exog_columns or (), _freq_code(self._y.index))
+        super()._restore_fitted_state(meta, arrays)
+
+    # -- parameters ----------------------------------------------------------------------------
+    def _param_names(self, m):
+        return [s.name for s in self._specs]
+
+    def _bounds(self, spec):
+        for c, ctx in zip(self.components_, self._contexts):
+            if isinstance(c, Cycle) and spec.name in {s.name for s in c.params(ctx)}:
+                return c.frequency_bounds(ctx)
+        raise KeyError(spec.name)
+
+    def _to_natural(self, theta):
+        return self._map(theta, natural=True)
+
+    def _to_unconstrained(self, params):
+        return self._map(params, natural=False)
+
+    def _map(self, x, natural):
+        x = jnp.asarray(x)
+        out = [None] * len(self._specs)
+        ar_idx = [i for i, s in enumerate(self._specs) if s.kind == AR]
+        for i, s in enumerate(self._specs):
+            v = x[i]
+            if s.kind == VARIANCE:
+                out[i] = v * v if natural else jnp.sqrt(v)
+            elif s.kind == FREQUENCY:
+                lo, hi = self._bounds(s)
+                out[i] = lo + (hi - lo) * jax.nn.sigmoid(v) if natural else jnp.log((v - lo) / (hi - v))
+            elif s.kind == DAMPING:
+                out[i] = jax.nn.sigmoid(v) if natural else jnp.log(v / (1 - v))
+            elif s.kind == FREE:
+                out[i] = v
+        if ar_idx:
+            ar = x[jnp.asarray(ar_idx)]
+            ar = constrain_stationary(ar) if natural else unconstrain_stationary(ar)
+            for j, i in enumerate(ar_idx):
+                out[i] = ar[j]
+        return jnp.stack(out)
+
+    def _start_params(self, values):
+        y = values[:, 0]
+        mask = ~np.isnan(y)
+        if np.ptp(y[mask]) == 0:
+            raise ValueError("y is constant; the variances of an unobserved-components model are not identified")
+        resid = y[mask]
+        start = {}
+        if self._X is not None and any(isinstance(c, Regression) and not c.time_varying for c in self.components_):
+            X = self._X[mask]
+            design = np.column_stack([X, np.ones(len(resid)), np.arange(len(resid))])
+            coef, *_ = np.linalg.lstsq(design, resid, rcond=None)
+            start.update({f"beta.{c}": float(b) for c, b in zip(self._exog_columns, coef[:X.shape[1]])})
+            resid = resid - X @ coef[:X.shape[1]]
+        for c, ctx in zip(self.components_, self._contexts):
+            start.update(c.start(ctx, resid, self._X))
+        scale = float(np.var(np.diff(resid))) if len(resid) > 1 else float(np.var(resid))
+        out = []
+        for s in self._specs:
+            v = start.get(s.name, scale)
+            if s.kind == VARIANCE:
+                v = max(v, 1e-4 * scale, 1e-12)
+            out.append(v)
+        return np.asarray(out, dtype=np.float64)
+
+    # -- the model -------------------------------------------------------------------------------
+    def _aux(self, exog, start, steps):
+        return {} if exog is None else {"exog": jnp.asarray(exog)}
+
+    def _blocks(self, params, aux):
+        p = dict(zip(self._param_names(1), jnp.asarray(params)))
+        exog = aux.get("exog")
+        return [c.block(p, ctx, exog) for c, ctx in zip(self.components_, self._contexts)]
+
+    def _build(self, params, aux):
+        params = jnp.asarray(params)
+        dtype = params.dtype
+        every = self._blocks(params, aux)
+        blocks = [b for b in every if b.transition.shape[-1] > 0]
+        obs_var = sum((b.obs_var for b in every if b.obs_var is not None), jnp.zeros((), dtype))
+        offsets = [b.offset for b in every if b.offset is not None]
+        if not blocks:  # only an irregular (and fixed regression): one inert state, known to be 0
+            zero = jnp.zeros((1, 1), dtype)
+            blocks = [Block(zero, zero, jnp.zeros(1, dtype), stationary=True)]
+        F = jax.scipy.linalg.block_diag(*[b.transition for b in blocks])
+        Q = jax.scipy.linalg.block_diag(*[b.state_cov for b in blocks])
+        P0 = jax.scipy.linalg.block_diag(*[stationary_block_cov(b) for b in blocks])
+        p_inf = np.concatenate([np.full(b.transition.shape[-1], 0.0 if b.stationary else 1.0) for b in blocks])
+        tv_loading = any(jnp.ndim(b.loading) == 2 for b in blocks)
+        time_varying = []
+        if tv_loading:
+            T = next(b.loading.shape[0] for b in blocks if jnp.ndim(b.loading) == 2)
+            H = jnp.concatenate([jnp.broadcast_to(b.loading, (T, b.transition.shape[-1])) for b in blocks], axis=1)[:, None, :]
+            time_varying.append("observation_matrix")
+        else:
+            H = jnp.concatenate([b.loading for b in blocks])[None, :]
+        if offsets:
+            d = sum(offsets)[:, None]
+            time_varying.append("observation_offset")
+        else:
+            d = jnp.zeros(1, dtype)
+        n = F.shape[-1]
+        return LGSSM(
+            transition_matrix=F, transition_cov=Q, observation_matrix=H,
+            observation_cov=obs_var * jnp.ones((1, 1), dtype), initial_mean=jnp.zeros(n, dtype),
+            initial_cov=P0, observation_offset=d, initial_diffuse_cov=jnp.diag(jnp.asarray(p_inf, dtype)),
+            time_varying=time_varying,
+        )
+
+    def _state_names(self):
+        names = [n for c, ctx in zip(self.components_, self._contexts) for n in c.state_names(ctx)]
+        return names or ["dummy"]
+
+    # -- results ---------------------------------------------------------------------------------
+    def components(self) -> pd.DataFrame:
+        """Smoothed components :math:`E[z_c^T x_{c,t} \\mid y_{0:T-1}]` and their standard
+        deviations, columns ``(component, "mean"|"std")`` indexed like the data. A local linear
+        trend reports its ``level`` and ``slope``; fixed regression its fitted :math:`x_t^T\\hat\\beta`."""
+        self._check_is_fitted()
+        with jax.enable_x64(True):
+            params = jnp.asarray(self._params)
+            aux = self._data_aux()
+            model, _ = self._model(params, aux)
+            res = kalman_smooth(model, self._y.values)
+            mean, cov = np.asarray(res.mean), np.asarray(res.cov)
+            blocks = self._blocks(params, aux)
+        cols, offset = {}, 0
+        T = mean.shape[0]
+        for c, ctx, b in zip(self.components_, self._contexts, blocks):
+            k = b.transition.shape[-1]
+            sl = slice(offset, offset + k)
+            for name, row in c.outputs(ctx):
+                if isinstance(row, str) and row == "offset":
+                    m_, s_ = np.asarray(b.offset), np.zeros(T)
+                else:
+                    w = np.broadcast_to(np.asarray(b.loading) if isinstance(row, str) else row, (T, k))
+                    m_ = np.einsum("tk,tk->t", w, mean[:, sl])
+                    s_ = np.sqrt(np.clip(np.einsum("tk,tkl,tl->t", w, cov[:, sl, sl], w), 0, None))
+                cols[(name, "mean")], cols[(name, "std")] = m_, s_
+            offset += k
+        return pd.DataFrame(cols, index=self._y.index)
+
+    def plot_components(self, coverage=0.9, fig=None):
+        """Plot the data with the smoothed signal, and each smoothed component with a
+        ``coverage`` band, one panel each. Returns the matplotlib Figure."""
+        from ..plotting import plot_components
+
+        self._check_is_fitted()
+        return plot_components(self, coverage=coverage, fig=fig)
+
+
+def _freq_code(index: pd.Index) -> str:
+    """``"A"``, ``"Q"``, ``"M"`` or ``""`` from a Period/Datetime index's frequency."""
+    freq = getattr(index, "freqstr", None) or ""
+    if isinstance(index, pd.DatetimeIndex) and not freq and len(index) > 2:
+        freq = pd.infer_freq(index) or ""
+    head = freq.upper().lstrip("0123456789")[:1]
+    return {"Y": "A", "A": "A", "Q": "Q", "M": "M"}.get(head, "")
+
+
+class SARIMAX(LinearGaussianForecaster):
+    """Seasonal ARIMA with exogenous regressors, :math:`\\text{SARIMAX}(p,d,q)\\times(P,D,Q)_s`,
+    fitted by maximum likelihood on the linear-Gaussian engine.
+
+    .. math::
+
+        \\phi(L)\\Phi(L^s)\\,\\Delta^d\\Delta_s^D\\,(y_t - x_t^T\\beta) = A(t)
+        + \\theta(L)\\Theta(L^s)\\,\\varepsilon_t,\\qquad \\varepsilon_t \\sim N(0, \\sigma^2)
+
+    in statsmodels' state-space form (:mod:`probssm.structural.arima`): the differences are
+    states, the trend :math:`A(t)` enters the state equation, regressors the observation
+    equation. AR and MA polynomials are kept stationary / invertible by the Monahan (1984) / Jones
+    (1980) transforms; :math:`\\sigma^2` by a log. Parameter names are statsmodels'
+    (``intercept``, ``drift``, ``beta`` columns by name, ``ar.L1``, ``ma.S.L12``, ``sigma2``).
+
+    Parameters
+    ----------
+    order : tuple of 3 int
+        :math:`(p, d, q)`, non-negative integers.
+    seasonal_order : tuple of 4 int
+        :math:`(P, D, Q, s)`; ``s >= 2`` when any seasonal term is non-zero.
+    trend : {None, "n", "c", "t", "ct"}
+        Deterministic trend :math:`A(t)`: none, constant, linear in :math:`t`, or both.
+    enforce_stationarity, enforce_invertibility : bool
+        Restrict the AR / MA polynomials to the stationary / invertible region.
+    initialization : {"exact_diffuse", "approximate_diffuse"}
+        How the differencing states start (the ARMA states start stationary): exact diffuse, or
+        variance ``1e6`` with the first ``d + sD`` log-likelihood terms left out (statsmodels'
+        default).
+    simple_differencing : bool, default False
+        Estimate on the differenced series :math:`\\Delta^d\\Delta_s^D y` (the first
+        ``d + sD`` observations are conditioned on; Stata's and statsmodels'
+        ``simple_differencing=True``, whose log-likelihood ``loglik_`` then reports). Forecasts,
+        filtering and smoothing still use the model in levels at those parameters.
+
+    Attributes
+    ----------
+    params_, bse_ : Series
+    loglik_, aic_, bic_, hqic_ : float
+
+    Examples
+    --------
+    >>> from probssm.datasets import load_airpassengers
+    >>> import numpy as np
+    >>> airline = SARIMAX((0, 1, 1), (0, 1, 1, 12)).fit(np.log(load_airpassengers()))
+    >>> airline.predict(12)  # doctest: +SKIP
+    """
+
+    _accepts_exog = True
+
+    def __init__(
+        self, order=(1, 0, 0), seasonal_order=(0, 0, 0, 0), trend=None, enforce_stationarity=True,
+        enforce_invertibility=True, initialization="exact_diffuse", simple_differencing=False,
+    ):
+        self.order = order
+        self.seasonal_order = seasonal_order
+        self.trend = trend
+        self.enforce_stationarity = enforce_stationarity
+        self.enforce_invertibility = enforce_invertibility
+        self.initialization = initialization
+        self.simple_differencing = simple_differencing
+
+    def _make_spec(self, order=None, seasonal_order=None):
+        return arima.sarimax_spec(
+            tuple(self.order) if order is None else order,
+            tuple(self.seasonal_order) if seasonal_order is None else seasonal_order,
+            self.trend, tuple(self._exog_columns or ()),
+            self.enforce_stationarity, self.enforce_invertibility,
+        )
+
+    def _structure(self):
+        return (self.initialization, self._spec)
+
+    def _prepare(self, data):
+        if data.values.shape[1] != 1:
+            raise ValueError(f"SARIMAX models one series; y has {data.values.shape[1]} columns")
+        self._spec = self._make_spec()
+        observed = int(np.sum(~np.isnan(data.values)))
+        if observed <= self._spec.k_params + self._spec.num_diffuse_states:
+            raise ValueError(
+                f"y has {observed} observed values; the model has {self._spec.k_params} parameters "
+                f"and {self._spec.num_diffuse_states} diffuse states, so more observations are needed"
+            )
+
+    def _restore_fitted_state(self, meta, arrays):
+        self._spec = self._make_spec()
+        super()._restore_fitted_state(meta, arrays)
+
+    def _param_names(self, m):
+        return list(self._spec.param_names)
+
+    def _start_params(self, values):
+        return arima.start_params(self._spec, values[:, 0], self._X)
+
+    def _to_natural(self, theta):
+        return arima.to_natural(self._spec, theta)
+
+    def _to_unconstrained(self, params):
+        return arima.to_unconstrained(self._spec, params)
+
+    def _aux(self, exog, start, steps):
+        # The trend's time index: positions start, ..., start + steps - 1 (the array's length
+        # is static under jit, its first value may be traced).
+        aux = {"time": jnp.arange(start, start + steps)}
+        if exog is not None:
+            aux["exog"] = jnp.asarray(exog)
+        return aux
+
+    def _build(self, params, aux):
+        return arima.sarimax_model(
+            self._spec, params, aux.get("exog"), num_timesteps=aux["time"].shape[0],
+            time_offset=aux["time"][0],
+        )
+
+    def _state_names(self):
+        return [f"state.{i}" for i in range(self._spec.state_dim)]
+
+    # -- simple differencing: estimate on the differenced series -------------------------------
+    def _estimate(self, data, start):
+        if not self.simple_differencing:
+            return super()._estimate(data, start)
+        inner = self._differenced_fit(data)
+        self.converged_ = inner.converged_
+        return inner.params_.to_numpy()
+
+    def _differenced_fit(self, data, params=None):
+        p, d, q = self.order
+        P, D, Q, s = self.seasonal_order
+        dy = _difference(data.values[:, 0], d, D, s)
+        dX = None if self._X is None else _difference(self._X, d, D, s)
+        inner = SARIMAX(
+            (p, 0, q), (P, 0, Q, s if (P or Q) else 0), self.trend, self.enforce_stationarity,
+            self.enforce_invertibility, self.initialization,
+        )
+        X_frame = None if dX is None else pd.DataFrame(dX, columns=self._exog_columns)
+        return inner.fit(dy, X=X_frame, params=params)
+
+    def _finish_fit(self, data, params):
+        super()._finish_fit(data, params)
+        if self.simple_differencing:
+            inner = self._differenced_fit(data, params=dict(zip(self.params_.index, params)))
+            self.loglik_, self.aic_, self.bic_, self.hqic_ = inner.loglik_, inner.aic_, inner.bic_, inner.hqic_
+            self.nobs_ = inner.nobs_
+
+
+def _difference(x, d, D, s):
+    """:math:`\\Delta^d \\Delta_s^D x` along the first axis (drops ``d + sD`` leading rows)."""
+    x = np.asarray(x, dtype=float)
+    for _ in range(D):
+        x = x[s:] - x[:-s]
+    for _ in range(d):
+        x = x[1:] - x[:-1]
+    return x
