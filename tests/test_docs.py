@@ -25,6 +25,7 @@ PUBLIC_MODULES = (
     "probssm.structural.arima",
     "probssm.diagnostics",
     "probssm.fit",
+    "probssm.fit.bayes",
     "probssm.metrics",
     "probssm.base",
     "probssm.datasets",

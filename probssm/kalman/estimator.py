@@ -19,6 +19,7 @@ from ..base import BaseForecaster, StateEstimates
 from ..fit import (
     cov_from_unconstrained, cov_to_unconstrained, maximize_likelihood, observed_information,
 )
+from ..fit.bayes import half_cauchy_variance_prior, log_prior_from, posterior_summary, sample_posterior
 from . import em as _em
 from .inference import filter as kalman_filter
 from .inference import log_likelihood as kalman_log_likelihood
@@ -90,30 +91,160 @@ class LinearGaussianForecaster(BaseForecaster):
     def _prepare(self, data):
         """Validate hyper-parameters against the data before fitting (a hook)."""
 
-    def fit(self, y, X=None, *, params=None):
+    def fit(self, y, X=None, *, params=None, method=None, priors=None, num_warmup=500,
+            num_samples=500, num_chains=2, random_state=None):
         """Fit to ``y`` (and exogenous ``X`` for models with regressors); returns ``self``.
 
-        ``params`` (optional): known parameter values — a mapping or Series by name, or an array in
-        the order of ``params_`` — used as they are instead of estimated (statsmodels'
-        ``model.smooth(params)``); filtering, forecasts and standard errors then refer to them.
+        Parameters
+        ----------
+        y, X
+            Data (see the estimator contract).
+        params : mapping, Series or array, optional
+            Known parameter values (by name, or in the order of ``params_``) used instead of
+            estimates (statsmodels' ``model.smooth(params)``).
+        method : {None, "mle", "nuts"}
+            ``None``/``"mle"``: maximum likelihood (``KalmanFilter`` follows its own ``method``).
+            ``"nuts"``: Bayesian fit with NumPyro's NUTS, started at the MLE; ``posterior_``
+            holds the draws, ``posterior_summary_`` means, quantiles, ``r_hat`` and ESS, and
+            ``params_`` the posterior means. Forecasts, intervals, samples and ``score`` then
+            integrate over the posterior (a mixture over up to 200 draws).
+        priors : dict, optional
+            ``name -> prior`` on natural parameters (a NumPyro distribution or a log-density
+            callable), overriding the defaults: half-Cauchy on standard deviations with the scale
+            of :math:`\\Delta y`; flat on bounded parameters (AR/MA coefficients, cycle
+            frequency and damping); :math:`N(0, (10 s)^2)` on location parameters, ``s`` the
+            scale of ``y`` over that of the regressor.
+        num_warmup, num_samples, num_chains, random_state
+            NUTS settings (``random_state``: int seed).
         """
-        self._fixed_params = params
+        if method not in (None, "mle", "nuts"):
+            raise ValueError(f"method must be None, 'mle' or 'nuts', got {method!r}")
+        if method != "nuts" and priors is not None:
+            raise ValueError("priors are used only with method='nuts'")
+        self._fit_options = dict(
+            params=params, method=method, priors=priors, num_warmup=int(num_warmup),
+            num_samples=int(num_samples), num_chains=int(num_chains),
+            seed=0 if random_state is None else int(random_state),
+        )
         try:
             return super().fit(y, X)
         finally:
-            self._fixed_params = None
+            self._fit_options = None
 
     def _fit(self, data):
         self._check_initialization()
         self._prepare(data)
         start = np.asarray(self._start_params(data.values), dtype=np.float64)
         self._set_burn(start)
-        if getattr(self, "_fixed_params", None) is not None:
-            params = self._given_params(self._fixed_params, data)
+        opts = getattr(self, "_fit_options", None) or {"params": None, "method": None}
+        if opts["params"] is not None:
+            params = self._given_params(opts["params"], data)
             self.converged_ = True
         else:
             params = self._estimate(data, start)
+        self._draws = None
+        if opts["method"] == "nuts":
+            params = self._sample_posterior(data, params, opts)
         self._finish_fit(data, params)
+
+    # -- Bayesian fitting --------------------------------------------------------------------
+    def _param_kind(self, name: str) -> str:
+        """``"variance"``, ``"bounded"`` (flat prior) or ``"location"``, for default priors."""
+        return "variance" if name.startswith("sigma2") else "location"
+
+    def _log_priors(self, data, given) -> list:
+        names = self._param_names(data.values.shape[1])
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ValueError(f"priors: unknown parameters {unknown}; the model has {names}")
+        y = data.values[:, 0]
+        y = y[~np.isnan(y)]
+        dy = np.diff(y) if len(y) > 2 else y
+        scale_dy = max(float(np.std(dy)), 1e-8 * max(abs(float(np.mean(y))), 1.0))
+        scale_y = max(float(np.std(y)) + abs(float(np.mean(y))), 1e-8)
+        exog_sd = dict(zip(self._exog_columns or (), np.std(self._X, axis=0))) if self._X is not None else {}
+        out = []
+        for name in names:
+            if name in given:
+                out.append(log_prior_from(given[name]))
+                continue
+            kind = self._param_kind(name)
+            if kind == "variance":
+                out.append(half_cauchy_variance_prior(scale_dy))
+            elif kind == "bounded":
+                out.append(lambda v: jnp.zeros_like(v))
+            else:
+                column = name.split(".", 1)[-1]
+                sd = 10 * scale_y / max(float(exog_sd.get(column, 1.0)), 1e-12)
+                out.append(lambda v, sd=sd: -0.5 * (v / sd) ** 2 - jnp.log(sd * np.sqrt(2 * np.pi)))
+        return out
+
+    def _sample_posterior(self, data, mle, opts) -> np.ndarray:
+        names = self._param_names(data.values.shape[1])
+        with jax.enable_x64(True):
+            theta0 = np.asarray(self._to_unconstrained(jnp.asarray(mle)))
+            draws, divergences = sample_posterior(
+                _objective(self, self._burn, natural=True), self._to_natural,
+                self._log_priors(data, opts["priors"]), theta0, jnp.asarray(data.values), self._data_aux(),
+                num_warmup=opts["num_warmup"], num_samples=opts["num_samples"],
+                num_chains=opts["num_chains"], seed=opts["seed"],
+            )
+        self._set_posterior(draws, names)
+        self.divergences_ = divergences
+        mean = self.posterior_.mean().to_numpy()
+        try:
+            return self._given_params(mean, data)
+        except ValueError:  # the mean left the admissible region: the draw nearest to it
+            flat = self.posterior_.to_numpy()
+            return flat[np.argmin(np.sum((flat - mean) ** 2, axis=1))]
+
+    def _set_posterior(self, draws, names):
+        self._draws = np.asarray(draws)
+        self.posterior_ = pd.DataFrame(self._draws.reshape(-1, len(names)), columns=names)
+        self.posterior_summary_ = posterior_summary(self._draws, names)
+        self._draw_cache = None
+
+    def _predictive_draws(self) -> np.ndarray:
+        """Up to 200 posterior draws, evenly thinned, for predictive mixtures ``(S, k)``."""
+        flat = self._draws.reshape(-1, self._draws.shape[-1])
+        return flat[np.unique(np.linspace(0, len(flat) - 1, min(len(flat), 200)).astype(int))]
+
+    def _draw_states(self):
+        """Per-draw prediction of the state after the data, :math:`p(x_T \\mid y, \\theta_s)`."""
+        key = self._y.num_timesteps
+        if self._draw_cache is None or self._draw_cache[0] != key:
+            y, aux = jnp.asarray(self._y.values), self._data_aux()
+
+            def one(p):
+                model, _ = self._model(p, aux)
+                res = kalman_filter(model, y, method="sequential")
+                return res.next_mean, res.next_cov
+
+            with jax.enable_x64(True):
+                draws = jnp.asarray(self._predictive_draws())
+                mean, cov = jax.jit(jax.vmap(one))(draws)
+            self._draw_cache = (key, draws, mean, cov)
+        return self._draw_cache[1:]
+
+    def _future_models(self, exog, steps):
+        """The forecast-period model of every predictive draw (a batched LGSSM)."""
+        draws, mean, cov = self._draw_states()
+        aux = self._aux(exog, self._y.num_timesteps, steps)
+
+        def one(p, m, P):
+            model = self._build(p, aux)
+            return model.replace(initial_mean=m, initial_cov=P, initial_diffuse_cov=jnp.zeros_like(P))
+
+        return jax.vmap(one)(draws, mean, cov)
+
+    def _posterior_forecast(self, horizon, exog):
+        """Per-draw predictive moments ``(S, h, m)`` and ``(S, h, m, m)``."""
+        nan = jnp.full((horizon, self._y.values.shape[1]), jnp.nan)
+        with jax.enable_x64(True):
+            models = self._future_models(exog, horizon)
+            res = jax.vmap(lambda m: kalman_filter(m, nan, method="sequential"))(models)
+            return np.asarray(res.observation_mean), np.asarray(res.observation_cov)
 
     def _given_params(self, given, data) -> np.ndarray:
         names = self._param_names(data.values.shape[1])
@@ -216,22 +347,48 @@ class LinearGaussianForecaster(BaseForecaster):
             return np.asarray(res.observation_mean), np.asarray(res.observation_cov)
 
     def _forecast_moments(self, steps, exog=None):
-        mean, cov = self._forecast(int(np.max(steps)), exog)
         idx = np.asarray(steps) - 1
+        if self._draws is not None:  # moments of the posterior mixture
+            mean, cov = self._posterior_forecast(int(np.max(steps)), exog)
+            var = np.diagonal(cov, axis1=-2, axis2=-1)
+            return mean.mean(0)[idx], (var.mean(0) + mean.var(0))[idx]
+        mean, cov = self._forecast(int(np.max(steps)), exog)
         return mean[idx], np.diagonal(cov[idx], axis1=-2, axis2=-1).copy()
+
+    def _predict_quantiles(self, steps, alphas, exog=None):
+        if self._draws is None:
+            return super()._predict_quantiles(steps, alphas, exog)
+        mean, cov = self._posterior_forecast(int(np.max(steps)), exog)
+        idx = np.asarray(steps) - 1
+        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))[:, idx]
+        return _mixture_quantiles(mean[:, idx], sd, np.asarray(alphas))
 
     def _sample(self, steps, n_samples, rng, exog=None):
         horizon = int(np.max(steps))
         with jax.enable_x64(True):
             key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
-            model = self._model_after_data(exog, horizon)
-            _, obs = kalman_sample(model, key, horizon, sample_shape=(n_samples,))
+            if self._draws is None:
+                model = self._model_after_data(exog, horizon)
+                _, obs = kalman_sample(model, key, horizon, sample_shape=(n_samples,))
+            else:  # each path from its own posterior draw
+                models = self._future_models(exog, horizon)
+                pick = jnp.asarray(rng.integers(0, models.initial_mean.shape[0], n_samples))
+                keys = jax.random.split(key, n_samples)
+
+                def one(i, k):
+                    return kalman_sample(jax.tree_util.tree_map(lambda a: a[i], models), k, horizon)[1]
+
+                obs = jax.vmap(one)(pick, keys)
         return np.asarray(obs)[:, np.asarray(steps) - 1, :]
 
     def _log_predictive(self, new, exog=None) -> float:
         with jax.enable_x64(True):
-            model = self._model_after_data(exog, new.num_timesteps)
-            return float(kalman_filter(model, new.values).log_likelihood)
+            if self._draws is None:
+                model = self._model_after_data(exog, new.num_timesteps)
+                return float(kalman_filter(model, new.values).log_likelihood)
+            models = self._future_models(exog, new.num_timesteps)
+            ll = jax.vmap(lambda m: kalman_filter(m, new.values, method="sequential").log_likelihood)(models)
+            return float(jax.scipy.special.logsumexp(ll) - np.log(ll.shape[0]))
 
     # -- latent states --------------------------------------------------------------------------
     def _estimates(self, mean, cov, loglik) -> StateEstimates:
@@ -308,6 +465,9 @@ class LinearGaussianForecaster(BaseForecaster):
             "params": self._params,
             "next_mean": self._next[0], "next_cov": self._next[1],
         }
+        if self._draws is not None:
+            arrays["posterior_draws"] = self._draws
+            meta["divergences_"] = self.divergences_
         return meta, arrays
 
     def _restore_fitted_state(self, meta, arrays):
@@ -319,6 +479,25 @@ class LinearGaussianForecaster(BaseForecaster):
             setattr(self, k, meta[k])
         self.params_ = pd.Series(self._params, index=meta["param_names"], name="estimate")
         self._bse, self._fit_steps = None, meta["fit_steps"]
+        self._draws = None
+        if "posterior_draws" in arrays:
+            self._set_posterior(arrays["posterior_draws"], meta["param_names"])
+            self.divergences_ = meta["divergences_"]
+
+
+def _mixture_quantiles(mean, sd, alphas, iterations=80):
+    """Quantiles of the equal-weight Gaussian mixture over axis 0 of ``mean``/``sd`` ``(S, ...)``,
+    by bisection on its CDF; returns ``(..., len(alphas))``."""
+    from scipy import stats
+
+    lo = (mean - 10 * sd).min(0)[..., None] * np.ones(len(alphas))
+    hi = (mean + 10 * sd).max(0)[..., None] * np.ones(len(alphas))
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        cdf = stats.norm.cdf((mid[None] - mean[..., None]) / sd[..., None]).mean(0)
+        below = cdf < alphas
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi)
 
 
 def _log_likelihood(theta, y, aux, *, template, natural, burn):

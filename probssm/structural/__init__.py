@@ -1,6 +1,5 @@
 """Structural time-series models (unobserved components, SARIMAX) on the linear-Gaussian engine."""
 
-from . import arima
 from .components import (
     Autoregressive, Component, Cycle, Irregular, Level, LocalLinearTrend, Regression, Seasonal,
     SmoothTrend, TrigSeasonal,

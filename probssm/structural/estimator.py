@@ -226,6 +226,10 @@ class UnobservedComponents(LinearGaussianForecaster):
     def _param_names(self, m):
         return [s.name for s in self._specs]
 
+    def _param_kind(self, name):
+        kind = next(s.kind for s in self._specs if s.name == name)
+        return {VARIANCE: "variance", FREE: "location"}.get(kind, "bounded")
+
     def _bounds(self, spec):
         for c, ctx in zip(self.components_, self._contexts):
             if isinstance(c, Cycle) and spec.name in {s.name for s in c.params(ctx)}:
@@ -472,6 +476,15 @@ class SARIMAX(LinearGaussianForecaster):
 
     def _start_params(self, values):
         return arima.start_params(self._spec, values[:, 0], self._X)
+
+    def _param_kind(self, name):
+        if name == "sigma2":
+            return "variance"
+        if name.startswith("ar."):
+            return "bounded" if self.enforce_stationarity else "location"
+        if name.startswith("ma."):
+            return "bounded" if self.enforce_invertibility else "location"
+        return "location"
 
     def _to_natural(self, theta):
         return arima.to_natural(self._spec, theta)
