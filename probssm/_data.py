@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "SeriesData", "as_series_data", "as_exog", "forecast_steps", "future_index", "check_continuation",
+    "SeriesData", "as_series_data", "as_exog", "PanelData", "is_panel", "as_panel_data", "forecast_steps", "future_index", "check_continuation",
     "check_coverage", "check_alpha", "index_to_json", "index_from_json", "random_generator",
 ]
 
@@ -191,6 +191,88 @@ def as_exog(X, index: pd.Index, *, columns=None, name: str = "X") -> tuple[np.nd
     return values, cols
 
 
+@dataclass(frozen=True)
+class PanelData:
+    """Many univariate series on one time grid.
+
+    Attributes
+    ----------
+    values : ndarray, shape ``(B, T)``, float64
+        One row per series, aligned on the union of their time labels; NaN where a series has no
+        value (missing or outside its span).
+    ids : list, length ``B``
+        Series identifiers (column names, or the first level of a ``(series_id, time)`` index,
+        or ``unique_id``).
+    index : pandas.Index, length ``T``
+        The common, sorted time index.
+    name : str
+        The value column's name.
+    """
+
+    values: np.ndarray
+    ids: list
+    index: pd.Index
+    name: str
+
+    def series(self, i: int) -> pd.Series:
+        """Series ``i`` on the common index."""
+        return pd.Series(self.values[i], index=self.index, name=self.name)
+
+
+def is_panel(y, univariate: bool) -> bool:
+    """Whether ``y`` holds many series: rows indexed by ``(series_id, time)``, a long frame with
+    ``unique_id``, ``ds`` and ``y`` columns, or (for univariate models) a DataFrame of several
+    columns."""
+    if isinstance(y, pd.DataFrame):
+        if isinstance(y.index, pd.MultiIndex):
+            return True
+        if {"unique_id", "ds", "y"} <= set(map(str, y.columns)):
+            return True
+        return univariate and y.shape[1] > 1
+    return isinstance(y, pd.Series) and isinstance(y.index, pd.MultiIndex)
+
+
+def as_panel_data(y, *, name: str = "y") -> PanelData:
+    """Validate a panel (see :func:`is_panel`) and align its series on one time grid.
+
+    Raises ``ValueError`` for a MultiIndex that is not two levels, several value columns in a
+    ``(series_id, time)`` frame, duplicated ``(series_id, time)`` pairs, infinite values or a
+    series without observations (naming it), and ``TypeError`` for non-numeric values.
+    """
+    if isinstance(y, pd.DataFrame) and not isinstance(y.index, pd.MultiIndex) \
+            and {"unique_id", "ds", "y"} <= set(map(str, y.columns)):
+        y = y.set_index(["unique_id", "ds"])["y"]
+    if isinstance(y, pd.DataFrame) and isinstance(y.index, pd.MultiIndex):
+        if y.shape[1] != 1:
+            raise ValueError(
+                f"{name}: a (series_id, time) panel needs one value column, got {list(y.columns)}"
+            )
+        y = y.iloc[:, 0]
+    if isinstance(y, pd.Series):
+        if y.index.nlevels != 2:
+            raise ValueError(f"{name}: a panel index needs two levels (series_id, time), got {y.index.nlevels}")
+        if y.index.has_duplicates:
+            dup = y.index[y.index.duplicated()][0]
+            raise ValueError(f"{name}: the panel has the (series_id, time) pair {dup!r} twice")
+        value_name = str(y.name) if y.name is not None else name
+        wide = y.unstack(level=0)
+    else:
+        wide, value_name = y, name
+    for col in wide.columns:
+        dtype = wide[col].dtype
+        if not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)):
+            raise TypeError(f"{name}: series {col!r} has non-numeric dtype {dtype}")
+    wide = wide.sort_index()
+    values = wide.to_numpy(dtype=np.float64, copy=True).T
+    if np.isinf(values).any():
+        i, t = np.argwhere(np.isinf(values))[0]
+        raise ValueError(f"{name}: series {wide.columns[i]!r} has an infinite value at {wide.index[t]!r}")
+    empty = np.all(np.isnan(values), axis=1)
+    if empty.any():
+        raise ValueError(f"{name}: series {wide.columns[int(np.argmax(empty))]!r} has no observed values")
+    return PanelData(values, list(wide.columns), wide.index, value_name)
+
+
 def _step_of(index: pd.Index):
     """The index's step (freq for dates/periods, spacing for integers)."""
     if isinstance(index, pd.PeriodIndex):
@@ -219,11 +301,15 @@ def _step_of(index: pd.Index):
 
 
 def future_index(index: pd.Index, steps) -> pd.Index:
-    """Labels of ``steps`` (positive ints) after the last label of ``index``.
+    """Labels of ``steps`` (positive ints) after the last label of ``index``, named like it.
 
     DatetimeIndex keeps its frequency, PeriodIndex its period, RangeIndex and evenly spaced
     integer indices their step.
     """
+    return _future_labels(index, steps).rename(index.name)
+
+
+def _future_labels(index: pd.Index, steps) -> pd.Index:
     steps = np.asarray(steps, dtype=int)
     step = _step_of(index)
     last = index[-1]

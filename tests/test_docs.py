@@ -26,6 +26,7 @@ PUBLIC_MODULES = (
     "probssm.diagnostics",
     "probssm.fit",
     "probssm.fit.bayes",
+    "probssm.fit.batched",
     "probssm.metrics",
     "probssm.base",
     "probssm.datasets",

@@ -79,8 +79,11 @@ def test_non_numeric_and_wrong_types():
         LocalLevel().fit(pd.Series(["a", "b", "c", "d"], name="y"))
     with pytest.raises(TypeError, match="expected a pandas Series/DataFrame or a NumPy array"):
         LocalLevel().fit({"a": 1})
+    panel = pd.Series(np.arange(4.0), index=pd.MultiIndex.from_product([["a", "b"], [0, 1]]))
+    with pytest.raises(ValueError, match="2 observed time steps; at least 3"):
+        LocalLevel().fit(panel)  # a panel of two series too short to fit
     with pytest.raises(ValueError, match="panel input"):
-        LocalLevel().fit(pd.Series(np.arange(4.0), index=pd.MultiIndex.from_product([["a", "b"], [0, 1]])))
+        KalmanFilter([[1.0]], [[1.0]], [[1.0]], [[1.0]]).fit(panel)
     with pytest.raises(ValueError, match="takes no exogenous data"):
         LocalLevel().fit(np.arange(10.0), X=np.ones((10, 1)))
 

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .. import _data, diagnostics
 from ..base import BaseForecaster, StateEstimates
 from ..fit import (
     cov_from_unconstrained, cov_to_unconstrained, maximize_likelihood, observed_information,
 )
+from ..fit.batched import maximize_likelihood_batched
 from ..fit.bayes import half_cauchy_variance_prior, log_prior_from, posterior_summary, sample_posterior
 from . import em as _em
 from .inference import filter as kalman_filter
@@ -121,6 +123,11 @@ class LinearGaussianForecaster(BaseForecaster):
             raise ValueError(f"method must be None, 'mle' or 'nuts', got {method!r}")
         if method != "nuts" and priors is not None:
             raise ValueError("priors are used only with method='nuts'")
+        self._panel = None
+        if self._univariate and _data.is_panel(y, univariate=True):
+            if X is not None or params is not None or method == "nuts":
+                raise ValueError("panel fits take no X, params or method='nuts'; fit series one by one for those")
+            return self._fit_panel(_data.as_panel_data(y))
         self._fit_options = dict(
             params=params, method=method, priors=priors, num_warmup=int(num_warmup),
             num_samples=int(num_samples), num_chains=int(num_chains),
@@ -146,6 +153,120 @@ class LinearGaussianForecaster(BaseForecaster):
         if opts["method"] == "nuts":
             params = self._sample_posterior(data, params, opts)
         self._finish_fit(data, params)
+
+    # -- many series at once -----------------------------------------------------------------
+    _univariate = False  # univariate models read a DataFrame of several columns as a panel
+
+    def _fit_panel(self, panel):
+        """One batched, compiled L-BFGS over all series (:func:`~probssm.fit.batched.maximize_likelihood_batched`),
+        then a fitted copy of the estimator per series at its estimates."""
+        ests, theta0 = [], []
+        for i in range(len(panel.ids)):
+            est = type(self)(**self.get_params())
+            data = _data.as_series_data(panel.series(i), min_observed=est._min_observed())
+            est._y, est._X, est._exog_columns = data, None, None
+            est._check_initialization()
+            est._prepare(data)
+            start = np.asarray(est._start_params(data.values), dtype=np.float64)
+            est._set_burn(start)
+            with jax.enable_x64(True):
+                theta0.append(np.asarray(est._to_unconstrained(jnp.asarray(start))))
+            ests.append(est)
+        template = ests[0]
+        objective = _objective(template, template._burn)
+        with jax.enable_x64(True):
+            res = maximize_likelihood_batched(
+                objective, np.stack(theta0), jnp.asarray(panel.values[:, :, None]),
+                template._data_aux(), in_axes=(0, None),
+            )
+            params = np.asarray(jax.vmap(template._to_natural)(res.theta))
+        for i, est in enumerate(ests):
+            est.fit(panel.series(i), params=params[i])
+            est.converged_ = bool(res.converged[i])
+        self._panel = panel
+        self.estimators_ = dict(zip(panel.ids, ests))
+        self.params_ = pd.DataFrame(params, index=pd.Index(panel.ids, name="series_id"),
+                                    columns=template.params_.index)
+        for attr in ("loglik_", "aic_", "bic_", "hqic_", "nobs_", "converged_"):
+            setattr(self, attr, pd.Series({k: getattr(e, attr) for k, e in self.estimators_.items()}, name=attr))
+        self.cutoff_ = panel.index[-1]
+        self.is_fitted_ = True
+        return self
+
+    def _panel_concat(self, name, *args, **kwargs):
+        """``name(*args)`` of every series' estimator, stacked under a ``series_id`` index level."""
+        parts = [getattr(est, name)(*args, **kwargs) for est in self.estimators_.values()]
+        return pd.concat(parts, keys=list(self.estimators_), names=["series_id"])
+
+    def _is_panel(self) -> bool:
+        return getattr(self, "_panel", None) is not None
+
+    def _single_series_only(self, name):
+        if self._is_panel():
+            raise ValueError(
+                f"{name}() works on one series; this estimator was fitted on a panel: call it on "
+                "estimators_[series_id]"
+            )
+
+    def predict(self, fh, X=None):
+        """Point forecasts; for a panel fit a Series indexed by ``(series_id, time)``."""
+        if self._is_panel():
+            return self._panel_concat("predict", fh, X=X)
+        return super().predict(fh, X)
+
+    def predict_interval(self, fh, X=None, coverage=0.9):
+        """Prediction intervals; for a panel fit rows indexed by ``(series_id, time)``."""
+        if self._is_panel():
+            return self._panel_concat("predict_interval", fh, X=X, coverage=coverage)
+        return super().predict_interval(fh, X, coverage)
+
+    def predict_quantiles(self, fh, X=None, alpha=(0.05, 0.5, 0.95)):
+        """Predictive quantiles; for a panel fit rows indexed by ``(series_id, time)``."""
+        if self._is_panel():
+            return self._panel_concat("predict_quantiles", fh, X=X, alpha=alpha)
+        return super().predict_quantiles(fh, X, alpha)
+
+    def predict_var(self, fh, X=None):
+        """Predictive variances; for a panel fit rows indexed by ``(series_id, time)``."""
+        if self._is_panel():
+            return self._panel_concat("predict_var", fh, X=X)
+        return super().predict_var(fh, X)
+
+    def sample(self, fh, n_samples: int = 100, random_state=None, X=None):
+        """Sample paths; for a panel fit rows indexed by ``(series_id, sample, time)``."""
+        if self._is_panel():
+            rng = _data.random_generator(random_state)
+            parts = [est.sample(fh, n_samples, random_state=rng, X=X) for est in self.estimators_.values()]
+            return pd.concat(parts, keys=list(self.estimators_), names=["series_id"])
+        return super().sample(fh, n_samples, random_state, X)
+
+    def update(self, y_new, X_new=None):
+        self._single_series_only("update")
+        return super().update(y_new, X_new)
+
+    def score(self, y, X=None):
+        self._single_series_only("score")
+        return super().score(y, X)
+
+    def filter(self):
+        """Filtered states; for a panel fit a dict ``series_id -> StateEstimates``."""
+        if self._is_panel():
+            return {k: est.filter() for k, est in self.estimators_.items()}
+        return super().filter()
+
+    def smooth(self):
+        """Smoothed states; for a panel fit a dict ``series_id -> StateEstimates``."""
+        if self._is_panel():
+            return {k: est.smooth() for k, est in self.estimators_.items()}
+        return super().smooth()
+
+    def save(self, path):
+        self._single_series_only("save")
+        return super().save(path)
+
+    def plot(self, *args, **kwargs):
+        self._single_series_only("plot")
+        return super().plot(*args, **kwargs)
 
     # -- Bayesian fitting --------------------------------------------------------------------
     def _param_kind(self, name: str) -> str:
@@ -432,11 +553,46 @@ class LinearGaussianForecaster(BaseForecaster):
             cols[(v, "std")] = std[:, j]
         return pd.DataFrame(cols, index=self._y.index)
 
+    # -- residual diagnostics ------------------------------------------------------------------------
+    def standardized_residuals(self) -> pd.DataFrame:
+        """One-step forecast errors standardised by their predictive covariance,
+        :math:`L_t^{-1}(y_t - \\hat y_{t|t-1})` with :math:`L_t L_t^T = F_t`, one column per
+        variable, NaN where ``y`` is missing. The first ``max(burn, diffuse steps)`` rows are left
+        out, as statsmodels does for its residual tests."""
+        self._check_is_fitted()
+        if self._is_panel():
+            return self._panel_concat("standardized_residuals")
+        with jax.enable_x64(True):
+            model, burn = self._model(self._params)
+            res = kalman_filter(model, self._y.values, burn=burn)
+        skip = max(burn, diagnostics.nobs_diffuse(res))
+        resid = diagnostics.standardized_residuals(
+            self._y.values, np.asarray(res.observation_mean), np.asarray(res.observation_cov), skip=skip,
+        )
+        return pd.DataFrame(resid, index=self._y.index[skip:], columns=self._y.columns)
+
+    def diagnostics(self, lags: int = 1) -> pd.DataFrame:
+        """Ljung-Box :math:`Q` at lag ``lags``, Jarque-Bera, skew, kurtosis and the
+        heteroskedasticity :math:`H` test of :meth:`standardized_residuals`, with p-values (the
+        numbers of statsmodels' results summary); one row per variable."""
+        self._check_is_fitted()
+        if self._is_panel():
+            return self._panel_concat("diagnostics", lags=lags).droplevel(-1)
+        return diagnostics.diagnostics_table(self.standardized_residuals(), lags=lags)
+
+    def plot_diagnostics(self, variable=0, lags: int = 10, fig=None):
+        """statsmodels' four residual panels: standardised residuals, histogram with a KDE and
+        :math:`N(0,1)`, normal Q-Q plot, correlogram. Returns the matplotlib Figure."""
+        self._single_series_only("plot_diagnostics")
+        resid = self.standardized_residuals()
+        return diagnostics.plot_diagnostics(resid, index=resid.index, variable=variable, lags=lags, fig=fig)
+
     # -- reporting -------------------------------------------------------------------------------
     def summary(self) -> str:
         """A text table of the estimates (with standard errors, z, p-values and 95 % intervals),
         the log-likelihood and information criteria."""
         self._check_is_fitted()
+        self._single_series_only("summary")
         z = self.params_ / self.bse_
         p = 2 * stats.norm.sf(np.abs(z))
         table = pd.DataFrame({
@@ -451,7 +607,14 @@ class LinearGaussianForecaster(BaseForecaster):
             f"  converged: {self.converged_}",
             "",
         ]
-        return "\n".join(head) + table.to_string(float_format=lambda v: f"{v:.6g}")
+        tests = self.diagnostics().iloc[0]
+        foot = [
+            "",
+            f"  Ljung-Box (L1) Q: {tests['ljung_box']:.3f} (p {tests['ljung_box_pvalue']:.3f})"
+            f"    Jarque-Bera: {tests['jarque_bera']:.3f} (p {tests['jarque_bera_pvalue']:.3f})"
+            f"    Heteroskedasticity H: {tests['heteroskedasticity']:.3f} (p {tests['heteroskedasticity_pvalue']:.3f})",
+        ]
+        return "\n".join(head) + table.to_string(float_format=lambda v: f"{v:.6g}") + "\n".join(foot)
 
     # -- persistence --------------------------------------------------------------------------------
     def _fitted_state(self):

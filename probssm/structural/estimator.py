@@ -56,6 +56,8 @@ class LocalLevel(LinearGaussianForecaster):
     >>> model.predict(3)  # doctest: +SKIP
     """
 
+    _univariate = True
+
     def __init__(self, initialization="exact_diffuse"):
         self.initialization = initialization
 
@@ -155,6 +157,7 @@ class UnobservedComponents(LinearGaussianForecaster):
     """
 
     _accepts_exog = True
+    _univariate = True
 
     def __init__(self, terms=("local level",), irregular=True, initialization="exact_diffuse"):
         self.terms = terms
@@ -342,6 +345,8 @@ class UnobservedComponents(LinearGaussianForecaster):
         deviations, columns ``(component, "mean"|"std")`` indexed like the data. A local linear
         trend reports its ``level`` and ``slope``; fixed regression its fitted :math:`x_t^T\\hat\\beta`."""
         self._check_is_fitted()
+        if self._is_panel():
+            return self._panel_concat("components")
         with jax.enable_x64(True):
             params = jnp.asarray(self._params)
             aux = self._data_aux()
@@ -432,6 +437,7 @@ class SARIMAX(LinearGaussianForecaster):
     """
 
     _accepts_exog = True
+    _univariate = True
 
     def __init__(
         self, order=(1, 0, 0), seasonal_order=(0, 0, 0, 0), trend=None, enforce_stationarity=True,

@@ -210,3 +210,26 @@ def test_plot_components_draws_one_panel_per_component(air):
         air, params=[3e-4, 5e-4, 1e-6, 2e-5])
     fig = est.plot_components()
     assert len(fig.axes) == 4  # data, level, slope, seasonal
+
+
+def test_residual_diagnostics_match_statsmodels(air):
+    params = [3e-4, 5e-4, 1e-6, 2e-5]
+    ref = _exact(sm.tsa.UnobservedComponents(air, "lltrend", freq_seasonal=[{"period": 12, "harmonics": 3}])).smooth(params)
+    est = UnobservedComponents(["local linear trend", TrigSeasonal(12, harmonics=3)],
+                               initialization="approximate_diffuse").fit(air, params=params)
+    resid = est.standardized_residuals()
+    skip = max(ref.loglikelihood_burn, ref.nobs_diffuse)
+    assert _rel(resid.to_numpy()[:, 0], ref.filter_results.standardized_forecasts_error[0, skip:]) < 1e-6
+    table = est.diagnostics()
+    lb = ref.test_serial_correlation("ljungbox", lags=1)[0]
+    jb = ref.test_normality("jarquebera")[0]
+    het = ref.test_heteroskedasticity("breakvar")[0]
+    row = table.iloc[0]
+    np.testing.assert_allclose([row["ljung_box"], row["ljung_box_pvalue"]], lb[:, 0], rtol=1e-6)
+    np.testing.assert_allclose([row["jarque_bera"], row["jarque_bera_pvalue"], row["skew"], row["kurtosis"]], jb, rtol=1e-6)
+    np.testing.assert_allclose([row["heteroskedasticity"], row["heteroskedasticity_pvalue"]], het, rtol=1e-6)
+    assert "Ljung-Box (L1) Q" in est.summary()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert len(est.plot_diagnostics().axes) >= 4
