@@ -235,8 +235,8 @@ def _solve_one(fun, history, max_ls, theta0, args, gtol, ftol, max_iter):
         d_a = jnp.dot(g_a, st.d)
         finite = jnp.isfinite(f_a) & jnp.all(jnp.isfinite(g_a))
         armijo = finite & (f_a <= st.f + _C1 * st.a * st.dphi0)
-        level = finite & (f_a <= st.f + f_noise)  # no higher than f, up to roundoff
-        # within roundoff of f, with a slope that (on a quadratic) implies decrease
+        level = finite & (f_a <= st.f + f_noise)  # no higher than f, up to the noise level
+        # level with f, and a slope that (on a quadratic) implies a decrease
         near = level & (d_a <= (1.0 - 2.0 * _C1_APPROX) * -st.dphi0)
         accept = (armijo & (jnp.abs(d_a) <= -_C2 * st.dphi0)) | (near & (d_a >= _C2 * st.dphi0))
         take = accept | ((armijo | near) & (~st.found | (f_a < st.best_f)))

@@ -11,8 +11,7 @@ import pytest
 from scipy import optimize
 
 from probssm import kalman
-from probssm.fit import maximize_likelihood
-from probssm.fit import batched
+from probssm.fit import batched, maximize_likelihood
 from probssm.fit.batched import maximize_likelihood_batched, minimize_batched
 
 
@@ -79,13 +78,14 @@ def test_rosenbrock_from_different_starts_matches_scipy(x64):
     theta0 = rng.uniform(-2.0, 2.0, size=(batch, 2))
     a = rng.uniform(0.5, 1.5, size=batch)
     b = rng.uniform(20.0, 150.0, size=batch)
-    res = minimize_batched(rosenbrock, theta0, a, b, gtol=1e-10, max_iter=500)
+    res = minimize_batched(rosenbrock, theta0, a, b, gtol=1e-10, ftol=0.0, max_iter=500)
     grad = jax.jit(jax.grad(rosenbrock))
     errs = []
     for i in range(batch):
+        ai, bi = a[i], b[i]
         ref = optimize.minimize(
-            lambda t: float(rosenbrock(jnp.asarray(t), a[i], b[i])), theta0[i],
-            jac=lambda t: np.asarray(grad(jnp.asarray(t), a[i], b[i])),
+            lambda t, ai=ai, bi=bi: float(rosenbrock(jnp.asarray(t), ai, bi)), theta0[i],
+            jac=lambda t, ai=ai, bi=bi: np.asarray(grad(jnp.asarray(t), ai, bi)),
             method="BFGS", options={"gtol": 1e-11, "maxiter": 2000},
         )
         errs.append(np.abs(np.asarray(res.theta[i]) - ref.x).max())
