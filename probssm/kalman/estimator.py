@@ -159,30 +159,41 @@ class LinearGaussianForecaster(BaseForecaster):
 
     def _fit_panel(self, panel):
         """One batched, compiled L-BFGS over all series (:func:`~probssm.fit.batched.maximize_likelihood_batched`),
-        then a fitted copy of the estimator per series at its estimates."""
-        ests, theta0 = [], []
+        then one batched filter at the estimates; a fitted copy of the estimator per series."""
+        if getattr(self, "simple_differencing", False):
+            raise ValueError("simple_differencing=True is not available for panel fits; fit series one by one")
+        ests, starts, datas = [], [], []
         for i in range(len(panel.ids)):
             est = type(self)(**self.get_params())
             data = _data.as_series_data(panel.series(i), min_observed=est._min_observed())
-            est._y, est._X, est._exog_columns = data, None, None
+            est._y, est._X, est._exog_columns, est._draws = data, None, None, None
             est._check_initialization()
             est._prepare(data)
-            start = np.asarray(est._start_params(data.values), dtype=np.float64)
-            est._set_burn(start)
-            with jax.enable_x64(True):
-                theta0.append(np.asarray(est._to_unconstrained(jnp.asarray(start))))
+            starts.append(np.asarray(est._start_params(data.values), dtype=np.float64))
             ests.append(est)
+            datas.append(data)
         template = ests[0]
-        objective = _objective(template, template._burn)
+        template._set_burn(starts[0])  # the burn depends on the structure only
+        burn, aux = template._burn, template._data_aux()
+        Y = jnp.asarray(panel.values[:, :, None])
+
+        def filtered(p, y):
+            model, _ = template._model(p, aux, burn=burn)
+            res = kalman_filter(model, y, method="sequential", burn=burn)
+            return res.log_likelihood, res.next_mean, res.next_cov
+
         with jax.enable_x64(True):
-            res = maximize_likelihood_batched(
-                objective, np.stack(theta0), jnp.asarray(panel.values[:, :, None]),
-                template._data_aux(), in_axes=(0, None),
-            )
-            params = np.asarray(jax.vmap(template._to_natural)(res.theta))
+            theta0 = jax.vmap(template._to_unconstrained)(jnp.asarray(np.stack(starts)))
+            res = maximize_likelihood_batched(_objective(template, burn), theta0, Y, aux, in_axes=(0, None))
+            params = jax.vmap(template._to_natural)(res.theta)
+            loglik, next_mean, next_cov = jax.jit(jax.vmap(filtered))(params, Y)
+            params, loglik, next_mean, next_cov, converged = map(
+                np.asarray, (params, loglik, next_mean, next_cov, res.converged))
         for i, est in enumerate(ests):
-            est.fit(panel.series(i), params=params[i])
-            est.converged_ = bool(res.converged[i])
+            est._burn, est._diffuse_states = burn, template._diffuse_states
+            est._store_fit(datas[i], params[i], loglik[i], (next_mean[i], next_cov[i]), burn)
+            est.converged_ = bool(converged[i])
+            est.cutoff_, est.is_fitted_ = datas[i].index[-1], True
         self._panel = panel
         self.estimators_ = dict(zip(panel.ids, ests))
         self.params_ = pd.DataFrame(params, index=pd.Index(panel.ids, name="series_id"),
@@ -355,7 +366,7 @@ class LinearGaussianForecaster(BaseForecaster):
 
         def one(p, m, P):
             model = self._build(p, aux)
-            return model.replace(initial_mean=m, initial_cov=P, initial_diffuse_cov=jnp.zeros_like(P))
+            return model.replace(initial_mean=m, initial_cov=P, initial_diffuse_cov=None)
 
         return jax.vmap(one)(draws, mean, cov)
 
@@ -403,8 +414,15 @@ class LinearGaussianForecaster(BaseForecaster):
         with jax.enable_x64(True):
             model, burn = self._model(params)
             result = kalman_filter(model, data.values, burn=burn)
-            self.loglik_ = float(result.log_likelihood)
-            self._next = (np.asarray(result.next_mean), np.asarray(result.next_cov))
+        self._store_fit(data, params, float(result.log_likelihood),
+                        (np.asarray(result.next_mean), np.asarray(result.next_cov)), burn)
+
+    def _store_fit(self, data, params, loglik, next_state, burn):
+        """Set the fitted attributes from the estimates, their log-likelihood and the prediction
+        ``(mean, cov)`` of the state after the data."""
+        params = np.asarray(params, dtype=np.float64)
+        self._params, self.loglik_, self._next = params, float(loglik), next_state
+        self._y = data
         names = self._param_names(data.values.shape[1])
         self.params_ = pd.Series(params, index=names, name="estimate")
         self._bse, self._fit_steps = None, data.num_timesteps
@@ -449,7 +467,7 @@ class LinearGaussianForecaster(BaseForecaster):
             raise ValueError(f"expected a model of {steps} steps, got {model.num_timesteps}")
         mean, cov = map(jnp.asarray, self._next)
         return model.replace(
-            initial_mean=mean, initial_cov=cov, initial_diffuse_cov=jnp.zeros_like(cov),
+            initial_mean=mean, initial_cov=cov, initial_diffuse_cov=None,
         )
 
     def _update(self, new, exog=None):

@@ -94,6 +94,14 @@ class LGSSM:
         a field is time-varying when it has exactly one axis more than its core shape; give the
         names explicitly when fields also carry leading batch axes.
 
+    Attributes
+    ----------
+    proper_prior : bool
+        Static: ``True`` when the model was built without a diffuse part (``initial_diffuse_cov``
+        omitted or a concrete zero array, e.g. by :func:`approximate_diffuse`). The sequential
+        filter then compiles without the exact diffuse recursions. ``False`` says nothing: the
+        values decide.
+
     Notes
     -----
     Leading batch axes of every field and of the observations broadcast against each other (NumPy
@@ -146,6 +154,13 @@ class LGSSM:
             jnp.zeros((n, n), dtype) if initial_diffuse_cov is None
             else _as_float_array(initial_diffuse_cov, "initial_diffuse_cov")
         )
+        # Whether the prior is known to be proper when the model is built (no diffuse part given,
+        # or a concrete zero one). A static flag, so it survives jit/vmap and lets the
+        # sequential filter leave out its diffuse machinery from the compiled program.
+        proper = initial_diffuse_cov is None or (
+            _is_concrete(values["initial_diffuse_cov"])
+            and not np.any(np.asarray(values["initial_diffuse_cov"]) != 0)
+        )
         if time_varying is None:
             time_varying = [
                 f.name for f in _FIELDS
@@ -161,20 +176,22 @@ class LGSSM:
         for name, value in values.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "time_varying", time_varying)
+        object.__setattr__(self, "proper_prior", proper)
         self._check_shapes()
         if all(_is_concrete(v) for v in values.values()):
             self._check_values()
 
     # -- pytree protocol -------------------------------------------------------------------
     def tree_flatten(self):
-        return tuple(getattr(self, k) for k in FIELD_NAMES), self.time_varying
+        return tuple(getattr(self, k) for k in FIELD_NAMES), (self.time_varying, self.proper_prior)
 
     @classmethod
-    def tree_unflatten(cls, time_varying, children):
+    def tree_unflatten(cls, static, children):
         obj = object.__new__(cls)
         for name, value in zip(FIELD_NAMES, children):
             object.__setattr__(obj, name, value)
-        object.__setattr__(obj, "time_varying", time_varying)
+        object.__setattr__(obj, "time_varying", static[0])
+        object.__setattr__(obj, "proper_prior", static[1])
         return obj
 
     def __setattr__(self, name, value):
@@ -219,6 +236,8 @@ class LGSSM:
         if unknown:
             raise TypeError(f"LGSSM.replace: unknown fields {sorted(unknown)}")
         kwargs = {k: getattr(self, k) for k in FIELD_NAMES}
+        if self.proper_prior:
+            kwargs["initial_diffuse_cov"] = None  # stays statically proper
         kwargs.update({k: v for k, v in changes.items() if k != "time_varying"})
         tv = set(changes.get("time_varying", self.time_varying))
         if "time_varying" not in changes:
@@ -312,7 +331,7 @@ def approximate_diffuse(model: LGSSM, variance: float = 1e6) -> LGSSM:
     """
     return model.replace(
         initial_cov=model.initial_cov + variance * model.initial_diffuse_cov,
-        initial_diffuse_cov=jnp.zeros_like(model.initial_diffuse_cov),
+        initial_diffuse_cov=None,
     )
 
 

@@ -7,8 +7,10 @@ premultiplied by :math:`L^{-1}`, which decorrelates the noise without changing t
 (:math:`\\det L = 1`). Then:
 
 * a missing entry (NaN) is simply skipped, so whole and partial missing rows need no special case;
-* every update is a rank-one scalar update, computed in Joseph form and symmetrised, so covariances
-  stay positive semi-definite in float32;
+* every update is a rank-one scalar update, symmetrised; in float32 in Joseph form, so covariances
+  stay positive semi-definite, in float64 as the cheaper rank-one downdate;
+* a model whose prior is statically proper (:attr:`LGSSM.proper_prior`) compiles without the
+  diffuse recursions, and filtering alone without the update-map products the smoother needs;
 * the exact diffuse initialisation (Koopman 1997) needs only the scalar diffuse gains; an element
   with :math:`F_\\infty = h^T P_\\infty h > 0` makes a diffuse update, one with
   :math:`F_\\infty = 0` a regular one.
@@ -63,61 +65,83 @@ def _decorrelate(y, observed, H, R, d):
     return y_star, h_star, diag
 
 
-def _element_update(carry, element, tol):
+def _element_update(carry, element, tol, joseph):
     """One scalar observation ``y_i = h^T x + e_i``, ``e_i ~ N(0, r)``; skipped when missing.
 
-    ``remaining`` counts the diffuse directions not yet resolved: each diffuse update lowers the
-    rank of ``P_inf`` by one, so after ``rank(P_inf,0)`` of them ``P_inf`` is exactly zero. Setting
-    it to zero then (rather than keeping the round-off left by the rank-one downdates) stops a
-    residual of ~1e-9 from passing the tolerance later and making a spurious diffuse step.
+    ``carry = (a, P, P_inf, A, remaining)``; ``P_inf`` and ``remaining`` are ``None`` for a
+    statically proper prior (no diffuse machinery compiled), ``A`` (the product of the update
+    maps, for the smoother) is ``None`` when only filtering. ``remaining`` counts the diffuse
+    directions not yet resolved: each diffuse update lowers the rank of ``P_inf`` by one, so after
+    ``rank(P_inf,0)`` of them ``P_inf`` is exactly zero. Setting it to zero then (rather than
+    keeping the round-off of the rank-one downdates) stops a residual of ~1e-9 from passing the
+    tolerance later and making a spurious diffuse step.
+
+    ``joseph``: the regular covariance update in Joseph form,
+    :math:`(I - K h^T) P (I - K h^T)^T + r K K^T` (``O(n^3)``, keeps ``P`` PSD in float32), or
+    the rank-one downdate :math:`P - K M^T` (``O(n^2)``, float64).
     """
     a, P, P_inf, A, remaining = carry
     h, y, r, observed = element
     n = a.shape[0]
     eye = jnp.eye(n, dtype=a.dtype)
     M = P @ h
-    M_inf = P_inf @ h
     F = h @ M + r
-    F_inf = h @ M_inf
     v = y - h @ a
-    diffuse = observed & (remaining > 0) & (F_inf > tol * (h @ h))
+    if P_inf is None:
+        diffuse = jnp.zeros((), bool)
+        M_inf, F_inf = jnp.zeros_like(M), jnp.zeros_like(F)
+    else:
+        M_inf = P_inf @ h
+        F_inf = h @ M_inf
+        diffuse = observed & (remaining > 0) & (F_inf > tol * (h @ h))
     regular = observed & ~diffuse
-    F_inf_safe = jnp.where(diffuse, F_inf, 1.0)
     F_safe = jnp.where(regular, F, 1.0)
 
-    # Diffuse update: the limit kappa -> inf of the update with P + kappa P_inf.
-    K0 = M_inf / F_inf_safe
-    a_diffuse = a + K0 * v
-    P_inf_diffuse = P_inf - jnp.outer(K0, M_inf)
-    P_diffuse = P + jnp.outer(K0, K0) * F - jnp.outer(K0, M) - jnp.outer(M, K0)
-
-    # Regular update in Joseph form: (I - K h^T) P (I - K h^T)^T + r K K^T.
+    # Regular update.
     K = M / F_safe
-    L = eye - jnp.outer(K, h)
-    a_regular = a + K * v
-    P_regular = L @ P @ L.T + r * jnp.outer(K, K)
+    a_new = jnp.where(regular, a + K * v, a)
+    if joseph:
+        L = eye - jnp.outer(K, h)
+        P_regular = L @ P @ L.T + r * jnp.outer(K, K)
+    else:
+        P_regular = P - jnp.outer(K, M)
+    P_new = jnp.where(regular, P_regular, P)
+    if A is not None:
+        A_new = jnp.where(regular, (eye - jnp.outer(K, h)) @ A, A)
 
-    a_new = jnp.where(diffuse, a_diffuse, jnp.where(regular, a_regular, a))
-    P_new = jnp.where(diffuse, P_diffuse, jnp.where(regular, P_regular, P))
-    remaining = remaining - diffuse.astype(remaining.dtype)
-    P_inf_new = jnp.where(remaining > 0, jnp.where(diffuse, P_inf_diffuse, P_inf), 0.0)
-    A_new = jnp.where(diffuse, (eye - jnp.outer(K0, h)) @ A, jnp.where(regular, L @ A, A))
+    if P_inf is not None:
+        # Diffuse update: the limit kappa -> inf of the update with P + kappa P_inf.
+        F_inf_safe = jnp.where(diffuse, F_inf, 1.0)
+        K0 = M_inf / F_inf_safe
+        a_new = jnp.where(diffuse, a + K0 * v, a_new)
+        P_diffuse = P + jnp.outer(K0, K0) * F - jnp.outer(K0, M) - jnp.outer(M, K0)
+        P_new = jnp.where(diffuse, P_diffuse, P_new)
+        remaining = remaining - diffuse.astype(remaining.dtype)
+        P_inf = jnp.where(remaining > 0, jnp.where(diffuse, P_inf - jnp.outer(K0, M_inf), P_inf), 0.0)
+        P_inf = symmetrize(P_inf)
+        if A is not None:
+            A_new = jnp.where(diffuse, (eye - jnp.outer(K0, h)) @ A, A_new)
+        diffuse_term = -0.5 * (_LOG_2PI + jnp.log(F_inf_safe))
+    else:
+        diffuse_term = 0.0
     loglik = jnp.where(
-        diffuse,
-        -0.5 * (_LOG_2PI + jnp.log(F_inf_safe)),
+        diffuse, diffuse_term,
         jnp.where(regular, -0.5 * (_LOG_2PI + jnp.log(F_safe) + v * v / F_safe), 0.0),
     )
     saved = dict(v=v, F=F, F_inf=F_inf, M=M, M_inf=M_inf, diffuse=diffuse, regular=regular)
-    return (a_new, symmetrize(P_new), symmetrize(P_inf_new), A_new, remaining), (loglik, saved)
+    return (a_new, symmetrize(P_new), P_inf, None if A is None else A_new, remaining), (loglik, saved)
 
 
-def _forward(model: LGSSM, y):
-    """Run the filter; returns per-step outputs including what the smoother needs."""
+def _forward(model: LGSSM, y, keep_gains: bool = False):
+    """Run the filter; returns per-step outputs including what the smoother needs
+    (``keep_gains``: also the products of the update maps, ``gain_product``)."""
     static, varying = _split_params(model)
     observed = ~jnp.isnan(y)
     n = model.state_dim
     tol = _diffuse_tolerance(model)
     dtype = model.initial_cov.dtype
+    joseph = dtype != jnp.float64
+    proper = model.proper_prior
 
     def step(carry, inputs):
         a, P, P_inf, remaining = carry
@@ -125,23 +149,31 @@ def _forward(model: LGSSM, y):
         p = {**static, **varying_t}
         H, R, d = p["observation_matrix"], p["observation_cov"], p["observation_offset"]
         y_star, h_star, r_star = _decorrelate(y_t, observed_t, H, R, d)
+        gains = jnp.eye(n, dtype=dtype) if keep_gains else None
         (a_f, P_f, P_inf_f, A, remaining), (loglik, saved) = jax.lax.scan(
-            lambda c, e: _element_update(c, e, tol),
-            (a, P, P_inf, jnp.eye(n, dtype=dtype), remaining),
+            lambda c, e: _element_update(c, e, tol, joseph),
+            (a, P, P_inf, gains, remaining),
             (h_star, y_star, r_star, observed_t),
         )
         F, Q, b = p["transition_matrix"], p["transition_cov"], p["transition_offset"]
-        next_carry = (F @ a_f + b, symmetrize(F @ P_f @ F.T + Q), symmetrize(F @ P_inf_f @ F.T), remaining)
+        P_inf_next = None if proper else symmetrize(F @ P_inf_f @ F.T)
+        next_carry = (F @ a_f + b, symmetrize(F @ P_f @ F.T + Q), P_inf_next, remaining)
         out = dict(
-            predicted_mean=a, predicted_cov=P, predicted_diffuse_cov=P_inf,
+            predicted_mean=a, predicted_cov=P,
+            predicted_diffuse_cov=jnp.zeros_like(P) if proper else P_inf,
             mean=a_f, cov=P_f, log_likelihood_terms=jnp.sum(loglik),
             observation_mean=H @ a + d, observation_cov=symmetrize(H @ P @ H.T + R),
-            h_star=h_star, gain_product=A, saved=saved,
+            h_star=h_star, saved=saved,
         )
+        if keep_gains:
+            out["gain_product"] = A
         return next_carry, out
 
-    rank = jax.lax.stop_gradient(jnp.linalg.matrix_rank(model.initial_diffuse_cov))
-    init = (model.initial_mean, model.initial_cov, model.initial_diffuse_cov, rank)
+    if proper:
+        init = (model.initial_mean, model.initial_cov, None, None)
+    else:
+        rank = jax.lax.stop_gradient(jnp.linalg.matrix_rank(model.initial_diffuse_cov))
+        init = (model.initial_mean, model.initial_cov, model.initial_diffuse_cov, rank)
     (a_next, P_next, _, _), out = jax.lax.scan(step, init, (y, observed, varying))
     out["next_mean"], out["next_cov"] = a_next, P_next
     return out
@@ -150,7 +182,7 @@ def _forward(model: LGSSM, y):
 def filter_single(model: LGSSM, y):
     """Filter one series ``y`` of shape ``(T, m)``; returns a dict of arrays with time axis first."""
     out = _forward(model, y)
-    for key in ("h_star", "gain_product", "saved"):
+    for key in ("h_star", "saved"):
         out.pop(key)
     return out
 
@@ -199,7 +231,7 @@ def smooth_single(model: LGSSM, y):
     and ``lag_one_cov`` ``(T-1, n, n)`` with ``lag_one_cov[t] = Cov(x_{t+1}, x_t | y)`` (valid
     where the prior is proper, i.e. after the diffuse period).
     """
-    out = _forward(model, y)
+    out = _forward(model, y, keep_gains=True)
     _, varying = _split_params(model)
     F_static = model.transition_matrix
     n = model.state_dim
