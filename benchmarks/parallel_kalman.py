@@ -19,7 +19,10 @@ Methods
 -------
 * probssm: every method in ``kalman.METHODS`` and ``"auto"``, for (a) ``log_likelihood``,
   (b) ``filter`` (the whole ``FilterResult``), (c) ``smooth`` (the whole ``SmoothResult``),
-  each wrapped in ``jax.jit`` with the model and ``y`` as arguments.
+  each wrapped in ``jax.jit`` with ``y`` as the argument and the model a constant of the
+  program, so the prior is checked before compiling and only the path taken is compiled
+  (``--traced-model`` passes the model as an argument too; a model built without a diffuse part
+  still compiles the kernel path alone, through its static ``proper_prior`` flag).
 * dynamax: ``lgssm_filter`` / ``lgssm_smoother`` (sequential) and ``parallel_lgssm_filter`` /
   ``parallel_lgssm_smoother`` with ``ParamsLGSSM``; the log-likelihood is the filter's
   ``marginal_loglik`` (the parallel filter returns it too); ``jax.vmap`` over series.
@@ -153,6 +156,10 @@ def parse_args(argv=None):
     ap.add_argument("--budget-seconds", type=float, default=None,
                     help="start no new cell after this many seconds (results so far are kept)")
     ap.add_argument("--json", metavar="PATH", default=None, help="where to write the JSON")
+    ap.add_argument("--traced-model", action="store_true",
+                    help="pass probssm's model as an argument of the jitted function (traced) "
+                         "instead of a constant (its static proper_prior flag still settles the "
+                         "prior before compiling)")
     ap.add_argument("--no-fail", action="store_true",
                     help="exit 0 even if a float64 disagreement was found")
     args = ap.parse_args(argv)
@@ -364,17 +371,19 @@ class Method:
 class Probssm(Method):
     library = "probssm"
 
+    traced_model = False  # set from --traced-model
+
     def __init__(self, method):
         super().__init__(f"probssm {method}")
         self.method = method
 
     def jax_fn(self, ctx, mode):
         M = self.method
-        if mode == "loglik":
-            return (lambda model, y: kalman.log_likelihood(model, y, method=M)), (ctx.model, ctx.y)
-        if mode == "filter":
-            return (lambda model, y: kalman.filter(model, y, method=M)), (ctx.model, ctx.y)
-        return (lambda model, y: kalman.smooth(model, y, method=M)), (ctx.model, ctx.y)
+        fn = {"loglik": kalman.log_likelihood, "filter": kalman.filter, "smooth": kalman.smooth}[mode]
+        if self.traced_model:
+            return (lambda model, y: fn(model, y, method=M)), (ctx.model, ctx.y)
+        model = ctx.model  # a concrete constant of the program: its values are checked first
+        return (lambda y: fn(model, y, method=M)), (ctx.y,)
 
     def extract(self, out, mode):
         if mode == "loglik":
@@ -528,6 +537,7 @@ class Statsmodels(Method):
 def build_methods(args, peers, torch_device):
     methods = []
     if "probssm" in args.libraries:
+        Probssm.traced_model = args.traced_model
         methods += [Probssm(M) for M in list(kalman.METHODS) + ["auto"]]
     if peers.dynamax is not None:
         methods += [Dynamax(False, peers), Dynamax(True, peers)]

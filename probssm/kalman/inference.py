@@ -34,8 +34,11 @@ diffuse priors. ``"parallel"``: square-root associative scan, :math:`O(T)` work 
 (``initial_diffuse_cov != 0``) is filtered sequentially instead, with the same results.
 ``"kernel"``: the fused chunked filter of :mod:`probssm.kalman.kernel` (Pallas; Triton on a GPU,
 the Pallas interpreter on a CPU, which is slow and meant for tests); models it does not support
-(time-varying, batched parameters, ``n > 8``, diffuse priors, partly missing rows with a
-non-diagonal ``R``) and smoothing use ``"parallel"``, with the same results.
+(time-varying, batched parameters, ``n > 8`` or ``m > 8``: static conditions) and smoothing use
+``"parallel"``, a diffuse prior the sequential filter, with the same results. The prior is
+settled before compiling where the model is concrete or built without a diffuse part
+(``LGSSM.proper_prior``); only a traced diffuse part leaves the program holding the kernel and
+the sequential filter, chosen by ``lax.cond``.
 ``"auto"`` picks ``"kernel"`` on a GPU, ``"parallel"`` on a TPU for series of at least 256 steps,
 and ``"sequential"`` otherwise (always on a CPU).
 """
@@ -152,25 +155,30 @@ _CHECKED = " (values checked)"
 
 
 def _route(method: str, model: LGSSM, y) -> str:
-    """Decide value-dependent fallbacks now when the inputs are concrete.
+    """Decide the value-dependent fallback now where the model's values are concrete.
 
-    The kernel needs a proper prior and (for a non-diagonal ``R``) no partly missing row; the
-    parallel scan needs a proper prior. Checked here, outside ``jit``, the compiled program holds
-    only the path taken (``"<method> (values checked)"``); with traced inputs the choice stays a
-    ``lax.cond`` inside the program, which compiles both paths.
+    The kernel and the parallel scan need a proper prior (``initial_diffuse_cov == 0``); a
+    diffuse one goes to the sequential filter. A model built without a diffuse part
+    (``LGSSM.proper_prior``, static, so also when traced, e.g. in an MLE objective under ``jit``)
+    or a concrete model (also inside an outer ``jit``, e.g. ``jax.jit(lambda y: filter(model,
+    y))``) is settled here and the compiled program holds only the path taken (``"<method>
+    (values checked)"``). Otherwise (a traced diffuse part) it is decided inside the program by
+    ``lax.cond``, whose other branch is the sequential filter.
     """
-    traced = isinstance(y, jax.core.Tracer) or any(
-        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(model)
-    )
-    if method == "sequential" or traced:
+    if method == "sequential":
         return method
-    with jax.ensure_compile_time_eval():  # concrete values, also inside an outer jit
-        if method == "kernel" and kernel.supported(model, y):
-            T, m = y.shape[-2:]
-            if bool(kernel.runtime_supported(model, y.reshape((-1, T, m)))):
-                return "kernel" + _CHECKED
-        proper = not bool(jnp.any(model.initial_diffuse_cov != 0))
-    return "parallel" + _CHECKED if proper else "sequential"
+    if getattr(model, "proper_prior", False):  # static: built without a diffuse part
+        proper = True
+    elif any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(model)):
+        return method
+    else:
+        with jax.ensure_compile_time_eval():  # concrete values, also inside an outer jit
+            proper = not bool(jnp.any(model.initial_diffuse_cov != 0))
+    if not proper:
+        return "sequential"
+    if method == "kernel" and kernel.supported(model, y):
+        return "kernel" + _CHECKED
+    return "parallel" + _CHECKED
 
 
 def _is_kernel(method: str) -> bool:
@@ -257,7 +265,7 @@ def _filter_jit(model, y, burn, method):
 
 def _kernel_filter(model, y, burn, checked):
     """The kernel on all series at once; unless the values were ``checked`` already, it falls
-    back to the scan for unsupported values."""
+    back to the sequential filter for values it does not support (by ``lax.cond``)."""
     batch, (T, m) = y.shape[:-2], y.shape[-2:]
     flat = y.reshape((-1, T, m))
     trans, obs = parallel._step_params(model, T)
@@ -270,7 +278,7 @@ def _kernel_filter(model, y, burn, checked):
         return jax.vmap(one)(flat, states["mean"], states["cov"], states["log_likelihood_terms"])
 
     fast = lambda m_, y_: complete(kernel.filter_states(m_, y_))  # noqa: E731
-    slow = lambda m_, y_: jax.vmap(lambda yy: _single("parallel", smooth=False)(m_, yy))(y_)  # noqa: E731
+    slow = lambda m_, y_: jax.vmap(lambda yy: sequential.filter_single(m_, yy))(y_)  # noqa: E731
     if checked:
         out = fast(model, flat)
     else:
@@ -289,7 +297,7 @@ def _log_likelihood_jit(model, y, burn, method):
         if method.endswith(_CHECKED):
             return kernel.log_likelihood_sums(model, flat).reshape(batch)
         slow = lambda m_, y_: jax.vmap(  # noqa: E731
-            lambda yy: _single("parallel", smooth=False)(m_, yy)["log_likelihood_terms"].sum())(y_)
+            lambda yy: sequential.filter_single(m_, yy)["log_likelihood_terms"].sum())(y_)
         out = jax.lax.cond(kernel.runtime_supported(model, flat), kernel.log_likelihood_sums, slow,
                            model, flat)
         return out.reshape(batch)

@@ -11,19 +11,23 @@ program handles a block of lanes (the grid maps batches and chunks alike).
    N_I(x_{enter}; \\eta, J)`: the filtering element of Särkkä & García-Fernández (2021) for the
    whole chunk, built with scalar (univariate) updates only, no matrix inverse. The first chunk
    starts from the prior instead (``A = 0``).
-2. **Chunk scan** (XLA): the ``T / L`` chunk elements are combined by the square-root associative
-   scan of :mod:`.parallel`, giving the filtered state entering every chunk.
+2. **Chunk scan** (XLA): the ``T / L`` chunk elements of each series are combined by a
+   Hillis-Steele scan (:func:`chunk_scan`) with the square-root combination of :mod:`.parallel`,
+   giving the filtered state at the end of every chunk.
 3. **Fix-up** (kernel): each lane reruns the sequential filter through its chunk from its entering
    state and writes every step's filtered mean, covariance and log-likelihood term once.
 
-Work is :math:`O(T n^3)`, like the sequential filter; the depth is :math:`O(L + \\log(T/L))`.
-Observations are decorrelated once (:math:`R = L D L^T`, outside the kernel), so every update is a
-scalar one, and a NaN entry is skipped.
+Work is :math:`O(T n^3)` in the kernels, like the sequential filter, plus
+:math:`O((T/L) \\log(T/L)\\, n^3)` in the chunk scan; the depth is :math:`O(L + \\log(T/L))`.
+Each step's observations are decorrelated inside the kernels (:math:`R_t = L D L^T` of the
+observed entries, as in :mod:`.sequential`), so every update is a scalar one and a NaN entry,
+in a whole or a partly missing row, is skipped.
 
 Supported (otherwise :func:`probssm.kalman.filter` uses ``"parallel"`` with the same results):
-time-invariant model without batch axes, ``n <= 8``, float32/float64, a proper prior, and either a
-diagonal ``R`` or rows that are fully observed or fully missing. Gradients are computed by
-recomputation through the ``"parallel"`` method (``custom_vjp``), which gives the same function.
+time-invariant model without batch axes, ``n <= 8``, ``m <= 8``, float32/float64 (all static
+conditions, :func:`supported`), and a proper prior (a value, :func:`runtime_supported`).
+Gradients are computed by recomputation through the ``"parallel"`` method (``custom_vjp``),
+which gives the same function.
 """
 
 from __future__ import annotations
@@ -34,14 +38,14 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
-from jax.scipy.linalg import solve_triangular
 
-from ._linalg import chol_psd, ldl, symmetrize
+from ._linalg import chol_psd, symmetrize
 from .model import LGSSM
 from .parallel import _combine_filter
 
 _LOG_2PI = math.log(2.0 * math.pi)
 MAX_STATE_DIM = 8
+MAX_OBS_DIM = 8
 DEFAULT_CHUNK = 128
 DEFAULT_BLOCK = 32
 
@@ -52,23 +56,22 @@ def supported(model: LGSSM, y) -> bool:
         not model.time_varying
         and model.batch_shape == ()
         and 1 <= model.state_dim <= MAX_STATE_DIM
+        and 1 <= model.observation_dim <= MAX_OBS_DIM
         and jnp.dtype(y.dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
     )
 
 
-def runtime_supported(model: LGSSM, y):
-    """Value conditions (traced): proper prior; diagonal R or no partly missing row."""
-    proper = jnp.all(model.initial_diffuse_cov == 0)
-    R = model.observation_cov
-    diagonal = jnp.all((R - jnp.diag(jnp.diagonal(R))) == 0)
-    missing = jnp.isnan(y)
-    partial_rows = jnp.any(jnp.any(missing, -1) & ~jnp.all(missing, -1))
-    return proper & (diagonal | ~partial_rows)
+def runtime_supported(model: LGSSM, y=None):
+    """Value condition (traced): a proper prior (``initial_diffuse_cov == 0``). ``y`` is not
+    needed (partly missing rows are decorrelated step by step inside the kernels); it is accepted
+    for compatibility."""
+    del y
+    return jnp.all(model.initial_diffuse_cov == 0)
 
 
 # -- parameters as one flat vector, read as scalars inside the kernels --------------------------
 def _layout(n, m):
-    sizes = dict(F=n * n, Q=n * n, H=m * n, r=m, u=n)
+    sizes = dict(F=n * n, Q=n * n, H=m * n, R=m * m, u=n, tiny=1)
     offsets, pos = {}, 0
     for k, s in sizes.items():
         offsets[k] = pos
@@ -77,14 +80,15 @@ def _layout(n, m):
 
 
 def _pack(model: LGSSM):
-    """Decorrelate the observations (``R = L D L^T``) and pack the step parameters."""
-    lower, d = ldl(model.observation_cov)
-    H_star = solve_triangular(lower, model.observation_matrix, lower=True, unit_diagonal=True)
-    flat = jnp.concatenate([
-        model.transition_matrix.ravel(), model.transition_cov.ravel(), H_star.ravel(), d,
-        model.transition_offset,
+    """The step parameters as one flat vector (read as scalars inside the kernels)."""
+    R = model.observation_cov
+    m = R.shape[-1]
+    tiny = 100 * m * jnp.finfo(R.dtype).eps  # times the scale of R, as in ``_linalg.ldl``
+    return jnp.concatenate([
+        model.transition_matrix.ravel(), model.transition_cov.ravel(),
+        model.observation_matrix.ravel(), R.ravel(), model.transition_offset,
+        jnp.full((1,), tiny, R.dtype),
     ])
-    return flat, lower
 
 
 def _read(p_ref, n, m):
@@ -92,9 +96,56 @@ def _read(p_ref, n, m):
     F = [[p_ref[off["F"] + i * n + j] for j in range(n)] for i in range(n)]
     Q = [[p_ref[off["Q"] + i * n + j] for j in range(n)] for i in range(n)]
     H = [[p_ref[off["H"] + i * n + j] for j in range(n)] for i in range(m)]
-    r = [p_ref[off["r"] + i] for i in range(m)]
+    R = [[p_ref[off["R"] + i * m + j] for j in range(m)] for i in range(m)]
     u = [p_ref[off["u"] + i] for i in range(n)]
-    return F, Q, H, r, u
+    return F, Q, H, R, u, p_ref[off["tiny"]]
+
+
+def _observation_rows(y, H, R, tiny, n, m):
+    """Decorrelate one step's observations, as :func:`probssm.kalman.sequential._decorrelate`.
+
+    ``y``: ``m`` lane vectors (``y_t - d``, NaN where missing). With the missing entries
+    decoupled (zero cross-covariance, unit variance), :math:`R_t = L D L^T` (unit lower ``L``,
+    computed here entry by entry, a pivot below ``tiny`` times the largest diagonal entry giving
+    ``D_j = 0``) and the rows :math:`y^*_t = L^{-1} y_t`, :math:`H^*_t = L^{-1} H` are returned as
+    ``(observed, y*_i, h*_i, D_i)``; a diagonal ``R`` gives ``L = I``.
+    """
+    obs = [~jnp.isnan(v) for v in y]
+    base = [jnp.where(o, v, 0.0) for o, v in zip(obs, y)]
+
+    def r(i, j):
+        if i == j:
+            return jnp.where(obs[i], R[i][i], 1.0)
+        return jnp.where(obs[i] & obs[j], R[i][j], 0.0)
+
+    scale = r(0, 0)
+    for i in range(1, m):
+        scale = jnp.maximum(scale, r(i, i))
+    threshold = tiny * jnp.where(scale > 0, scale, 1.0)
+    L = [[None] * m for _ in range(m)]
+    D = [None] * m
+    for j in range(m):
+        dj = r(j, j)
+        for k in range(j):
+            dj = dj - L[j][k] * L[j][k] * D[k]
+        positive = dj > threshold
+        inverse = jnp.where(positive, 1.0 / jnp.where(positive, dj, 1.0), 0.0)
+        for i in range(j + 1, m):
+            s = r(i, j)
+            for k in range(j):
+                s = s - L[i][k] * L[j][k] * D[k]
+            L[i][j] = s * inverse
+        D[j] = jnp.where(positive, dj, 0.0)
+    y_star, h_star = [], []
+    for i in range(m):
+        yi = base[i]
+        hi = [jnp.where(obs[i], H[i][l], 0.0) for l in range(n)]
+        for k in range(i):
+            yi = yi - L[i][k] * y_star[k]
+            hi = [hi[l] - L[i][k] * h_star[k][l] for l in range(n)]
+        y_star.append(yi)
+        h_star.append(hi)
+    return [(obs[i], y_star[i], h_star[i], D[i]) for i in range(m)]
 
 
 # -- unrolled small linear algebra on lists of lane vectors -------------------------------------
@@ -132,7 +183,7 @@ def _summary_kernel(n, m, T, chunk, chunks, lanes_total, block, dtype):
     """Pass 1: the filtering element of every chunk."""
 
     def kernel(p_ref, prior_ref, y_ref, A_ref, b_ref, C_ref, eta_ref, J_ref):
-        F, Q, H, r, u = _read(p_ref, n, m)
+        F, Q, H, R, u, tiny = _read(p_ref, n, m)
         m0 = [prior_ref[i] for i in range(n)]
         P0 = [[prior_ref[n + i * n + j] for j in range(n)] for i in range(n)]
         lane, series, start = _lanes(block, lanes_total, chunks, chunk, T)
@@ -148,13 +199,11 @@ def _summary_kernel(n, m, T, chunk, chunks, lanes_total, block, dtype):
             A, b, C, eta, J = state
             t = start + k
             valid = t < T
-            for i in range(m):
-                y = _load_y(y_ref, series, t, valid, i, T, dtype)
-                obs = ~jnp.isnan(y)
-                h = H[i]
+            ys = [_load_y(y_ref, series, t, valid, i, T, dtype) for i in range(m)]
+            for obs, y, h, r in _observation_rows(ys, H, R, tiny, n, m):
                 hA = [sum(h[l] * A[l][j] for l in range(n)) for j in range(n)]
                 Ch = [sum(C[l][j] * h[j] for j in range(n)) for l in range(n)]
-                f = sum(h[l] * Ch[l] for l in range(n)) + r[i]
+                f = sum(h[l] * Ch[l] for l in range(n)) + r
                 f = jnp.where(obs, f, 1.0)
                 v = jnp.where(obs, y - sum(h[l] * b[l] for l in range(n)), 0.0)
                 w = jnp.where(obs, 1.0 / f, 0.0)
@@ -193,7 +242,7 @@ def _fixup_kernel(n, m, T, chunk, chunks, lanes_total, block, dtype, write_state
     """Pass 3: the sequential filter through every chunk from its entering prediction."""
 
     def kernel(p_ref, enter_mean_ref, enter_cov_ref, y_ref, *out_refs):
-        F, Q, H, r, u = _read(p_ref, n, m)
+        F, Q, H, R, u, tiny = _read(p_ref, n, m)
         lane, series, start = _lanes(block, lanes_total, chunks, chunk, T)
         a = [enter_mean_ref[lane, i] for i in range(n)]
         P = [[enter_cov_ref[lane, i, j] for j in range(n)] for i in range(n)]
@@ -204,12 +253,10 @@ def _fixup_kernel(n, m, T, chunk, chunks, lanes_total, block, dtype, write_state
             t = start + k
             valid = t < T
             loglik = jnp.zeros(block, dtype)
-            for i in range(m):
-                y = _load_y(y_ref, series, t, valid, i, T, dtype)
-                obs = ~jnp.isnan(y)
-                h = H[i]
+            ys = [_load_y(y_ref, series, t, valid, i, T, dtype) for i in range(m)]
+            for obs, y, h, r in _observation_rows(ys, H, R, tiny, n, m):
                 Ph = [sum(P[l][j] * h[j] for j in range(n)) for l in range(n)]
-                f = sum(h[l] * Ph[l] for l in range(n)) + r[i]
+                f = sum(h[l] * Ph[l] for l in range(n)) + r
                 f = jnp.where(obs, f, 1.0)
                 v = jnp.where(obs, y - sum(h[l] * a[l] for l in range(n)), 0.0)
                 w = jnp.where(obs, 1.0 / f, 0.0)
@@ -269,6 +316,48 @@ def _geometry(T, B, chunk, block):
     return chunk, chunks, lanes, grid
 
 
+# -- chunk-level scan ---------------------------------------------------------------------------
+def chunk_scan(A, b, C, eta, J, chunks):
+    """Inclusive prefix combination of the chunk elements of every series.
+
+    ``A`` ``(B * chunks, n, n)``, ``b`` ``(B * chunks, n)``, ``C``, ``J`` ``(B * chunks, n, n)``,
+    ``eta`` ``(B * chunks, n)``: the filtering elements of consecutive chunks, series after series
+    (the first chunk of a series has ``A = 0``, so its prefix is a filtered state). Returns the
+    filtered mean ``(B * chunks, n)`` and a covariance factor ``U`` ``(B * chunks, n, n)``
+    (:math:`P = U U^T`) at the end of every chunk.
+
+    A Hillis-Steele scan: level ``d`` combines element ``c - 2^d`` into element ``c`` (the
+    identity :math:`(I, 0, 0, 0, 0)` where ``c < 2^d`` within its series) with the square-root
+    combination of :func:`probssm.kalman.parallel._combine_filter` (:math:`C = U U^T`, Yaghoobi
+    et al. 2025): :math:`O(N \\log N)` combinations in :math:`\\lceil \\log_2
+    \\mathrm{chunks} \\rceil` levels of a ``fori_loop``, so the combination is traced and
+    compiled once, whatever the number of chunks (``lax.associative_scan`` unrolls about
+    :math:`2 \\log_2 \\mathrm{chunks}` copies of it).
+    """
+    N, n = b.shape
+    x = (A, b, chol_psd(C), eta, symmetrize(J))
+    eye = jnp.eye(n, dtype=b.dtype)
+    identity = (eye, jnp.zeros(n, b.dtype), jnp.zeros_like(eye), jnp.zeros(n, b.dtype),
+                jnp.zeros_like(eye))
+    position = jnp.arange(N) % chunks
+    levels = math.ceil(math.log2(chunks)) if chunks > 1 else 0
+
+    def level(d, x):
+        shift = jnp.left_shift(1, d)
+        source = jnp.maximum(jnp.arange(N) - shift, 0)
+        first = position < shift
+
+        def earlier_of(a, e):
+            mask = first.reshape((N,) + (1,) * (a.ndim - 1))
+            return jnp.where(mask, e, jnp.take(a, source, axis=0))
+
+        earlier = jax.tree_util.tree_map(earlier_of, x, identity)
+        return _combine_filter(earlier, x)
+
+    _, mean, U, _, _ = jax.lax.fori_loop(0, levels, level, x)
+    return mean, U
+
+
 @partial(jax.jit, static_argnames=("write_states", "chunk", "block", "interpret"))
 @jax.default_matmul_precision("highest")  # no TF32 in the chunk scan (see inference.py)
 def filter_batch(model: LGSSM, y, *, write_states=True, chunk=DEFAULT_CHUNK, block=DEFAULT_BLOCK,
@@ -284,13 +373,8 @@ def filter_batch(model: LGSSM, y, *, write_states=True, chunk=DEFAULT_CHUNK, blo
     n = model.state_dim
     dtype = y.dtype
     chunk, chunks, lanes, grid = _geometry(T, B, chunk, block)
-    params, lower = _pack(model)
-    observed = ~jnp.isnan(y)
-    y_star = jnp.where(observed, 0.0, jnp.nan) + jnp.einsum(
-        "ij,btj->bti", jnp.linalg.inv(lower),
-        jnp.where(observed, y - model.observation_offset, 0.0),
-    )
-    y_flat = y_star.reshape(B * T, m)
+    params = _pack(model)
+    y_flat = (y - model.observation_offset).reshape(B * T, m)  # NaN stays NaN
     prior = jnp.concatenate([model.initial_mean, model.initial_cov.ravel()])
     num_warps = max(1, block // 32)
 
@@ -300,10 +384,9 @@ def filter_batch(model: LGSSM, y, *, write_states=True, chunk=DEFAULT_CHUNK, blo
          ((lanes, n, n), (lanes, n), (lanes, n, n), (lanes, n), (lanes, n, n))],
         grid, interpret, num_warps,
     )(params, prior, y_flat)
-    A, b, C, eta, J = (x.reshape(B, chunks, *x.shape[1:]) for x in summary)
-    elements = (A, b, chol_psd(C), eta, symmetrize(J))
-    _, mean_end, U_end, _, _ = jax.lax.associative_scan(_combine_filter, elements, axis=1)
-    cov_end = symmetrize(U_end @ jnp.swapaxes(U_end, -1, -2))
+    mean_end, U_end = chunk_scan(*summary, chunks)
+    mean_end = mean_end.reshape(B, chunks, n)
+    cov_end = symmetrize(U_end @ jnp.swapaxes(U_end, -1, -2)).reshape(B, chunks, n, n)
     F, Q, u = model.transition_matrix, model.transition_cov, model.transition_offset
     pred_mean = jnp.einsum("ij,bcj->bci", F, mean_end[:, :-1]) + u
     pred_cov = symmetrize(jnp.einsum("ij,bcjk,lk->bcil", F, cov_end[:, :-1], F) + Q)
