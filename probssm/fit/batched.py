@@ -1,16 +1,18 @@
-r"""Many small optimisations at once: a pure-JAX L-BFGS, ``vmap``-ed over a batch and compiled as
-one program.
+r"""Many small optimisations at once: a pure-JAX L-BFGS, ``vmap``-ed over a batch and compiled.
 
 :func:`minimize_batched` minimises ``fun(theta, *args)`` for every row of ``theta0`` ``(B, k)``,
-each with its own slice of the data, in lock-step: one compiled ``lax.while_loop`` whose every
-step evaluates ``fun`` and its gradient for the whole batch at once. Members that have converged
-stop changing while the others go on. :func:`maximize_likelihood_batched` is the float64
+each with its own slice of the data. Up to 128 members are optimised side by side, every pass of
+a compiled ``lax.while_loop`` evaluating ``fun`` and its gradient for all of them at once; a
+member that stops hands its place to the next one waiting (a work queue), so the cost follows the
+sum of the members' evaluations rather than the slowest member's. :func:`maximize_likelihood_batched` is the float64
 log-likelihood front end (the batched counterpart of :func:`probssm.fit.maximize_likelihood`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -52,8 +54,6 @@ class BatchedResult(NamedTuple):
         L-BFGS iterations the member took (0 for a member that started converged).
     evaluations : array ``(B,)`` int
         Evaluations of ``fun`` and its gradient for the member, the one at ``theta0`` included.
-        The batch runs in lock-step, so the program's cost is set by the largest count per
-        iteration, not by their sum.
     status : array ``(B,)`` int
         Why the member stopped: 1 gradient tolerance met, 2 relative reduction of the objective
         below ``ftol``, 3 ``max_iter`` reached, 4 no decrease found even along the steepest-descent
@@ -194,19 +194,14 @@ def _search_start(x, f, g, d, dphi0, steepest, a0):
     }
 
 
-def _solve_one(fun, history, max_ls, theta0, args, gtol, ftol, max_iter):
-    """Minimise ``fun(theta, *args)`` for one member; vmapped by :func:`_program`.
+def _objective_and_grad(fun, args, dtype):
+    return jax.value_and_grad(lambda t: fun(t, *args).astype(dtype))
 
-    One loop whose every pass makes exactly one evaluation: a line-search trial, which may end
-    the search and so the L-BFGS iteration (new iterate, memory update, convergence test, new
-    direction). Under ``vmap`` the batch thus needs as many passes as its member with the most
-    evaluations, whatever the mix of iterations and line-search trials.
-    """
+
+def _start_one(fun, history, theta0, args, gtol, max_iter):
+    """One member's optimiser state at ``theta0`` (one evaluation) and its objective scale."""
     dtype = theta0.dtype
-    eps = jnp.finfo(dtype).eps
-    tiny = jnp.finfo(dtype).tiny
-    raw = jax.value_and_grad(lambda t: fun(t, *args).astype(dtype))
-    f0, g0 = raw(theta0)
+    f0, g0 = _objective_and_grad(fun, args, dtype)(theta0)
     start_ok = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0))
     scale = jnp.where(start_ok, jnp.maximum(jnp.abs(f0), 1.0), 1.0)
     f0, g0 = f0 / scale, g0 / scale
@@ -217,13 +212,28 @@ def _solve_one(fun, history, max_ls, theta0, args, gtol, ftol, max_iter):
     )
     memory0 = (jnp.zeros((history, k), dtype), jnp.zeros((history, k), dtype),
                jnp.zeros((history,), dtype), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-    init = _State(
+    state = _State(
         x=theta0, f=f0, g=g0,
         s_hist=memory0[0], y_hist=memory0[1], rho_hist=memory0[2], head=memory0[3], npairs=memory0[4],
         **_search_start(theta0, f0, g0, *_direction(g0, *memory0)),
         iteration=jnp.zeros((), jnp.int32), evaluations=jnp.ones((), jnp.int32),
         status=jnp.asarray(status0, jnp.int32),
     )
+    return state, scale
+
+
+def _run_one(fun, history, max_ls, state, scale, args, gtol, ftol, max_iter, passes):
+    """Advance one member by at most ``passes`` passes (or until it stops).
+
+    One loop whose every pass makes exactly one evaluation: a line-search trial, which may end
+    the search and so the L-BFGS iteration (new iterate, memory update, convergence test, new
+    direction). Under ``vmap`` a batch thus needs as many passes as its member with the most
+    evaluations, whatever the mix of iterations and line-search trials.
+    """
+    dtype = state.x.dtype
+    eps = jnp.finfo(dtype).eps
+    tiny = jnp.finfo(dtype).tiny
+    raw = _objective_and_grad(fun, args, dtype)
 
     def body(st: _State) -> _State:
         active = st.status == _RUNNING
@@ -308,31 +318,136 @@ def _solve_one(fun, history, max_ls, theta0, args, gtol, ftol, max_iter):
         # Members that have stopped keep their state (the batched loop also masks them).
         return jax.tree_util.tree_map(lambda n, o: jnp.where(active, n, o), new, st)
 
-    out = jax.lax.while_loop(lambda st: st.status == _RUNNING, body, init)
+    def running(carry):
+        st, done = carry
+        return (st.status == _RUNNING) & (done < passes)
+
+    out, _ = jax.lax.while_loop(running, lambda c: (body(c[0]), c[1] + 1), (state, jnp.zeros((), jnp.int32)))
+    return out
+
+
+def _result(state: _State, scale) -> BatchedResult:
     return BatchedResult(
-        theta=out.x,
-        value=out.f * scale,
-        grad_norm=jnp.max(jnp.abs(out.g)) * scale,
-        converged=(out.status == _GTOL) | (out.status == _FTOL),
-        iterations=out.iteration,
-        evaluations=out.evaluations,
-        status=out.status,
+        theta=state.x,
+        value=state.f * scale,
+        grad_norm=jnp.max(jnp.abs(state.g), axis=-1) * scale,
+        converged=(state.status == _GTOL) | (state.status == _FTOL),
+        iterations=state.iteration,
+        evaluations=state.evaluations,
+        status=state.status,
     )
 
+
+# The work queue: at most this many members are optimised at a time, each round advancing them by
+# this many passes; a member that stops hands its slot to the next one waiting.
+_SLOTS = 64
+_ROUND_PASSES = 2
+# On a CPU, one queue per core, each of at least this many members.
+_MIN_GROUP = 32
+_NO_LIMIT = np.iinfo(np.int32).max
 
 _PROGRAMS: dict = {}
 
 
-def _program(fun, in_axes, history, max_ls):
-    """One jitted batched solver per (objective, in_axes, history, line-search budget)."""
+def _take(args, in_axes, index):
+    """The members ``index`` of the batched arguments (shared ones unchanged)."""
+    return tuple(
+        arg if ax is None else jax.tree_util.tree_map(lambda a, ax=ax: jnp.take(a, index, axis=ax), arg)
+        for arg, ax in zip(args, in_axes)
+    )
+
+
+def _programs(fun, in_axes, history, max_ls):
+    """Jitted batched programs per (objective, in_axes, history, line-search budget):
+
+    ``start(theta0, args, gtol, max_iter) -> (states, scales)`` for every member;
+    ``advance(states, scales, args, slots, gtol, ftol, max_iter, passes) -> (states, status)``
+    runs the members ``slots`` for up to ``passes`` passes and writes them back;
+    ``solve(theta0, args, gtol, ftol, max_iter) -> BatchedResult``, the whole batch in lock-step
+    (used when the inputs are traced)."""
     key = (fun, in_axes, history, max_ls)
     if key not in _PROGRAMS:
-        def solve(theta0, args, gtol, ftol, max_iter):
-            one = lambda t, a: _solve_one(fun, history, max_ls, t, a, gtol, ftol, max_iter)
+        def start(theta0, args, gtol, max_iter):
+            one = lambda t, a: _start_one(fun, history, t, a, gtol, max_iter)
             return jax.vmap(one, in_axes=(0, in_axes))(theta0, args)
 
-        _PROGRAMS[key] = jax.jit(solve)
+        def run(states, scales, args, gtol, ftol, max_iter, passes):
+            one = lambda st, sc, a: _run_one(fun, history, max_ls, st, sc, a, gtol, ftol, max_iter, passes)
+            return jax.vmap(one, in_axes=(0, 0, in_axes))(states, scales, args)
+
+        def advance(states, scales, args, slots, gtol, ftol, max_iter, passes):
+            part = jax.tree_util.tree_map(lambda a: a[slots], states)
+            part = run(part, scales[slots], _take(args, in_axes, slots), gtol, ftol, max_iter, passes)
+            states = jax.tree_util.tree_map(lambda a, p: a.at[slots].set(p), states, part)
+            return states, part.status
+
+        def solve(theta0, args, gtol, ftol, max_iter):
+            states, scales = start(theta0, args, gtol, max_iter)
+            return _result(run(states, scales, args, gtol, ftol, max_iter, _NO_LIMIT), scales)
+
+        _PROGRAMS[key] = (jax.jit(start), jax.jit(advance, donate_argnums=0), jax.jit(solve))
     return _PROGRAMS[key]
+
+
+def _run_queue(programs, theta0, args, gtol, ftol, max_iter):
+    """Optimise every member through a work queue of ``min(B, _SLOTS)`` slots.
+
+    Members whose optimisation takes few evaluations leave early and the next ones take their
+    slots, so the cost is about the *sum* of the members' evaluations (plus up to
+    ``_ROUND_PASSES`` idle passes each), not the batch size times the largest count, as in
+    lock-step; every round has the same shapes, so the round program compiles once.
+    """
+    start, advance, _ = programs
+    states, scales = start(theta0, args, gtol, max_iter)
+    waiting = list(np.flatnonzero(np.asarray(states.status) == _RUNNING))
+    n_slots = min(len(waiting), _SLOTS)
+    slots = []
+    passes = jnp.asarray(_ROUND_PASSES, jnp.int32)
+    while True:
+        free = n_slots - len(slots)
+        slots += waiting[:free]
+        del waiting[:free]
+        if not slots:
+            break
+        # a full slot array every round: repeat live members (they compute the same) to fill it
+        index = np.resize(np.asarray(slots), n_slots)
+        states, status = advance(states, scales, args, jnp.asarray(index), gtol, ftol, max_iter, passes)
+        status = np.asarray(status)[:len(slots)]
+        slots = [m for m, st in zip(slots, status) if st == _RUNNING]
+    return _result(states, scales)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _solve_queued(programs, in_axes, theta0, args, *options):
+    """Split the batch into one work queue per CPU core (at least ``_MIN_GROUP`` members each)
+    and run the queues in threads.
+
+    XLA runs one program of small operations essentially on one core; queues in threads keep
+    every core busy (twice the throughput on two cores). The groups are padded to equal size by
+    repeating the last member, so all of them share the compiled programs.
+    """
+    batch = theta0.shape[0]
+    workers = max(1, min(_cores(), batch // _MIN_GROUP))
+    if jax.default_backend() != "cpu" or workers == 1:
+        return _run_queue(programs, theta0, args, *options)
+    size = -(-batch // workers)
+    groups = np.minimum(np.arange(workers * size), batch - 1).reshape(workers, size)
+    x64 = jax.config.jax_enable_x64  # a thread-local setting: the workers take the caller's
+
+    def work(rows):
+        with jax.enable_x64(x64):
+            rows = jnp.asarray(rows)
+            return _run_queue(programs, theta0[rows], _take(args, in_axes, rows), *options)
+
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(work, groups))
+    return jax.tree_util.tree_map(lambda *p: jnp.concatenate(p)[:batch], *parts)
 
 
 def _normalise_in_axes(in_axes, nargs):
@@ -358,17 +473,20 @@ def minimize_batched(
     history: int = 10,
     max_linesearch: int = 20,
 ) -> BatchedResult:
-    r"""Minimise ``fun(theta, *args)`` for every row of ``theta0``, all in one compiled program.
+    r"""Minimise ``fun(theta, *args)`` for every row of ``theta0``, batched and compiled.
 
     For each member :math:`b = 0, \dots, B-1` this solves
     :math:`\min_{\theta \in \mathbb R^k} f(\theta; \mathrm{args}_b)` by L-BFGS, where
     :math:`\mathrm{args}_b` is the ``b``-th slice (along ``in_axes``) of the batched arguments and
     the whole of the shared ones. The optimiser for one member is a single ``lax.while_loop``
     whose every pass makes exactly one evaluation of ``fun`` and its gradient
-    (``jax.value_and_grad``); it is ``vmap``-ed over the batch and ``jit``-compiled, so each
-    pass evaluates all members at once. Members run in lock-step, each with its own iteration,
-    line search and convergence flag; a member that has stopped keeps its state (it no longer
-    changes) while the others go on.
+    (``jax.value_and_grad``); it is ``vmap``-ed and ``jit``-compiled, so each pass evaluates a
+    whole group of members at once, each with its own iteration, line search and convergence
+    flag. The group is a work queue of :math:`\min(B, 128)` slots, advanced four passes per
+    round; after each round the members that have stopped leave and waiting ones take their
+    slots. When ``theta0`` or ``args`` are traced (inside ``jit``, ``vmap`` or ``grad``) the
+    whole batch instead runs in one lock-step loop, a member that has stopped keeping its state
+    while the others go on; the results are the same.
 
     Parameters
     ----------
@@ -447,9 +565,10 @@ def minimize_batched(
     ``max_iter`` iterations (status 3), on a failed steepest-descent line search (status 4), or
     at once if ``fun`` is not finite at ``theta0`` (status 5).
 
-    **Cost.** The loop runs until every member has stopped: the compiled program makes
-    ``max(evaluations)`` batched evaluations of ``fun`` and its gradient, whatever the mix of
-    iterations and line-search trials of the members.
+    **Cost.** About ``sum(evaluations) / min(B, 128)`` batched evaluations of ``fun`` and its
+    gradient over 128 members (plus fewer than four idle passes per member, while its round
+    finishes); in lock-step (traced inputs) ``max(evaluations)`` over all ``B``. Two programs
+    are compiled per ``fun`` and shapes: the start (one evaluation of every member) and a round.
 
     Examples
     --------
@@ -487,11 +606,12 @@ def minimize_batched(
     double = theta0.dtype == jnp.float64
     gtol = (1e-8 if double else 1e-4) if gtol is None else float(gtol)
     ftol = (1e-14 if double else 1e-6) if ftol is None else float(ftol)
-    program = _program(fun, in_axes, int(history), int(max_linesearch))
-    return program(
-        theta0, args, jnp.asarray(gtol, theta0.dtype), jnp.asarray(ftol, theta0.dtype),
-        jnp.asarray(max_iter, jnp.int32),
-    )
+    programs = _programs(fun, in_axes, int(history), int(max_linesearch))
+    options = (jnp.asarray(gtol, theta0.dtype), jnp.asarray(ftol, theta0.dtype), jnp.asarray(max_iter, jnp.int32))
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((theta0, args)))
+    if traced:  # inside jit / vmap / grad: no host-side queue, the batch runs in lock-step
+        return programs[2](theta0, args, *options)
+    return _solve_queued(programs, in_axes, theta0, args, *options)
 
 
 _NEGATED: dict = {}

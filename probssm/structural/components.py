@@ -94,10 +94,26 @@ class Component(BaseEstimator):
         """The block at parameter values ``p`` (name -> scalar); ``exog`` ``(T, k_exog)`` or None."""
         raise NotImplementedError
 
-    def start(self, ctx: Context, resid: np.ndarray, exog) -> dict:
-        """Starting values (name -> float) from ``resid``, the de-trended observed data."""
-        var = float(np.var(resid))
-        return {s.name: var for s in self.params(ctx) if s.kind == VARIANCE}
+    #: Starting value of the block's variances as a share of the noise scale (see ``start``).
+    noise_share = 1.0
+
+    def unit_roots(self, ctx: Context) -> np.ndarray:
+        """Coefficients :math:`(c_0, c_1, \\dots)` of the lag polynomial
+        :math:`c(L) = \\sum_j c_j L^j` that makes the block stationary (its unit roots; ``[1.]``
+        for a stationary block): :math:`1 - L` for a level, :math:`S(L) = 1 + L + \\dots + L^{s-1}`
+        for a seasonal of period :math:`s`."""
+        return np.ones(1)
+
+    def start(self, ctx: Context, resid: np.ndarray, exog, noise: float) -> dict:
+        """Starting values (name -> float) from ``resid``, the observed data less fixed regression
+        effects, and ``noise``, the scale of one-step variation: the variance of ``resid`` after
+        removing all components' unit roots, divided by the squared norm of that differencing
+        polynomial (so that white noise of variance :math:`\\sigma^2` gives :math:`\\sigma^2`).
+
+        Variances start at ``noise_share * noise``: slowly moving components (slope, seasonal)
+        get small shares, as their disturbances are typically orders of magnitude smaller than
+        the irregular's; a start of the right order saves the optimiser about half its work."""
+        return {s.name: self.noise_share * noise for s in self.params(ctx) if s.kind == VARIANCE}
 
     def state_names(self, ctx: Context) -> list[str]:
         """Names of the block's states."""
@@ -154,8 +170,10 @@ class Level(Component):
     def state_names(self, ctx):
         return ["level"]
 
-    def start(self, ctx, resid, exog):
-        return {"sigma2.level": float(np.var(np.diff(resid)) / 2)} if self.stochastic else {}
+    noise_share = 0.1
+
+    def unit_roots(self, ctx):
+        return np.array([1.0, -1.0])
 
 
 class LocalLinearTrend(Component):
@@ -201,14 +219,13 @@ class LocalLinearTrend(Component):
     def outputs(self, ctx):
         return [("level", np.array([1.0, 0.0])), ("slope", np.array([0.0, 1.0]))]
 
-    def start(self, ctx, resid, exog):
-        d1 = np.diff(resid)
-        out = {}
-        if self.stochastic_level:
-            out["sigma2.level"] = float(np.var(d1) / 2)
-        if self.stochastic_slope:
-            out["sigma2.trend"] = float(np.var(np.diff(d1)) / 100) if len(d1) > 2 else 1e-4
-        return out
+    def unit_roots(self, ctx):
+        return np.array([1.0, -2.0, 1.0])
+
+    def start(self, ctx, resid, exog, noise):
+        # the level moves by a tenth, the slope by a thousandth of the noise scale
+        shares = {"sigma2.level": 0.1, "sigma2.trend": 1e-3}
+        return {s.name: shares[s.name] * noise for s in self.params(ctx)}
 
 
 class SmoothTrend(LocalLinearTrend):
@@ -259,6 +276,11 @@ class Seasonal(Component):
     def state_names(self, ctx):
         base = ctx.label or self.label
         return [base] + [f"{base}.L{i}" for i in range(1, self._period() - 1)]
+
+    noise_share = 0.01
+
+    def unit_roots(self, ctx):
+        return np.ones(self._period())
 
 
 class TrigSeasonal(Component):
@@ -313,6 +335,18 @@ class TrigSeasonal(Component):
 
     def state_names(self, ctx):
         return [f"{self._name()}.{i}" for i in range(self.n_states(ctx))]
+
+    noise_share = 0.01
+
+    def unit_roots(self, ctx):
+        # one factor 1 - 2 cos(lambda_j) L + L^2 per harmonic (1 + L at lambda_j = pi)
+        period, h = self._dims()
+        poly = np.ones(1)
+        for j in range(1, h + 1):
+            lam = 2 * np.pi * j / period
+            factor = [1.0, 1.0] if np.isclose(lam, np.pi) else [1.0, -2.0 * np.cos(lam), 1.0]
+            poly = np.convolve(poly, factor)
+        return poly
 
     def outputs(self, ctx):
         return [(self._name(), "loading")]
@@ -375,8 +409,10 @@ class Cycle(Component):
         q = (p["sigma2.cycle"] if self.stochastic else 0.0) * jnp.eye(2, dtype=dtype)
         return Block(F, q, jnp.array([1.0, 0.0], dtype))
 
-    def start(self, ctx, resid, exog):
-        out = super().start(ctx, resid, exog)
+    noise_share = 0.1
+
+    def start(self, ctx, resid, exog, noise):
+        out = super().start(ctx, resid, exog, noise)
         lo, hi = self.frequency_bounds(ctx)
         period_guess = {"A": 3, "Y": 3, "Q": 12, "M": 36}.get(ctx.freq)
         freq = 2 * np.pi / period_guess if period_guess else (lo + hi) / 2 if np.isfinite(hi) else lo
@@ -426,7 +462,7 @@ class Autoregressive(Component):
         q = jnp.zeros((order, order), dtype).at[0, 0].set(p["sigma2.ar"])
         return Block(F, q, jnp.zeros(order, dtype).at[0].set(1.0), stationary=True)
 
-    def start(self, ctx, resid, exog):
+    def start(self, ctx, resid, exog, noise):
         order = self._p()
         x = resid - resid.mean()
         lags = np.column_stack([x[order - i - 1:len(x) - i - 1] for i in range(order)])
@@ -479,7 +515,7 @@ class Regression(Component):
         empty = jnp.zeros((0, 0), dtype)
         return Block(empty, empty, jnp.zeros((X.shape[0], 0), dtype), offset=X @ beta)
 
-    def start(self, ctx, resid, exog):
+    def start(self, ctx, resid, exog, noise):
         if self.time_varying:
             return {f"sigma2.beta.{c}": 1e-3 * float(np.var(resid)) for c in ctx.exog_names}
         return {}  # the estimator starts fixed coefficients by least squares

@@ -280,16 +280,30 @@ class UnobservedComponents(LinearGaussianForecaster):
             coef, *_ = np.linalg.lstsq(design, resid, rcond=None)
             start.update({f"beta.{c}": float(b) for c, b in zip(self._exog_columns, coef[:X.shape[1]])})
             resid = resid - X @ coef[:X.shape[1]]
+        noise = self._noise_scale(resid)
         for c, ctx in zip(self.components_, self._contexts):
-            start.update(c.start(ctx, resid, self._X))
-        scale = float(np.var(np.diff(resid))) if len(resid) > 1 else float(np.var(resid))
+            start.update(c.start(ctx, resid, self._X, noise))
         out = []
         for s in self._specs:
-            v = start.get(s.name, scale)
+            v = start.get(s.name, noise)
             if s.kind == VARIANCE:
-                v = max(v, 1e-4 * scale, 1e-12)
+                v = max(v, 1e-6 * noise, 1e-12)
             out.append(v)
         return np.asarray(out, dtype=np.float64)
+
+    def _noise_scale(self, resid):
+        """Variance of ``resid`` filtered by the product :math:`c(L)` of all components' unit-root
+        polynomials, over :math:`\\sum_j c_j^2`: the variance of white noise that, so
+        differenced, varies as much. Falls back to the variance of ``resid`` when the series is
+        too short for the differencing."""
+        poly = np.ones(1)
+        for c, ctx in zip(self.components_, self._contexts):
+            poly = np.convolve(poly, c.unit_roots(ctx))
+        if len(resid) > len(poly) + 1:
+            noise = float(np.var(np.convolve(resid, poly, mode="valid"))) / float(poly @ poly)
+        else:
+            noise = float(np.var(resid))
+        return noise if noise > 0 else float(np.var(resid))
 
     # -- the model -------------------------------------------------------------------------------
     def _aux(self, exog, start, steps):

@@ -96,6 +96,25 @@ def test_rosenbrock_from_different_starts_matches_scipy(x64):
     assert errs.max() < 1e-6
 
 
+def test_work_queue_equals_lock_step(x64, monkeypatch):
+    """The queue (few slots, members entering as others leave) gives every member the result it
+    gets in the lock-step program that runs when the inputs are traced."""
+    rng = np.random.default_rng(11)
+    a = rng.uniform(0.5, 2.0, size=13)
+    b = rng.uniform(1.0, 300.0, size=13)  # from nearly round to badly scaled valleys: 5 to 100 evaluations
+    theta0 = rng.normal(size=(13, 2)) * 2.0
+    monkeypatch.setattr(batched, "_SLOTS", 4)
+    queued = minimize_batched(rosenbrock, theta0, a, b, gtol=1e-10, max_iter=400)
+    lock_step = jax.jit(lambda t, a, b: minimize_batched(rosenbrock, t, a, b, gtol=1e-10, max_iter=400))(
+        theta0, a, b)
+    evaluations = np.asarray(queued.evaluations)
+    assert evaluations.max() > 2 * evaluations.min()  # members really leave the queue at different times
+    for field in batched.BatchedResult._fields:
+        np.testing.assert_allclose(getattr(queued, field), getattr(lock_step, field), rtol=1e-12, atol=1e-300)
+    assert bool(queued.converged.all())
+    np.testing.assert_allclose(queued.theta, np.column_stack([a, a**2]), atol=1e-6)
+
+
 def test_members_that_converge_early_do_not_move(x64):
     rng = np.random.default_rng(3)
     a, b = random_quadratics(rng, 3, 2)
