@@ -23,6 +23,8 @@ __all__ = ["BatchedResult", "maximize_likelihood_batched", "minimize_batched"]
 
 # Status codes (``BatchedResult.status``).
 _RUNNING, _GTOL, _FTOL, _MAX_ITER, _LINE_SEARCH, _NONFINITE_START = 0, 1, 2, 3, 4, 5
+# Internal: a member whose first evaluation (at theta0) is still to come.
+_FRESH = -1
 
 # Line-search constants: sufficient decrease c1 and (strong) curvature c2 as in Nocedal & Wright
 # (2006, ch. 3) and SciPy; the cubic / quadratic trial must lie this far inside the bracket.
@@ -101,6 +103,7 @@ class _State(NamedTuple):
     best_g: jax.Array
     trials: jax.Array     # evaluations in this line search
     # bookkeeping
+    scale: jax.Array      # the objective is divided by max(|f(theta0)|, 1)
     iteration: jax.Array
     evaluations: jax.Array
     status: jax.Array
@@ -198,31 +201,48 @@ def _objective_and_grad(fun, args, dtype):
     return jax.value_and_grad(lambda t: fun(t, *args).astype(dtype))
 
 
-def _start_one(fun, history, theta0, args, gtol, max_iter):
-    """One member's optimiser state at ``theta0`` (one evaluation) and its objective scale."""
+def _empty_memory(history, k, dtype):
+    return dict(s_hist=jnp.zeros((history, k), dtype), y_hist=jnp.zeros((history, k), dtype),
+                rho_hist=jnp.zeros((history,), dtype), head=jnp.zeros((), jnp.int32),
+                npairs=jnp.zeros((), jnp.int32))
+
+
+def _fresh(theta0, history) -> _State:
+    """A member before its first evaluation: the first pass of the loop evaluates ``fun`` at
+    ``theta0`` (a trial step of zero) and :func:`_begin` sets the member up from it."""
     dtype = theta0.dtype
-    f0, g0 = _objective_and_grad(fun, args, dtype)(theta0)
+    zero = jnp.zeros((), dtype)
+    memory = _empty_memory(history, theta0.shape[0], dtype)
+    return _State(
+        x=theta0, f=zero, g=jnp.zeros_like(theta0), **memory,
+        **_search_start(theta0, zero, jnp.zeros_like(theta0), jnp.zeros_like(theta0), zero,
+                        jnp.ones((), bool), zero),
+        scale=jnp.ones((), dtype), iteration=jnp.zeros((), jnp.int32),
+        evaluations=jnp.zeros((), jnp.int32), status=jnp.asarray(_FRESH, jnp.int32),
+    )
+
+
+def _begin(theta0, f0, g0, history, gtol, max_iter) -> _State:
+    """The state after the first evaluation ``f0 = fun(theta0)``, ``g0`` its gradient: fix the
+    scale, test the start (not finite: status 5; already converged: status 1) and search along
+    steepest descent."""
     start_ok = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0))
     scale = jnp.where(start_ok, jnp.maximum(jnp.abs(f0), 1.0), 1.0)
     f0, g0 = f0 / scale, g0 / scale
-    k = theta0.shape[0]
-    status0 = jnp.where(
+    status = jnp.where(
         ~start_ok, _NONFINITE_START,
         jnp.where(jnp.max(jnp.abs(g0)) <= gtol, _GTOL, jnp.where(max_iter <= 0, _MAX_ITER, _RUNNING)),
     )
-    memory0 = (jnp.zeros((history, k), dtype), jnp.zeros((history, k), dtype),
-               jnp.zeros((history,), dtype), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-    state = _State(
-        x=theta0, f=f0, g=g0,
-        s_hist=memory0[0], y_hist=memory0[1], rho_hist=memory0[2], head=memory0[3], npairs=memory0[4],
-        **_search_start(theta0, f0, g0, *_direction(g0, *memory0)),
-        iteration=jnp.zeros((), jnp.int32), evaluations=jnp.ones((), jnp.int32),
-        status=jnp.asarray(status0, jnp.int32),
+    memory = _empty_memory(history, theta0.shape[0], theta0.dtype)
+    return _State(
+        x=theta0, f=f0, g=g0, **memory,
+        **_search_start(theta0, f0, g0, *_direction(g0, *memory.values())),
+        scale=scale, iteration=jnp.zeros((), jnp.int32), evaluations=jnp.ones((), jnp.int32),
+        status=jnp.asarray(status, jnp.int32),
     )
-    return state, scale
 
 
-def _run_one(fun, history, max_ls, state, scale, args, gtol, ftol, max_iter, passes):
+def _run_one(fun, history, max_ls, state, args, gtol, ftol, max_iter, passes):
     """Advance one member by at most ``passes`` passes (or until it stops).
 
     One loop whose every pass makes exactly one evaluation: a line-search trial, which may end
@@ -236,12 +256,13 @@ def _run_one(fun, history, max_ls, state, scale, args, gtol, ftol, max_iter, pas
     raw = _objective_and_grad(fun, args, dtype)
 
     def body(st: _State) -> _State:
-        active = st.status == _RUNNING
-        # -- one trial of the line search ------------------------------------------------------
+        fresh = st.status == _FRESH
+        active = (st.status == _RUNNING) | fresh
+        # -- one trial of the line search (for a fresh member: the evaluation at theta0) --------
         f_noise = _NOISE * jnp.sqrt(eps) * jnp.abs(st.f) + tiny
         x_a = st.x + st.a * st.d
-        f_a, g_a = raw(x_a)
-        f_a, g_a = f_a / scale, g_a / scale
+        f_raw, g_raw = raw(x_a)
+        f_a, g_a = f_raw / st.scale, g_raw / st.scale
         d_a = jnp.dot(g_a, st.d)
         finite = jnp.isfinite(f_a) & jnp.all(jnp.isfinite(g_a))
         armijo = finite & (f_a <= st.f + _C1 * st.a * st.dphi0)
@@ -310,27 +331,29 @@ def _run_one(fun, history, max_ls, state, scale, args, gtol, ftol, max_iter, pas
         finished = _State(
             x=x1, f=f1, g=g1, s_hist=s_hist, y_hist=y_hist, rho_hist=rho_hist, head=head,
             npairs=npairs, **_search_start(x1, f1, g1, *direction),
-            iteration=iteration, evaluations=st.evaluations, status=status,
+            scale=st.scale, iteration=iteration, evaluations=st.evaluations, status=status,
         )
 
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(search_done, a, b), finished, searching)
         new = new._replace(evaluations=st.evaluations + 1)
+        begun = _begin(st.x, f_raw, g_raw, history, gtol, max_iter)
+        new = jax.tree_util.tree_map(lambda b, n: jnp.where(fresh, b, n), begun, new)
         # Members that have stopped keep their state (the batched loop also masks them).
         return jax.tree_util.tree_map(lambda n, o: jnp.where(active, n, o), new, st)
 
     def running(carry):
         st, done = carry
-        return (st.status == _RUNNING) & (done < passes)
+        return ((st.status == _RUNNING) | (st.status == _FRESH)) & (done < passes)
 
     out, _ = jax.lax.while_loop(running, lambda c: (body(c[0]), c[1] + 1), (state, jnp.zeros((), jnp.int32)))
     return out
 
 
-def _result(state: _State, scale) -> BatchedResult:
+def _result(state: _State) -> BatchedResult:
     return BatchedResult(
         theta=state.x,
-        value=state.f * scale,
-        grad_norm=jnp.max(jnp.abs(state.g), axis=-1) * scale,
+        value=state.f * state.scale,
+        grad_norm=jnp.max(jnp.abs(state.g), axis=-1) * state.scale,
         converged=(state.status == _GTOL) | (state.status == _FTOL),
         iterations=state.iteration,
         evaluations=state.evaluations,
@@ -360,32 +383,29 @@ def _take(args, in_axes, index):
 def _programs(fun, in_axes, history, max_ls):
     """Jitted batched programs per (objective, in_axes, history, line-search budget):
 
-    ``start(theta0, args, gtol, max_iter) -> (states, scales)`` for every member;
-    ``advance(states, scales, args, slots, gtol, ftol, max_iter, passes) -> (states, status)``
-    runs the members ``slots`` for up to ``passes`` passes and writes them back;
-    ``solve(theta0, args, gtol, ftol, max_iter) -> BatchedResult``, the whole batch in lock-step
-    (used when the inputs are traced)."""
+    ``fresh(theta0) -> states``, every member before its first evaluation;
+    ``advance(states, args, slots, gtol, ftol, max_iter, passes) -> (states, status)`` runs the
+    members ``slots`` of ``states`` for up to ``passes`` passes and writes them back;
+    ``solve(theta0, args, gtol, ftol, max_iter) -> BatchedResult`` runs the whole batch in
+    lock-step (used when the inputs are traced)."""
     key = (fun, in_axes, history, max_ls)
     if key not in _PROGRAMS:
-        def start(theta0, args, gtol, max_iter):
-            one = lambda t, a: _start_one(fun, history, t, a, gtol, max_iter)
-            return jax.vmap(one, in_axes=(0, in_axes))(theta0, args)
+        def run(states, args, gtol, ftol, max_iter, passes):
+            one = lambda st, a: _run_one(fun, history, max_ls, st, a, gtol, ftol, max_iter, passes)
+            return jax.vmap(one, in_axes=(0, in_axes))(states, args)
 
-        def run(states, scales, args, gtol, ftol, max_iter, passes):
-            one = lambda st, sc, a: _run_one(fun, history, max_ls, st, sc, a, gtol, ftol, max_iter, passes)
-            return jax.vmap(one, in_axes=(0, 0, in_axes))(states, scales, args)
-
-        def advance(states, scales, args, slots, gtol, ftol, max_iter, passes):
+        def advance(states, args, slots, gtol, ftol, max_iter, passes):
             part = jax.tree_util.tree_map(lambda a: a[slots], states)
-            part = run(part, scales[slots], _take(args, in_axes, slots), gtol, ftol, max_iter, passes)
+            part = run(part, _take(args, in_axes, slots), gtol, ftol, max_iter, passes)
             states = jax.tree_util.tree_map(lambda a, p: a.at[slots].set(p), states, part)
             return states, part.status
 
         def solve(theta0, args, gtol, ftol, max_iter):
-            states, scales = start(theta0, args, gtol, max_iter)
-            return _result(run(states, scales, args, gtol, ftol, max_iter, _NO_LIMIT), scales)
+            states = jax.vmap(lambda t: _fresh(t, history))(theta0)
+            return _result(run(states, args, gtol, ftol, max_iter, _NO_LIMIT))
 
-        _PROGRAMS[key] = (jax.jit(start), jax.jit(advance, donate_argnums=0), jax.jit(solve))
+        fresh = jax.vmap(lambda t: _fresh(t, history))
+        _PROGRAMS[key] = (jax.jit(fresh), jax.jit(advance, donate_argnums=0), jax.jit(solve))
     return _PROGRAMS[key]
 
 
@@ -397,9 +417,9 @@ def _run_queue(programs, theta0, args, gtol, ftol, max_iter):
     ``_ROUND_PASSES`` idle passes each), not the batch size times the largest count, as in
     lock-step; every round has the same shapes, so the round program compiles once.
     """
-    start, advance, _ = programs
-    states, scales = start(theta0, args, gtol, max_iter)
-    waiting = list(np.flatnonzero(np.asarray(states.status) == _RUNNING))
+    fresh, advance, _ = programs
+    states = fresh(theta0)
+    waiting = list(range(theta0.shape[0]))
     n_slots = min(len(waiting), _SLOTS)
     slots = []
     passes = jnp.asarray(_ROUND_PASSES, jnp.int32)
@@ -410,11 +430,11 @@ def _run_queue(programs, theta0, args, gtol, ftol, max_iter):
         if not slots:
             break
         # a full slot array every round: repeat live members (they compute the same) to fill it
-        index = np.resize(np.asarray(slots), n_slots)
-        states, status = advance(states, scales, args, jnp.asarray(index), gtol, ftol, max_iter, passes)
+        index = jnp.asarray(np.resize(np.asarray(slots), n_slots), jnp.int32)
+        states, status = advance(states, args, index, gtol, ftol, max_iter, passes)
         status = np.asarray(status)[:len(slots)]
-        slots = [m for m, st in zip(slots, status) if st == _RUNNING]
-    return _result(states, scales)
+        slots = [m for m, st in zip(slots, status) if st in (_RUNNING, _FRESH)]
+    return _result(states)
 
 
 def _cores() -> int:
@@ -567,8 +587,8 @@ def minimize_batched(
 
     **Cost.** About ``sum(evaluations) / min(B, 128)`` batched evaluations of ``fun`` and its
     gradient over 128 members (plus fewer than four idle passes per member, while its round
-    finishes); in lock-step (traced inputs) ``max(evaluations)`` over all ``B``. Two programs
-    are compiled per ``fun`` and shapes: the start (one evaluation of every member) and a round.
+    finishes); in lock-step (traced inputs) ``max(evaluations)`` over all ``B``. One round
+    program is compiled per ``fun`` and shapes.
 
     Examples
     --------

@@ -176,17 +176,11 @@ class LinearGaussianForecaster(BaseForecaster):
         template._set_burn(starts[0])  # the burn depends on the structure only
         burn, aux = template._burn, template._data_aux()
         Y = jnp.asarray(panel.values[:, :, None])
-
-        def filtered(p, y):
-            model, _ = template._model(p, aux, burn=burn)
-            res = kalman_filter(model, y, method="sequential", burn=burn)
-            return res.log_likelihood, res.next_mean, res.next_cov
-
         with jax.enable_x64(True):
             theta0 = jax.vmap(template._to_unconstrained)(jnp.asarray(np.stack(starts)))
             res = maximize_likelihood_batched(_objective(template, burn), theta0, Y, aux, in_axes=(0, None))
             params = jax.vmap(template._to_natural)(res.theta)
-            loglik, next_mean, next_cov = jax.jit(jax.vmap(filtered))(params, Y)
+            loglik, next_mean, next_cov = _panel_filter(template, burn)(params, Y, aux)
             params, loglik, next_mean, next_cov, converged = map(
                 np.asarray, (params, loglik, next_mean, next_cov, res.converged))
         for i, est in enumerate(ests):
@@ -700,6 +694,25 @@ def _objective(est, burn, natural=False):
     if key not in _OBJECTIVES:
         _OBJECTIVES[key] = partial(_log_likelihood, template=est, natural=natural, burn=burn)
     return _OBJECTIVES[key]
+
+
+def _filter_at(params, y, aux, *, template, burn):
+    model, _ = template._model(params, aux, burn=burn)
+    res = kalman_filter(model, y, method="sequential", burn=burn)
+    return res.log_likelihood, res.next_mean, res.next_cov
+
+
+_PANEL_FILTERS: dict = {}
+
+
+def _panel_filter(est, burn):
+    """``(params (B, k), Y (B, T, 1), aux) -> (log-likelihoods, next means, next covariances)``
+    for a panel, jitted once per model structure (as :func:`_objective`)."""
+    key = (type(est), est._structure(), burn)
+    if key not in _PANEL_FILTERS:
+        one = partial(_filter_at, template=est, burn=burn)
+        _PANEL_FILTERS[key] = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    return _PANEL_FILTERS[key]
 
 
 _MATRICES = ("transition_matrix", "transition_cov", "observation_matrix", "observation_cov", "initial_mean")
