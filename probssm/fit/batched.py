@@ -1,7 +1,7 @@
 r"""Many small optimisations at once: a pure-JAX L-BFGS, ``vmap``-ed over a batch and compiled.
 
 :func:`minimize_batched` minimises ``fun(theta, *args)`` for every row of ``theta0`` ``(B, k)``,
-each with its own slice of the data. Up to 128 members are optimised side by side, every pass of
+each with its own slice of the data. Up to 64 members are optimised side by side, every pass of
 a compiled ``lax.while_loop`` evaluating ``fun`` and its gradient for all of them at once; a
 member that stops hands its place to the next one waiting (a work queue), so the cost follows the
 sum of the members' evaluations rather than the slowest member's. :func:`maximize_likelihood_batched` is the float64
@@ -502,9 +502,10 @@ def minimize_batched(
     whose every pass makes exactly one evaluation of ``fun`` and its gradient
     (``jax.value_and_grad``); it is ``vmap``-ed and ``jit``-compiled, so each pass evaluates a
     whole group of members at once, each with its own iteration, line search and convergence
-    flag. The group is a work queue of :math:`\min(B, 128)` slots, advanced four passes per
+    flag. The group is a work queue of :math:`\min(B, 64)` slots, advanced two passes per
     round; after each round the members that have stopped leave and waiting ones take their
-    slots. When ``theta0`` or ``args`` are traced (inside ``jit``, ``vmap`` or ``grad``) the
+    slots. On a CPU with several cores the batch is split into one queue per core (at least 32
+    members each), run in threads. When ``theta0`` or ``args`` are traced (inside ``jit``, ``vmap`` or ``grad``) the
     whole batch instead runs in one lock-step loop, a member that has stopped keeping its state
     while the others go on; the results are the same.
 
@@ -585,9 +586,9 @@ def minimize_batched(
     ``max_iter`` iterations (status 3), on a failed steepest-descent line search (status 4), or
     at once if ``fun`` is not finite at ``theta0`` (status 5).
 
-    **Cost.** About ``sum(evaluations) / min(B, 128)`` batched evaluations of ``fun`` and its
-    gradient over 128 members (plus fewer than four idle passes per member, while its round
-    finishes); in lock-step (traced inputs) ``max(evaluations)`` over all ``B``. One round
+    **Cost.** About ``sum(evaluations) / min(B, 64)`` batched evaluations of ``fun`` and its
+    gradient over 64 members (plus at most one idle pass per member, while its round finishes),
+    shared among the cores; in lock-step (traced inputs) ``max(evaluations)`` over all ``B``. One round
     program is compiled per ``fun`` and shapes.
 
     Examples
