@@ -4,8 +4,9 @@ r"""Many small optimisations at once: a pure-JAX L-BFGS, ``vmap``-ed over a batc
 each with its own slice of the data. Up to 64 members are optimised side by side, every pass of
 a compiled ``lax.while_loop`` evaluating ``fun`` and its gradient for all of them at once; a
 member that stops hands its place to the next one waiting (a work queue), so the cost follows the
-sum of the members' evaluations rather than the slowest member's. :func:`maximize_likelihood_batched` is the float64
-log-likelihood front end (the batched counterpart of :func:`probssm.fit.maximize_likelihood`).
+sum of the members' evaluations rather than the slowest member's.
+:func:`maximize_likelihood_batched` is the float64 log-likelihood front end (the batched
+counterpart of :func:`probssm.fit.maximize_likelihood`).
 """
 
 from __future__ import annotations
@@ -345,7 +346,8 @@ def _run_one(fun, history, max_ls, state, args, gtol, ftol, max_iter, passes):
         st, done = carry
         return ((st.status == _RUNNING) | (st.status == _FRESH)) & (done < passes)
 
-    out, _ = jax.lax.while_loop(running, lambda c: (body(c[0]), c[1] + 1), (state, jnp.zeros((), jnp.int32)))
+    count = jnp.zeros((), jnp.int32)
+    out, _ = jax.lax.while_loop(running, lambda c: (body(c[0]), c[1] + 1), (state, count))
     return out
 
 
@@ -505,9 +507,9 @@ def minimize_batched(
     flag. The group is a work queue of :math:`\min(B, 64)` slots, advanced two passes per
     round; after each round the members that have stopped leave and waiting ones take their
     slots. On a CPU with several cores the batch is split into one queue per core (at least 32
-    members each), run in threads. When ``theta0`` or ``args`` are traced (inside ``jit``, ``vmap`` or ``grad``) the
-    whole batch instead runs in one lock-step loop, a member that has stopped keeping its state
-    while the others go on; the results are the same.
+    members each), run in threads. When ``theta0`` or ``args`` are traced (inside ``jit``,
+    ``vmap`` or ``grad``) the whole batch instead runs in one lock-step loop, a member that has
+    stopped keeping its state while the others go on; the results are the same.
 
     Parameters
     ----------
@@ -588,8 +590,8 @@ def minimize_batched(
 
     **Cost.** About ``sum(evaluations) / min(B, 64)`` batched evaluations of ``fun`` and its
     gradient over 64 members (plus at most one idle pass per member, while its round finishes),
-    shared among the cores; in lock-step (traced inputs) ``max(evaluations)`` over all ``B``. One round
-    program is compiled per ``fun`` and shapes.
+    shared among the cores; in lock-step (traced inputs) ``max(evaluations)`` over all ``B``.
+    One round program is compiled per ``fun`` and shapes.
 
     Examples
     --------
@@ -628,7 +630,8 @@ def minimize_batched(
     gtol = (1e-8 if double else 1e-4) if gtol is None else float(gtol)
     ftol = (1e-14 if double else 1e-6) if ftol is None else float(ftol)
     programs = _programs(fun, in_axes, int(history), int(max_linesearch))
-    options = (jnp.asarray(gtol, theta0.dtype), jnp.asarray(ftol, theta0.dtype), jnp.asarray(max_iter, jnp.int32))
+    options = (jnp.asarray(gtol, theta0.dtype), jnp.asarray(ftol, theta0.dtype),
+               jnp.asarray(max_iter, jnp.int32))
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((theta0, args)))
     if traced:  # inside jit / vmap / grad: no host-side queue, the batch runs in lock-step
         return programs[2](theta0, args, *options)
