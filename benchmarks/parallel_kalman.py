@@ -133,6 +133,9 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--libraries", nargs="+", choices=LIBRARIES, default=list(LIBRARIES))
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    ap.add_argument("--probssm-methods", nargs="+", choices=list(kalman.METHODS) + ["auto"],
+                    default=list(kalman.METHODS) + ["auto"],
+                    help="probssm methods to run (default: all and 'auto')")
     ap.add_argument("--min-runs", type=int, default=10, help="timed runs per cell, at least")
     ap.add_argument("--target-seconds", type=float, default=None,
                     help="more runs for fast cells, up to this much timed time (default 2, quick 0.3)")
@@ -538,7 +541,7 @@ def build_methods(args, peers, torch_device):
     methods = []
     if "probssm" in args.libraries:
         Probssm.traced_model = args.traced_model
-        methods += [Probssm(M) for M in list(kalman.METHODS) + ["auto"]]
+        methods += [Probssm(M) for M in args.probssm_methods]
     if peers.dynamax is not None:
         methods += [Dynamax(False, peers), Dynamax(True, peers)]
     if peers.cuthbert is not None:

@@ -32,10 +32,10 @@ r"""Inference methods.
 diffuse priors. ``"parallel"``: square-root associative scan, :math:`O(T)` work and
 :math:`O(\log T)` depth, for long series on accelerators; a model with a diffuse prior
 (``initial_diffuse_cov != 0``) is filtered sequentially instead, with the same results.
-``"kernel"``: the fused chunked filter of :mod:`probssm.kalman.kernel` (Pallas; Triton on a GPU,
-the Pallas interpreter on a CPU, which is slow and meant for tests); models it does not support
-(time-varying, batched parameters, ``n > 8`` or ``m > 8``: static conditions) and smoothing use
-``"parallel"``, a diffuse prior the sequential filter, with the same results. The prior is
+``"kernel"``: the fused chunked filter and smoother of :mod:`probssm.kalman.kernel` (Pallas; Triton
+on a GPU, the Pallas interpreter on a CPU, which is slow and meant for tests); models it does not
+support (time-varying, batched parameters, ``n > 8`` or ``m > 8``: static conditions) use
+``"parallel"``, a diffuse prior the sequential recursions, with the same results. The prior is
 settled before compiling where the model is concrete or built without a diffuse part
 (``LGSSM.proper_prior``); only a traced diffuse part leaves the program holding the kernel and
 the sequential filter, chosen by ``lax.cond``.
@@ -263,28 +263,28 @@ def _filter_jit(model, y, burn, method):
     return vmap_batch(lambda m_, y_: _filter_result(single(m_, y_), burn), model, [y], [2])
 
 
-def _kernel_filter(model, y, burn, checked):
-    """The kernel on all series at once; unless the values were ``checked`` already, it falls
-    back to the sequential filter for values it does not support (by ``lax.cond``)."""
+def _kernel_outputs(model, y, smooth, checked):
+    """The kernel on all series at once (``y`` ``(*batch, T, m)``): a dict of the per-series
+    outputs with the batch axes restored. Unless the values were ``checked`` already, it falls
+    back to the sequential recursion for values it does not support (by ``lax.cond``)."""
     batch, (T, m) = y.shape[:-2], y.shape[-2:]
     flat = y.reshape((-1, T, m))
-    trans, obs = parallel._step_params(model, T)
-
-    def complete(states):
-        def one(y_, mean, cov, terms):
-            out = parallel._assemble(model, y_, mean, cov, trans, obs)
-            out["log_likelihood_terms"] = terms
-            return out
-        return jax.vmap(one)(flat, states["mean"], states["cov"], states["log_likelihood_terms"])
-
-    fast = lambda m_, y_: complete(kernel.filter_states(m_, y_))  # noqa: E731
-    slow = lambda m_, y_: jax.vmap(lambda yy: sequential.filter_single(m_, yy))(y_)  # noqa: E731
+    fast = kernel.smooth_states if smooth else kernel.filter_states
     if checked:
         out = fast(model, flat)
     else:
+        seq = sequential.smooth_single if smooth else sequential.filter_single
+
+        def slow(m_, y_):
+            out = jax.vmap(lambda yy: seq(m_, yy))(y_)
+            return {k: out[k] for k in jax.eval_shape(fast, m_, y_)}
+
         out = jax.lax.cond(kernel.runtime_supported(model, flat), fast, slow, model, flat)
-    out = jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
-    return _filter_result(out, burn)
+    return jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
+
+
+def _kernel_filter(model, y, burn, checked):
+    return _filter_result(_kernel_outputs(model, y, False, checked), burn)
 
 
 @partial(jax.jit, static_argnames=("burn", "method"))
@@ -308,15 +308,16 @@ def _log_likelihood_jit(model, y, burn, method):
 @_FULL_PRECISION
 def _smooth_jit(model, y, method):
     model, y = _results_dtype(model, y)
-    single = _single(method, smooth=True)
 
-    def one(m_, y_):
-        out = single(m_, y_)
+    def result(out):
         return SmoothResult(
             out["smoothed_mean"], out["smoothed_cov"], out["lag_one_cov"], _filter_result(out, 0)
         )
 
-    return vmap_batch(one, model, [y], [2])
+    if _is_kernel(method) and kernel.supported(model, y):
+        return result(_kernel_outputs(model, y, True, checked=method.endswith(_CHECKED)))
+    single = _single(method, smooth=True)
+    return vmap_batch(lambda m_, y_: result(single(m_, y_)), model, [y], [2])
 
 
 def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterResult:
@@ -352,8 +353,7 @@ def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
     ----------
     model : LGSSM
     y : array, shape ``(*batch, T, m)``; NaN entries are missing.
-    method : ``"auto"``, ``"sequential"``, ``"parallel"`` or ``"kernel"`` (see :data:`METHODS`;
-        ``"kernel"`` smooths with ``"parallel"``)
+    method : ``"auto"``, ``"sequential"``, ``"parallel"`` or ``"kernel"`` (see :data:`METHODS`)
 
     Returns
     -------

@@ -1,7 +1,12 @@
-"""Fused, work-efficient Kalman filter kernel (Pallas: Triton on GPU, ``interpret=True`` on CPU).
+"""Fused, work-efficient Kalman filter and smoother kernels (Pallas: Triton on GPU,
+``interpret=True`` on CPU).
 
 The series is cut into chunks of ``L`` steps; every chunk of every series is one *lane*, and a
-program handles a block of lanes (the grid maps batches and chunks alike).
+program handles a block of lanes (the grid maps batches and chunks alike). Arrays between the
+passes are lane-minor (``(L, rows, lanes)``; :mod:`.kernel_scan`), so every load and store of a
+warp is contiguous; XLA transposes the outputs to ``(B, T, ...)`` once at the end.
+
+Filter:
 
 1. **Chunk summaries** (kernel): each lane runs the exact sequential filter through its chunk,
    with the state mean kept as an affine function :math:`A x + b` of the unknown state
@@ -11,14 +16,22 @@ program handles a block of lanes (the grid maps batches and chunks alike).
    N_I(x_{enter}; \\eta, J)`: the filtering element of Särkkä & García-Fernández (2021) for the
    whole chunk, built with scalar (univariate) updates only, no matrix inverse. The first chunk
    starts from the prior instead (``A = 0``).
-2. **Chunk scan** (XLA): the ``T / L`` chunk elements of each series are combined by a
-   Hillis-Steele scan (:func:`chunk_scan`) with the square-root combination of :mod:`.parallel`,
-   giving the filtered state at the end of every chunk.
+2. **Chunk scan** (three kernels, :func:`probssm.kalman.kernel_scan.chunk_scan`): the filtered
+   state at the end of every chunk, through a two-level sequential hierarchy over groups of
+   chunks (depth about :math:`3\\sqrt{T/L}` element operations, three launches).
 3. **Fix-up** (kernel): each lane reruns the sequential filter through its chunk from its entering
-   state and writes every step's filtered mean, covariance and log-likelihood term once.
+   prediction and writes every step's predicted and filtered moments, observation moments and
+   log-likelihood term once (or only the chunk's log-likelihood).
 
-Work is :math:`O(T n^3)` in the kernels, like the sequential filter, plus
-:math:`O((T/L) \\log(T/L)\\, n^3)` in the chunk scan; the depth is :math:`O(L + \\log(T/L))`.
+Smoother (:func:`smooth_batch`): after the filter, a kernel composes each chunk's backward
+element :math:`x_{start} \\mid x_{next\\ chunk's\\ start}, y \\sim N(E x + g, L)` from the
+Rauch-Tung-Striebel elements of its steps (:func:`probssm.kalman.kernel_algebra.rts_element`,
+computed from the filtered moments); a reverse chunk scan of these affine elements gives the
+smoothed state entering every chunk from the right, and a last kernel runs the RTS recursion
+backward through each chunk from it, writing the smoothed means, covariances and lag-one
+cross-covariances once.
+
+Work is :math:`O(T n^3)`, like the sequential filter; the depth is :math:`O(L + \\sqrt{T/L})`.
 Each step's observations are decorrelated inside the kernels (:math:`R_t = L D L^T` of the
 observed entries, as in :mod:`.sequential`), so every update is a scalar one and a NaN entry,
 in a whole or a partly missing row, is skipped.
@@ -28,6 +41,11 @@ time-invariant model without batch axes, ``n <= 8``, ``m <= 8``, float32/float64
 conditions, :func:`supported`), and a proper prior (a value, :func:`runtime_supported`).
 Gradients are computed by recomputation through the ``"parallel"`` method (``custom_vjp``),
 which gives the same function.
+
+Compile time: Triton's compile time grows faster than linearly with the straight-line code of a
+loop body, so every loop body is kept small (the chunk scan's combination conditions on the
+later element's likelihood one scalar factor at a time, in an inner loop; the smoother's
+backward elements have a kernel of their own); XLA compiles the kernels of a program in parallel.
 """
 
 from __future__ import annotations
@@ -39,15 +57,24 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from ._linalg import chol_psd, symmetrize
+from . import kernel_algebra as ka
+from . import kernel_scan as ks
 from .model import LGSSM
-from .parallel import _combine_filter
 
 _LOG_2PI = math.log(2.0 * math.pi)
 MAX_STATE_DIM = 8
 MAX_OBS_DIM = 8
-DEFAULT_CHUNK = 128
 DEFAULT_BLOCK = 32
+# Chunk length by series length (measured on an H100, n = 4): short chunks give more lanes and a
+# shorter sequential pass through each chunk, long ones fewer chunk elements for the chunk scan,
+# whose depth grows as the square root of their number. 1024 x T = 1e3: 32 steps smooth in
+# 1.12 ms, 128 steps in 1.51 ms; T = 1e6: 128 steps filter faster than 64.
+SHORT_CHUNK, LONG_CHUNK, LONG_SERIES = 32, 128, 32 * 4096
+
+
+def default_chunk(T: int) -> int:
+    """Chunk length for series of ``T`` steps: 32, or 128 above :math:`2^{17}` steps."""
+    return LONG_CHUNK if T > LONG_SERIES else SHORT_CHUNK
 
 
 def supported(model: LGSSM, y) -> bool:
@@ -71,7 +98,7 @@ def runtime_supported(model: LGSSM, y=None):
 
 # -- parameters as one flat vector, read as scalars inside the kernels --------------------------
 def _layout(n, m):
-    sizes = dict(F=n * n, Q=n * n, H=m * n, R=m * m, u=n, tiny=1)
+    sizes = dict(F=n * n, Q=n * n, H=m * n, R=m * m, u=n, d=m, m0=n, P0=n * n, tiny=1)
     offsets, pos = {}, 0
     for k, s in sizes.items():
         offsets[k] = pos
@@ -80,25 +107,29 @@ def _layout(n, m):
 
 
 def _pack(model: LGSSM):
-    """The step parameters as one flat vector (read as scalars inside the kernels)."""
+    """The model as one flat vector (read as scalars inside the kernels)."""
     R = model.observation_cov
     m = R.shape[-1]
     tiny = 100 * m * jnp.finfo(R.dtype).eps  # times the scale of R, as in ``_linalg.ldl``
     return jnp.concatenate([
         model.transition_matrix.ravel(), model.transition_cov.ravel(),
         model.observation_matrix.ravel(), R.ravel(), model.transition_offset,
+        model.observation_offset, model.initial_mean, model.initial_cov.ravel(),
         jnp.full((1,), tiny, R.dtype),
     ])
 
 
 def _read(p_ref, n, m):
+    """The parameters as scalars: a dict of ``F, Q, H, R, u, d, m0, P0`` (lists) and ``tiny``."""
     off, _ = _layout(n, m)
-    F = [[p_ref[off["F"] + i * n + j] for j in range(n)] for i in range(n)]
-    Q = [[p_ref[off["Q"] + i * n + j] for j in range(n)] for i in range(n)]
-    H = [[p_ref[off["H"] + i * n + j] for j in range(n)] for i in range(m)]
-    R = [[p_ref[off["R"] + i * m + j] for j in range(m)] for i in range(m)]
-    u = [p_ref[off["u"] + i] for i in range(n)]
-    return F, Q, H, R, u, p_ref[off["tiny"]]
+
+    def mat(k, r, c):
+        return [[p_ref[off[k] + i * c + j] for j in range(c)] for i in range(r)]
+
+    return dict(F=mat("F", n, n), Q=mat("Q", n, n), H=mat("H", m, n), R=mat("R", m, m),
+                u=[p_ref[off["u"] + i] for i in range(n)], d=[p_ref[off["d"] + i] for i in range(m)],
+                m0=[p_ref[off["m0"] + i] for i in range(n)], P0=mat("P0", n, n),
+                tiny=p_ref[off["tiny"]])
 
 
 def _observation_rows(y, H, R, tiny, n, m):
@@ -148,308 +179,368 @@ def _observation_rows(y, H, R, tiny, n, m):
     return [(obs[i], y_star[i], h_star[i], D[i]) for i in range(m)]
 
 
-# -- unrolled small linear algebra on lists of lane vectors -------------------------------------
-def _matvec(M, x):
-    return [sum(M[i][k] * x[k] for k in range(len(x))) for i in range(len(M))]
+# -- one time step on lane vectors --------------------------------------------------------------
+def _update(p, a, P, ys, n, m):
+    """The scalar updates of one step from the prediction ``(a, P)``: filtered ``(a, P)`` and the
+    log-likelihood term (0 where every entry is missing)."""
+    loglik = jnp.zeros_like(a[0])
+    for obs, y, h, r in _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m):
+        Ph = [sum(P[l][j] * h[j] for j in range(n)) for l in range(n)]
+        f = jnp.where(obs, sum(h[l] * Ph[l] for l in range(n)) + r, 1.0)
+        v = jnp.where(obs, y - sum(h[l] * a[l] for l in range(n)), 0.0)
+        w = jnp.where(obs, 1.0 / f, 0.0)
+        K = [Ph[l] * w for l in range(n)]
+        a = [a[l] + K[l] * v for l in range(n)]
+        P = ka.sym([[P[l][j] - K[l] * Ph[j] for j in range(n)] for l in range(n)])
+        loglik = loglik + jnp.where(obs, -0.5 * (_LOG_2PI + jnp.log(f) + v * v * w), 0.0)
+    return a, P, loglik
 
 
-def _predict_cov(F, P, Q, n):
-    """F P F^T + Q (upper triangle computed, mirrored)."""
-    FP = [[sum(F[i][k] * P[k][j] for k in range(n)) for j in range(n)] for i in range(n)]
-    out = [[None] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i, n):
-            out[i][j] = sum(FP[i][k] * F[j][k] for k in range(n)) + Q[i][j]
-            out[j][i] = out[i][j]
-    return out
+def _predict(p, a, P):
+    return [x + y for x, y in zip(ka.matvec(p["F"], a), p["u"])], ka.congruence(p["F"], P, plus=p["Q"])
 
 
-def _lanes(block, lanes_total, chunks, chunk, T):
-    """Lane indices of this program (padding lanes repeat the last lane, so their masked-off
-    accesses coincide with a real lane's) and their series / first-step coordinates."""
-    lane = jnp.minimum(pl.program_id(0) * block + jnp.arange(block), lanes_total - 1)
-    series = lane // chunks
-    start = (lane % chunks) * chunk
-    return lane, series, start
+def _keep(go, new, old):
+    """``new`` where ``go`` else ``old``, over matching nested lists of lane vectors."""
+    if isinstance(new, (list, tuple)):
+        return type(new)(_keep(go, x, y) for x, y in zip(new, old))
+    return jnp.where(go, new, old)
 
 
-def _load_y(y_ref, series, t, valid, i, T, dtype):
-    row = series * T + jnp.minimum(t, T - 1)
-    value = y_ref[row, i]
-    return jnp.where(valid, value, jnp.array(jnp.nan, dtype))
+def _lanes(block, chunks, chunk):
+    """This program's first lane, and each lane's chunk index and first time step."""
+    base = pl.program_id(0) * block
+    lane = base + jnp.arange(block)
+    return base, lane % chunks, (lane % chunks) * chunk
 
 
-def _summary_kernel(n, m, T, chunk, chunks, lanes_total, block, dtype):
-    """Pass 1: the filtering element of every chunk."""
+def _load_step(ref, k, rows, base, block):
+    return [ref[k, i, pl.ds(base, block)] for i in range(rows)]
 
-    def kernel(p_ref, prior_ref, y_ref, A_ref, b_ref, C_ref, eta_ref, J_ref):
-        F, Q, H, R, u, tiny = _read(p_ref, n, m)
-        m0 = [prior_ref[i] for i in range(n)]
-        P0 = [[prior_ref[n + i * n + j] for j in range(n)] for i in range(n)]
-        lane, series, start = _lanes(block, lanes_total, chunks, chunk, T)
-        first = start == 0
+
+def _store_step(ref, k, values, base, block):
+    for i, v in enumerate(values):
+        ref[k, i, pl.ds(base, block)] = v
+
+
+def _flat(M):
+    return [x for row in M for x in row]
+
+
+def _square(flat, n):
+    return [flat[i * n:(i + 1) * n] for i in range(n)]
+
+
+# -- pass 1: chunk summaries --------------------------------------------------------------------
+def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
+    """The filtering element of every chunk, lane-minor rows ``A, b, C, eta, J``."""
+    shapes = ks.filter_algebra(n).element_shapes
+
+    def kernel(p_ref, y_ref, out_ref):
+        p = _read(p_ref, n, m)
+        F, Q, u = p["F"], p["Q"], p["u"]
+        base, c, start = _lanes(block, chunks, chunk)
+        first = c == 0
         zero = jnp.zeros(block, dtype)
         A = [[jnp.where(first, zero, F[i][j]) for j in range(n)] for i in range(n)]
-        b = [jnp.where(first, m0[i], u[i] + zero) for i in range(n)]
-        C = [[jnp.where(first, P0[i][j], Q[i][j] + zero) for j in range(n)] for i in range(n)]
+        b = [jnp.where(first, p["m0"][i], u[i] + zero) for i in range(n)]
+        C = [[jnp.where(first, p["P0"][i][j], Q[i][j] + zero) for j in range(n)] for i in range(n)]
         eta = [zero] * n
         J = [[zero] * n for _ in range(n)]
 
         def step(k, state):
             A, b, C, eta, J = state
             t = start + k
-            valid = t < T
-            ys = [_load_y(y_ref, series, t, valid, i, T, dtype) for i in range(m)]
-            for obs, y, h, r in _observation_rows(ys, H, R, tiny, n, m):
+            ys = _load_step(y_ref, k, m, base, block)
+            for obs, y, h, r in _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m):
                 hA = [sum(h[l] * A[l][j] for l in range(n)) for j in range(n)]
                 Ch = [sum(C[l][j] * h[j] for j in range(n)) for l in range(n)]
-                f = sum(h[l] * Ch[l] for l in range(n)) + r
-                f = jnp.where(obs, f, 1.0)
+                f = jnp.where(obs, sum(h[l] * Ch[l] for l in range(n)) + r, 1.0)
                 v = jnp.where(obs, y - sum(h[l] * b[l] for l in range(n)), 0.0)
                 w = jnp.where(obs, 1.0 / f, 0.0)
                 K = [Ch[l] * w for l in range(n)]
                 A = [[A[l][j] - K[l] * hA[j] for j in range(n)] for l in range(n)]
                 b = [b[l] + K[l] * v for l in range(n)]
-                C = _sym([[C[l][j] - K[l] * Ch[j] for j in range(n)] for l in range(n)], n)
+                C = ka.sym([[C[l][j] - K[l] * Ch[j] for j in range(n)] for l in range(n)])
                 eta = [eta[l] + hA[l] * v * w for l in range(n)]
-                J = _sym([[J[l][j] + hA[l] * hA[j] * w for j in range(n)] for l in range(n)], n)
+                J = ka.sym([[J[l][j] + hA[l] * hA[j] * w for j in range(n)] for l in range(n)])
             go = (k + 1 < chunk) & (t + 1 < T)
-            A_next = [[sum(F[i][l] * A[l][j] for l in range(n)) for j in range(n)] for i in range(n)]
-            b_next = [x + u[i] for i, x in enumerate(_matvec(F, b))]
-            C_next = _predict_cov(F, C, Q, n)
-            A = [[jnp.where(go, A_next[i][j], A[i][j]) for j in range(n)] for i in range(n)]
-            b = [jnp.where(go, b_next[i], b[i]) for i in range(n)]
-            C = [[jnp.where(go, C_next[i][j], C[i][j]) for j in range(n)] for i in range(n)]
-            return A, b, C, eta, J
+            b_next, C_next = _predict(p, b, C)
+            return _keep(go, (ka.matmul(F, A), b_next, C_next), (A, b, C)) + (eta, J)
 
-        A, b, C, eta, J = jax.lax.fori_loop(0, chunk, step, (A, b, C, eta, J))
-        for i in range(n):
-            b_ref[lane, i] = b[i]
-            eta_ref[lane, i] = eta[i]
-            for j in range(n):
-                A_ref[lane, i, j] = A[i][j]
-                C_ref[lane, i, j] = C[i][j]
-                J_ref[lane, i, j] = J[i][j]
+        element = jax.lax.fori_loop(0, chunk, step, (A, b, C, eta, J))
+        for r, v in enumerate(ks.pack(element, shapes)):
+            out_ref[r, pl.ds(base, block)] = v
 
     return kernel
 
 
-def _sym(M, n):
-    return [[M[min(i, j)][max(i, j)] for j in range(n)] for i in range(n)]
+# -- pass 3: fix-up -----------------------------------------------------------------------------
+def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
+    """The sequential filter through every chunk from its entering prediction: every step's
+    filtered, predicted and observation moments and log-likelihood term (``write_states``), or
+    only the chunk's log-likelihood."""
+    S = ks.rows(ks.filter_algebra(n).state_shapes)
 
+    def kernel(p_ref, state_ref, y_ref, *out_refs):
+        p = _read(p_ref, n, m)
+        base, c, start = _lanes(block, chunks, chunk)
+        end_of_previous = ks.unpack([state_ref[r, pl.ds(base, block)] for r in range(S)],
+                                    ks.filter_algebra(n).state_shapes)
+        a, P = _predict(p, *end_of_previous)
+        first = c == 0
+        zero = jnp.zeros(block, dtype)
+        a = [jnp.where(first, p["m0"][i] + zero, a[i]) for i in range(n)]
+        P = [[jnp.where(first, p["P0"][i][j] + zero, P[i][j]) for j in range(n)] for i in range(n)]
 
-def _fixup_kernel(n, m, T, chunk, chunks, lanes_total, block, dtype, write_states):
-    """Pass 3: the sequential filter through every chunk from its entering prediction."""
-
-    def kernel(p_ref, enter_mean_ref, enter_cov_ref, y_ref, *out_refs):
-        F, Q, H, R, u, tiny = _read(p_ref, n, m)
-        lane, series, start = _lanes(block, lanes_total, chunks, chunk, T)
-        a = [enter_mean_ref[lane, i] for i in range(n)]
-        P = [[enter_cov_ref[lane, i, j] for j in range(n)] for i in range(n)]
-        total = jnp.zeros(block, dtype)
-
-        def step(k, state):
-            a, P, total = state
+        def step(k, carry):
+            a, P, total = carry
             t = start + k
-            valid = t < T
-            loglik = jnp.zeros(block, dtype)
-            ys = [_load_y(y_ref, series, t, valid, i, T, dtype) for i in range(m)]
-            for obs, y, h, r in _observation_rows(ys, H, R, tiny, n, m):
-                Ph = [sum(P[l][j] * h[j] for j in range(n)) for l in range(n)]
-                f = sum(h[l] * Ph[l] for l in range(n)) + r
-                f = jnp.where(obs, f, 1.0)
-                v = jnp.where(obs, y - sum(h[l] * a[l] for l in range(n)), 0.0)
-                w = jnp.where(obs, 1.0 / f, 0.0)
-                K = [Ph[l] * w for l in range(n)]
-                a = [a[l] + K[l] * v for l in range(n)]
-                P = _sym([[P[l][j] - K[l] * Ph[j] for j in range(n)] for l in range(n)], n)
-                loglik = loglik + jnp.where(obs, -0.5 * (_LOG_2PI + jnp.log(f) + v * v * w), 0.0)
+            ys = _load_step(y_ref, k, m, base, block)
+            mean, cov, loglik = _update(p, a, P, ys, n, m)
+            total = total + jnp.where(t < T, loglik, 0.0)
             if write_states:
-                mean_ref, cov_ref, ll_ref = out_refs
-                row = series * T + jnp.minimum(t, T - 1)
-                for i in range(n):
-                    pl_store(mean_ref, (row, i), a[i], valid)
-                    for j in range(n):
-                        pl_store(cov_ref, (row, i, j), P[i][j], valid)
-                pl_store(ll_ref, (row,), loglik, valid)
-            total = total + jnp.where(valid, loglik, 0.0)
+                H = p["H"]
+                y_mean = [x + y for x, y in zip(ka.matvec(H, a), p["d"])]
+                y_cov = ka.congruence(H, P, plus=p["R"])
+                for ref, values in zip(out_refs, (mean, _flat(cov), a, _flat(P), y_mean,
+                                                  _flat(y_cov), [loglik])):
+                    _store_step(ref, k, values, base, block)
             go = (k + 1 < chunk) & (t + 1 < T)
-            a_next = [x + u[i] for i, x in enumerate(_matvec(F, a))]
-            P_next = _predict_cov(F, P, Q, n)
-            a = [jnp.where(go, a_next[i], a[i]) for i in range(n)]
-            P = [[jnp.where(go, P_next[i][j], P[i][j]) for j in range(n)] for i in range(n)]
-            return a, P, total
+            return _keep(go, _predict(p, mean, cov), (a, P)) + (total,)
 
-        _, _, total = jax.lax.fori_loop(0, chunk, step, (a, P, total))
+        total = jax.lax.fori_loop(0, chunk, step, (a, P, zero))[2]
         if not write_states:
-            (sum_ref,) = out_refs
-            sum_ref[lane] = total
+            out_refs[0][0, pl.ds(base, block)] = total
 
     return kernel
 
 
-def pl_store(ref, index, value, mask):
-    """Masked scatter store (works in Triton and in the interpreter)."""
-    from jax.experimental.pallas import triton as plgpu
+# -- smoother passes ----------------------------------------------------------------------------
+def _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype):
+    """The backward element of every chunk, :math:`x_{start} \\mid x_{start + L}, y \\sim
+    N(E x + g, L)`, composed step by step from the filtered moments (for the chunk holding the
+    last step, :math:`E = 0`: its element is the smoothed state at its start)."""
+    eps = float(jnp.finfo(dtype).eps)
+    shapes = ks.backward_algebra(n).element_shapes
 
-    plgpu.store(ref.at[index], value, mask=mask)
+    def kernel(p_ref, mean_ref, cov_ref, out_ref):
+        p = _read(p_ref, n, m)
+        base, _, start = _lanes(block, chunks, chunk)
+        zero = jnp.zeros(block, dtype)
+
+        def step(k, composed):
+            t = start + k
+            mean = _load_step(mean_ref, k, n, base, block)
+            cov = _square(_load_step(cov_ref, k, n * n, base, block), n)
+            element, _ = ka.rts_element(mean, cov, p["F"], p["Q"], p["u"], eps)
+            element = _keep(t == T - 1, (ka.zeros(n, n, zero), mean, cov), element)
+            return _keep(t < T, ka.backward_combine(element, composed), composed)
+
+        composed = jax.lax.fori_loop(0, chunk, step, (ka.eye(n, zero), [zero] * n, ka.zeros(n, n, zero)))
+        for r, v in enumerate(ks.pack(composed, shapes)):
+            out_ref[r, pl.ds(base, block)] = v
+
+    return kernel
 
 
-def _pallas(kernel, n_in, out_shapes, grid, interpret, num_warps):
-    kwargs = {}
-    if not interpret:
-        from jax.experimental.pallas import triton as plgpu
+# -- smoother pass: backward RTS through every chunk --------------------------------------------
+def _smoother_kernel(n, m, T, chunk, chunks, block, dtype):
+    """From the smoothed state entering each chunk from the right, the RTS recursion backward
+    through the chunk's filtered moments: smoothed mean, covariance and lag-one covariance."""
+    eps = float(jnp.finfo(dtype).eps)
+    state_shapes = ks.backward_algebra(n).state_shapes
 
-        kwargs["compiler_params"] = plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
-    any_spec = pl.BlockSpec(memory_space=pl.ANY)
-    return pl.pallas_call(
-        kernel, out_shape=out_shapes, grid=grid, in_specs=[any_spec] * n_in,
-        out_specs=[any_spec] * len(out_shapes), interpret=interpret, **kwargs,
-    )
+    def kernel(p_ref, right_ref, mean_ref, cov_ref, s_mean_ref, s_cov_ref, lag_ref):
+        p = _read(p_ref, n, m)
+        base, _, start = _lanes(block, chunks, chunk)
+        right = ks.unpack([right_ref[r, pl.ds(base, block)] for r in range(ks.rows(state_shapes))],
+                          state_shapes)
+
+        def step(j, state):
+            k = chunk - 1 - j
+            t = start + k
+            mean = _load_step(mean_ref, k, n, base, block)
+            cov = _square(_load_step(cov_ref, k, n * n, base, block), n)
+            (E, g, L), _ = ka.rts_element(mean, cov, p["F"], p["Q"], p["u"], eps)
+            s_mean, s_cov = ka.backward_apply(state, (E, g, L))
+            last = t == T - 1
+            s_mean, s_cov = _keep(last, (mean, cov), (s_mean, s_cov))
+            _store_step(s_mean_ref, k, s_mean, base, block)
+            _store_step(s_cov_ref, k, _flat(s_cov), base, block)
+            _store_step(lag_ref, k, _flat(ka.matmul(state[1], ka.transpose(E))), base, block)
+            return _keep(t < T, (s_mean, s_cov), state)
+
+        jax.lax.fori_loop(0, chunk, step, tuple(right))
+
+    return kernel
 
 
+# -- drivers ------------------------------------------------------------------------------------
 def _geometry(T, B, chunk, block):
-    chunk = max(1, min(chunk, T))
+    chunk = max(1, min(default_chunk(T) if chunk is None else chunk, T))
     chunks = -(-T // chunk)
     lanes = B * chunks
-    grid = (-(-lanes // block),)
-    return chunk, chunks, lanes, grid
+    return chunk, chunks, lanes, ks.padded(lanes, block)
 
 
-# -- chunk-level scan ---------------------------------------------------------------------------
-def chunk_scan(A, b, C, eta, J, chunks):
-    """Inclusive prefix combination of the chunk elements of every series.
-
-    ``A`` ``(B * chunks, n, n)``, ``b`` ``(B * chunks, n)``, ``C``, ``J`` ``(B * chunks, n, n)``,
-    ``eta`` ``(B * chunks, n)``: the filtering elements of consecutive chunks, series after series
-    (the first chunk of a series has ``A = 0``, so its prefix is a filtered state). Returns the
-    filtered mean ``(B * chunks, n)`` and a covariance factor ``U`` ``(B * chunks, n, n)``
-    (:math:`P = U U^T`) at the end of every chunk.
-
-    A Hillis-Steele scan: level ``d`` combines element ``c - 2^d`` into element ``c`` (the
-    identity :math:`(I, 0, 0, 0, 0)` where ``c < 2^d`` within its series) with the square-root
-    combination of :func:`probssm.kalman.parallel._combine_filter` (:math:`C = U U^T`, Yaghoobi
-    et al. 2025): :math:`O(N \\log N)` combinations in :math:`\\lceil \\log_2
-    \\mathrm{chunks} \\rceil` levels of a ``fori_loop``, so the combination is traced and
-    compiled once, whatever the number of chunks (``lax.associative_scan`` unrolls about
-    :math:`2 \\log_2 \\mathrm{chunks}` copies of it).
-    """
-    N, n = b.shape
-    x = (A, b, chol_psd(C), eta, symmetrize(J))
-    eye = jnp.eye(n, dtype=b.dtype)
-    identity = (eye, jnp.zeros(n, b.dtype), jnp.zeros_like(eye), jnp.zeros(n, b.dtype),
-                jnp.zeros_like(eye))
-    position = jnp.arange(N) % chunks
-    levels = math.ceil(math.log2(chunks)) if chunks > 1 else 0
-
-    def level(d, x):
-        shift = jnp.left_shift(1, d)
-        source = jnp.maximum(jnp.arange(N) - shift, 0)
-        first = position < shift
-
-        def earlier_of(a, e):
-            mask = first.reshape((N,) + (1,) * (a.ndim - 1))
-            return jnp.where(mask, e, jnp.take(a, source, axis=0))
-
-        earlier = jax.tree_util.tree_map(earlier_of, x, identity)
-        return _combine_filter(earlier, x)
-
-    _, mean, U, _, _ = jax.lax.fori_loop(0, levels, level, x)
-    return mean, U
+def _to_lane_minor(y, chunk, chunks, padded_lanes):
+    """``(B, T, r)`` -> ``(L, r, lanes)`` (NaN in the padding)."""
+    B, T, r = y.shape
+    y = jnp.pad(y, ((0, 0), (0, chunks * chunk - T), (0, 0)), constant_values=jnp.nan)
+    y = y.reshape(B * chunks, chunk, r)
+    y = jnp.pad(y, ((0, padded_lanes - B * chunks), (0, 0), (0, 0)), constant_values=jnp.nan)
+    return jnp.transpose(y, (1, 2, 0))
 
 
-@partial(jax.jit, static_argnames=("write_states", "chunk", "block", "interpret"))
-@jax.default_matmul_precision("highest")  # no TF32 in the chunk scan (see inference.py)
-def filter_batch(model: LGSSM, y, *, write_states=True, chunk=DEFAULT_CHUNK, block=DEFAULT_BLOCK,
-                 interpret=None):
+def _from_lane_minor(x, B, T, chunks, shape):
+    """``(L, r, lanes)`` -> ``(B, T, *shape)``."""
+    L, r, _ = x.shape
+    x = jnp.transpose(x[:, :, :B * chunks], (2, 0, 1)).reshape(B, chunks * L, r)
+    return x[:, :T].reshape((B, T) + shape)
+
+
+_STATE_FIELDS = ("mean", "cov", "predicted_mean", "predicted_cov", "observation_mean",
+                 "observation_cov", "log_likelihood_terms")
+
+
+def _state_shapes(n, m):
+    return ((n,), (n, n), (n,), (n, n), (m,), (m, m), ())
+
+
+def _forward(model, y, write_states, chunk, block, group, interpret):
+    """Summary, chunk scan and fix-up; the fix-up's outputs, lane-minor."""
+    B, T, m = y.shape
+    n = model.state_dim
+    dtype = y.dtype
+    chunk, chunks, lanes, padded_lanes = _geometry(T, B, chunk, block)
+    params = _pack(model)
+    y_lm = _to_lane_minor(y - model.observation_offset, chunk, chunks, padded_lanes)
+    alg = ks.filter_algebra(n)
+    (elements,) = ks.call(
+        _summary_kernel(n, m, T, chunk, chunks, block, dtype), [params, y_lm],
+        [jax.ShapeDtypeStruct((ks.rows(alg.element_shapes), padded_lanes), dtype)],
+        lanes, block, interpret)
+    states = ks.chunk_scan(alg, elements, B, chunks, group=group, interpret=interpret)
+    if write_states:
+        outs = [jax.ShapeDtypeStruct((chunk, math.prod(s), padded_lanes), dtype)
+                for s in _state_shapes(n, m)]
+    else:
+        outs = [jax.ShapeDtypeStruct((1, padded_lanes), dtype)]
+    result = ks.call(_fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states),
+                     [params, states, y_lm], outs, lanes, block, interpret)
+    return result, (chunk, chunks, lanes, padded_lanes, params)
+
+
+def _states_result(model, outs, B, T, chunks):
+    n, m = model.state_dim, model.observation_dim
+    out = {k: _from_lane_minor(x, B, T, chunks, s)
+           for k, x, s in zip(_STATE_FIELDS, outs, _state_shapes(n, m))}
+    F, Q, u = model.transition_matrix, model.transition_cov, model.transition_offset
+    last_mean, last_cov = out["mean"][:, -1], out["cov"][:, -1]
+    out["next_mean"] = jnp.einsum("ij,bj->bi", F, last_mean) + u
+    out["next_cov"] = jnp.einsum("ij,bjk,lk->bil", F, last_cov, F) + Q
+    out["predicted_diffuse_cov"] = jnp.zeros_like(out["predicted_cov"])
+    return out
+
+
+@partial(jax.jit, static_argnames=("write_states", "chunk", "block", "group", "interpret"))
+@jax.default_matmul_precision("highest")
+def filter_batch(model: LGSSM, y, *, write_states=True, chunk=None, block=DEFAULT_BLOCK,
+                 group=None, interpret=None):
     """Kernel filter of ``y`` ``(B, T, m)`` under one time-invariant model.
 
-    Returns ``mean`` ``(B, T, n)``, ``cov`` ``(B, T, n, n)`` and ``log_likelihood_terms``
-    ``(B, T)`` when ``write_states``; otherwise only ``log_likelihood`` ``(B,)``.
+    Returns, when ``write_states``, ``mean``, ``predicted_mean`` ``(B, T, n)``, ``cov``,
+    ``predicted_cov``, ``predicted_diffuse_cov`` (zeros) ``(B, T, n, n)``, ``observation_mean``
+    ``(B, T, m)``, ``observation_cov`` ``(B, T, m, m)``, ``log_likelihood_terms`` ``(B, T)``,
+    ``next_mean`` ``(B, n)`` and ``next_cov`` ``(B, n, n)`` (the fields of
+    :class:`probssm.kalman.FilterResult` but ``log_likelihood``); otherwise only
+    ``log_likelihood`` ``(B,)``. ``chunk`` steps a lane (default :func:`default_chunk`),
+    ``block`` lanes a program, ``group`` chunks a group of the chunk scan (default about the
+    square root of the chunks per series).
+    """
+    if interpret is None:
+        interpret = jax.default_backend() == "cpu"
+    B, T, _ = y.shape
+    outs, (chunk, chunks, lanes, _, _) = _forward(model, y, write_states, chunk, block, group,
+                                                  interpret)
+    if write_states:
+        return _states_result(model, outs, B, T, chunks)
+    return dict(log_likelihood=outs[0][0, :lanes].reshape(B, chunks).sum(axis=1))
+
+
+@partial(jax.jit, static_argnames=("chunk", "block", "group", "interpret"))
+@jax.default_matmul_precision("highest")
+def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK, group=None,
+                 interpret=None):
+    """Kernel smoother of ``y`` ``(B, T, m)`` under one time-invariant model.
+
+    Returns the fields of :func:`filter_batch` and ``smoothed_mean`` ``(B, T, n)``,
+    ``smoothed_cov`` ``(B, T, n, n)`` and ``lag_one_cov`` ``(B, T - 1, n, n)``
+    (:math:`\\mathrm{Cov}(x_{t+1}, x_t \\mid y)`).
     """
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     B, T, m = y.shape
     n = model.state_dim
     dtype = y.dtype
-    chunk, chunks, lanes, grid = _geometry(T, B, chunk, block)
-    params = _pack(model)
-    y_flat = (y - model.observation_offset).reshape(B * T, m)  # NaN stays NaN
-    prior = jnp.concatenate([model.initial_mean, model.initial_cov.ravel()])
-    num_warps = max(1, block // 32)
-
-    summary = _pallas(
-        _summary_kernel(n, m, T, chunk, chunks, lanes, block, dtype), 3,
-        [jax.ShapeDtypeStruct(s, dtype) for s in
-         ((lanes, n, n), (lanes, n), (lanes, n, n), (lanes, n), (lanes, n, n))],
-        grid, interpret, num_warps,
-    )(params, prior, y_flat)
-    mean_end, U_end = chunk_scan(*summary, chunks)
-    mean_end = mean_end.reshape(B, chunks, n)
-    cov_end = symmetrize(U_end @ jnp.swapaxes(U_end, -1, -2)).reshape(B, chunks, n, n)
-    F, Q, u = model.transition_matrix, model.transition_cov, model.transition_offset
-    pred_mean = jnp.einsum("ij,bcj->bci", F, mean_end[:, :-1]) + u
-    pred_cov = symmetrize(jnp.einsum("ij,bcjk,lk->bcil", F, cov_end[:, :-1], F) + Q)
-    enter_mean = jnp.concatenate([jnp.broadcast_to(model.initial_mean, (B, 1, n)), pred_mean], 1)
-    enter_cov = jnp.concatenate([jnp.broadcast_to(model.initial_cov, (B, 1, n, n)), pred_cov], 1)
-    enter = (enter_mean.reshape(lanes, n), enter_cov.reshape(lanes, n, n))
-
-    fixup = _fixup_kernel(n, m, T, chunk, chunks, lanes, block, dtype, write_states)
-    if write_states:
-        outs = [jax.ShapeDtypeStruct((B * T, n), dtype), jax.ShapeDtypeStruct((B * T, n, n), dtype),
-                jax.ShapeDtypeStruct((B * T,), dtype)]
-        mean, cov, terms = _pallas(fixup, 4, outs, grid, interpret, num_warps)(params, *enter, y_flat)
-        return dict(mean=mean.reshape(B, T, n), cov=cov.reshape(B, T, n, n),
-                    log_likelihood_terms=terms.reshape(B, T))
-    (sums,) = _pallas(fixup, 4, [jax.ShapeDtypeStruct((lanes,), dtype)], grid, interpret,
-                      num_warps)(params, *enter, y_flat)
-    return dict(log_likelihood=sums.reshape(B, chunks).sum(axis=1))
+    states, (chunk, chunks, lanes, padded_lanes, params) = _forward(
+        model, y, True, chunk, block, group, interpret)
+    (backward,) = ks.call(
+        _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype),
+        [params, states[0], states[1]],
+        [jax.ShapeDtypeStruct((ks.rows(ks.backward_algebra(n).element_shapes), padded_lanes), dtype)],
+        lanes, block, interpret)
+    right = ks.chunk_scan(ks.backward_algebra(n), backward, B, chunks, reverse=True, group=group,
+                          interpret=interpret)
+    s_mean, s_cov, lag = ks.call(
+        _smoother_kernel(n, m, T, chunk, chunks, block, dtype),
+        [params, right, states[0], states[1]],
+        [jax.ShapeDtypeStruct((chunk, r, padded_lanes), dtype) for r in (n, n * n, n * n)],
+        lanes, block, interpret)
+    out = _states_result(model, states, B, T, chunks)
+    out["smoothed_mean"] = _from_lane_minor(s_mean, B, T, chunks, (n,))
+    out["smoothed_cov"] = _from_lane_minor(s_cov, B, T, chunks, (n, n))
+    out["lag_one_cov"] = _from_lane_minor(lag, B, T, chunks, (n, n))[:, :T - 1]
+    return out
 
 
-def _reference_states(model: LGSSM, y):
-    """The same outputs through the associative scan (used for gradients and as the fallback)."""
-    from .parallel import filter_single
+# -- differentiable entry points (gradients by recomputation through "parallel") ---------------
+def _reference(model: LGSSM, y, smooth):
+    from .parallel import filter_single, smooth_single
 
-    out = jax.vmap(lambda y_: filter_single(model, y_))(y)
-    return dict(mean=out["mean"], cov=out["cov"], log_likelihood_terms=out["log_likelihood_terms"])
+    single = smooth_single if smooth else filter_single
 
+    def one(y_):
+        out = single(model, y_)
+        out.pop("cov_sqrt")
+        return out
 
-@jax.custom_vjp
-def filter_states(model: LGSSM, y):
-    """Differentiable kernel filter: ``mean`` ``(B, T, n)``, ``cov`` ``(B, T, n, n)``,
-    ``log_likelihood_terms`` ``(B, T)`` of ``y`` ``(B, T, m)``. The gradient is that of the
-    ``"parallel"`` method (the same function), computed by recomputation."""
-    return filter_batch(model, y)
+    return jax.vmap(one)(y)
 
 
-def _states_fwd(model, y):
-    return filter_batch(model, y), (model, y)
+def _recomputed(fn, reference):
+    """``fn`` with the gradient of ``reference`` (the same function, computed differently)."""
+    wrapped = jax.custom_vjp(fn)
+    wrapped.defvjp(lambda model, y: (fn(model, y), (model, y)),
+                   lambda res, ct: jax.vjp(reference, *res)[1](ct))
+    return wrapped
 
 
-def _states_bwd(residuals, cotangents):
-    model, y = residuals
-    _, vjp = jax.vjp(_reference_states, model, y)
-    return vjp(cotangents)
+filter_states = _recomputed(
+    lambda model, y: filter_batch(model, y),
+    lambda model, y: _reference(model, y, smooth=False))
+filter_states.__doc__ = """Differentiable kernel filter of ``y`` ``(B, T, m)``: the outputs of
+:func:`filter_batch`; the gradient is that of the ``"parallel"`` method (the same function)."""
 
+smooth_states = _recomputed(
+    lambda model, y: smooth_batch(model, y),
+    lambda model, y: _reference(model, y, smooth=True))
+smooth_states.__doc__ = """Differentiable kernel smoother of ``y`` ``(B, T, m)``: the outputs of
+:func:`smooth_batch`; the gradient is that of the ``"parallel"`` method (the same function)."""
 
-filter_states.defvjp(_states_fwd, _states_bwd)
-
-
-@jax.custom_vjp
-def log_likelihood_sums(model: LGSSM, y):
-    """Differentiable kernel log-likelihood of each series of ``y`` ``(B, T, m)``: ``(B,)``.
-    Writes no per-step states (reads ``y`` and a few chunk summaries only)."""
-    return filter_batch(model, y, write_states=False)["log_likelihood"]
-
-
-def _loglik_fwd(model, y):
-    return log_likelihood_sums(model, y), (model, y)
-
-
-def _loglik_bwd(residuals, cotangent):
-    model, y = residuals
-    _, vjp = jax.vjp(lambda m_, y_: _reference_states(m_, y_)["log_likelihood_terms"].sum(-1), model, y)
-    return vjp(cotangent)
-
-
-log_likelihood_sums.defvjp(_loglik_fwd, _loglik_bwd)
+log_likelihood_sums = _recomputed(
+    lambda model, y: filter_batch(model, y, write_states=False)["log_likelihood"],
+    lambda model, y: _reference(model, y, smooth=False)["log_likelihood_terms"].sum(-1))
+log_likelihood_sums.__doc__ = """Differentiable kernel log-likelihood of each series of ``y``
+``(B, T, m)``: ``(B,)``. Writes no per-step states (reads ``y`` and a few chunk summaries only)."""

@@ -1,5 +1,6 @@
-"""method="kernel" (fused chunked Pallas filter) against the sequential filter, on CPU through the
-Pallas interpreter, and its lowering to Triton for CUDA."""
+"""method="kernel" (fused chunked Pallas filter and smoother) against the sequential recursions and
+the chunk scan's reference, on CPU through the Pallas interpreter, and its lowering to Triton for
+CUDA."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from probssm import kalman
-from probssm.kalman import kernel
+from probssm.kalman import kernel, kernel_scan
 from test_parallel import check_float32, float32_problems
 
 
@@ -35,21 +36,59 @@ def _max_rel(a, b):
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)
 
 
-@pytest.mark.parametrize("n,m,T,chunk,diagonal_r", [
-    (1, 1, 1, 128, True), (2, 1, 37, 8, True), (3, 2, 64, 16, False), (4, 3, 50, 1, False)])
-def test_kernel_equals_sequential_float64(n, m, T, chunk, diagonal_r):
-    """Whole and partly missing rows, diagonal and correlated R (decorrelated step by step)."""
+@pytest.mark.parametrize("n,m,T,chunk,group,diagonal_r", [
+    (1, 1, 1, 128, None, True), (2, 1, 37, 8, None, True), (3, 2, 64, 4, 3, False),
+    (4, 3, 50, 7, None, False)])
+def test_kernel_equals_sequential_float64(n, m, T, chunk, group, diagonal_r):
+    """Filter and smoother; whole and partly missing rows, diagonal and correlated R
+    (decorrelated step by step); one chunk, several, and groups with a partial last one (the
+    largest case filters only, to keep the interpreter's time down)."""
     rng = np.random.default_rng(n * 100 + T)
     with jax.enable_x64(True):
         model = _model(rng, n, m, diagonal_r=diagonal_r)
         y = _y(rng, (3, T, m))
-        ref = kalman.filter(model, y, method="sequential")
-        out = kernel.filter_batch(model, jnp.asarray(y), chunk=chunk, block=4)
-        ll = kernel.filter_batch(model, jnp.asarray(y), chunk=chunk, block=4, write_states=False)
-    assert _max_rel(out["mean"], ref.mean) < 1e-9
-    assert _max_rel(out["cov"], ref.cov) < 1e-9
-    assert _max_rel(out["log_likelihood_terms"], ref.log_likelihood_terms) < 1e-9
+        ref = kalman.smooth(model, y, method="sequential")
+        kw = dict(chunk=chunk, block=4, group=group)
+        smooth = n < 4
+        out = (kernel.smooth_batch if smooth else kernel.filter_batch)(model, jnp.asarray(y), **kw)
+        ll = kernel.filter_batch(model, jnp.asarray(y), write_states=False, **kw)
+    for field in ref.filtered._fields:
+        if field != "log_likelihood":
+            assert _max_rel(out[field], getattr(ref.filtered, field)) < 1e-9, field
     assert _max_rel(ll["log_likelihood"], ref.log_likelihood) < 1e-9
+    if not smooth:
+        return
+    assert _max_rel(out["smoothed_mean"], ref.mean) < 1e-9
+    assert _max_rel(out["smoothed_cov"], ref.cov) < 1e-9
+    if T > 1:
+        assert _max_rel(out["lag_one_cov"], ref.lag_one_cov) < 1e-9
+
+
+def _psd(rng, shape, n, scale=1.0):
+    a = rng.normal(size=shape + (n, n))
+    return scale * (a @ np.swapaxes(a, -1, -2) / n + 0.1 * np.eye(n))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_chunk_scan_kernels_equal_the_reference(reverse):
+    """The three scan kernels (fold, series scan, propagate) against the sequential reference,
+    for both element algebras, several series and a partial last group."""
+    rng = np.random.default_rng(12 + reverse)
+    n, series, chunks, N = 3, 2, 7, 16
+    with jax.enable_x64(True):
+        filtering = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n),
+                     rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
+        backward = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n)]
+        for alg, fields in ((kernel_scan.filter_algebra(n), filtering),
+                            (kernel_scan.backward_algebra(n), backward)):
+            elements = jnp.asarray(np.concatenate([f.reshape(N, -1).T for f in fields]))
+            ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
+            out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=3,
+                                         block=2, interpret=True)
+            lanes = series * chunks
+            first = np.arange(lanes) % chunks == (chunks - 1 if reverse else 0)
+            # The first chunk's state is "nothing yet"; the algebras ignore it.
+            assert _max_rel(out[:, :lanes][:, ~first], ref[:, ~first]) < 1e-12
 
 
 def test_kernel_method_through_the_public_api():
@@ -64,8 +103,11 @@ def test_kernel_method_through_the_public_api():
         assert ker.log_likelihood.shape == (2, 2)
         ll = kalman.log_likelihood(model, y, method="kernel")
         assert _max_rel(ll, seq.log_likelihood) < 1e-9
-        assert _max_rel(kalman.smooth(model, y, method="kernel").mean,
-                        kalman.smooth(model, y, method="sequential").mean) < 1e-9
+        ker_s = kalman.smooth(model, y, method="kernel")
+        seq_s = kalman.smooth(model, y, method="sequential")
+        for field in ("mean", "cov", "lag_one_cov"):
+            assert _max_rel(getattr(ker_s, field), getattr(seq_s, field)) < 1e-9, field
+        assert _max_rel(ker_s.filtered.cov, seq_s.filtered.cov) < 1e-9
 
 
 def test_kernel_float32_matches_float64():
@@ -129,10 +171,12 @@ def test_unsupported_inputs_fall_back_with_the_same_results(case):
             model = model.replace(transition_matrix=np.stack([model.transition_matrix] * 20))
         if case == "batched_model":
             model = model.replace(transition_cov=np.stack([model.transition_cov] * 2), time_varying=())
-        seq = kalman.filter(model, y, method="sequential")
+        seq = kalman.smooth(model, y, method="sequential")
         ker = kalman.filter(model, y, method="kernel")
         ll = kalman.log_likelihood(model, y, method="kernel")
-    assert _max_rel(ker.mean, seq.mean) < 1e-9
+        if case in ("diffuse", "time_varying"):
+            assert _max_rel(kalman.smooth(model, y, method="kernel").mean, seq.mean) < 1e-9
+    assert _max_rel(ker.mean, seq.filtered.mean) < 1e-9
     assert _max_rel(ll, seq.log_likelihood) < 1e-9
 
 
@@ -143,10 +187,14 @@ def test_kernels_lower_to_triton_for_cuda():
                          np.zeros(4, np.float32), np.eye(4, dtype=np.float32))
     y = jax.ShapeDtypeStruct((2, 1000, 2), jnp.float32)
     unchecked = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
-    for write_states in (True, False):
-        fn = jax.jit(lambda m_, y_: kernel.filter_batch(m_, y_, write_states=write_states, interpret=False))
-        exported = jax.export.export(fn, platforms=["cuda"], disabled_checks=unchecked)(model, y)
-        assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 2
+    # summary, the chunk scan's fold, series scan and propagation, fix-up; the smoother adds the
+    # backward summary, a second chunk scan and the backward pass.
+    for fn, kernels in ((lambda m_, y_: kernel.filter_batch(m_, y_, interpret=False), 5),
+                        (lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False,
+                                                            interpret=False), 5),
+                        (lambda m_, y_: kernel.smooth_batch(m_, y_, interpret=False), 10)):
+        exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
+        assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
 
 
 def test_concrete_inputs_inside_an_outer_jit():

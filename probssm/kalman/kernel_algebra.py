@@ -1,0 +1,275 @@
+"""Small dense algebra unrolled over *lanes*, shared by the Pallas kernels and their references.
+
+A matrix is a list of rows, each entry a lane vector (``(block,)`` array: one value per lane, i.e.
+per chunk or series a kernel program handles); a vector is a list of lane vectors. Everything is
+unrolled at trace time for the static sizes ``n, m <= 8``, so a kernel holds its matrices in
+registers. The same functions run on whole arrays in plain JAX (the pure references).
+
+Element algebras used by :mod:`.kernel_scan` (each a ``combine`` of an earlier and a later
+element and an ``apply`` of an element to a state, in scan order):
+
+* **Filtering elements** :math:`(A, b, C, \\eta, J)`: :math:`p(x_k \\mid x_j, y_{j+1:k}) =
+  N(A x_j + b, C)`, :math:`p(y_{j+1:k} \\mid x_j) \\propto N_I(x_j; \\eta, J)` (Särkkä &
+  García-Fernández 2021). Combining an earlier ``i`` with a later ``j`` conditions ``i``'s end
+  state on ``j``'s likelihood and carries it through ``j``'s transition: with
+  :math:`J_j = L\\,\\mathrm{diag}(d)\\,L^T` the likelihood is a product of ``n`` scalar
+  factors, absorbed one at a time by rank-one updates (:func:`_absorb`; one division by
+  :math:`1 + d_l h_l^T C h_l \\ge 1` each, no Cholesky factor, no square root), then
+  :math:`A = A_j A_i'`, :math:`b = A_j b_i' + b_j`, :math:`C = A_j C_i' A_j^T + C_j` while
+  :math:`\\eta_i, J_i` gather the factors' likelihood of the start state. This equals the
+  matrix form :math:`A = A_j (I + C_i J_j)^{-1} A_i`, ... of :mod:`.parallel`. Applied to a
+  filtered state :math:`N(m, P)` the same absorption gives the state at the element's end.
+* **Backward (smoothing) elements** :math:`(E, g, L)`: :math:`p(x_j \\mid x_k, y_{0:j'}) =
+  N(E x_k + g, L)`; composition and application are affine: :math:`(E_j E_i, E_j g_i + g_j,
+  E_j L_i E_j^T + L_j)` and :math:`(E m + g, E P E^T + L)`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def eye(n, like):
+    """The ``n x n`` identity with entries shaped like the lane vector ``like``."""
+    one, zero = jnp.ones_like(like), jnp.zeros_like(like)
+    return [[one if i == j else zero for j in range(n)] for i in range(n)]
+
+
+def zeros(rows, cols, like):
+    """A ``rows x cols`` zero matrix with entries shaped like ``like``."""
+    zero = jnp.zeros_like(like)
+    return [[zero] * cols for _ in range(rows)]
+
+
+def transpose(M):
+    """:math:`M^T`."""
+    return [list(col) for col in zip(*M)]
+
+
+def matmul(A, B):
+    """:math:`A B` (``(r, k) x (k, c)``)."""
+    inner = len(B)
+    return [[sum(A[i][k] * B[k][j] for k in range(inner)) for j in range(len(B[0]))]
+            for i in range(len(A))]
+
+
+def matvec(M, x):
+    """:math:`M x`."""
+    return [sum(M[i][k] * x[k] for k in range(len(x))) for i in range(len(M))]
+
+
+def sym(M):
+    """Mirror the upper triangle onto the lower one (a symmetric result of round-off-asymmetric
+    arithmetic)."""
+    n = len(M)
+    return [[M[min(i, j)][max(i, j)] for j in range(n)] for i in range(n)]
+
+
+def congruence(A, M, plus=None):
+    """:math:`A M A^T (+ \\text{plus})` for symmetric ``M``, symmetric by construction (upper
+    triangle computed, mirrored)."""
+    AM = matmul(A, M)
+    n, k = len(A), len(A[0])
+    out = [[None] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            out[i][j] = sum(AM[i][l] * A[j][l] for l in range(k))
+            if plus is not None:
+                out[i][j] = out[i][j] + plus[i][j]
+            out[j][i] = out[i][j]
+    return out
+
+
+def cholesky(M, eps=None):
+    """Lower Cholesky factor of a symmetric PSD ``M``.
+
+    With ``eps`` (the dtype's machine epsilon) the diagonal is first raised by
+    :math:`\\delta = 16\\,\\epsilon\\,\\max(\\mathrm{tr} M / n, \\sqrt{\\epsilon})` (as
+    :func:`probssm.kalman._linalg.chol_psd`), and every pivot is kept at least :math:`\\delta`,
+    so a singular ``M`` (a zero-variance direction, the zero covariance of a first chunk's
+    element) gives a finite factor. Without ``eps`` ``M`` must be positive definite.
+    """
+    n = len(M)
+    if eps is not None:
+        delta = 16 * eps * jnp.maximum(sum(M[i][i] for i in range(n)) / n, eps ** 0.5)
+        M = [[M[i][j] + delta if i == j else M[i][j] for j in range(n)] for i in range(n)]
+    L = [[None] * n for _ in range(n)]
+    for j in range(n):
+        d = M[j][j] - sum(L[j][k] * L[j][k] for k in range(j))
+        if eps is not None:
+            d = jnp.maximum(d, delta)
+        ljj = jnp.sqrt(d)
+        inv = 1.0 / ljj
+        L[j][j] = ljj
+        for i in range(j + 1, n):
+            L[i][j] = (M[i][j] - sum(L[i][k] * L[j][k] for k in range(j))) * inv
+        for i in range(j):
+            L[i][j] = jnp.zeros_like(ljj)
+    return L
+
+
+def solve_lower(L, B):
+    """:math:`L^{-1} B` for lower-triangular ``L`` (forward substitution, column by column)."""
+    n, cols = len(L), len(B[0])
+    X = [[None] * cols for _ in range(n)]
+    for i in range(n):
+        inv = 1.0 / L[i][i]
+        for c in range(cols):
+            X[i][c] = (B[i][c] - sum(L[i][k] * X[k][c] for k in range(i))) * inv
+    return X
+
+
+# -- filtering elements: (A, b, C, eta, J) ------------------------------------------------------
+def _information_rows(J, eta, eps):
+    r"""Split the likelihood :math:`N_I(x; \eta, J)` into ``n`` scalar factors.
+
+    :math:`J = L\,\mathrm{diag}(d)\,L^T` (unit lower ``L``; a pivot below
+    :math:`100 n \epsilon \max_i J_{ii}` is zero, with a zero column below it, so a rank-deficient
+    ``J`` is fine) and :math:`e = L^{-1} \eta` give
+    :math:`\exp(-\tfrac12 x^T J x + \eta^T x) = \prod_l \exp(-\tfrac12 d_l s_l^2 + e_l s_l)`
+    with :math:`s_l = h_l^T x`, :math:`h_l` column ``l`` of ``L``. Returns ``(h_l, d_l, e_l)``
+    for every ``l``."""
+    n = len(J)
+    scale = J[0][0]
+    for i in range(1, n):
+        scale = jnp.maximum(scale, J[i][i])
+    threshold = 100 * n * eps * scale
+    L = [[None] * n for _ in range(n)]
+    d = [None] * n
+    for j in range(n):
+        dj = J[j][j] - sum(L[j][k] * L[j][k] * d[k] for k in range(j))
+        positive = dj > threshold
+        inverse = jnp.where(positive, 1.0 / jnp.where(positive, dj, 1.0), 0.0)
+        for i in range(j + 1, n):
+            L[i][j] = (J[i][j] - sum(L[i][k] * L[j][k] * d[k] for k in range(j))) * inverse
+        d[j] = jnp.where(positive, dj, 0.0)
+    e = []
+    for i in range(n):
+        e.append(eta[i] - sum(L[i][k] * e[k] for k in range(i)))
+    one, zero = jnp.ones_like(d[0]), jnp.zeros_like(d[0])
+    columns = [[one if k == l else (zero if k < l else L[k][l]) for k in range(n)] for l in range(n)]
+    return [(columns[l], d[l], e[l]) for l in range(n)]
+
+
+def _select(index, options):
+    """``options[index]`` for a traced scalar ``index`` (nested lists of equal structure)."""
+    if isinstance(options[0], (list, tuple)):
+        return [_select(index, [o[i] for o in options]) for i in range(len(options[0]))]
+    out = options[0]
+    for i in range(1, len(options)):
+        out = jnp.where(index == i, options[i], out)
+    return out
+
+
+def _absorb(rows, mean, cov, affine=None):
+    r"""Condition :math:`N(\mu, C)` on the scalar factors of :func:`_information_rows`, one
+    after another in a ``fori_loop`` (its body, one rank-one update, is compiled once).
+
+    Factor :math:`(h, d, e)` with :math:`c = h^T C h` and :math:`\gamma = 1 / (1 + d c)`
+    (at most one, so no division is ill-conditioned): :math:`C \leftarrow C - \gamma d\,
+    (C h)(C h)^T`, :math:`\mu \leftarrow \mu + \gamma (e - d\, h^T \mu)\, C h`. With
+    ``affine = (A, eta, J)`` the mean is :math:`A x + b` (``mean`` is ``b``) and the factor's
+    likelihood of ``x`` is accumulated: :math:`A \leftarrow A - \gamma d\,(C h)(h^T A)`,
+    :math:`\eta \leftarrow \eta + \gamma (e - d\, h^T b)\, A^T h`, :math:`J \leftarrow J
+    + \gamma d\,(A^T h)(A^T h)^T` (with the ``A`` before the update).
+    """
+    n = len(mean)
+
+    def body(l, carry):
+        mean, cov = carry[:2]
+        h, d, e = (_select(l, [r[k] for r in rows]) for k in range(3))
+        Ch = matvec(cov, h)
+        gamma = 1.0 / (1.0 + d * sum(x * y for x, y in zip(h, Ch)))
+        nu = gamma * (e - d * sum(x * y for x, y in zip(h, mean)))
+        dg = d * gamma
+        mean = [x + y * nu for x, y in zip(mean, Ch)]
+        cov = sym([[cov[i][j] - dg * Ch[i] * Ch[j] for j in range(n)] for i in range(n)])
+        if len(carry) == 2:
+            return mean, cov
+        A, eta, J = carry[2:]
+        hA = [sum(h[k] * A[k][j] for k in range(n)) for j in range(n)]
+        A = [[A[i][j] - dg * Ch[i] * hA[j] for j in range(n)] for i in range(n)]
+        eta = [x + nu * y for x, y in zip(eta, hA)]
+        J = sym([[J[i][j] + dg * hA[i] * hA[j] for j in range(n)] for i in range(n)])
+        return mean, cov, A, eta, J
+
+    carry = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
+    return jax.lax.fori_loop(0, n, body, carry)
+
+
+def filter_combine(earlier, later, eps):
+    """Combination of filtering elements: element ``i`` conditioned on ``j``'s likelihood of
+    its end state (:func:`_absorb`), then carried through ``j``'s transition."""
+    A_i, b_i, C_i, eta_i, J_i = earlier
+    A_j, b_j, C_j, eta_j, J_j = later
+    b, C, A, eta, J = _absorb(_information_rows(J_j, eta_j, eps), b_i, C_i, (A_i, eta_i, J_i))
+    b = [x + y for x, y in zip(matvec(A_j, b), b_j)]
+    return matmul(A_j, A), b, congruence(A_j, C, plus=C_j), list(eta), J
+
+
+def filter_apply(state, element, eps):
+    """The filtered state after an element: ``state = (m, P)`` at its start, the result at its end."""
+    A, b, C, eta, J = element
+    m, P = _absorb(_information_rows(J, eta, eps), *state)
+    return [x + y for x, y in zip(matvec(A, m), b)], congruence(A, P, plus=C)
+
+
+# -- backward (smoothing) elements: (E, g, L) ---------------------------------------------------
+def backward_combine(earlier, later, eps=None):
+    """Composition in scan order (the scan runs backward in time: ``earlier`` is later in time)."""
+    E_i, g_i, L_i = earlier
+    E_j, g_j, L_j = later
+    g = [x + y for x, y in zip(matvec(E_j, g_i), g_j)]
+    return matmul(E_j, E_i), g, congruence(E_j, L_i, plus=L_j)
+
+
+def backward_apply(state, element, eps=None):
+    """Smoothed state ``(m, P)`` of the element's later end mapped to its earlier end."""
+    m, P = state
+    E, g, L = element
+    return [x + y for x, y in zip(matvec(E, m), g)], congruence(E, P, plus=L)
+
+
+def rts_element(mean, cov, F, Q, u, eps):
+    r"""Backward element of one step from its filtered moments: :math:`x_t \mid x_{t+1}, y_{0:t}
+    \sim N(E x_{t+1} + g, L)` with the prediction :math:`a = F m + u`, :math:`P^- = F P F^T + Q`,
+    :math:`E = P F^T (P^-)^{-1}` (two triangular solves with the Cholesky factor of
+    :math:`P^-`), :math:`g = m - E a` and :math:`L = P - E F P` (upper triangle, mirrored).
+    Also returns the prediction."""
+    a = [x + y for x, y in zip(matvec(F, mean), u)]
+    FP = matmul(F, cov)
+    P_pred = gram_with(FP, F, Q)
+    Lp = cholesky(P_pred, eps)
+    E = transpose(_solve_upper(transpose(Lp), solve_lower(Lp, FP)))
+    g = [x - y for x, y in zip(mean, matvec(E, a))]
+    n = len(mean)
+    EFP = [[None] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            EFP[i][j] = cov[i][j] - sum(E[i][k] * FP[k][j] for k in range(n))
+            EFP[j][i] = EFP[i][j]
+    return (E, g, EFP), (a, P_pred)
+
+
+def gram_with(AB, A, plus):
+    r""":math:`(A B) A^T + \text{plus}` from the product ``AB`` (symmetric ``B``), upper
+    triangle computed and mirrored."""
+    n, k = len(AB), len(A[0])
+    out = [[None] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i, n):
+            out[i][j] = sum(AB[i][l] * A[j][l] for l in range(k)) + plus[i][j]
+            out[j][i] = out[i][j]
+    return out
+
+
+def _solve_upper(Ut, B):
+    """:math:`U^{-1} B` for upper-triangular ``U`` (back substitution)."""
+    n, cols = len(Ut), len(B[0])
+    X = [[None] * cols for _ in range(n)]
+    for i in reversed(range(n)):
+        inv = 1.0 / Ut[i][i]
+        for c in range(cols):
+            X[i][c] = (B[i][c] - sum(Ut[i][k] * X[k][c] for k in range(i + 1, n))) * inv
+    return X

@@ -1,0 +1,251 @@
+"""Chunk-level scan of the fused kernels: a two-level sequential hierarchy in three Pallas kernels.
+
+Input: one *element* per chunk of every series (``chunks`` per series, series after series), and
+an element algebra (:mod:`.kernel_algebra`: ``combine(earlier, later)``, ``apply(state,
+element)``). Output: for every chunk the *exclusive* prefix as a state, i.e. the first element of
+the series applied to nothing up to the chunk's own element left out (the first chunk's state is
+zero; its element ignores its entering state).
+
+With groups of ``G`` consecutive chunks (``K = ceil(chunks / G)`` groups per series):
+
+1. **fold** (a lane per group): the group's elements combined one after another, ``G - 1``
+   combinations in a ``fori_loop`` (the combination is traced and compiled once);
+2. **series scan** (a lane per series): the ``K`` group elements applied one after another to the
+   state, writing the state entering every group;
+3. **propagate** (a lane per group): from its entering state, each of the group's ``G`` elements
+   applied in turn, writing the state entering every chunk.
+
+Depth ``2G + K`` element operations (about ``3 sqrt(chunks)`` for ``G ~ sqrt(chunks)``), work
+``O(chunks)``, three launches whatever the number of chunks, against ``log2(chunks)`` levels of
+many small XLA kernels for a Hillis-Steele scan. ``reverse=True`` runs the scan from each
+series' last chunk to its first (the smoother).
+
+Arrays are *lane-minor*: a field of ``r`` rows over ``N`` lanes is ``(r, N)``, each element or
+state is its fields' rows stacked, so lane vectors load and store contiguously.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from . import kernel_algebra as ka
+
+DEFAULT_SCAN_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class Algebra:
+    """An element algebra: field shapes (``()`` is not used; ``(n,)`` vectors, ``(n, n)``
+    matrices) of elements and states, and the two operations on lists of lane vectors."""
+
+    element_shapes: tuple
+    state_shapes: tuple
+    combine: Callable
+    apply: Callable
+
+
+def filter_algebra(n):
+    """Filtering elements :math:`(A, b, C, \\eta, J)` on filtered states :math:`(m, P)`."""
+    mat, vec = (n, n), (n,)
+    return Algebra((mat, vec, mat, vec, mat), (vec, mat), ka.filter_combine, ka.filter_apply)
+
+
+def backward_algebra(n):
+    """Backward elements :math:`(E, g, L)` on smoothed states :math:`(m, P)`."""
+    mat, vec = (n, n), (n,)
+    return Algebra((mat, vec, mat), (vec, mat), ka.backward_combine, ka.backward_apply)
+
+
+def rows(shapes):
+    """Number of rows of the stacked fields."""
+    return sum(math.prod(s) for s in shapes)
+
+
+def unpack(flat, shapes):
+    """Stacked rows (a list of lane vectors) -> tuple of vectors / matrices (lists)."""
+    out, pos = [], 0
+    for s in shapes:
+        if len(s) == 1:
+            out.append(list(flat[pos:pos + s[0]]))
+        else:
+            out.append([list(flat[pos + i * s[1]:pos + (i + 1) * s[1]]) for i in range(s[0])])
+        pos += math.prod(s)
+    return tuple(out)
+
+
+def pack(fields, shapes):
+    """Inverse of :func:`unpack`."""
+    flat = []
+    for f, s in zip(fields, shapes):
+        flat.extend(f if len(s) == 1 else [x for row in f for x in row])
+    return flat
+
+
+def geometry(series, chunks, group=None):
+    """Group size ``G`` (default ``ceil(sqrt(chunks))``) and groups per series ``K``."""
+    G = max(1, math.ceil(math.sqrt(chunks))) if group is None else max(1, min(group, chunks))
+    return G, -(-chunks // G)
+
+
+def _scatter(ref, row, lanes, value, live, trash):
+    """Store lane ``i``'s value at ``lanes[i]`` where ``live``, else at its own slot
+    ``trash + i`` of the ``block`` spare columns at the end of ``ref``: no two lanes of a store
+    share an address, so no mask is needed (a masked-off duplicate of a live address would
+    write back a stale value in the interpreter)."""
+    from jax.experimental.pallas import triton as plgpu
+
+    spare = trash + jnp.arange(lanes.shape[0])
+    plgpu.store(ref.at[row, jnp.where(live, lanes, spare)], value)
+
+
+def _chunk_lane(series, pos, chunks, reverse):
+    return series * chunks + (chunks - 1 - pos if reverse else pos)
+
+
+def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps):
+    E = rows(alg.element_shapes)
+
+    def kernel(elem_ref, out_ref):
+        base = pl.program_id(0) * block
+        g = jnp.minimum(base + jnp.arange(block), total - 1)
+        series, k = g // K, g % K
+
+        def load(j):
+            pos = jnp.minimum(k * G + j, chunks - 1)
+            lane = _chunk_lane(series, pos, chunks, reverse)
+            return unpack([elem_ref[r, lane] for r in range(E)], alg.element_shapes)
+
+        def step(j, acc):
+            acc = unpack(acc, alg.element_shapes)
+            new = pack(alg.combine(acc, load(j), eps), alg.element_shapes)
+            valid = k * G + j < chunks
+            return [jnp.where(valid, x, y) for x, y in zip(new, pack(acc, alg.element_shapes))]
+
+        acc = jax.lax.fori_loop(1, G, step, pack(load(0), alg.element_shapes))
+        for r in range(E):
+            out_ref[r, pl.ds(base, block)] = acc[r]
+
+    return kernel
+
+
+def _series_kernel(alg, K, series_total, block, eps, trash):
+    E, S = rows(alg.element_shapes), rows(alg.state_shapes)
+
+    def kernel(group_ref, out_ref):
+        s_raw = pl.program_id(0) * block + jnp.arange(block)
+        s = jnp.minimum(s_raw, series_total - 1)
+        live = s_raw < series_total
+
+        def step(k, state):
+            lane = s * K + k
+            for r in range(S):
+                _scatter(out_ref, r, lane, state[r], live, trash)
+            element = unpack([group_ref[r, lane] for r in range(E)], alg.element_shapes)
+            new = alg.apply(unpack(state, alg.state_shapes), element, eps)
+            return pack(new, alg.state_shapes)
+
+        zero = jnp.zeros(block, group_ref.dtype)
+        jax.lax.fori_loop(0, K, step, [zero] * S)
+
+    return kernel
+
+
+def _propagate_kernel(alg, chunks, K, G, total, block, reverse, eps, trash):
+    E, S = rows(alg.element_shapes), rows(alg.state_shapes)
+
+    def kernel(elem_ref, enter_ref, out_ref):
+        base = pl.program_id(0) * block
+        g_raw = base + jnp.arange(block)
+        g = jnp.minimum(g_raw, total - 1)
+        series, k = g // K, g % K
+        state = [enter_ref[r, pl.ds(base, block)] for r in range(S)]
+
+        def step(j, state):
+            pos = k * G + j
+            valid = pos < chunks
+            lane = _chunk_lane(series, jnp.minimum(pos, chunks - 1), chunks, reverse)
+            for r in range(S):
+                _scatter(out_ref, r, lane, state[r], valid & (g_raw < total), trash)
+            element = unpack([elem_ref[r, lane] for r in range(E)], alg.element_shapes)
+            new = pack(alg.apply(unpack(state, alg.state_shapes), element, eps), alg.state_shapes)
+            return [jnp.where(valid, x, y) for x, y in zip(new, state)]
+
+        jax.lax.fori_loop(0, G, step, state)
+
+    return kernel
+
+
+def call(kernel, inputs, out_shapes, lanes, block, interpret, num_warps=1):
+    """One Pallas launch over ``ceil(lanes / block)`` programs with raw (``ANY``) refs."""
+    kwargs = {}
+    if not interpret:
+        from jax.experimental.pallas import triton as plgpu
+
+        kwargs["compiler_params"] = plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
+    spec = pl.BlockSpec(memory_space=pl.ANY)
+    return pl.pallas_call(
+        kernel, out_shape=out_shapes, grid=(-(-lanes // block),), in_specs=[spec] * len(inputs),
+        out_specs=[spec] * len(out_shapes), interpret=interpret, **kwargs,
+    )(*inputs)
+
+
+def padded(lanes, block):
+    """``lanes`` rounded up to a whole number of blocks."""
+    return -(-lanes // block) * block
+
+
+def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=None,
+               block=DEFAULT_SCAN_BLOCK, interpret=False):
+    """Exclusive chunk-level scan (module docstring).
+
+    ``elements``: ``(rows(alg.element_shapes), N)`` with ``N >= series * chunks``, lane
+    ``s * chunks + c`` holding chunk ``c`` of series ``s``. Returns the states
+    ``(rows(alg.state_shapes), N + block)``, lane ``s * chunks + c`` holding the prefix of the
+    chunks before ``c`` in scan order (after ``c`` with ``reverse``); the other lanes hold
+    nothing of use.
+    """
+    dtype = elements.dtype
+    eps = float(jnp.finfo(dtype).eps)
+    S = rows(alg.state_shapes)
+    G, K = geometry(series, chunks, group)
+    groups = series * K
+    gp = padded(groups, block)
+    (group_elements,) = call(
+        _fold_kernel(alg, chunks, K, G, groups, block, reverse, eps), [elements],
+        [jax.ShapeDtypeStruct((elements.shape[0], gp), dtype)], groups, block, interpret)
+    (group_states,) = call(
+        _series_kernel(alg, K, series, block, eps, trash=gp), [group_elements],
+        [jax.ShapeDtypeStruct((S, gp + block), dtype)], series, block, interpret)
+    N = elements.shape[1]
+    (states,) = call(
+        _propagate_kernel(alg, chunks, K, G, groups, block, reverse, eps, trash=N),
+        [elements, group_states], [jax.ShapeDtypeStruct((S, N + block), dtype)],
+        groups, block, interpret)
+    return states
+
+
+def chunk_scan_reference(alg, elements, series, chunks, *, reverse=False):
+    """The same exclusive scan in plain JAX, one chunk after another (``lax.scan``, vectorised
+    over series): the reference the kernels are tested against. Returns the states of the
+    ``series * chunks`` lanes only, ``(rows(alg.state_shapes), series * chunks)``."""
+    E, S = rows(alg.element_shapes), rows(alg.state_shapes)
+    eps = float(jnp.finfo(elements.dtype).eps)
+    per_series = elements[:, :series * chunks].reshape(E, series, chunks)
+    order = per_series[:, :, ::-1] if reverse else per_series
+
+    def step(state, element):
+        new = alg.apply(unpack(list(state), alg.state_shapes),
+                        unpack(list(element), alg.element_shapes), eps)
+        return jnp.stack(pack(new, alg.state_shapes)), state
+
+    init = jnp.zeros((S, series), elements.dtype)
+    _, states = jax.lax.scan(step, init, jnp.moveaxis(order, 2, 0))
+    states = jnp.moveaxis(states, 0, 2)
+    states = states[:, :, ::-1] if reverse else states
+    return states.reshape(S, series * chunks)
