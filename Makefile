@@ -30,10 +30,7 @@ demo: $(VENV)/.core
 	$(PY) -m probssm demo --output output
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-# XLA's CPU compiler recurses deeply on the long sequential smoother programs and overflowed the
-# default 8 MB main-thread stack (a segfault in tests/kalman run alone): lift the stack limit.
 test: $(VENV)/.test
-	ulimit -s unlimited 2>/dev/null || ulimit -s "$$(ulimit -Hs)" 2>/dev/null || true; \
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 docs: $(VENV)/.docs

@@ -163,8 +163,9 @@ class LinearGaussianForecaster(BaseForecaster):
         if getattr(self, "simple_differencing", False):
             raise ValueError("simple_differencing=True is not available for panel fits; fit series one by one")
         ests, starts, datas = [], [], []
+        hyper = self.get_params()
         for i in range(len(panel.ids)):
-            est = type(self)(**self.get_params())
+            est = type(self)(**hyper)
             data = _data.as_series_data(panel.series(i), min_observed=est._min_observed())
             est._y, est._X, est._exog_columns, est._draws = data, None, None, None
             est._check_initialization()
@@ -741,17 +742,14 @@ def _filter_at(params, y, aux, *, template, burn):
     return res.log_likelihood, res.next_mean, res.next_cov
 
 
-_PANEL_FILTERS: dict = {}
-
-
 def _panel_filter(est, burn):
     """``(params (B, k), Y (B, T, 1), aux) -> (log-likelihoods, next means, next covariances)``
     for a panel, jitted once per model structure (as :func:`_objective`)."""
-    key = (type(est), est._structure(), burn)
-    if key not in _PANEL_FILTERS:
+    key = ("panel filter", type(est), est._structure(), burn)
+    if key not in _COMPILED:
         one = partial(_filter_at, template=est, burn=burn)
-        _PANEL_FILTERS[key] = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
-    return _PANEL_FILTERS[key]
+        _COMPILED[key] = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    return _COMPILED[key]
 
 
 _MATRICES = ("transition_matrix", "transition_cov", "observation_matrix", "observation_cov", "initial_mean")
