@@ -351,11 +351,13 @@ def _run_one(fun, history, max_ls, state, args, gtol, ftol, max_iter, passes):
     return out
 
 
-def _result(state: _State) -> BatchedResult:
+def _result(state: _State, xp=jnp) -> BatchedResult:
+    """The result from the final states; ``xp=np`` for host arrays (the work queue's final
+    states are on the host: NumPy keeps every first fit from compiling a program per operation)."""
     return BatchedResult(
         theta=state.x,
         value=state.f * state.scale,
-        grad_norm=jnp.max(jnp.abs(state.g), axis=-1) * state.scale,
+        grad_norm=xp.max(xp.abs(state.g), axis=-1) * state.scale,
         converged=(state.status == _GTOL) | (state.status == _FTOL),
         iterations=state.iteration,
         evaluations=state.evaluations,
@@ -374,10 +376,11 @@ _NO_LIMIT = np.iinfo(np.int32).max
 _PROGRAMS: dict = {}
 
 
-def _take(args, in_axes, index):
-    """The members ``index`` of the batched arguments (shared ones unchanged)."""
+def _take(args, in_axes, index, xp=jnp):
+    """The members ``index`` of the batched arguments (shared ones unchanged); ``xp=np`` takes
+    them on the host from concrete arrays."""
     return tuple(
-        arg if ax is None else jax.tree_util.tree_map(lambda a, ax=ax: jnp.take(a, index, axis=ax), arg)
+        arg if ax is None else jax.tree_util.tree_map(lambda a, ax=ax: xp.take(a, index, axis=ax), arg)
         for arg, ax in zip(args, in_axes)
     )
 
@@ -424,7 +427,7 @@ def _run_queue(programs, theta0, args, gtol, ftol, max_iter):
     waiting = list(range(theta0.shape[0]))
     n_slots = min(len(waiting), _SLOTS)
     slots = []
-    passes = jnp.asarray(_ROUND_PASSES, jnp.int32)
+    passes = np.int32(_ROUND_PASSES)
     while True:
         free = n_slots - len(slots)
         slots += waiting[:free]
@@ -432,11 +435,11 @@ def _run_queue(programs, theta0, args, gtol, ftol, max_iter):
         if not slots:
             break
         # a full slot array every round: repeat live members (they compute the same) to fill it
-        index = jnp.asarray(np.resize(np.asarray(slots), n_slots), jnp.int32)
+        index = np.resize(np.asarray(slots, np.int32), n_slots)
         states, status = advance(states, args, index, gtol, ftol, max_iter, passes)
         status = np.asarray(status)[:len(slots)]
         slots = [m for m, st in zip(slots, status) if st in (_RUNNING, _FRESH)]
-    return _result(states)
+    return jax.device_get(states)
 
 
 def _cores() -> int:
@@ -457,19 +460,23 @@ def _solve_queued(programs, in_axes, theta0, args, *options):
     batch = theta0.shape[0]
     workers = max(1, min(_cores(), batch // _MIN_GROUP))
     if jax.default_backend() != "cpu" or workers == 1:
-        return _run_queue(programs, theta0, args, *options)
-    size = -(-batch // workers)
-    groups = np.minimum(np.arange(workers * size), batch - 1).reshape(workers, size)
-    x64 = jax.config.jax_enable_x64  # a thread-local setting: the workers take the caller's
+        states = _run_queue(programs, theta0, args, *options)
+    else:
+        size = -(-batch // workers)
+        groups = np.minimum(np.arange(workers * size), batch - 1).reshape(workers, size)
+        x64 = jax.config.jax_enable_x64  # a thread-local setting: the workers take the caller's
+        # members are split on the host (NumPy), so no gather program compiles per argument
+        theta0, args = jax.device_get((theta0, args))
 
-    def work(rows):
-        with jax.enable_x64(x64):
-            rows = jnp.asarray(rows)
-            return _run_queue(programs, theta0[rows], _take(args, in_axes, rows), *options)
+        def work(rows):
+            with jax.enable_x64(x64):
+                mine = jax.device_put((theta0[rows], _take(args, in_axes, rows, np)))
+                return _run_queue(programs, mine[0], mine[1], *options)
 
-    with ThreadPoolExecutor(workers) as pool:
-        parts = list(pool.map(work, groups))
-    return jax.tree_util.tree_map(lambda *p: jnp.concatenate(p)[:batch], *parts)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(work, groups))
+        states = jax.tree_util.tree_map(lambda *p: np.concatenate(p)[:batch], *parts)
+    return jax.tree_util.tree_map(jnp.asarray, _result(states, np))
 
 
 def _normalise_in_axes(in_axes, nargs):
@@ -674,15 +681,16 @@ def maximize_likelihood_batched(log_likelihood: Callable, theta0, *args, **optio
         res = maximize_likelihood_batched(loglik, jnp.zeros((B, 2)), y)
     """
     with jax.enable_x64(True):
-        def to64(a):
-            if isinstance(a, jax.core.Tracer):
+        def to64(a):  # concrete arrays are cast on the host (no conversion program compiles)
+            if isinstance(a, jax.core.Tracer) or (isinstance(a, jax.Array) and a.dtype == jnp.float64):
                 return a
-            a = jnp.asarray(a)
-            return a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+            a = np.asarray(a)
+            return jnp.asarray(a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a)
 
-        theta0 = theta0 if isinstance(theta0, jax.core.Tracer) else jnp.asarray(
-            np.asarray(theta0, dtype=np.float64))
+        theta0 = to64(theta0 if isinstance(theta0, jax.core.Tracer) else np.asarray(theta0, dtype=np.float64))
         args = jax.tree_util.tree_map(to64, args)
         res = minimize_batched(_negated(log_likelihood), theta0, *args, **options)
-        return res._replace(value=-res.value)
+        if isinstance(res.value, jax.core.Tracer):
+            return res._replace(value=-res.value)
+        return res._replace(value=jnp.asarray(-np.asarray(res.value)))
 

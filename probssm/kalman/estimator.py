@@ -176,7 +176,7 @@ class LinearGaussianForecaster(BaseForecaster):
         template = ests[0]
         template._set_burn(starts[0])  # the burn depends on the structure only
         burn, aux = template._burn, template._data_aux()
-        Y = jnp.asarray(panel.values[:, :, None])
+        Y = np.asarray(panel.values[:, :, None], dtype=np.float64)
         with jax.enable_x64(True):
             to_unconstrained, to_natural = _panel_maps(template)
             theta0 = to_unconstrained(np.stack(starts))
@@ -185,7 +185,7 @@ class LinearGaussianForecaster(BaseForecaster):
             units = np.where(np.abs(theta0) > 1e-8, np.abs(theta0), 1.0)
             res = maximize_likelihood_batched(_in_units(_objective(template, burn)), theta0 / units, Y, aux,
                                               units, in_axes=(0, None, 0))
-            params = to_natural(res.theta * units)
+            params = to_natural(np.asarray(res.theta) * units)
             loglik, next_mean, next_cov = _panel_filter(template, burn)(params, Y, aux)
             params, loglik, next_mean, next_cov, converged = map(
                 np.asarray, (params, loglik, next_mean, next_cov, res.converged))
