@@ -214,9 +214,18 @@ class PanelData:
     index: pd.Index
     name: str
 
-    def series(self, i: int) -> pd.Series:
-        """Series ``i`` on the common index."""
-        return pd.Series(self.values[i], index=self.index, name=self.name)
+    def series_data(self, i: int, min_observed: int = 1) -> SeriesData:
+        """Series ``i`` on the common index as :class:`SeriesData` (one variable named
+        ``name``): a float64 copy of ``values[i]`` of shape ``(T, 1)``. The panel was validated
+        as a whole; this checks only that the series has ``min_observed`` observed steps."""
+        values = self.values[i][:, None].copy()
+        observed = int(np.sum(~np.isnan(values)))
+        if observed < min_observed:
+            raise ValueError(
+                f"{self.name}: series {self.ids[i]!r} has {observed} observed time steps; at least "
+                f"{min_observed} are needed"
+            )
+        return SeriesData(values, self.index, [self.name], True)
 
 
 def is_panel(y, univariate: bool) -> bool:
@@ -263,6 +272,9 @@ def as_panel_data(y, *, name: str = "y") -> PanelData:
         if not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)):
             raise TypeError(f"{name}: series {col!r} has non-numeric dtype {dtype}")
     wide = wide.sort_index()
+    if wide.index.has_duplicates:
+        dup = wide.index[wide.index.duplicated()][0]
+        raise ValueError(f"{name}: the time index has duplicated label {dup!r}")
     values = wide.to_numpy(dtype=np.float64, copy=True).T
     if np.isinf(values).any():
         i, t = np.argwhere(np.isinf(values))[0]

@@ -164,13 +164,16 @@ class LinearGaussianForecaster(BaseForecaster):
             raise ValueError("simple_differencing=True is not available for panel fits; fit series one by one")
         ests, starts, datas = [], [], []
         hyper = self.get_params()
+        self._check_initialization()
         for i in range(len(panel.ids)):
             est = type(self)(**hyper)
-            data = _data.as_series_data(panel.series(i), min_observed=est._min_observed())
+            data = panel.series_data(i, min_observed=est._min_observed())
             est._y, est._X, est._exog_columns, est._draws = data, None, None, None
-            est._check_initialization()
-            est._prepare(data)
-            starts.append(np.asarray(est._start_params(data.values), dtype=np.float64))
+            try:
+                est._prepare(data)
+                starts.append(np.asarray(est._start_params(data.values), dtype=np.float64))
+            except ValueError as err:  # name the series at fault
+                raise ValueError(f"series {panel.ids[i]!r}: {err}") from err
             ests.append(est)
             datas.append(data)
         template = ests[0]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probssm.structural import SARIMAX, Seasonal, UnobservedComponents
+from probssm.structural import SARIMAX, LocalLevel, Seasonal, UnobservedComponents
 
 
 def _panel(n_series=6, T=96, seed=0):
@@ -54,3 +54,18 @@ def test_panel_layouts_and_tidy_outputs():
         fits[0].update(wide.iloc[:2])
     with pytest.raises(ValueError, match="no observed values"):
         SARIMAX().fit(wide.assign(s1=np.nan))
+
+
+def test_panel_bad_series_are_named_and_data_left_unchanged():
+    wide = _panel(n_series=3, T=40, seed=2)
+    before = wide.copy()
+    short = wide.assign(s1=np.where(np.arange(40) < 37, np.nan, wide["s1"]))
+    with pytest.raises(ValueError, match="series 's1': y has 3 observed values"):
+        UnobservedComponents(["local level"]).fit(short)
+    two = wide.assign(s2=np.where(np.arange(40) < 38, np.nan, wide["s2"]))
+    with pytest.raises(ValueError, match="series 's2' has 2 observed time steps; at least 3"):
+        LocalLevel().fit(two)
+    duplicated = wide.iloc[[0, 1, 1] + list(range(3, 40))]
+    with pytest.raises(ValueError, match=r"duplicated label Period\('2010-02'"):
+        UnobservedComponents(["local level"]).fit(duplicated)
+    pd.testing.assert_frame_equal(wide, before)
