@@ -42,10 +42,13 @@ conditions, :func:`supported`), and a proper prior (a value, :func:`runtime_supp
 Gradients are computed by recomputation through the ``"parallel"`` method (``custom_vjp``),
 which gives the same function.
 
-Compile time: Triton's compile time grows faster than linearly with the straight-line code of a
-loop body, so every loop body is kept small (the chunk scan's combination conditions on the
-later element's likelihood one scalar factor at a time, in an inner loop; the smoother's
-backward elements have a kernel of their own); XLA compiles the kernels of a program in parallel.
+Compile time: most of Triton's compile time went to its coalescing pass, which walks the whole
+def-use slice of the kernel once for every load and store (and every ``ref[...] = v`` is a load
+and a store), i.e. (memory operations) x (kernel size) or worse. Every field, element or step's
+rows therefore move as one tile (:func:`probssm.kalman.kernel_scan.load_rows` and friends;
+arrays between kernels have their rows padded to a power of two), and loop bodies are kept small
+(the chunk scan's combination conditions on the later element's likelihood one scalar factor at
+a time, in an inner loop); XLA compiles the kernels of a program in parallel.
 """
 
 from __future__ import annotations
@@ -214,15 +217,6 @@ def _lanes(block, chunks, chunk):
     return base, lane % chunks, (lane % chunks) * chunk
 
 
-def _load_step(ref, k, rows, base, block):
-    return [ref[k, i, pl.ds(base, block)] for i in range(rows)]
-
-
-def _store_step(ref, k, values, base, block):
-    for i, v in enumerate(values):
-        ref[k, i, pl.ds(base, block)] = v
-
-
 def _flat(M):
     return [x for row in M for x in row]
 
@@ -251,7 +245,7 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
         def step(k, state):
             A, b, C, eta, J = state
             t = start + k
-            ys = _load_step(y_ref, k, m, base, block)
+            ys = ks.load_rows(y_ref, m, base, block, k)
             for obs, y, h, r in _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m):
                 hA = [sum(h[l] * A[l][j] for l in range(n)) for j in range(n)]
                 Ch = [sum(C[l][j] * h[j] for j in range(n)) for l in range(n)]
@@ -269,8 +263,7 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
             return _keep(go, (ka.matmul(F, A), b_next, C_next), (A, b, C)) + (eta, J)
 
         element = jax.lax.fori_loop(0, chunk, step, (A, b, C, eta, J))
-        for r, v in enumerate(ks.pack(element, shapes)):
-            out_ref[r, pl.ds(base, block)] = v
+        ks.store_rows(out_ref, ks.pack(element, shapes), base, block)
 
     return kernel
 
@@ -285,7 +278,7 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
     def kernel(p_ref, state_ref, y_ref, *out_refs):
         p = _read(p_ref, n, m)
         base, c, start = _lanes(block, chunks, chunk)
-        end_of_previous = ks.unpack([state_ref[r, pl.ds(base, block)] for r in range(S)],
+        end_of_previous = ks.unpack(ks.load_rows(state_ref, S, base, block),
                                     ks.filter_algebra(n).state_shapes)
         a, P = _predict(p, *end_of_previous)
         first = c == 0
@@ -296,7 +289,7 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
         def step(k, carry):
             a, P, total = carry
             t = start + k
-            ys = _load_step(y_ref, k, m, base, block)
+            ys = ks.load_rows(y_ref, m, base, block, k)
             mean, cov, loglik = _update(p, a, P, ys, n, m)
             total = total + jnp.where(t < T, loglik, 0.0)
             if write_states:
@@ -305,13 +298,13 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
                 y_cov = ka.congruence(H, P, plus=p["R"])
                 for ref, values in zip(out_refs, (mean, _flat(cov), a, _flat(P), y_mean,
                                                   _flat(y_cov), [loglik])):
-                    _store_step(ref, k, values, base, block)
+                    ks.store_rows(ref, values, base, block, k)
             go = (k + 1 < chunk) & (t + 1 < T)
             return _keep(go, _predict(p, mean, cov), (a, P)) + (total,)
 
         total = jax.lax.fori_loop(0, chunk, step, (a, P, zero))[2]
         if not write_states:
-            out_refs[0][0, pl.ds(base, block)] = total
+            ks.store_rows(out_refs[0], [total], base, block)
 
     return kernel
 
@@ -331,15 +324,14 @@ def _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype):
 
         def step(k, composed):
             t = start + k
-            mean = _load_step(mean_ref, k, n, base, block)
-            cov = _square(_load_step(cov_ref, k, n * n, base, block), n)
+            mean = ks.load_rows(mean_ref, n, base, block, k)
+            cov = _square(ks.load_rows(cov_ref, n * n, base, block, k), n)
             element, _ = ka.rts_element(mean, cov, p["F"], p["Q"], p["u"], eps)
             element = _keep(t == T - 1, (ka.zeros(n, n, zero), mean, cov), element)
             return _keep(t < T, ka.backward_combine(element, composed), composed)
 
         composed = jax.lax.fori_loop(0, chunk, step, (ka.eye(n, zero), [zero] * n, ka.zeros(n, n, zero)))
-        for r, v in enumerate(ks.pack(composed, shapes)):
-            out_ref[r, pl.ds(base, block)] = v
+        ks.store_rows(out_ref, ks.pack(composed, shapes), base, block)
 
     return kernel
 
@@ -354,21 +346,21 @@ def _smoother_kernel(n, m, T, chunk, chunks, block, dtype):
     def kernel(p_ref, right_ref, mean_ref, cov_ref, s_mean_ref, s_cov_ref, lag_ref):
         p = _read(p_ref, n, m)
         base, _, start = _lanes(block, chunks, chunk)
-        right = ks.unpack([right_ref[r, pl.ds(base, block)] for r in range(ks.rows(state_shapes))],
+        right = ks.unpack(ks.load_rows(right_ref, ks.rows(state_shapes), base, block),
                           state_shapes)
 
         def step(j, state):
             k = chunk - 1 - j
             t = start + k
-            mean = _load_step(mean_ref, k, n, base, block)
-            cov = _square(_load_step(cov_ref, k, n * n, base, block), n)
+            mean = ks.load_rows(mean_ref, n, base, block, k)
+            cov = _square(ks.load_rows(cov_ref, n * n, base, block, k), n)
             (E, g, L), _ = ka.rts_element(mean, cov, p["F"], p["Q"], p["u"], eps)
             s_mean, s_cov = ka.backward_apply(state, (E, g, L))
             last = t == T - 1
             s_mean, s_cov = _keep(last, (mean, cov), (s_mean, s_cov))
-            _store_step(s_mean_ref, k, s_mean, base, block)
-            _store_step(s_cov_ref, k, _flat(s_cov), base, block)
-            _store_step(lag_ref, k, _flat(ka.matmul(state[1], ka.transpose(E))), base, block)
+            ks.store_rows(s_mean_ref, s_mean, base, block, k)
+            ks.store_rows(s_cov_ref, _flat(s_cov), base, block, k)
+            ks.store_rows(lag_ref, _flat(ka.matmul(state[1], ka.transpose(E))), base, block, k)
             return _keep(t < T, (s_mean, s_cov), state)
 
         jax.lax.fori_loop(0, chunk, step, tuple(right))
@@ -385,18 +377,19 @@ def _geometry(T, B, chunk, block):
 
 
 def _to_lane_minor(y, chunk, chunks, padded_lanes):
-    """``(B, T, r)`` -> ``(L, r, lanes)`` (NaN in the padding)."""
+    """``(B, T, r)`` -> ``(L, pow2(r), lanes)`` (NaN in the padding)."""
     B, T, r = y.shape
-    y = jnp.pad(y, ((0, 0), (0, chunks * chunk - T), (0, 0)), constant_values=jnp.nan)
-    y = y.reshape(B * chunks, chunk, r)
+    y = jnp.pad(y, ((0, 0), (0, chunks * chunk - T), (0, ks.pow2(r) - r)),
+                constant_values=jnp.nan)
+    y = y.reshape(B * chunks, chunk, ks.pow2(r))
     y = jnp.pad(y, ((0, padded_lanes - B * chunks), (0, 0), (0, 0)), constant_values=jnp.nan)
     return jnp.transpose(y, (1, 2, 0))
 
 
 def _from_lane_minor(x, B, T, chunks, shape):
-    """``(L, r, lanes)`` -> ``(B, T, *shape)``."""
-    L, r, _ = x.shape
-    x = jnp.transpose(x[:, :, :B * chunks], (2, 0, 1)).reshape(B, chunks * L, r)
+    """``(L, R, lanes)`` (``R >= r = prod(shape)`` rows) -> ``(B, T, *shape)``."""
+    L, r = x.shape[0], math.prod(shape)
+    x = jnp.transpose(x[:, :r, :B * chunks], (2, 0, 1)).reshape(B, chunks * L, r)
     return x[:, :T].reshape((B, T) + shape)
 
 
@@ -419,11 +412,11 @@ def _forward(model, y, write_states, chunk, block, group, interpret):
     alg = ks.filter_algebra(n)
     (elements,) = ks.call(
         _summary_kernel(n, m, T, chunk, chunks, block, dtype), [params, y_lm],
-        [jax.ShapeDtypeStruct((ks.rows(alg.element_shapes), padded_lanes), dtype)],
+        [jax.ShapeDtypeStruct((ks.pow2(ks.rows(alg.element_shapes)), padded_lanes), dtype)],
         lanes, block, interpret)
     states = ks.chunk_scan(alg, elements, B, chunks, group=group, interpret=interpret)
     if write_states:
-        outs = [jax.ShapeDtypeStruct((chunk, math.prod(s), padded_lanes), dtype)
+        outs = [jax.ShapeDtypeStruct((chunk, ks.pow2(math.prod(s)), padded_lanes), dtype)
                 for s in _state_shapes(n, m)]
     else:
         outs = [jax.ShapeDtypeStruct((1, padded_lanes), dtype)]
@@ -489,14 +482,15 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK, group=None
     (backward,) = ks.call(
         _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype),
         [params, states[0], states[1]],
-        [jax.ShapeDtypeStruct((ks.rows(ks.backward_algebra(n).element_shapes), padded_lanes), dtype)],
+        [jax.ShapeDtypeStruct((ks.pow2(ks.rows(ks.backward_algebra(n).element_shapes)),
+                               padded_lanes), dtype)],
         lanes, block, interpret)
     right = ks.chunk_scan(ks.backward_algebra(n), backward, B, chunks, reverse=True, group=group,
                           interpret=interpret)
     s_mean, s_cov, lag = ks.call(
         _smoother_kernel(n, m, T, chunk, chunks, block, dtype),
         [params, right, states[0], states[1]],
-        [jax.ShapeDtypeStruct((chunk, r, padded_lanes), dtype) for r in (n, n * n, n * n)],
+        [jax.ShapeDtypeStruct((chunk, ks.pow2(r), padded_lanes), dtype) for r in (n, n * n, n * n)],
         lanes, block, interpret)
     out = _states_result(model, states, B, T, chunks)
     out["smoothed_mean"] = _from_lane_minor(s_mean, B, T, chunks, (n,))

@@ -22,6 +22,14 @@ series' last chunk to its first (the smoother).
 
 Arrays are *lane-minor*: a field of ``r`` rows over ``N`` lanes is ``(r, N)``, each element or
 state is its fields' rows stacked, so lane vectors load and store contiguously.
+
+Memory access (:func:`load_rows`, :func:`store_rows`, :func:`gather_rows`,
+:func:`scatter_rows`): the rows of a field or element move as *one* ``(R, block)`` tile (``R`` the
+row count rounded up to a power of two, arrays padded to it), split into lane vectors by a tree of
+``split`` operations and joined by a tree of ``join`` operations, all in registers. Triton's
+coalescing pass walks the whole def-use slice of every memory operation, so its compile time
+grows with (memory operations) x (kernel size); one tile per field instead of one access per row
+cuts the kernels' compile time several-fold.
 """
 
 from __future__ import annotations
@@ -87,21 +95,83 @@ def pack(fields, shapes):
     return flat
 
 
+def pow2(count):
+    """The smallest power of two :math:`\\ge` ``count`` (Triton's tensor shapes are powers of two)."""
+    return 1 << max(0, (count - 1).bit_length())
+
+
+def split_rows(tile, count):
+    """The first ``count`` rows of an ``(R, block)`` tile as lane vectors ``(block,)``."""
+    R, block = tile.shape
+    if R == 1:
+        return [tile.reshape(block)]
+    return [part.reshape(block) for part in jnp.split(tile, R, axis=0)][:count]
+
+
+def _bit_reverse(i, bits):
+    return int(format(i, f"0{bits}b")[::-1], 2) if bits else 0
+
+
+def join_rows(values):
+    """Lane vectors ``(block,)`` as the rows of one ``(pow2(len(values)), block)`` tile (zero
+    rows after them). A tree of two-way ``stack`` operations along a new last axis gives
+    ``(block, 2, ..., 2)`` with the first pairing in the leading bit, so the leaves go in
+    bit-reversed order."""
+    R = pow2(len(values))
+    bits = R.bit_length() - 1
+    zero = jnp.zeros_like(values[0])
+    padded_values = list(values) + [zero] * (R - len(values))
+    level = [padded_values[_bit_reverse(i, bits)] for i in range(R)]
+    while len(level) > 1:
+        level = [jnp.stack([level[i], level[i + 1]], axis=-1) for i in range(0, len(level), 2)]
+    return level[0].reshape(values[0].shape[0], R).T
+
+
+def _tile(lead, count, base, block):
+    """Indexer of a ``(pow2(count), block)`` tile. Every index is int32, the row start a traced
+    zero (``base - base``, folded by Triton): the interpreter wants one integer type, and Python
+    ints and ``fori_loop`` counters are int64 under x64."""
+    base = jnp.asarray(base, jnp.int32)
+    lead = tuple(jnp.asarray(i, jnp.int32) for i in lead)
+    return (*lead, pl.ds(base - base, pow2(count)), pl.ds(base, block))
+
+
+def load_rows(ref, count, base, block, *lead):
+    """Rows ``0..count-1`` of lanes ``base..base+block-1`` of ``ref`` (``(..., R, lanes)``,
+    leading indices ``lead``), one load: a list of ``count`` lane vectors."""
+    return split_rows(ref[_tile(lead, count, base, block)], count)
+
+
+def store_rows(ref, values, base, block, *lead):
+    """Inverse of :func:`load_rows`: one store of the lane vectors ``values`` (and zero rows up
+    to the next power of two)."""
+    from jax.experimental.pallas import triton as plgpu
+
+    plgpu.store(ref.at[_tile(lead, len(values), base, block)], join_rows(values))
+
+
+def gather_rows(ref, count, lanes):
+    """Rows ``0..count-1`` of the lanes ``lanes`` (an index vector ``(block,)``) of ``ref``
+    ``(R, N)``, one load."""
+    return split_rows(ref[jnp.arange(pow2(count))[:, None], lanes[None, :]], count)
+
+
+def scatter_rows(ref, values, lanes, live, trash):
+    """Store lane ``i``'s values at column ``lanes[i]`` of ``ref`` where ``live``, else at its
+    own column ``trash + i`` of the ``block`` spare columns at the end of ``ref``: no two lanes
+    of a store share an address, so no mask is needed (a masked-off duplicate of a live address
+    would write back a stale value in the interpreter). One store."""
+    from jax.experimental.pallas import triton as plgpu
+
+    columns = jnp.where(live, lanes, trash + jnp.arange(lanes.shape[0]))
+    plgpu.store(ref.at[jnp.arange(pow2(len(values)))[:, None], columns[None, :]],
+                join_rows(values))
+
+
 def geometry(series, chunks, group=None):
     """Group size ``G`` (default ``ceil(sqrt(chunks))``) and groups per series ``K``."""
     G = max(1, math.ceil(math.sqrt(chunks))) if group is None else max(1, min(group, chunks))
     return G, -(-chunks // G)
-
-
-def _scatter(ref, row, lanes, value, live, trash):
-    """Store lane ``i``'s value at ``lanes[i]`` where ``live``, else at its own slot
-    ``trash + i`` of the ``block`` spare columns at the end of ``ref``: no two lanes of a store
-    share an address, so no mask is needed (a masked-off duplicate of a live address would
-    write back a stale value in the interpreter)."""
-    from jax.experimental.pallas import triton as plgpu
-
-    spare = trash + jnp.arange(lanes.shape[0])
-    plgpu.store(ref.at[row, jnp.where(live, lanes, spare)], value)
 
 
 def _chunk_lane(series, pos, chunks, reverse):
@@ -119,7 +189,7 @@ def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps):
         def load(j):
             pos = jnp.minimum(k * G + j, chunks - 1)
             lane = _chunk_lane(series, pos, chunks, reverse)
-            return unpack([elem_ref[r, lane] for r in range(E)], alg.element_shapes)
+            return unpack(gather_rows(elem_ref, E, lane), alg.element_shapes)
 
         def step(j, acc):
             acc = unpack(acc, alg.element_shapes)
@@ -128,8 +198,7 @@ def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps):
             return [jnp.where(valid, x, y) for x, y in zip(new, pack(acc, alg.element_shapes))]
 
         acc = jax.lax.fori_loop(1, G, step, pack(load(0), alg.element_shapes))
-        for r in range(E):
-            out_ref[r, pl.ds(base, block)] = acc[r]
+        store_rows(out_ref, acc, base, block)
 
     return kernel
 
@@ -144,9 +213,8 @@ def _series_kernel(alg, K, series_total, block, eps, trash):
 
         def step(k, state):
             lane = s * K + k
-            for r in range(S):
-                _scatter(out_ref, r, lane, state[r], live, trash)
-            element = unpack([group_ref[r, lane] for r in range(E)], alg.element_shapes)
+            scatter_rows(out_ref, state, lane, live, trash)
+            element = unpack(gather_rows(group_ref, E, lane), alg.element_shapes)
             new = alg.apply(unpack(state, alg.state_shapes), element, eps)
             return pack(new, alg.state_shapes)
 
@@ -164,15 +232,14 @@ def _propagate_kernel(alg, chunks, K, G, total, block, reverse, eps, trash):
         g_raw = base + jnp.arange(block)
         g = jnp.minimum(g_raw, total - 1)
         series, k = g // K, g % K
-        state = [enter_ref[r, pl.ds(base, block)] for r in range(S)]
+        state = load_rows(enter_ref, S, base, block)
 
         def step(j, state):
             pos = k * G + j
             valid = pos < chunks
             lane = _chunk_lane(series, jnp.minimum(pos, chunks - 1), chunks, reverse)
-            for r in range(S):
-                _scatter(out_ref, r, lane, state[r], valid & (g_raw < total), trash)
-            element = unpack([elem_ref[r, lane] for r in range(E)], alg.element_shapes)
+            scatter_rows(out_ref, state, lane, valid & (g_raw < total), trash)
+            element = unpack(gather_rows(elem_ref, E, lane), alg.element_shapes)
             new = pack(alg.apply(unpack(state, alg.state_shapes), element, eps), alg.state_shapes)
             return [jnp.where(valid, x, y) for x, y in zip(new, state)]
 
@@ -204,15 +271,19 @@ def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=None,
                block=DEFAULT_SCAN_BLOCK, interpret=False):
     """Exclusive chunk-level scan (module docstring).
 
-    ``elements``: ``(rows(alg.element_shapes), N)`` with ``N >= series * chunks``, lane
-    ``s * chunks + c`` holding chunk ``c`` of series ``s``. Returns the states
-    ``(rows(alg.state_shapes), N + block)``, lane ``s * chunks + c`` holding the prefix of the
-    chunks before ``c`` in scan order (after ``c`` with ``reverse``); the other lanes hold
-    nothing of use.
+    ``elements``: ``(R, N)`` with ``R >= rows(alg.element_shapes)`` rows (padded here to
+    :func:`pow2` of them if fewer) and ``N >= series * chunks``, lane ``s * chunks + c`` holding
+    chunk ``c`` of series ``s``. Returns the states ``(pow2(rows(alg.state_shapes)), N + block)``,
+    lane ``s * chunks + c`` holding the prefix of the chunks before ``c`` in scan order (after
+    ``c`` with ``reverse``) in its first ``rows(alg.state_shapes)`` rows; the other lanes and
+    rows hold nothing of use.
     """
     dtype = elements.dtype
     eps = float(jnp.finfo(dtype).eps)
-    S = rows(alg.state_shapes)
+    E = pow2(rows(alg.element_shapes))
+    if elements.shape[0] < E:
+        elements = jnp.pad(elements, ((0, E - elements.shape[0]), (0, 0)))
+    S = pow2(rows(alg.state_shapes))
     G, K = geometry(series, chunks, group)
     groups = series * K
     gp = padded(groups, block)
@@ -236,7 +307,7 @@ def chunk_scan_reference(alg, elements, series, chunks, *, reverse=False):
     ``series * chunks`` lanes only, ``(rows(alg.state_shapes), series * chunks)``."""
     E, S = rows(alg.element_shapes), rows(alg.state_shapes)
     eps = float(jnp.finfo(elements.dtype).eps)
-    per_series = elements[:, :series * chunks].reshape(E, series, chunks)
+    per_series = elements[:E, :series * chunks].reshape(E, series, chunks)
     order = per_series[:, :, ::-1] if reverse else per_series
 
     def step(state, element):

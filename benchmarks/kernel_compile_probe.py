@@ -1,0 +1,223 @@
+"""Compile time, speed and exactness of probssm's fused Kalman kernels on the GPU (issue 3 probe).
+
+For each size (``--sizes T:batch``, float32, ``n = 4``, ``m = 2``, the benchmark's model and
+data from :mod:`parallel_kalman`), and each mode (log-likelihood, filter, smoother through the
+public API with ``method="kernel"``, the model a constant of the program as in the benchmark):
+
+* ``trace_lower_s`` (``jax.jit(f).lower(y)``: tracing, Pallas -> Triton lowering, StableHLO),
+  ``xla_compile_s`` (``.compile()``: XLA and the Triton kernels) and ``compile_s``, their sum;
+* ``run_ms``: the median of ``--runs`` calls ending in ``block_until_ready``;
+
+and, per Pallas kernel of the smoother's program, the compile time of that kernel alone
+(``--kernels``; each ``pallas_call`` jitted by itself, its inputs random).
+
+Exactness on the device (``--check``): the kernel in float64 on the GPU against probssm's
+``"sequential"`` filter and smoother in float64 on JAX's CPU backend, on a series with NaN rows
+and entries and a correlated ``R`` (``T = --check-T``) and on a batch of 8 series: the largest
+relative error of the log-likelihood, filtered and smoothed means and covariances and lag-one
+covariances. Also float32 against float64, both on the GPU, at the first size.
+
+Usage (GPU)::
+
+    python benchmarks/kernel_compile_probe.py --json $OUT/probe.json
+    python benchmarks/kernel_compile_probe.py --sizes 1000000:1 --modes smooth --no-check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import parallel_kalman as pk  # noqa: E402
+from probssm import kalman  # noqa: E402
+
+FNS = {"loglik": kalman.log_likelihood, "filter": kalman.filter, "smooth": kalman.smooth}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", nargs="+", default=["1000000:1", "1000:1024"], metavar="T:batch")
+    ap.add_argument("--modes", nargs="+", default=list(FNS), choices=list(FNS))
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--kernels", action="store_true", help="compile every kernel alone")
+    ap.add_argument("--no-check", dest="check", action="store_false")
+    ap.add_argument("--check-T", type=int, default=20000)
+    ap.add_argument("--json", default=None)
+    return ap.parse_args(argv)
+
+
+def model_and_data(T, batch, dtype, seed=0):
+    p = pk.make_model(4, seed)
+    y = pk.simulate(p, T, batch, seed)
+    model = kalman.LGSSM(p["F"], p["Q"], p["H"], p["R"], p["m0"], p["P0"])
+    cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    return jax.tree_util.tree_map(cast, model), cast(y)
+
+
+def timed_program(fn, y, runs):
+    t0 = time.perf_counter()
+    lowered = jax.jit(fn).lower(y)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    jax.block_until_ready(compiled(y))
+    times = []
+    for _ in range(runs):
+        s = time.perf_counter()
+        jax.block_until_ready(compiled(y))
+        times.append(time.perf_counter() - s)
+    return dict(trace_lower_s=t1 - t0, xla_compile_s=t2 - t1, compile_s=t2 - t0,
+                run_ms=1e3 * statistics.median(times))
+
+
+def kernel_compile_times(model, y):
+    """Every ``pallas_call`` of the smoother's program compiled alone (inputs random)."""
+    from jax._src.pallas import pallas_call as pc
+
+    calls = []
+    original = pc.pallas_call
+
+    def spy(kernel, *a, **k):
+        inner = original(kernel, *a, **k)
+
+        def run(*args):
+            calls.append((kernel, a, k, [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in args]))
+            return inner(*args)
+        return run
+
+    from probssm.kalman import kernel as kmod, kernel_scan as ks
+
+    ks.pl.pallas_call = spy
+    try:
+        jax.jit(lambda y_: kmod.smooth_batch(model, y_)).lower(y)
+    finally:
+        ks.pl.pallas_call = original
+    names = ["summary", "fold", "series", "propagate", "fixup", "backward summary",
+             "backward fold", "backward series", "backward propagate", "smoother"]
+    out = []
+    for name, (kernel, a, k, shapes) in zip(names, calls):
+        args = [jnp.asarray(np.random.default_rng(0).normal(size=s.shape), s.dtype) for s in shapes]
+        fn = jax.jit(original(kernel, *a, **k))
+        t0 = time.perf_counter()
+        lowered = fn.lower(*args)
+        t1 = time.perf_counter()
+        lowered.compile()
+        t2 = time.perf_counter()
+        out.append(dict(kernel=name, lower_s=t1 - t0, compile_s=t2 - t1))
+        print(f"  kernel {name:20s} lower {t1 - t0:6.2f} s  compile {t2 - t1:6.2f} s", flush=True)
+    return out
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def exactness(T):
+    """Kernel (float64, GPU) against "sequential" (float64, CPU), NaN rows and entries,
+    correlated R."""
+    cpu = jax.devices("cpu")[0]
+    rng = np.random.default_rng(5)
+    n, m = 4, 2
+    a = rng.normal(size=(n, n))
+    b = rng.normal(size=(m, m))
+    fields = [0.6 * rng.normal(size=(n, n)) / np.sqrt(n), a @ a.T / n + 0.1 * np.eye(n),
+              rng.normal(size=(m, n)), b @ b.T / m + 0.2 * np.eye(m), rng.normal(size=n), np.eye(n)]
+    out = {}
+    with jax.enable_x64(True):
+        model = kalman.LGSSM(*fields, transition_offset=rng.normal(size=n),
+                             observation_offset=rng.normal(size=m))
+        for label, shape in ((f"T={T}", (1, T, m)), ("8x1000", (8, 1000, m))):
+            y = rng.normal(size=shape)
+            y[:, ::37] = np.nan
+            y[rng.uniform(size=shape) < 0.1] = np.nan
+            with jax.default_device(cpu):
+                ref = kalman.smooth(model, y, method="sequential")
+                ref = jax.tree_util.tree_map(np.asarray, ref)
+            ker = kalman.smooth(model, jnp.asarray(y), method="kernel")
+            ll = kalman.log_likelihood(model, jnp.asarray(y), method="kernel")
+            errs = dict(loglik=rel(ll, ref.filtered.log_likelihood),
+                        loglik_states=rel(ker.filtered.log_likelihood, ref.filtered.log_likelihood),
+                        filtered_mean=rel(ker.filtered.mean, ref.filtered.mean),
+                        filtered_cov=rel(ker.filtered.cov, ref.filtered.cov),
+                        predicted_cov=rel(ker.filtered.predicted_cov, ref.filtered.predicted_cov),
+                        observation_cov=rel(ker.filtered.observation_cov,
+                                            ref.filtered.observation_cov),
+                        smoothed_mean=rel(ker.mean, ref.mean), smoothed_cov=rel(ker.cov, ref.cov),
+                        lag_one_cov=rel(ker.lag_one_cov, ref.lag_one_cov))
+            out[label] = errs
+            print(f"  exactness {label}: " + " ".join(f"{k} {v:.1e}" for k, v in errs.items()),
+                  flush=True)
+    return out
+
+
+def float32_vs_float64(T, batch):
+    model32, y32 = model_and_data(T, batch, jnp.float32)
+    s32 = kalman.smooth(model32, y32, method="kernel")
+    l32 = kalman.log_likelihood(model32, y32, method="kernel")
+    with jax.enable_x64(True):
+        model64, y64 = model_and_data(T, batch, jnp.float64)
+        s64 = kalman.smooth(model64, y64, method="kernel")
+        errs = dict(loglik=rel(l32, s64.filtered.log_likelihood),
+                    filtered_mean=rel(s32.filtered.mean, s64.filtered.mean),
+                    filtered_cov=rel(s32.filtered.cov, s64.filtered.cov),
+                    smoothed_mean=rel(s32.mean, s64.mean), smoothed_cov=rel(s32.cov, s64.cov),
+                    finite=bool(np.all(np.isfinite(np.asarray(s32.mean)))
+                                and np.all(np.isfinite(np.asarray(s32.cov)))))
+    print("  float32 vs float64: " + " ".join(f"{k} {v}" for k, v in errs.items()), flush=True)
+    return errs
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = jax.devices()[0]
+    result = dict(device=getattr(device, "device_kind", str(device)), jax=jax.__version__,
+                  entries=[])
+    print(f"device: {result['device']}, jax {jax.__version__}", flush=True)
+
+    def save():
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+
+    for size in args.sizes:
+        T, batch = (int(float(v)) for v in size.split(":"))
+        model, y = model_and_data(T, batch, jnp.float32)
+        if batch == 1:
+            y = y[0]
+        for mode in args.modes:
+            fn = FNS[mode]
+            info = timed_program(lambda y_: fn(model, y_, method="kernel"), y, args.runs)
+            info.update(T=T, batch=batch, mode=mode)
+            result["entries"].append(info)
+            print(f"T={T} batch={batch} {mode:7s} trace+lower {info['trace_lower_s']:5.2f} s  "
+                  f"xla {info['xla_compile_s']:5.2f} s  total {info['compile_s']:5.2f} s  "
+                  f"run {info['run_ms']:.3f} ms", flush=True)
+            save()
+    if args.kernels:
+        T, batch = (int(float(v)) for v in args.sizes[0].split(":"))
+        model, y = model_and_data(T, batch, jnp.float32)
+        result["kernels"] = kernel_compile_times(model, y)
+        save()
+    if args.check:
+        result["exactness"] = exactness(args.check_T)
+        save()
+        T, batch = (int(float(v)) for v in args.sizes[0].split(":"))
+        result["float32_vs_float64"] = float32_vs_float64(T, batch)
+        save()
+
+
+if __name__ == "__main__":
+    main()
