@@ -58,6 +58,8 @@ def _decorrelate(y, observed, H, R, d):
     they stay zero after the transform and are skipped by the element loop.
     """
     obs = observed.astype(H.dtype)
+    if y.shape[0] == 1:  # one observation: nothing to decorrelate (and no triangular solves)
+        return jnp.where(observed, y - d, 0.0), H * obs[:, None], R[0] * obs + (1.0 - obs)
     r_obs = R * obs[:, None] * obs[None, :] + jnp.diag(1.0 - obs)
     lower, diag = ldl(r_obs)
     y_star = solve_triangular(lower, jnp.where(observed, y - d, 0.0), lower=True, unit_diagonal=True)
