@@ -7,8 +7,10 @@ premultiplied by :math:`L^{-1}`, which decorrelates the noise without changing t
 (:math:`\\det L = 1`). Then:
 
 * a missing entry (NaN) is simply skipped, so whole and partial missing rows need no special case;
-* every update is a rank-one scalar update, symmetrised; in float32 in Joseph form, so covariances
-  stay positive semi-definite, in float64 as the cheaper rank-one downdate;
+* every update is a rank-one scalar update: in float32 in Joseph form and symmetrised, so
+  covariances stay positive semi-definite, in float64 as the cheaper rank-one downdate (the
+  prediction step symmetrises once per time step);
+* a single observation per step (``m = 1``) needs no decorrelation, and skips it;
 * a model whose prior is statically proper (:attr:`LGSSM.proper_prior`) compiles without the
   diffuse recursions, and filtering alone without the update-map products the smoother needs;
 * the exact diffuse initialisation (Koopman 1997) needs only the scalar diffuse gains; an element
