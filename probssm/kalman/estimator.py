@@ -173,7 +173,7 @@ class LinearGaussianForecaster(BaseForecaster):
                 est._prepare(data)
                 starts.append(np.asarray(est._start_params(data.values), dtype=np.float64))
             except ValueError as err:  # name the series at fault
-                raise ValueError(f"series {panel.ids[i]!r}: {err}") from err
+                raise ValueError(f"fitting series {panel.ids[i]!r}: {err}") from err
             ests.append(est)
             datas.append(data)
         template = ests[0]

@@ -60,7 +60,7 @@ def test_panel_bad_series_are_named_and_data_left_unchanged():
     wide = _panel(n_series=3, T=40, seed=2)
     before = wide.copy()
     short = wide.assign(s1=np.where(np.arange(40) < 37, np.nan, wide["s1"]))
-    with pytest.raises(ValueError, match="series 's1': y has 3 observed values"):
+    with pytest.raises(ValueError, match="fitting series 's1': y has 3 observed values"):
         UnobservedComponents(["local level"]).fit(short)
     two = wide.assign(s2=np.where(np.arange(40) < 38, np.nan, wide["s2"]))
     with pytest.raises(ValueError, match="series 's2' has 2 observed time steps; at least 3"):
