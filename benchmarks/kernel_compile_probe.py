@@ -7,9 +7,11 @@ public API with ``method="kernel"``, the model a constant of the program as in t
 * ``trace_lower_s`` (``jax.jit(f).lower(y)``: tracing, Pallas -> Triton lowering, StableHLO),
   ``xla_compile_s`` (``.compile()``: XLA and the Triton kernels) and ``compile_s``, their sum;
 * ``run_ms``: the median of ``--runs`` calls ending in ``block_until_ready``;
+* with ``--grad``, the same for ``jax.value_and_grad`` of the log-likelihood
+  (:func:`gradient_program`);
 
-and, per Pallas kernel of the smoother's program, the compile time of that kernel alone
-(``--kernels``; each ``pallas_call`` jitted by itself, its inputs random).
+and, per Pallas kernel of the smoother's program at the first size (``--kernels``), the compile
+and run time of that kernel alone on its real inputs.
 
 Exactness on the device (``--check``): the kernel in float64 on the GPU against probssm's
 ``"sequential"`` filter and smoother in float64 on JAX's CPU backend, on a series with NaN rows
@@ -52,7 +54,9 @@ def parse_args(argv=None):
     ap.add_argument("--sizes", nargs="+", default=["1000000:1", "1000:1024"], metavar="T:batch")
     ap.add_argument("--modes", nargs="+", default=list(FNS), choices=list(FNS))
     ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--kernels", action="store_true", help="compile every kernel alone")
+    ap.add_argument("--kernels", action="store_true", help="compile and time every kernel alone")
+    ap.add_argument("--grad", action="store_true",
+                    help="also the gradient of the log-likelihood (value_and_grad)")
     ap.add_argument("--no-check", dest="check", action="store_false")
     ap.add_argument("--check-T", type=int, default=20000)
     ap.add_argument("--json", default=None)
@@ -83,9 +87,25 @@ def timed_program(fn, y, runs):
                 run_ms=1e3 * statistics.median(times))
 
 
-def kernel_compile_times(model, y):
-    """Every ``pallas_call`` of the smoother's program compiled alone (inputs random)."""
+def gradient_program(model, y, runs):
+    """``jax.value_and_grad`` of the kernel log-likelihood (summed over series) with respect to
+    :math:`\\theta` scaling :math:`Q` by :math:`e^{\\theta_0}` and :math:`R` by
+    :math:`e^{\\theta_1}`, ``y`` a constant: compile and run time."""
+    def objective(theta):
+        m_ = model.replace(transition_cov=jnp.exp(theta[0]) * model.transition_cov,
+                           observation_cov=jnp.exp(theta[1]) * model.observation_cov)
+        return kalman.log_likelihood(m_, y, method="kernel").sum()
+
+    return timed_program(jax.value_and_grad(objective), jnp.zeros(2, y.dtype), runs)
+
+
+def kernel_times(model, y, runs):
+    """Every ``pallas_call`` of the smoother's program alone, on its real inputs (the program
+    traced with a spy on ``pallas_call`` that returns every kernel's inputs as outputs): compile
+    time and the median run time of ``runs`` calls."""
     from jax._src.pallas import pallas_call as pc
+
+    from probssm.kalman import kernel as kmod, kernel_scan as ks
 
     calls = []
     original = pc.pallas_call
@@ -94,30 +114,42 @@ def kernel_compile_times(model, y):
         inner = original(kernel, *a, **k)
 
         def run(*args):
-            calls.append((kernel, a, k, [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in args]))
+            calls.append((kernel, a, k, args))
             return inner(*args)
         return run
 
-    from probssm.kalman import kernel as kmod, kernel_scan as ks
+    def program(y_):
+        calls.clear()
+        kmod.smooth_batch.__wrapped__(model, y_, chunk=None, block=kmod.DEFAULT_BLOCK,
+                                      group=None, interpret=None)
+        return [c[3] for c in calls]
 
     ks.pl.pallas_call = spy
     try:
-        jax.jit(lambda y_: kmod.smooth_batch(model, y_)).lower(y)
+        inputs = jax.jit(program)(y if y.ndim == 3 else y[None])
     finally:
         ks.pl.pallas_call = original
+    calls = [(kernel, a, k, args) for (kernel, a, k, _), args in zip(calls, inputs)]
     names = ["summary", "fold", "series", "propagate", "fixup", "backward summary",
              "backward fold", "backward series", "backward propagate", "smoother"]
     out = []
-    for name, (kernel, a, k, shapes) in zip(names, calls):
-        args = [jnp.asarray(np.random.default_rng(0).normal(size=s.shape), s.dtype) for s in shapes]
+    for name, (kernel, a, k, args) in zip(names, calls):
         fn = jax.jit(original(kernel, *a, **k))
         t0 = time.perf_counter()
         lowered = fn.lower(*args)
         t1 = time.perf_counter()
-        lowered.compile()
+        compiled = lowered.compile()
         t2 = time.perf_counter()
-        out.append(dict(kernel=name, lower_s=t1 - t0, compile_s=t2 - t1))
-        print(f"  kernel {name:20s} lower {t1 - t0:6.2f} s  compile {t2 - t1:6.2f} s", flush=True)
+        jax.block_until_ready(compiled(*args))
+        times = []
+        for _ in range(runs):
+            s = time.perf_counter()
+            jax.block_until_ready(compiled(*args))
+            times.append(time.perf_counter() - s)
+        run_ms = 1e3 * statistics.median(times)
+        out.append(dict(kernel=name, lower_s=t1 - t0, compile_s=t2 - t1, run_ms=run_ms))
+        print(f"  kernel {name:20s} lower {t1 - t0:6.2f} s  compile {t2 - t1:6.2f} s  "
+              f"run {run_ms:.3f} ms", flush=True)
     return out
 
 
@@ -206,10 +238,18 @@ def main(argv=None):
                   f"xla {info['xla_compile_s']:5.2f} s  total {info['compile_s']:5.2f} s  "
                   f"run {info['run_ms']:.3f} ms", flush=True)
             save()
+        if args.grad:
+            info = gradient_program(model, y, max(3, args.runs // 10))
+            info.update(T=T, batch=batch, mode="value_and_grad loglik")
+            result["entries"].append(info)
+            print(f"T={T} batch={batch} gradient trace+lower {info['trace_lower_s']:5.2f} s  "
+                  f"xla {info['xla_compile_s']:5.2f} s  total {info['compile_s']:5.2f} s  "
+                  f"run {info['run_ms']:.3f} ms", flush=True)
+            save()
     if args.kernels:
         T, batch = (int(float(v)) for v in args.sizes[0].split(":"))
         model, y = model_and_data(T, batch, jnp.float32)
-        result["kernels"] = kernel_compile_times(model, y)
+        result["kernels"] = kernel_times(model, y, args.runs)
         save()
     if args.check:
         result["exactness"] = exactness(args.check_T)

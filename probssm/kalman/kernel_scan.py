@@ -127,19 +127,30 @@ def join_rows(values):
     return level[0].reshape(values[0].shape[0], R).T
 
 
-def _tile(lead, count, base, block):
-    """Indexer of a ``(pow2(count), block)`` tile. Every index is int32, the row start a traced
-    zero (``base - base``, folded by Triton): the interpreter wants one integer type, and Python
-    ints and ``fori_loop`` counters are int64 under x64."""
-    base = jnp.asarray(base, jnp.int32)
+def _tile(lead, count, lanes):
+    """Indexer of the ``(pow2(count), block)`` tile of rows ``0..pow2(count)-1`` and columns
+    ``lanes`` of a ``(*lead, R, N)`` array. With ``lanes`` not provably contiguous, Triton lays
+    the tile out one lane per thread (the last axis first among equals), as the arithmetic on
+    lane vectors is, so no layout conversion through shared memory is needed. Every index is
+    int32 (the interpreter wants one integer type; Python ints and ``fori_loop`` counters are
+    int64 under x64)."""
     lead = tuple(jnp.asarray(i, jnp.int32) for i in lead)
-    return (*lead, pl.ds(base - base, pow2(count)), pl.ds(base, block))
+    rows = jnp.arange(pow2(count), dtype=jnp.int32)[:, None]
+    return (*lead, rows, jnp.asarray(lanes, jnp.int32)[None, :])
+
+
+def _contiguous(ref, base, block):
+    """Lanes ``base..base+block-1`` as an index vector that Triton cannot prove contiguous
+    (clipped to the array): a provably contiguous one is loaded several lanes to a thread and then
+    converted, through shared memory, to the one lane a thread of the arithmetic."""
+    return jnp.minimum(jnp.asarray(base, jnp.int32) + jnp.arange(block, dtype=jnp.int32),
+                       ref.shape[-1] - 1)
 
 
 def load_rows(ref, count, base, block, *lead):
-    """Rows ``0..count-1`` of lanes ``base..base+block-1`` of ``ref`` (``(..., R, lanes)``,
-    leading indices ``lead``), one load: a list of ``count`` lane vectors."""
-    return split_rows(ref[_tile(lead, count, base, block)], count)
+    """Rows ``0..count-1`` of lanes ``base..base+block-1`` of ``ref`` (``(*lead, R, N)``,
+    ``R >= pow2(count)``), one load: a list of ``count`` lane vectors."""
+    return split_rows(ref[_tile(lead, count, _contiguous(ref, base, block))], count)
 
 
 def store_rows(ref, values, base, block, *lead):
@@ -147,13 +158,14 @@ def store_rows(ref, values, base, block, *lead):
     to the next power of two)."""
     from jax.experimental.pallas import triton as plgpu
 
-    plgpu.store(ref.at[_tile(lead, len(values), base, block)], join_rows(values))
+    lanes = _contiguous(ref, base, block)
+    plgpu.store(ref.at[_tile(lead, len(values), lanes)], join_rows(values))
 
 
 def gather_rows(ref, count, lanes):
     """Rows ``0..count-1`` of the lanes ``lanes`` (an index vector ``(block,)``) of ``ref``
     ``(R, N)``, one load."""
-    return split_rows(ref[jnp.arange(pow2(count))[:, None], lanes[None, :]], count)
+    return split_rows(ref[_tile((), count, lanes)], count)
 
 
 def scatter_rows(ref, values, lanes, live, trash):
@@ -164,8 +176,7 @@ def scatter_rows(ref, values, lanes, live, trash):
     from jax.experimental.pallas import triton as plgpu
 
     columns = jnp.where(live, lanes, trash + jnp.arange(lanes.shape[0]))
-    plgpu.store(ref.at[jnp.arange(pow2(len(values)))[:, None], columns[None, :]],
-                join_rows(values))
+    plgpu.store(ref.at[_tile((), len(values), columns)], join_rows(values))
 
 
 def geometry(series, chunks, group=None):
