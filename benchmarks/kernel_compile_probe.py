@@ -38,18 +38,18 @@ from pathlib import Path
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import parallel_kalman as pk
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-import parallel_kalman as pk  # noqa: E402
-from probssm import kalman  # noqa: E402
+from probssm import kalman
 
 FNS = {"loglik": kalman.log_likelihood, "filter": kalman.filter, "smooth": kalman.smooth}
 
 
 def parse_args(argv=None):
+    """The command line (module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", nargs="+", default=["1000000:1", "1000:1024"], metavar="T:batch")
     ap.add_argument("--modes", nargs="+", default=list(FNS), choices=list(FNS))
@@ -64,14 +64,17 @@ def parse_args(argv=None):
 
 
 def model_and_data(T, batch, dtype, seed=0):
+    """The benchmark's random stable model (``n = 4``, ``m = 2``) and ``y`` ``(batch, T, 2)``
+    simulated from it, in ``dtype``."""
     p = pk.make_model(4, seed)
     y = pk.simulate(p, T, batch, seed)
     model = kalman.LGSSM(p["F"], p["Q"], p["H"], p["R"], p["m0"], p["P0"])
-    cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    cast = lambda a: jnp.asarray(a, dtype)
     return jax.tree_util.tree_map(cast, model), cast(y)
 
 
 def timed_program(fn, y, runs):
+    """``jax.jit(fn)`` on ``y``: tracing and lowering, XLA compile, and the median run time."""
     t0 = time.perf_counter()
     lowered = jax.jit(fn).lower(y)
     t1 = time.perf_counter()
@@ -105,7 +108,8 @@ def kernel_times(model, y, runs):
     time and the median run time of ``runs`` calls."""
     from jax._src.pallas import pallas_call as pc
 
-    from probssm.kalman import kernel as kmod, kernel_scan as ks
+    from probssm.kalman import kernel as kmod
+    from probssm.kalman import kernel_scan as ks
 
     calls = []
     original = pc.pallas_call
@@ -154,13 +158,14 @@ def kernel_times(model, y, runs):
 
 
 def rel(a, b):
+    """:math:`\\max|a - b| / \\max|b|`."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
 def exactness(T):
-    """Kernel (float64, GPU) against "sequential" (float64, CPU), NaN rows and entries,
-    correlated R."""
+    """Largest relative errors of the kernel (float64, default device) against ``"sequential"``
+    (float64, CPU), NaN rows and entries, correlated ``R``, ``T`` steps and 8 x 1000."""
     cpu = jax.devices("cpu")[0]
     rng = np.random.default_rng(5)
     n, m = 4, 2
@@ -197,6 +202,7 @@ def exactness(T):
 
 
 def float32_vs_float64(T, batch):
+    """Largest relative errors of the kernel in float32 against itself in float64."""
     model32, y32 = model_and_data(T, batch, jnp.float32)
     s32 = kalman.smooth(model32, y32, method="kernel")
     l32 = kalman.log_likelihood(model32, y32, method="kernel")
@@ -214,6 +220,7 @@ def float32_vs_float64(T, batch):
 
 
 def main(argv=None):
+    """Run the probe (module docstring); JSON to ``--json``."""
     args = parse_args(argv)
     device = jax.devices()[0]
     result = dict(device=getattr(device, "device_kind", str(device)), jax=jax.__version__,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 
 def dump(args):
+    """Step 1 (module docstring): every kernel's Triton IR to ``args.dir``."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -68,6 +69,7 @@ def dump(args):
 
 
 def compile_files(args):
+    """Step 2 (module docstring): compile and report every file of ``args.files``."""
     if args.timing:
         os.environ["MLIR_ENABLE_TIMING"] = "1"
     os.environ.setdefault("TRITON_CACHE_DIR", tempfile.mkdtemp())
@@ -105,6 +107,7 @@ def compile_files(args):
 
 
 def main(argv=None):
+    """``dump`` or ``compile`` (module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="write every kernel's Triton IR (project interpreter)")
