@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile import jit
+
 __all__ = ["BatchedResult", "maximize_likelihood_batched", "minimize_batched"]
 
 # Status codes (``BatchedResult.status``).
@@ -410,7 +412,9 @@ def _programs(fun, in_axes, history, max_ls):
             return _result(run(states, args, gtol, ftol, max_iter, _NO_LIMIT))
 
         fresh = jax.vmap(lambda t: _fresh(t, history))
-        _PROGRAMS[key] = (jax.jit(fresh), jax.jit(advance, donate_argnums=0), jax.jit(solve))
+        # fresh and advance run only from the host-side queue (top level: compiler options
+        # allowed); solve also runs inside the caller's jit
+        _PROGRAMS[key] = (jit(fresh), jit(advance, donate_argnums=0), jax.jit(solve))
     return _PROGRAMS[key]
 
 

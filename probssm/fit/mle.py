@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import optimize
 
+from .._compile import jit
+
 __all__ = ["MLEResult", "maximize_likelihood", "observed_information"]
 
 
@@ -93,7 +95,7 @@ def _compiled(transform, fn):
     """One compiled ``transform(fn)`` per objective function (reused across fits)."""
     key = (transform, fn)
     if key not in _COMPILED:
-        _COMPILED[key] = jax.jit(transform(fn))
+        _COMPILED[key] = jit(transform(fn))
     return _COMPILED[key]
 
 

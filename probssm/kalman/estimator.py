@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from .. import _data, diagnostics
+from .._compile import jit
 from ..base import BaseForecaster, StateEstimates
 from ..fit import (
     cov_from_unconstrained, cov_to_unconstrained, maximize_likelihood, observed_information,
@@ -725,7 +726,7 @@ def _builder(est):
     operation on first use (~0.7 s for a structural model), one program compiles at once."""
     key = ("build", type(est), est._structure())
     if key not in _COMPILED:
-        _COMPILED[key] = jax.jit(est._build)
+        _COMPILED[key] = jit(est._build)
     return _COMPILED[key]
 
 
@@ -734,7 +735,7 @@ def _panel_maps(est):
     jitted once per model structure."""
     key = ("maps", type(est), est._structure())
     if key not in _COMPILED:
-        maps = [jax.jit(jax.vmap(f)) for f in (est._to_unconstrained, est._to_natural)]
+        maps = [jit(jax.vmap(f)) for f in (est._to_unconstrained, est._to_natural)]
         _COMPILED[key] = tuple(lambda x, f=f: np.asarray(f(jnp.asarray(x))) for f in maps)
     return _COMPILED[key]
 
@@ -751,7 +752,7 @@ def _panel_filter(est, burn):
     key = ("panel filter", type(est), est._structure(), burn)
     if key not in _COMPILED:
         one = partial(_filter_at, template=est, burn=burn)
-        _COMPILED[key] = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+        _COMPILED[key] = jit(jax.vmap(one, in_axes=(0, 0, None)))
     return _COMPILED[key]
 
 
