@@ -1,6 +1,6 @@
 """Compile time, speed and exactness of probssm's fused Kalman kernels on the GPU (issue 3 probe).
 
-For each size (``--sizes T:batch``, float32, ``n = 4``, ``m = 2``, the benchmark's model and
+For each size (``--sizes T:batch``, float32, ``n = --n`` (default 4), ``m = 2``, the benchmark's model and
 data from :mod:`parallel_kalman`), and each mode (log-likelihood, filter, smoother through the
 public API with ``method="kernel"``, the model a constant of the program as in the benchmark):
 
@@ -59,14 +59,15 @@ def parse_args(argv=None):
                     help="also the gradient of the log-likelihood (value_and_grad)")
     ap.add_argument("--no-check", dest="check", action="store_false")
     ap.add_argument("--check-T", type=int, default=20000)
+    ap.add_argument("--n", type=int, default=4, help="state dimension")
     ap.add_argument("--json", default=None)
     return ap.parse_args(argv)
 
 
-def model_and_data(T, batch, dtype, seed=0):
-    """The benchmark's random stable model (``n = 4``, ``m = 2``) and ``y`` ``(batch, T, 2)``
+def model_and_data(T, batch, dtype, seed=0, n=4):
+    """The benchmark's random stable model (``n`` states, ``m = 2``) and ``y`` ``(batch, T, 2)``
     simulated from it, in ``dtype``."""
-    p = pk.make_model(4, seed)
+    p = pk.make_model(n, seed)
     y = pk.simulate(p, T, batch, seed)
     model = kalman.LGSSM(p["F"], p["Q"], p["H"], p["R"], p["m0"], p["P0"])
     cast = lambda a: jnp.asarray(a, dtype)
@@ -163,12 +164,13 @@ def rel(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
-def exactness(T):
+def exactness(T, n=4):
     """Largest relative errors of the kernel (float64, default device) against ``"sequential"``
-    (float64, CPU), NaN rows and entries, correlated ``R``, ``T`` steps and 8 x 1000."""
+    (float64, CPU), NaN rows and entries, correlated ``R``, ``n`` states, ``T`` steps and
+    8 x 1000."""
     cpu = jax.devices("cpu")[0]
     rng = np.random.default_rng(5)
-    n, m = 4, 2
+    m = 2
     a = rng.normal(size=(n, n))
     b = rng.normal(size=(m, m))
     fields = [0.6 * rng.normal(size=(n, n)) / np.sqrt(n), a @ a.T / n + 0.1 * np.eye(n),
@@ -201,13 +203,13 @@ def exactness(T):
     return out
 
 
-def float32_vs_float64(T, batch):
+def float32_vs_float64(T, batch, n=4):
     """Largest relative errors of the kernel in float32 against itself in float64."""
-    model32, y32 = model_and_data(T, batch, jnp.float32)
+    model32, y32 = model_and_data(T, batch, jnp.float32, n=n)
     s32 = kalman.smooth(model32, y32, method="kernel")
     l32 = kalman.log_likelihood(model32, y32, method="kernel")
     with jax.enable_x64(True):
-        model64, y64 = model_and_data(T, batch, jnp.float64)
+        model64, y64 = model_and_data(T, batch, jnp.float64, n=n)
         s64 = kalman.smooth(model64, y64, method="kernel")
         errs = dict(loglik=rel(l32, s64.filtered.log_likelihood),
                     filtered_mean=rel(s32.filtered.mean, s64.filtered.mean),
@@ -233,15 +235,15 @@ def main(argv=None):
 
     for size in args.sizes:
         T, batch = (int(float(v)) for v in size.split(":"))
-        model, y = model_and_data(T, batch, jnp.float32)
+        model, y = model_and_data(T, batch, jnp.float32, n=args.n)
         if batch == 1:
             y = y[0]
         for mode in args.modes:
             fn = FNS[mode]
             info = timed_program(lambda y_: fn(model, y_, method="kernel"), y, args.runs)
-            info.update(T=T, batch=batch, mode=mode)
+            info.update(T=T, batch=batch, mode=mode, n=args.n)
             result["entries"].append(info)
-            print(f"T={T} batch={batch} {mode:7s} trace+lower {info['trace_lower_s']:5.2f} s  "
+            print(f"n={args.n} T={T} batch={batch} {mode:7s} trace+lower {info['trace_lower_s']:5.2f} s  "
                   f"xla {info['xla_compile_s']:5.2f} s  total {info['compile_s']:5.2f} s  "
                   f"run {info['run_ms']:.3f} ms", flush=True)
             save()
@@ -255,14 +257,14 @@ def main(argv=None):
             save()
     if args.kernels:
         T, batch = (int(float(v)) for v in args.sizes[0].split(":"))
-        model, y = model_and_data(T, batch, jnp.float32)
+        model, y = model_and_data(T, batch, jnp.float32, n=args.n)
         result["kernels"] = kernel_times(model, y, args.runs)
         save()
     if args.check:
-        result["exactness"] = exactness(args.check_T)
+        result["exactness"] = exactness(args.check_T, args.n)
         save()
         T, batch = (int(float(v)) for v in args.sizes[0].split(":"))
-        result["float32_vs_float64"] = float32_vs_float64(T, batch)
+        result["float32_vs_float64"] = float32_vs_float64(T, batch, args.n)
         save()
 
 

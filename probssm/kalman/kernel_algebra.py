@@ -3,7 +3,11 @@
 A matrix is a list of rows, each entry a lane vector (``(block,)`` array: one value per lane, i.e.
 per chunk or series a kernel program handles); a vector is a list of lane vectors. Everything is
 unrolled at trace time for the static sizes ``n, m <= 8``, so a kernel holds its matrices in
-registers. The same functions run on whole arrays in plain JAX (the pure references).
+registers; products of matrices with more than :data:`LOOP_ROWS` rows (and the RTS element's
+triangular solves) run row by row in a ``fori_loop`` instead (:func:`by_rows`), whose body, one
+row, is compiled once: straight-line code of :math:`O(n^2)` instead of :math:`O(n^3)`
+operations, which Triton compiles much faster (its coalescing pass takes time quadratic in the
+size of a kernel). The same functions run on whole arrays in plain JAX (the pure references).
 
 Element algebras used by :mod:`.kernel_scan` (each a ``combine`` of an earlier and a later
 element and an ``apply`` of an element to a state, in scan order):
@@ -26,8 +30,58 @@ element and an ``apply`` of an element to a state, in scan order):
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
+
+LOOP_ROWS = 4
+_ZERO = []
+
+
+@contextlib.contextmanager
+def opaque_zero(zero):
+    """Inside, the row loops (:func:`by_rows`, :func:`_substitute`, :func:`_absorb` for more
+    than :data:`LOOP_ROWS` rows) run from 0 to ``k + zero``, ``zero`` a traced int32 scalar
+    that is 0 at run time but unknown to the compiler (loaded from memory): with a constant
+    trip count LLVM unrolls the loops again into :math:`O(n^3)` straight-line code, whose
+    code generation for the GPU takes seconds."""
+    _ZERO.append(zero)
+    try:
+        yield
+    finally:
+        _ZERO.pop()
+
+
+def _trips(k):
+    """Upper bound of a row loop of ``k`` iterations (:func:`opaque_zero`)."""
+    return k + _ZERO[-1] if _ZERO else k
+
+
+def by_rows(compute, *rows):
+    """``[compute(*(r[i] for r in rows)) for i in range(k)]`` for lists ``rows`` of ``k``
+    rows each (a row a list of lane vectors or scalars; ``compute`` returns a list of lane
+    vectors).
+
+    Unrolled for ``k <=`` :data:`LOOP_ROWS`; otherwise a ``fori_loop`` over ``i`` whose body
+    is one call of ``compute``: the input lists rotate by one row an iteration (the head is row
+    ``i``) and every result is appended to a list that drops its head, so no index is dynamic
+    and after ``k`` iterations the results stand in order. ``compute`` may close over any
+    matrix (the same in every iteration).
+    """
+    k = len(rows[0])
+    if k <= LOOP_ROWS:
+        return [compute(*(r[i] for r in rows)) for i in range(k)]
+    shapes = jax.eval_shape(compute, *(r[0] for r in rows))
+
+    def body(_, carry):
+        queues, out = carry
+        new = compute(*(q[0] for q in queues))
+        return [q[1:] + [q[0]] for q in queues], out[1:] + [list(new)]
+
+    init = ([list(map(list, r)) for r in rows],
+            [[jnp.zeros(x.shape, x.dtype) for x in shapes] for _ in range(k)])
+    return jax.lax.fori_loop(0, _trips(k), body, init)[1]
 
 
 def eye(n, like):
@@ -48,10 +102,10 @@ def transpose(M):
 
 
 def matmul(A, B):
-    """:math:`A B` (``(r, k) x (k, c)``)."""
-    inner = len(B)
-    return [[sum(A[i][k] * B[k][j] for k in range(inner)) for j in range(len(B[0]))]
-            for i in range(len(A))]
+    """:math:`A B` (``(r, k) x (k, c)``; row by row, :func:`by_rows`)."""
+    inner, cols = len(B), len(B[0])
+    return by_rows(lambda a: [sum(a[k] * B[k][j] for k in range(inner)) for j in range(cols)],
+                   A)
 
 
 def matvec(M, x):
@@ -69,16 +123,7 @@ def sym(M):
 def congruence(A, M, plus=None):
     """:math:`A M A^T (+ \\text{plus})` for symmetric ``M``, symmetric by construction (upper
     triangle computed, mirrored)."""
-    AM = matmul(A, M)
-    n, k = len(A), len(A[0])
-    out = [[None] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i, n):
-            out[i][j] = sum(AM[i][l] * A[j][l] for l in range(k))
-            if plus is not None:
-                out[i][j] = out[i][j] + plus[i][j]
-            out[j][i] = out[i][j]
-    return out
+    return gram_with(matmul(A, M), A, plus)
 
 
 def cholesky(M, eps=None):
@@ -109,9 +154,35 @@ def cholesky(M, eps=None):
     return L
 
 
+def _substitute(coefficients, diagonal, B):
+    r"""Triangular substitution in a ``fori_loop`` over the rows of ``B`` ``(k, c)`` (in the
+    order given): :math:`X_i = (B_i - \sum_p w_{ip} Z_p) / D_i` with ``Z`` the list of results
+    so far, ``k - i`` zero rows followed by :math:`X_0, \dots, X_{i-1}` (row ``i`` of
+    ``coefficients`` gives :math:`w_{ip}`, position by position; ``diagonal`` gives
+    :math:`D_i`). Returns :math:`X_0, \dots, X_{k-1}`."""
+    k, cols = len(B), len(B[0])
+    zero = jnp.zeros_like(B[0][0])
+
+    def body(_, carry):
+        (w, d, b), out = carry
+        inv = 1.0 / d[0][0]
+        new = [(b[0][c] - sum(w[0][p] * out[p][c] for p in range(k))) * inv for c in range(cols)]
+        return (w[1:] + w[:1], d[1:] + d[:1], b[1:] + b[:1]), out[1:] + [new]
+
+    init = ((list(coefficients), [[x] for x in diagonal], [list(r) for r in B]),
+            [[zero] * cols for _ in range(k)])
+    return jax.lax.fori_loop(0, _trips(k), body, init)[1]
+
+
 def solve_lower(L, B):
-    """:math:`L^{-1} B` for lower-triangular ``L`` (forward substitution, column by column)."""
+    """:math:`L^{-1} B` for lower-triangular ``L`` (forward substitution; row by row in a
+    ``fori_loop`` for more than :data:`LOOP_ROWS` rows, :func:`_substitute`)."""
     n, cols = len(L), len(B[0])
+    if n > LOOP_ROWS:
+        zero = jnp.zeros_like(L[0][0])
+        # Before row i the results are n - i zero rows, then X_0..X_{i-1}: X_k at n - i + k.
+        w = [[L[i][p - n + i] if p >= n - i else zero for p in range(n)] for i in range(n)]
+        return _substitute(w, [L[i][i] for i in range(n)], B)
     X = [[None] * cols for _ in range(n)]
     for i in range(n):
         inv = 1.0 / L[i][i]
@@ -195,7 +266,7 @@ def _absorb(rows, mean, cov, affine=None):
         return mean, cov, A, eta, J
 
     carry = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
-    return jax.lax.fori_loop(0, n, body, carry)
+    return jax.lax.fori_loop(0, _trips(n) if n > LOOP_ROWS else n, body, carry)
 
 
 def filter_combine(earlier, later, eps):
@@ -244,29 +315,48 @@ def rts_element(mean, cov, F, Q, u, eps):
     E = transpose(_solve_upper(transpose(Lp), solve_lower(Lp, FP)))
     g = [x - y for x, y in zip(mean, matvec(E, a))]
     n = len(mean)
-    EFP = [[None] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i, n):
-            EFP[i][j] = cov[i][j] - sum(E[i][k] * FP[k][j] for k in range(n))
-            EFP[j][i] = EFP[i][j]
+
+    def row(e, c, cols):
+        return [c[j] - sum(e[k] * FP[k][j] for k in range(n)) for j in cols]
+
+    if n <= LOOP_ROWS:
+        EFP = [[None] * i + row(E[i], cov[i], range(i, n)) for i in range(n)]
+    else:
+        EFP = by_rows(lambda e, c: row(e, c, range(n)), E, cov)
+    EFP = [[EFP[min(i, j)][max(i, j)] for j in range(n)] for i in range(n)]
     return (E, g, EFP), (a, P_pred)
 
 
-def gram_with(AB, A, plus):
-    r""":math:`(A B) A^T + \text{plus}` from the product ``AB`` (symmetric ``B``), upper
-    triangle computed and mirrored."""
+def gram_with(AB, A, plus=None):
+    r""":math:`(A B) A^T (+ \text{plus})` (``AB`` ``(n, k)``, ``A`` ``(n, k)``, ``plus``
+    ``(n, n)``) from the product ``AB`` (symmetric ``B``), upper triangle kept and mirrored.
+    Unrolled only the upper triangle is computed; row by row (:func:`by_rows`), whole rows."""
     n, k = len(AB), len(A[0])
-    out = [[None] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i, n):
-            out[i][j] = sum(AB[i][l] * A[j][l] for l in range(k)) + plus[i][j]
-            out[j][i] = out[i][j]
-    return out
+
+    def row(ab, p, cols):
+        return [sum(ab[l] * A[j][l] for l in range(k)) + (0 if p is None else p[j]) for j in cols]
+
+    if n <= LOOP_ROWS:
+        full = [[None] * i + row(AB[i], None if plus is None else plus[i], range(i, n))
+                for i in range(n)]
+    elif plus is None:
+        full = by_rows(lambda ab: row(ab, None, range(n)), AB)
+    else:
+        full = by_rows(lambda ab, p: row(ab, p, range(n)), AB, plus)
+    return [[full[min(i, j)][max(i, j)] for j in range(n)] for i in range(n)]
 
 
 def _solve_upper(Ut, B):
-    """:math:`U^{-1} B` for upper-triangular ``U`` (back substitution)."""
+    """:math:`U^{-1} B` for upper-triangular ``U`` (back substitution; row by row in a
+    ``fori_loop`` for more than :data:`LOOP_ROWS` rows, :func:`_substitute`)."""
     n, cols = len(Ut), len(B[0])
+    if n > LOOP_ROWS:
+        zero = jnp.zeros_like(Ut[0][0])
+        # Rows from the last: before row i the results are i + 1 zero rows, then X_{n-1}..X_{i+1},
+        # i.e. X_k at n + i - k.
+        order = list(reversed(range(n)))
+        w = [[Ut[i][n + i - p] if p > i else zero for p in range(n)] for i in order]
+        return _substitute(w, [Ut[i][i] for i in order], [B[i] for i in order])[::-1]
     X = [[None] * cols for _ in range(n)]
     for i in reversed(range(n)):
         inv = 1.0 / Ut[i][i]

@@ -29,7 +29,9 @@ row count rounded up to a power of two, arrays padded to it), split into lane ve
 ``split`` operations and joined by a tree of ``join`` operations, all in registers. Triton's
 coalescing pass walks the whole def-use slice of every memory operation, so its compile time
 grows with (memory operations) x (kernel size); one tile per field instead of one access per row
-cuts the kernels' compile time several-fold.
+cuts the kernels' compile time several-fold. Elements of more than :data:`MAX_TILE_ROWS` rows
+(``n > 4``) are gathered field by field (:func:`gather_fields`): the GPU backend's address
+arithmetic (LLVM's straight-line strength reduction) is superlinear in a tile's addresses.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from jax.experimental import pallas as pl
 from . import kernel_algebra as ka
 
 DEFAULT_SCAN_BLOCK = 32
+MAX_TILE_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ def join_rows(values):
     return level[0].reshape(values[0].shape[0], R).T
 
 
-def _tile(lead, count, lanes):
+def _tile(lead, count, lanes, first=0):
     """Indexer of the ``(pow2(count), block)`` tile of rows ``0..pow2(count)-1`` and columns
     ``lanes`` of a ``(*lead, R, N)`` array. With ``lanes`` not provably contiguous, Triton lays
     the tile out one lane per thread (the last axis first among equals), as the arithmetic on
@@ -135,7 +138,7 @@ def _tile(lead, count, lanes):
     int32 (the interpreter wants one integer type; Python ints and ``fori_loop`` counters are
     int64 under x64)."""
     lead = tuple(jnp.asarray(i, jnp.int32) for i in lead)
-    rows = jnp.arange(pow2(count), dtype=jnp.int32)[:, None]
+    rows = first + jnp.arange(pow2(count), dtype=jnp.int32)[:, None]
     return (*lead, rows, jnp.asarray(lanes, jnp.int32)[None, :])
 
 
@@ -166,6 +169,22 @@ def gather_rows(ref, count, lanes):
     """Rows ``0..count-1`` of the lanes ``lanes`` (an index vector ``(block,)``) of ``ref``
     ``(R, N)``, one load."""
     return split_rows(ref[_tile((), count, lanes)], count)
+
+
+def gather_fields(ref, shapes, lanes):
+    """The fields ``shapes`` stacked in the rows of ``ref`` ``(R, N)`` at the lanes ``lanes``: a
+    list of all rows' lane vectors, as :func:`gather_rows` of all rows. One load if they fill at
+    most :data:`MAX_TILE_ROWS` rows, else one load per field (its rows rounded up to a power of
+    two, within the ``R`` rows): LLVM's straight-line strength reduction, run by the GPU
+    backend, takes time superlinear in the addresses of a tile (8.3 s for the fold's two
+    256-row tiles at ``n = 8``, 0.4 s per field)."""
+    sizes = [math.prod(s) for s in shapes]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    if sum(sizes) <= MAX_TILE_ROWS or any(a + pow2(c) > ref.shape[0]
+                                          for a, c in zip(starts, sizes)):
+        return gather_rows(ref, sum(sizes), lanes)
+    return [x for a, c in zip(starts, sizes)
+            for x in split_rows(ref[_tile((), c, lanes, a)], c)]
 
 
 def scatter_rows(ref, values, lanes, live, trash):
@@ -200,15 +219,25 @@ def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps):
         def load(j):
             pos = jnp.minimum(k * G + j, chunks - 1)
             lane = _chunk_lane(series, pos, chunks, reverse)
-            return unpack(gather_rows(elem_ref, E, lane), alg.element_shapes)
+            return unpack(gather_fields(elem_ref, alg.element_shapes, lane), alg.element_shapes)
 
         def step(j, acc):
-            acc = unpack(acc, alg.element_shapes)
-            new = pack(alg.combine(acc, load(j), eps), alg.element_shapes)
+            element = load(j)
+            new = pack(alg.combine(unpack(acc, alg.element_shapes), element, eps),
+                       alg.element_shapes)
+            if one_load:
+                new = [jnp.where(j == 0, x, y)
+                       for x, y in zip(pack(element, alg.element_shapes), new)]
             valid = k * G + j < chunks
-            return [jnp.where(valid, x, y) for x, y in zip(new, pack(acc, alg.element_shapes))]
+            return [jnp.where(valid, x, y) for x, y in zip(new, acc)]
 
-        acc = jax.lax.fori_loop(1, G, step, pack(load(0), alg.element_shapes))
+        # Large elements: the first one taken in the loop too (one load in the kernel, one
+        # combination more); small ones: loaded before it.
+        one_load = E > MAX_TILE_ROWS
+        if one_load:
+            acc = jax.lax.fori_loop(0, G, step, [jnp.zeros(block, elem_ref.dtype)] * E)
+        else:
+            acc = jax.lax.fori_loop(1, G, step, pack(load(0), alg.element_shapes))
         store_rows(out_ref, acc, base, block)
 
     return kernel
@@ -225,7 +254,7 @@ def _series_kernel(alg, K, series_total, block, eps, trash):
         def step(k, state):
             lane = s * K + k
             scatter_rows(out_ref, state, lane, live, trash)
-            element = unpack(gather_rows(group_ref, E, lane), alg.element_shapes)
+            element = unpack(gather_fields(group_ref, alg.element_shapes, lane), alg.element_shapes)
             new = alg.apply(unpack(state, alg.state_shapes), element, eps)
             return pack(new, alg.state_shapes)
 
@@ -250,7 +279,7 @@ def _propagate_kernel(alg, chunks, K, G, total, block, reverse, eps, trash):
             valid = pos < chunks
             lane = _chunk_lane(series, jnp.minimum(pos, chunks - 1), chunks, reverse)
             scatter_rows(out_ref, state, lane, valid & (g_raw < total), trash)
-            element = unpack(gather_rows(elem_ref, E, lane), alg.element_shapes)
+            element = unpack(gather_fields(elem_ref, alg.element_shapes, lane), alg.element_shapes)
             new = pack(alg.apply(unpack(state, alg.state_shapes), element, eps), alg.state_shapes)
             return [jnp.where(valid, x, y) for x, y in zip(new, state)]
 
@@ -260,17 +289,25 @@ def _propagate_kernel(alg, chunks, K, G, total, block, reverse, eps, trash):
 
 
 def call(kernel, inputs, out_shapes, lanes, block, interpret, num_warps=1):
-    """One Pallas launch over ``ceil(lanes / block)`` programs with raw (``ANY``) refs."""
+    """One Pallas launch over ``ceil(lanes / block)`` programs with raw (``ANY``) refs; the
+    kernel runs under :func:`probssm.kalman.kernel_algebra.opaque_zero` with a zero read from
+    an extra int32 input."""
     kwargs = {}
     if not interpret:
         from jax.experimental.pallas import triton as plgpu
 
         kwargs["compiler_params"] = plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
     spec = pl.BlockSpec(memory_space=pl.ANY)
+
+    def with_zero(zero_ref, *refs):
+        with ka.opaque_zero(zero_ref[0]):
+            kernel(*refs)
+
     return pl.pallas_call(
-        kernel, out_shape=out_shapes, grid=(-(-lanes // block),), in_specs=[spec] * len(inputs),
-        out_specs=[spec] * len(out_shapes), interpret=interpret, **kwargs,
-    )(*inputs)
+        with_zero, out_shape=out_shapes, grid=(-(-lanes // block),),
+        in_specs=[spec] * (len(inputs) + 1), out_specs=[spec] * len(out_shapes),
+        interpret=interpret, **kwargs,
+    )(jnp.zeros((1,), jnp.int32), *inputs)
 
 
 def padded(lanes, block):

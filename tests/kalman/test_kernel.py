@@ -64,6 +64,28 @@ def test_kernel_equals_sequential_float64(n, m, T, chunk, group, diagonal_r):
         assert _max_rel(out["lag_one_cov"], ref.lag_one_cov) < 1e-9
 
 
+def test_kernel_with_row_loops_equals_sequential_float64():
+    """State dimension above ``kernel_algebra.LOOP_ROWS``: matrix products and the RTS
+    element's solves run row by row in loops, elements load field by field and the fold takes
+    its first element in the loop; filter, log-likelihood and smoother against
+    ``"sequential"`` (correlated R, partial rows, several groups with a partial last one)."""
+    rng = np.random.default_rng(606)
+    with jax.enable_x64(True):
+        model = _model(rng, 6, 2, diagonal_r=False)
+        y = _y(rng, (2, 40, 2))
+        ref = kalman.smooth(model, y, method="sequential")
+        kw = dict(chunk=6, block=4, group=2)
+        out = kernel.smooth_batch(model, jnp.asarray(y), **kw)
+        ll = kernel.filter_batch(model, jnp.asarray(y), write_states=False, **kw)
+    for field in ref.filtered._fields:
+        if field != "log_likelihood":
+            assert _max_rel(out[field], getattr(ref.filtered, field)) < 1e-9, field
+    assert _max_rel(ll["log_likelihood"], ref.log_likelihood) < 1e-9
+    assert _max_rel(out["smoothed_mean"], ref.mean) < 1e-9
+    assert _max_rel(out["smoothed_cov"], ref.cov) < 1e-9
+    assert _max_rel(out["lag_one_cov"], ref.lag_one_cov) < 1e-9
+
+
 def _psd(rng, shape, n, scale=1.0):
     a = rng.normal(size=shape + (n, n))
     return scale * (a @ np.swapaxes(a, -1, -2) / n + 0.1 * np.eye(n))
