@@ -244,7 +244,7 @@ def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps):
 
 
 def _series_kernel(alg, K, series_total, block, eps, trash):
-    E, S = rows(alg.element_shapes), rows(alg.state_shapes)
+    S = rows(alg.state_shapes)
 
     def kernel(group_ref, out_ref):
         s_raw = pl.program_id(0) * block + jnp.arange(block)
@@ -265,7 +265,7 @@ def _series_kernel(alg, K, series_total, block, eps, trash):
 
 
 def _propagate_kernel(alg, chunks, K, G, total, block, reverse, eps, trash):
-    E, S = rows(alg.element_shapes), rows(alg.state_shapes)
+    S = rows(alg.state_shapes)
 
     def kernel(elem_ref, enter_ref, out_ref):
         base = pl.program_id(0) * block
