@@ -271,8 +271,7 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
 # -- pass 3: fix-up -----------------------------------------------------------------------------
 def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
     """The sequential filter through every chunk from its entering prediction: every step's
-    filtered, predicted and observation moments and log-likelihood term (``write_states``), or
-    only the chunk's log-likelihood."""
+    fields :func:`_written` (``write_states``), or only the chunk's log-likelihood."""
     S = ks.rows(ks.filter_algebra(n).state_shapes)
 
     def kernel(p_ref, state_ref, y_ref, *out_refs):
@@ -296,9 +295,11 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
                 H = p["H"]
                 y_mean = [x + y for x, y in zip(ka.matvec(H, a), p["d"])]
                 y_cov = ka.congruence(H, P, plus=p["R"])
-                for ref, values in zip(out_refs, (mean, _flat(cov), a, _flat(P), y_mean,
-                                                  _flat(y_cov), [loglik])):
-                    ks.store_rows(ref, values, base, block, k)
+                values = dict(mean=mean, cov=_flat(cov), predicted_mean=a,
+                              predicted_cov=_flat(P), observation_mean=y_mean,
+                              observation_cov=_flat(y_cov), log_likelihood_terms=[loglik])
+                for ref, field in zip(out_refs, _written(n)):
+                    ks.store_rows(ref, values[field], base, block, k)
             go = (k + 1 < chunk) & (t + 1 < T)
             return _keep(go, _predict(p, mean, cov), (a, P)) + (total,)
 
@@ -398,7 +399,18 @@ _STATE_FIELDS = ("mean", "cov", "predicted_mean", "predicted_cov", "observation_
 
 
 def _state_shapes(n, m):
-    return ((n,), (n, n), (n,), (n, n), (m,), (m, m), ())
+    return dict(zip(_STATE_FIELDS, ((n,), (n, n), (n,), (n, n), (m,), (m, m), ())))
+
+
+def _written(n):
+    """The fields the fix-up kernel writes: all of them, or for ``n >``
+    :data:`probssm.kalman.kernel_algebra.LOOP_ROWS` the filtered moments and log-likelihood
+    terms only (the predicted and observation moments then come from them in XLA,
+    :func:`_states_result`): every store adds to Triton's compile time, which at ``n = 8`` the
+    fix-up sets."""
+    if n > ka.LOOP_ROWS:
+        return ("mean", "cov", "log_likelihood_terms")
+    return _STATE_FIELDS
 
 
 def _forward(model, y, write_states, chunk, block, group, interpret):
@@ -416,8 +428,9 @@ def _forward(model, y, write_states, chunk, block, group, interpret):
         lanes, block, interpret)
     states = ks.chunk_scan(alg, elements, B, chunks, group=group, interpret=interpret)
     if write_states:
-        outs = [jax.ShapeDtypeStruct((chunk, ks.pow2(math.prod(s)), padded_lanes), dtype)
-                for s in _state_shapes(n, m)]
+        shapes = _state_shapes(n, m)
+        outs = [jax.ShapeDtypeStruct((chunk, ks.pow2(math.prod(shapes[f])), padded_lanes), dtype)
+                for f in _written(n)]
     else:
         outs = [jax.ShapeDtypeStruct((1, padded_lanes), dtype)]
     result = ks.call(_fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states),
@@ -426,10 +439,26 @@ def _forward(model, y, write_states, chunk, block, group, interpret):
 
 
 def _states_result(model, outs, B, T, chunks):
+    """The filter's fields from the fix-up's outputs (:func:`_written`); missing predicted
+    moments :math:`F m_{t-1} + u`, :math:`F P_{t-1} F^T + Q` (the prior at ``t = 0``) and
+    observation moments :math:`H a_t + d`, :math:`H P^-_t H^T + R` computed here."""
     n, m = model.state_dim, model.observation_dim
-    out = {k: _from_lane_minor(x, B, T, chunks, s)
-           for k, x, s in zip(_STATE_FIELDS, outs, _state_shapes(n, m))}
+    shapes = _state_shapes(n, m)
+    out = {k: _from_lane_minor(x, B, T, chunks, shapes[k]) for k, x in zip(_written(n), outs)}
     F, Q, u = model.transition_matrix, model.transition_cov, model.transition_offset
+    if "predicted_mean" not in out:
+        H, R, d = model.observation_matrix, model.observation_cov, model.observation_offset
+        prior_mean = jnp.broadcast_to(model.initial_mean, (B, 1, n))
+        prior_cov = jnp.broadcast_to(model.initial_cov, (B, 1, n, n))
+        a = jnp.einsum("ij,btj->bti", F, out["mean"][:, :-1]) + u
+        P = jnp.einsum("ij,btjk,lk->btil", F, out["cov"][:, :-1], F) + Q
+        a = jnp.concatenate([prior_mean.astype(a.dtype), a], axis=1)
+        P = jnp.concatenate([prior_cov.astype(P.dtype), P], axis=1)
+        P = 0.5 * (P + jnp.swapaxes(P, -1, -2))
+        S = jnp.einsum("ij,btjk,lk->btil", H, P, H) + R
+        out["predicted_mean"], out["predicted_cov"] = a, P
+        out["observation_mean"] = jnp.einsum("ij,btj->bti", H, a) + d
+        out["observation_cov"] = 0.5 * (S + jnp.swapaxes(S, -1, -2))
     last_mean, last_cov = out["mean"][:, -1], out["cov"][:, -1]
     out["next_mean"] = jnp.einsum("ij,bj->bi", F, last_mean) + u
     out["next_cov"] = jnp.einsum("ij,bjk,lk->bil", F, last_cov, F) + Q
