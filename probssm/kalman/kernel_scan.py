@@ -30,8 +30,9 @@ row count rounded up to a power of two, arrays padded to it), split into lane ve
 coalescing pass walks the whole def-use slice of every memory operation, so its compile time
 grows with (memory operations) x (kernel size); one tile per field instead of one access per row
 cuts the kernels' compile time several-fold. Elements of more than :data:`MAX_TILE_ROWS` rows
-(``n > 4``) are gathered field by field (:func:`gather_fields`): the GPU backend's address
-arithmetic (LLVM's straight-line strength reduction) is superlinear in a tile's addresses.
+(``n > 4``) are gathered in a few power-of-two tiles without padding (:func:`gather_fields`):
+the GPU backend's address arithmetic (LLVM's straight-line strength reduction) is superlinear
+in a tile's addresses.
 """
 
 from __future__ import annotations
@@ -174,15 +175,15 @@ def gather_rows(ref, count, lanes):
 def gather_fields(ref, shapes, lanes):
     """The fields ``shapes`` stacked in the rows of ``ref`` ``(R, N)`` at the lanes ``lanes``: a
     list of all rows' lane vectors, as :func:`gather_rows` of all rows. One load if they fill at
-    most :data:`MAX_TILE_ROWS` rows, else one load per field (its rows rounded up to a power of
-    two, within the ``R`` rows): LLVM's straight-line strength reduction, run by the GPU
-    backend, takes time superlinear in the addresses of a tile (8.3 s for the fold's two
-    256-row tiles at ``n = 8``, 0.4 s per field)."""
-    sizes = [math.prod(s) for s in shapes]
+    most :data:`MAX_TILE_ROWS` rows, else one load per power of two in the binary expansion of
+    the row count (208 rows: 128 + 64 + 16), with no padding rows: LLVM's straight-line strength
+    reduction, run by the GPU backend, takes time superlinear in the addresses of a tile (8.3 s
+    for the fold's two 256-row tiles at ``n = 8``)."""
+    total = sum(math.prod(s) for s in shapes)
+    if total <= MAX_TILE_ROWS:
+        return gather_rows(ref, total, lanes)
+    sizes = [1 << b for b in reversed(range(total.bit_length())) if total >> b & 1]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    if sum(sizes) <= MAX_TILE_ROWS or any(a + pow2(c) > ref.shape[0]
-                                          for a, c in zip(starts, sizes)):
-        return gather_rows(ref, sum(sizes), lanes)
     return [x for a, c in zip(starts, sizes)
             for x in split_rows(ref[_tile((), c, lanes, a)], c)]
 
