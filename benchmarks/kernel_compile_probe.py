@@ -221,6 +221,16 @@ def float32_vs_float64(T, batch, n=4):
     return errs
 
 
+
+def _record(result, info, **where):
+    """Append one program's timings, labelled with ``where`` (T, batch, mode, n), and print them."""
+    info.update(where)
+    result["entries"].append(info)
+    print(f"n={where['n']} T={where['T']} batch={where['batch']} {where['mode']:7s} "
+          f"trace+lower {info['trace_lower_s']:5.2f} s  xla {info['xla_compile_s']:5.2f} s  "
+          f"total {info['compile_s']:5.2f} s  run {info['run_ms']:.3f} ms", flush=True)
+
+
 def main(argv=None):
     """Run the probe (module docstring); JSON to ``--json``."""
     args = parse_args(argv)
@@ -240,20 +250,12 @@ def main(argv=None):
             y = y[0]
         for mode in args.modes:
             fn = FNS[mode]
-            info = timed_program(lambda y_: fn(model, y_, method="kernel"), y, args.runs)
-            info.update(T=T, batch=batch, mode=mode, n=args.n)
-            result["entries"].append(info)
-            print(f"n={args.n} T={T} batch={batch} {mode:7s} trace+lower {info['trace_lower_s']:5.2f} s  "
-                  f"xla {info['xla_compile_s']:5.2f} s  total {info['compile_s']:5.2f} s  "
-                  f"run {info['run_ms']:.3f} ms", flush=True)
+            info = timed_program(lambda y_, fn=fn, model=model: fn(model, y_, method="kernel"), y, args.runs)
+            _record(result, info, T=T, batch=batch, mode=mode, n=args.n)
             save()
         if args.grad:
             info = gradient_program(model, y, max(3, args.runs // 10))
-            info.update(T=T, batch=batch, mode="value_and_grad loglik")
-            result["entries"].append(info)
-            print(f"T={T} batch={batch} gradient trace+lower {info['trace_lower_s']:5.2f} s  "
-                  f"xla {info['xla_compile_s']:5.2f} s  total {info['compile_s']:5.2f} s  "
-                  f"run {info['run_ms']:.3f} ms", flush=True)
+            _record(result, info, T=T, batch=batch, mode="value_and_grad loglik", n=args.n)
             save()
     if args.kernels:
         T, batch = (int(float(v)) for v in args.sizes[0].split(":"))
