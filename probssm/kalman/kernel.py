@@ -39,8 +39,10 @@ in a whole or a partly missing row, is skipped.
 Supported (otherwise :func:`probssm.kalman.filter` uses ``"parallel"`` with the same results):
 time-invariant model without batch axes, ``n <= 8``, ``m <= 8``, float32/float64 (all static
 conditions, :func:`supported`), and a proper prior (a value, :func:`runtime_supported`).
-Gradients are computed by recomputation through the ``"parallel"`` method (``custom_vjp``),
-which gives the same function.
+Gradients (``custom_vjp``): the log-likelihood's is the exact score computed from the filtered
+moments by a backward associative scan (:mod:`.score`: a filter kernel pass and a scan of
+small matrix products, quick to compile); those of the filter's and smoother's per-step outputs
+by recomputation through the ``"parallel"`` method, which gives the same function.
 
 Compile time: most of Triton's compile time went to its coalescing pass, which walks the whole
 def-use slice of the kernel once for every load and store (and every ``ref[...] = v`` is a load
@@ -62,6 +64,7 @@ from jax.experimental import pallas as pl
 
 from . import kernel_algebra as ka
 from . import kernel_scan as ks
+from . import score
 from .model import LGSSM
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -528,7 +531,7 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK, group=None
     return out
 
 
-# -- differentiable entry points (gradients by recomputation through "parallel") ---------------
+# -- differentiable entry points ----------------------------------------------------------------
 def _reference(model: LGSSM, y, smooth):
     from .parallel import filter_single, smooth_single
 
@@ -562,8 +565,22 @@ smooth_states = _recomputed(
 smooth_states.__doc__ = """Differentiable kernel smoother of ``y`` ``(B, T, m)``: the outputs of
 :func:`smooth_batch`; the gradient is that of the ``"parallel"`` method (the same function)."""
 
-log_likelihood_sums = _recomputed(
-    lambda model, y: filter_batch(model, y, write_states=False)["log_likelihood"],
-    lambda model, y: _reference(model, y, smooth=False)["log_likelihood_terms"].sum(-1))
-log_likelihood_sums.__doc__ = """Differentiable kernel log-likelihood of each series of ``y``
-``(B, T, m)``: ``(B,)``. Writes no per-step states (reads ``y`` and a few chunk summaries only)."""
+@jax.custom_vjp
+def log_likelihood_sums(model: LGSSM, y):
+    """Differentiable kernel log-likelihood of each series of ``y`` ``(B, T, m)``: ``(B,)``.
+    Writes no per-step states (reads ``y`` and a few chunk summaries only). The gradient is the
+    exact score from the filtered moments (:func:`probssm.kalman.score.log_likelihood_vjp`: a
+    backward associative scan, no recomputation through ``"parallel"``)."""
+    return filter_batch(model, y, write_states=False)["log_likelihood"]
+
+
+def _log_likelihood_fwd(model, y):
+    states = filter_batch(model, y)
+    return states["log_likelihood_terms"].sum(axis=-1), (model, y, states)
+
+
+def _log_likelihood_bwd(residuals, cotangent):
+    return score.log_likelihood_vjp(*residuals, cotangent)
+
+
+log_likelihood_sums.defvjp(_log_likelihood_fwd, _log_likelihood_bwd)
