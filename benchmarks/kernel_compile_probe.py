@@ -8,7 +8,8 @@ public API with ``method="kernel"``, the model a constant of the program as in t
   ``xla_compile_s`` (``.compile()``: XLA and the Triton kernels) and ``compile_s``, their sum;
 * ``run_ms``: the median of ``--runs`` calls ending in ``block_until_ready``;
 * with ``--grad``, the same for ``jax.value_and_grad`` of the log-likelihood
-  (:func:`gradient_program`);
+  (:func:`gradient_program`) by each of ``--grad-methods`` (default the kernel, whose gradient
+  is the exact score of :mod:`probssm.kalman.score`);
 
 and, per Pallas kernel of the smoother's program at the first size (``--kernels``), the compile
 and run time of that kernel alone on its real inputs.
@@ -16,8 +17,8 @@ and run time of that kernel alone on its real inputs.
 Exactness on the device (``--check``): the kernel in float64 on the GPU against probssm's
 ``"sequential"`` filter and smoother in float64 on JAX's CPU backend, on a series with NaN rows
 and entries and a correlated ``R`` (``T = --check-T``) and on a batch of 8 series: the largest
-relative error of the log-likelihood, filtered and smoothed means and covariances and lag-one
-covariances. Also float32 against float64, both on the GPU, at the first size.
+relative error of the log-likelihood, filtered and smoothed means and covariances, lag-one
+covariances and the log-likelihood's gradient in every field of the model. Also float32 against float64, both on the GPU, at the first size.
 
 Usage (GPU)::
 
@@ -57,6 +58,9 @@ def parse_args(argv=None):
     ap.add_argument("--kernels", action="store_true", help="compile and time every kernel alone")
     ap.add_argument("--grad", action="store_true",
                     help="also the gradient of the log-likelihood (value_and_grad)")
+    ap.add_argument("--grad-methods", nargs="+", default=["kernel"],
+                    choices=["kernel", "parallel", "sequential"],
+                    help="methods whose gradient --grad times")
     ap.add_argument("--no-check", dest="check", action="store_false")
     ap.add_argument("--check-T", type=int, default=20000)
     ap.add_argument("--n", type=int, default=4, help="state dimension")
@@ -91,14 +95,14 @@ def timed_program(fn, y, runs):
                 run_ms=1e3 * statistics.median(times))
 
 
-def gradient_program(model, y, runs):
-    """``jax.value_and_grad`` of the kernel log-likelihood (summed over series) with respect to
-    :math:`\\theta` scaling :math:`Q` by :math:`e^{\\theta_0}` and :math:`R` by
+def gradient_program(model, y, runs, method="kernel"):
+    """``jax.value_and_grad`` of the log-likelihood (summed over series) by ``method`` with
+    respect to :math:`\\theta` scaling :math:`Q` by :math:`e^{\\theta_0}` and :math:`R` by
     :math:`e^{\\theta_1}`, ``y`` a constant: compile and run time."""
     def objective(theta):
         m_ = model.replace(transition_cov=jnp.exp(theta[0]) * model.transition_cov,
                            observation_cov=jnp.exp(theta[1]) * model.observation_cov)
-        return kalman.log_likelihood(m_, y, method="kernel").sum()
+        return kalman.log_likelihood(m_, y, method=method).sum()
 
     return timed_program(jax.value_and_grad(objective), jnp.zeros(2, y.dtype), runs)
 
@@ -186,7 +190,9 @@ def exactness(T, n=4):
             with jax.default_device(cpu):
                 ref = kalman.smooth(model, y, method="sequential")
                 ref = jax.tree_util.tree_map(np.asarray, ref)
+                ref_grad = _model_gradient(model, y, "sequential")
             ker = kalman.smooth(model, jnp.asarray(y), method="kernel")
+            ker_grad = _model_gradient(model, jnp.asarray(y), "kernel")
             ll = kalman.log_likelihood(model, jnp.asarray(y), method="kernel")
             errs = dict(loglik=rel(ll, ref.filtered.log_likelihood),
                         loglik_states=rel(ker.filtered.log_likelihood, ref.filtered.log_likelihood),
@@ -196,11 +202,30 @@ def exactness(T, n=4):
                         observation_cov=rel(ker.filtered.observation_cov,
                                             ref.filtered.observation_cov),
                         smoothed_mean=rel(ker.mean, ref.mean), smoothed_cov=rel(ker.cov, ref.cov),
-                        lag_one_cov=rel(ker.lag_one_cov, ref.lag_one_cov))
+                        lag_one_cov=rel(ker.lag_one_cov, ref.lag_one_cov),
+                        loglik_gradient=_gradient_error(ker_grad, ref_grad))
             out[label] = errs
             print(f"  exactness {label}: " + " ".join(f"{k} {v:.1e}" for k, v in errs.items()),
                   flush=True)
     return out
+
+
+def _model_gradient(model, y, method):
+    """Gradient of the summed log-likelihood with respect to every field of ``model``."""
+    return jax.grad(lambda m_: kalman.log_likelihood(m_, y, method=method).sum())(model)
+
+
+def _gradient_error(got, want):
+    """Largest relative error over the fields (covariances along symmetric directions)."""
+    sym = lambda g: 0.5 * (g + np.swapaxes(g, -1, -2))  # noqa: E731
+    errs = []
+    for name in ("transition_matrix", "transition_cov", "observation_matrix", "observation_cov",
+                 "initial_mean", "initial_cov", "transition_offset", "observation_offset"):
+        g, w = np.asarray(getattr(got, name), np.float64), np.asarray(getattr(want, name), np.float64)
+        if name.endswith("_cov"):
+            g, w = sym(g), sym(w)
+        errs.append(rel(g, w))
+    return max(errs)
 
 
 def float32_vs_float64(T, batch, n=4):
@@ -208,13 +233,16 @@ def float32_vs_float64(T, batch, n=4):
     model32, y32 = model_and_data(T, batch, jnp.float32, n=n)
     s32 = kalman.smooth(model32, y32, method="kernel")
     l32 = kalman.log_likelihood(model32, y32, method="kernel")
+    g32 = _model_gradient(model32, y32, "kernel")
     with jax.enable_x64(True):
         model64, y64 = model_and_data(T, batch, jnp.float64, n=n)
         s64 = kalman.smooth(model64, y64, method="kernel")
+        g64 = _model_gradient(model64, y64, "kernel")
         errs = dict(loglik=rel(l32, s64.filtered.log_likelihood),
                     filtered_mean=rel(s32.filtered.mean, s64.filtered.mean),
                     filtered_cov=rel(s32.filtered.cov, s64.filtered.cov),
                     smoothed_mean=rel(s32.mean, s64.mean), smoothed_cov=rel(s32.cov, s64.cov),
+                    loglik_gradient=_gradient_error(g32, g64),
                     finite=bool(np.all(np.isfinite(np.asarray(s32.mean)))
                                 and np.all(np.isfinite(np.asarray(s32.cov)))))
     print("  float32 vs float64: " + " ".join(f"{k} {v}" for k, v in errs.items()), flush=True)
@@ -227,6 +255,7 @@ def _record(result, info, **where):
     info.update(where)
     result["entries"].append(info)
     print(f"n={where['n']} T={where['T']} batch={where['batch']} {where['mode']:7s} "
+          f"{where.get('method', 'kernel')} "
           f"trace+lower {info['trace_lower_s']:5.2f} s  xla {info['xla_compile_s']:5.2f} s  "
           f"total {info['compile_s']:5.2f} s  run {info['run_ms']:.3f} ms", flush=True)
 
@@ -253,9 +282,10 @@ def main(argv=None):
             info = timed_program(lambda y_, fn=fn, model=model: fn(model, y_, method="kernel"), y, args.runs)
             _record(result, info, T=T, batch=batch, mode=mode, n=args.n)
             save()
-        if args.grad:
-            info = gradient_program(model, y, max(3, args.runs // 10))
-            _record(result, info, T=T, batch=batch, mode="value_and_grad loglik", n=args.n)
+        for method in args.grad_methods if args.grad else ():
+            info = gradient_program(model, y, max(3, args.runs // 10), method)
+            _record(result, info, T=T, batch=batch, mode="value_and_grad loglik", n=args.n,
+                    method=method)
             save()
     if args.kernels:
         T, batch = (int(float(v)) for v in args.sizes[0].split(":"))
