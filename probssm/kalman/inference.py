@@ -368,8 +368,9 @@ def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
 def log_likelihood(model: LGSSM, y, *, method: str = "auto", burn: int = 0):
     """:math:`\\log p(y_{burn:T} \\mid y_{0:burn})` under ``model``; shape ``(*batch,)``.
 
-    Differentiable in the model's fields (use it as an MLE objective). With ``method="kernel"``
-    it writes no per-step states.
+    Differentiable in the model's fields and in ``y`` (use it as an MLE objective). With
+    ``method="kernel"`` it writes no per-step states, and its gradient is the exact score from
+    the kernel filter's moments (:func:`probssm.kalman.score.log_likelihood_vjp`).
     """
     y = _check_observations(model, y)
     method = _route(_resolve_method(method, y.shape[-2]), model, y)
