@@ -131,30 +131,36 @@ def join_rows(values):
     return level[0].reshape(values[0].shape[0], R).T
 
 
-def _tile(lead, count, lanes, first=0):
-    """Indexer of the ``(pow2(count), block)`` tile of rows ``0..pow2(count)-1`` and columns
-    ``lanes`` of a ``(*lead, R, N)`` array. With ``lanes`` not provably contiguous, Triton lays
-    the tile out one lane per thread (the last axis first among equals), as the arithmetic on
-    lane vectors is, so no layout conversion through shared memory is needed. Every index is
-    int32 (the interpreter wants one integer type; Python ints and ``fori_loop`` counters are
-    int64 under x64)."""
+def _tile(ref, lead, count, lanes, first=0):
+    """Indexer of the ``(pow2(count), block)`` tile of rows ``first..first+pow2(count)-1`` and
+    columns ``lanes`` of ``ref`` ``(*lead, R, N)``.
+
+    ``lanes`` is clamped to ``0..N-1`` (a no-op on valid lanes): the clamp tells LLVM that the
+    int32 offsets ``row * N + lane`` do not overflow, so every row's address becomes one
+    constant offset from the lanes' address; without it LLVM's straight-line strength
+    reduction spends over a second per kernel on a gathered ``n = 8`` element's addresses. It
+    also hides that the lanes are contiguous (:func:`_contiguous`). Every index is int32 (the
+    interpreter wants one integer type; Python ints and ``fori_loop`` counters are int64 under
+    x64)."""
     lead = tuple(jnp.asarray(i, jnp.int32) for i in lead)
     rows = first + jnp.arange(pow2(count), dtype=jnp.int32)[:, None]
-    return (*lead, rows, jnp.asarray(lanes, jnp.int32)[None, :])
+    lanes = jnp.clip(jnp.asarray(lanes, jnp.int32), 0, ref.shape[-1] - 1)
+    return (*lead, rows, lanes[None, :])
 
 
-def _contiguous(ref, base, block):
-    """Lanes ``base..base+block-1`` as an index vector that Triton cannot prove contiguous
-    (clipped to the array): a provably contiguous one is loaded several lanes to a thread and then
-    converted, through shared memory, to the one lane a thread of the arithmetic."""
-    return jnp.minimum(jnp.asarray(base, jnp.int32) + jnp.arange(block, dtype=jnp.int32),
-                       ref.shape[-1] - 1)
+def _contiguous(base, block):
+    """Lanes ``base..base+block-1``, an index vector that Triton cannot prove contiguous once
+    :func:`_tile` clamps it: with a provably contiguous one Triton loads several lanes to a
+    thread and then converts them, through shared memory, to the one lane a thread of the
+    arithmetic; unproven, it lays the tile out one lane per thread (the last axis first among
+    equals), as the arithmetic on lane vectors is."""
+    return jnp.asarray(base, jnp.int32) + jnp.arange(block, dtype=jnp.int32)
 
 
 def load_rows(ref, count, base, block, *lead):
     """Rows ``0..count-1`` of lanes ``base..base+block-1`` of ``ref`` (``(*lead, R, N)``,
     ``R >= pow2(count)``), one load: a list of ``count`` lane vectors."""
-    return split_rows(ref[_tile(lead, count, _contiguous(ref, base, block))], count)
+    return split_rows(ref[_tile(ref, lead, count, _contiguous(base, block))], count)
 
 
 def store_rows(ref, values, base, block, *lead):
@@ -162,14 +168,14 @@ def store_rows(ref, values, base, block, *lead):
     to the next power of two)."""
     from jax.experimental.pallas import triton as plgpu
 
-    lanes = _contiguous(ref, base, block)
-    plgpu.store(ref.at[_tile(lead, len(values), lanes)], join_rows(values))
+    lanes = _contiguous(base, block)
+    plgpu.store(ref.at[_tile(ref, lead, len(values), lanes)], join_rows(values))
 
 
 def gather_rows(ref, count, lanes):
     """Rows ``0..count-1`` of the lanes ``lanes`` (an index vector ``(block,)``) of ``ref``
     ``(R, N)``, one load."""
-    return split_rows(ref[_tile((), count, lanes)], count)
+    return split_rows(ref[_tile(ref, (), count, lanes)], count)
 
 
 def gather_fields(ref, shapes, lanes):
@@ -185,7 +191,7 @@ def gather_fields(ref, shapes, lanes):
     sizes = [1 << b for b in reversed(range(total.bit_length())) if total >> b & 1]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     return [x for a, c in zip(starts, sizes)
-            for x in split_rows(ref[_tile((), c, lanes, a)], c)]
+            for x in split_rows(ref[_tile(ref, (), c, lanes, a)], c)]
 
 
 def scatter_rows(ref, values, lanes, live, trash):
@@ -196,7 +202,7 @@ def scatter_rows(ref, values, lanes, live, trash):
     from jax.experimental.pallas import triton as plgpu
 
     columns = jnp.where(live, lanes, trash + jnp.arange(lanes.shape[0]))
-    plgpu.store(ref.at[_tile((), len(values), columns)], join_rows(values))
+    plgpu.store(ref.at[_tile(ref, (), len(values), columns)], join_rows(values))
 
 
 def geometry(series, chunks, group=None):
