@@ -52,8 +52,25 @@ from .model import FIELD_NAMES, LGSSM
 __all__ = ["log_likelihood_vjp"]
 
 
+# Products of the small per-step matrices as broadcast-multiply-and-sum, which XLA fuses into
+# loops: as dots, every level of the scan became a cuBLAS call autotuned at compile time (seconds
+# of GPU compile), with TF32 unless the precision were raised.
 def _mT(a):
     return jnp.swapaxes(a, -1, -2)
+
+
+def _mm(a, b):
+    """``a @ b`` over the last two axes (broadcast batch axes)."""
+    return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+
+
+def _mv(a, x):
+    """``a @ x``: ``a`` ``(..., i, j)``, ``x`` ``(..., j)``."""
+    return jnp.sum(a * x[..., None, :], axis=-1)
+
+
+def _outer(x, z):
+    return x[..., :, None] * z[..., None, :]
 
 
 def _compose(later, earlier):
@@ -61,7 +78,7 @@ def _compose(later, earlier):
     the map of ``earlier`` applied after that of ``later`` (which acts first, going back)."""
     A2, c2, W2 = later
     A1, c1, W1 = earlier
-    return (A2 @ A1, c1 + jnp.einsum("...ji,...j->...i", A1, c2), W1 + _mT(A1) @ W2 @ A1)
+    return (_mm(A2, A1), c1 + _mv(_mT(A1), c2), W1 + _mm(_mT(A1), _mm(W2, A1)))
 
 
 def _backward_adjoints(L, c, W):
@@ -70,7 +87,6 @@ def _backward_adjoints(L, c, W):
     return r_prev, N_prev
 
 
-@jax.default_matmul_precision("highest")
 def log_likelihood_vjp(model: LGSSM, y, states, cotangent):
     """Gradient of :math:`\\sum_b w_b \\ell_b` (``w`` = ``cotangent`` ``(B,)``) with respect to
     ``model`` (time-invariant, no batch axes) and ``y`` ``(B, T, m)`` (NaN = missing), from the
@@ -90,39 +106,40 @@ def log_likelihood_vjp(model: LGSSM, y, states, cotangent):
     mask2 = o[..., :, None] * o[..., None, :]
     Ho = o[..., :, None] * H  # (B, T, m, n): a missing entry is a zero row
     Ro = mask2 * R + jnp.eye(m, dtype=dtype) * (1.0 - o)[..., None, :]
-    v = jnp.where(observed, y - d - jnp.einsum("ij,btj->bti", H, a), 0.0)
-    S = Ho @ P @ _mT(Ho) + Ro
+    v = jnp.where(observed, y - d - _mv(H, a), 0.0)
+    HoP = _mm(Ho, P)
+    S = _mm(HoP, _mT(Ho)) + Ro
     chol = jnp.linalg.cholesky(0.5 * (S + _mT(S)))
     Sinv_v = cho_solve((chol, True), v[..., None])[..., 0]
-    Sinv_HP = cho_solve((chol, True), Ho @ P)  # (B, T, m, n) = K^T
+    Sinv_HP = cho_solve((chol, True), HoP)  # (B, T, m, n) = K^T
     K = _mT(Sinv_HP)
     eye = jnp.eye(n, dtype=dtype)
-    L = F @ (eye - K @ Ho)
-    c = jnp.einsum("btin,bti->btn", Ho, Sinv_v)
-    W = _mT(Ho) @ cho_solve((chol, True), Ho)
+    L = _mm(F, eye - _mm(K, Ho))
+    c = _mv(_mT(Ho), Sinv_v)
+    W = _mm(_mT(Ho), cho_solve((chol, True), Ho))
 
     r_prev, N_prev = _backward_adjoints(L, c, W)  # adjoints of a_t, P_t
     r = jnp.concatenate([r_prev[:, 1:], jnp.zeros_like(r_prev[:, :1])], axis=1)  # of a_{t+1}
     N = jnp.concatenate([N_prev[:, 1:], jnp.zeros_like(N_prev[:, :1])], axis=1)
-    G = r[..., :, None] * r[..., None, :] - N
-    r_f = jnp.einsum("ij,bti->btj", F, r)  # adjoints at the filtered moments
-    N_f = _mT(F) @ N @ F
-    u = Sinv_v - jnp.einsum("btni,btn->bti", K, r_f)
-    smoothed = a + jnp.einsum("btij,btj->bti", P, r_prev)
+    G = _outer(r, r) - N
+    r_f = _mv(_mT(F), r)  # adjoints at the filtered moments
+    N_f = _mm(_mT(F), _mm(N, F))
+    u = Sinv_v - _mv(_mT(K), r_f)
+    smoothed = a + _mv(P, r_prev)
 
     wsum = lambda x: jnp.sum(w.reshape(w.shape + (1,) * (x.ndim - 2)) * x, axis=(0, 1))  # noqa: E731
-    gF = wsum(r[..., :, None] * mean[..., None, :] + G @ F @ cov)
+    gF = wsum(_outer(r, mean) + _mm(_mm(G, F), cov))
     gQ = 0.5 * wsum(G)
     gb = wsum(r)
-    KT_Nf = _mT(K) @ N_f
-    gH = wsum(u[..., :, None] * smoothed[..., None, :] - Sinv_HP + KT_Nf @ cov)
-    D = cho_solve((chol, True), jnp.broadcast_to(jnp.eye(m, dtype=dtype), S.shape)) + KT_Nf @ K
-    gR = 0.5 * wsum(mask2 * (u[..., :, None] * u[..., None, :] - D))
+    KT_Nf = _mm(Sinv_HP, N_f)
+    gH = wsum(_outer(u, smoothed) - Sinv_HP + _mm(KT_Nf, cov))
+    D = cho_solve((chol, True), jnp.broadcast_to(jnp.eye(m, dtype=dtype), S.shape)) + _mm(KT_Nf, K)
+    gR = 0.5 * wsum(mask2 * (_outer(u, u) - D))
     gd = wsum(u)
     r0, N0 = r_prev[:, 0], N_prev[:, 0]
     w0 = w.reshape(-1, 1, 1)
     gm0 = jnp.sum(w * r0, axis=0)
-    gP0 = 0.5 * jnp.sum(w0 * (r0[:, :, None] * r0[:, None, :] - N0), axis=0)
+    gP0 = 0.5 * jnp.sum(w0 * (_outer(r0, r0) - N0), axis=0)
 
     sym = lambda g: 0.5 * (g + _mT(g))  # noqa: E731
     grads = dict(transition_matrix=gF, transition_cov=sym(gQ), observation_matrix=gH,
