@@ -18,8 +18,10 @@ the backward recursion :math:`r_{t-1} = H^T S_t^{-1} v_t + L_t^T r_t`,
 :math:`N_{t-1} = H^T S_t^{-1} H + L_t^T N_t L_t`, :math:`r_{T-1} = 0`, :math:`N_{T-1} = 0`
 gives :math:`\partial \ell / \partial a_{t+1} = r_t` and
 :math:`\partial \ell / \partial P_{t+1} = \tfrac12 (r_t r_t^T - N_t)`. It is an affine map of
-:math:`(r, N)` per step, so it runs as an associative scan of the elements
-:math:`(L_t, H^T S_t^{-1} v_t, H^T S_t^{-1} H)` (depth :math:`O(\log T)`). Then, with
+:math:`(r, N)` per step, so it runs as a scan of the elements
+:math:`(L_t, H^T S_t^{-1} v_t, H^T S_t^{-1} H)` composed associatively: sequential inside chunks
+of 32 steps, recursive doubling across chunks (depth :math:`O(32 + \log T)`, each level
+compiled once). Then, with
 :math:`\tilde r_t = F^T r_t`, :math:`\tilde N_t = F^T N_t F`, :math:`G_t = r_t r_t^T - N_t`,
 :math:`u_t = S_t^{-1} v_t - K_t^T \tilde r_t` and the smoothed mean
 :math:`\hat x_t = a_t + P_t r_{t-1}`:
@@ -52,21 +54,22 @@ from .model import FIELD_NAMES, LGSSM
 __all__ = ["log_likelihood_vjp"]
 
 
-# Products of the small per-step matrices as broadcast-multiply-and-sum, which XLA fuses into
-# loops: as dots, every level of the scan became a cuBLAS call autotuned at compile time (seconds
-# of GPU compile), with TF32 unless the precision were raised.
+_HIGHEST = jax.lax.Precision.HIGHEST  # float32 products in full float32, not TF32, on GPUs
+_SCAN_CHUNK = 32
+
+
 def _mT(a):
     return jnp.swapaxes(a, -1, -2)
 
 
 def _mm(a, b):
-    """``a @ b`` over the last two axes (broadcast batch axes)."""
-    return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+    """``a @ b`` over the last two axes (batch axes broadcast)."""
+    return jnp.matmul(a, b, precision=_HIGHEST)
 
 
 def _mv(a, x):
     """``a @ x``: ``a`` ``(..., i, j)``, ``x`` ``(..., j)``."""
-    return jnp.sum(a * x[..., None, :], axis=-1)
+    return jnp.einsum("...ij,...j->...i", a, x, precision=_HIGHEST)
 
 
 def _outer(x, z):
@@ -81,10 +84,60 @@ def _compose(later, earlier):
     return (_mm(A2, A1), c1 + _mv(_mT(A1), c2), W1 + _mm(_mT(A1), _mm(W2, A1)))
 
 
-def _backward_adjoints(L, c, W):
-    """``(r_{t-1}, N_{t-1})`` for every ``t``, from the elements at ``t .. T-1`` (time axis 1)."""
-    _, r_prev, N_prev = jax.lax.associative_scan(_compose, (L, c, W), reverse=True, axis=1)
-    return r_prev, N_prev
+def _suffix_doubling(A, c, W):
+    """Every suffix composition of the elements along axis 1 (of ``t .. T-1`` at ``t``), by
+    recursive doubling: level ``k`` composes each window with the one ``2^k`` later (identity past
+    the end). :math:`O(T \\log T)` work, but one compiled level in a ``fori_loop``, where
+    ``lax.associative_scan`` unrolls ``2 log2 T`` levels (3.6-7.6 s of XLA compile on an H100
+    at T = 1e6, ``benchmarks/score_compile_probe.py``)."""
+    T, n = c.shape[1], c.shape[-1]
+    identity = (jnp.eye(n, dtype=A.dtype), jnp.zeros((n,), A.dtype), jnp.zeros((n, n), A.dtype))
+    steps = jnp.arange(T)
+
+    def later_window(x, shift, ident):
+        inside = (steps + shift < T).reshape((1, T) + (1,) * (x.ndim - 2))
+        return jnp.where(inside, jnp.roll(x, -shift, axis=1), ident)
+
+    def level(k, window):
+        shift = jnp.left_shift(1, k)
+        return _compose(tuple(map(later_window, window, (shift,) * 3, identity)), window)
+
+    return jax.lax.fori_loop(0, max(1, (T - 1).bit_length()), level, (A, c, W))
+
+
+def _backward_adjoints(L, c, W, chunk=_SCAN_CHUNK):
+    """``(r_{t-1}, N_{t-1})`` for every ``t`` (time axis 1), from the elements at ``t .. T-1``.
+
+    Work-efficient in three steps: a sequential ``lax.scan`` through every chunk of ``chunk``
+    steps (all chunks at once) gives the suffix compositions within chunks; recursive doubling
+    over the chunk totals (:func:`_suffix_doubling`) the adjoints entering each chunk from the
+    right; applying the within-chunk suffixes to them gives every step's."""
+    B, T, n = c.shape
+    C = -(-T // chunk)
+    pad = C * chunk - T  # identity elements after the end change no suffix
+    eye = jnp.eye(n, dtype=L.dtype)
+    padded = (jnp.concatenate([L, jnp.broadcast_to(eye, (B, pad, n, n))], axis=1),
+              jnp.pad(c, ((0, 0), (0, pad), (0, 0))),
+              jnp.pad(W, ((0, 0), (0, pad), (0, 0), (0, 0))))
+    by_step = tuple(jnp.moveaxis(x.reshape((B, C, chunk) + x.shape[2:]), 2, 0) for x in padded)
+
+    def back(later, element):
+        window = _compose(later, element)
+        return window, window
+
+    identity = (jnp.broadcast_to(eye, (B, C, n, n)), jnp.zeros((B, C, n), L.dtype),
+                jnp.zeros((B, C, n, n), L.dtype))
+    totals, (A_w, c_w, W_w) = jax.lax.scan(back, identity, by_step, reverse=True)
+    _, r_chunks, N_chunks = _suffix_doubling(*totals)
+    r_in = jnp.concatenate([r_chunks[:, 1:], jnp.zeros_like(r_chunks[:, :1])], axis=1)
+    N_in = jnp.concatenate([N_chunks[:, 1:], jnp.zeros_like(N_chunks[:, :1])], axis=1)
+    r_prev = c_w + _mv(_mT(A_w), r_in)
+    N_prev = W_w + _mm(_mT(A_w), _mm(N_in, A_w))
+
+    def by_time(x):
+        return jnp.moveaxis(x, 0, 2).reshape((B, C * chunk) + x.shape[3:])[:, :T]
+
+    return by_time(r_prev), by_time(N_prev)
 
 
 def log_likelihood_vjp(model: LGSSM, y, states, cotangent):

@@ -94,3 +94,24 @@ def test_kernel_log_likelihood_gradient_in_every_field():
     observed = ~np.isnan(np.asarray(y))
     np.testing.assert_allclose(np.asarray(got_y)[observed], np.asarray(want_y)[observed],
                                atol=1e-9)
+
+
+def test_backward_adjoints_across_chunks_equal_the_recursion():
+    """The chunked scan (sequential in chunks, doubling across them) against the recursion
+    ``r_{t-1} = c_t + L_t^T r_t``, ``N_{t-1} = W_t + L_t^T N_t L_t`` run step by step: one
+    step, a partial chunk, whole chunks, and a partial last chunk."""
+    rng = np.random.default_rng(3)
+    for T in (1, 5, 8, 9, 37):
+        L = 0.6 * rng.normal(size=(2, T, 3, 3))
+        c = rng.normal(size=(2, T, 3))
+        W = rng.normal(size=(2, T, 3, 3))
+        r, N = np.zeros((2, 3)), np.zeros((2, 3, 3))
+        want_r, want_N = np.zeros_like(c), np.zeros_like(W)
+        for t in reversed(range(T)):
+            r = c[:, t] + np.einsum("bji,bj->bi", L[:, t], r)
+            N = W[:, t] + np.einsum("bji,bjk,bkl->bil", L[:, t], N, L[:, t])
+            want_r[:, t], want_N[:, t] = r, N
+        with jax.enable_x64(True):
+            got_r, got_N = score._backward_adjoints(*map(jnp.asarray, (L, c, W)), chunk=8)
+        np.testing.assert_allclose(got_r, want_r, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
+        np.testing.assert_allclose(got_N, want_N, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
