@@ -39,10 +39,10 @@ in a whole or a partly missing row, is skipped.
 Supported (otherwise :func:`probssm.kalman.filter` uses ``"parallel"`` with the same results):
 time-invariant model without batch axes, ``n <= 8``, ``m <= 8``, float32/float64 (all static
 conditions, :func:`supported`), and a proper prior (a value, :func:`runtime_supported`).
-Gradients (``custom_vjp``): the log-likelihood's is the exact score computed from the filtered
-moments by a backward associative scan (:mod:`.score`: a filter kernel pass and a scan of
-small matrix products, quick to compile); those of the filter's and smoother's per-step outputs
-by recomputation through the ``"parallel"`` method, which gives the same function.
+Gradients (``custom_vjp``): the filter's (and so the log-likelihood's, the exact score) are its
+reverse mode computed from its own outputs by one backward scan of small matrix products
+(:mod:`.score`: quick to compile, no recomputation); the smoother's by recomputation through
+the ``"parallel"`` method, which gives the same function.
 
 Compile time: most of Triton's compile time went to its coalescing pass, which walks the whole
 def-use slice of the kernel once for every load and store (and every ``ref[...] = v`` is a load
@@ -532,45 +532,55 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK, group=None
 
 
 # -- differentiable entry points ----------------------------------------------------------------
-def _reference(model: LGSSM, y, smooth):
-    from .parallel import filter_single, smooth_single
+@jax.custom_vjp
+def filter_states(model: LGSSM, y):
+    """Differentiable kernel filter of ``y`` ``(B, T, m)``: the outputs of :func:`filter_batch`.
+    The gradient is the filter's reverse mode computed from these outputs
+    (:func:`probssm.kalman.score.filter_vjp`: one backward scan, no recomputation)."""
+    return filter_batch(model, y)
 
-    single = smooth_single if smooth else filter_single
+
+def _filter_fwd(model, y):
+    states = filter_batch(model, y)
+    return states, (model, y, states)
+
+
+def _filter_bwd(residuals, cotangents):
+    return score.filter_vjp(*residuals, cotangents)
+
+
+filter_states.defvjp(_filter_fwd, _filter_bwd)
+
+
+def _smooth_reference(model: LGSSM, y):
+    from .parallel import smooth_single
 
     def one(y_):
-        out = single(model, y_)
+        out = smooth_single(model, y_)
         out.pop("cov_sqrt")
         return out
 
     return jax.vmap(one)(y)
 
 
-def _recomputed(fn, reference):
-    """``fn`` with the gradient of ``reference`` (the same function, computed differently)."""
-    wrapped = jax.custom_vjp(fn)
-    wrapped.defvjp(lambda model, y: (fn(model, y), (model, y)),
-                   lambda res, ct: jax.vjp(reference, *res)[1](ct))
-    return wrapped
+@jax.custom_vjp
+def smooth_states(model: LGSSM, y):
+    """Differentiable kernel smoother of ``y`` ``(B, T, m)``: the outputs of
+    :func:`smooth_batch`; the gradient is that of the ``"parallel"`` method (the same function),
+    by recomputation."""
+    return smooth_batch(model, y)
 
 
-filter_states = _recomputed(
-    lambda model, y: filter_batch(model, y),
-    lambda model, y: _reference(model, y, smooth=False))
-filter_states.__doc__ = """Differentiable kernel filter of ``y`` ``(B, T, m)``: the outputs of
-:func:`filter_batch`; the gradient is that of the ``"parallel"`` method (the same function)."""
+smooth_states.defvjp(lambda model, y: (smooth_batch(model, y), (model, y)),
+                     lambda residuals, cotangents: jax.vjp(_smooth_reference, *residuals)[1](
+                         cotangents))
 
-smooth_states = _recomputed(
-    lambda model, y: smooth_batch(model, y),
-    lambda model, y: _reference(model, y, smooth=True))
-smooth_states.__doc__ = """Differentiable kernel smoother of ``y`` ``(B, T, m)``: the outputs of
-:func:`smooth_batch`; the gradient is that of the ``"parallel"`` method (the same function)."""
 
 @jax.custom_vjp
 def log_likelihood_sums(model: LGSSM, y):
     """Differentiable kernel log-likelihood of each series of ``y`` ``(B, T, m)``: ``(B,)``.
     Writes no per-step states (reads ``y`` and a few chunk summaries only). The gradient is the
-    exact score from the filtered moments (:func:`probssm.kalman.score.log_likelihood_vjp`: a
-    backward associative scan, no recomputation through ``"parallel"``)."""
+    exact score from the filtered moments (:func:`probssm.kalman.score.log_likelihood_vjp`)."""
     return filter_batch(model, y, write_states=False)["log_likelihood"]
 
 

@@ -51,7 +51,7 @@ from jax.scipy.linalg import cho_solve
 
 from .model import FIELD_NAMES, LGSSM
 
-__all__ = ["log_likelihood_vjp"]
+__all__ = ["filter_vjp", "log_likelihood_vjp"]
 
 
 _HIGHEST = jax.lax.Precision.HIGHEST  # float32 products in full float32, not TF32, on GPUs
@@ -76,22 +76,37 @@ def _outer(x, z):
     return x[..., :, None] * z[..., None, :]
 
 
+def _sym(a):
+    return 0.5 * (a + _mT(a))
+
+
 def _compose(later, earlier):
-    """Backward elements ``(A, c, W)`` mapping ``(r, N)`` to ``(c + A^T r, W + A^T N A)``:
-    the map of ``earlier`` applied after that of ``later`` (which acts first, going back)."""
-    A2, c2, W2 = later
-    A1, c1, W1 = earlier
-    return (_mm(A2, A1), c1 + _mv(_mT(A1), c2), W1 + _mm(_mT(A1), _mm(W2, A1)))
+    """Backward elements ``(A, c, h, W)``, each the map
+    :math:`(\\lambda, \\Lambda) \\mapsto (A^T \\lambda + c,\\;
+    A^T \\Lambda A + \\mathrm{sym}(h (A^T \\lambda)^T) + W)`: the map of ``earlier`` applied
+    after that of ``later`` (which acts first, going back in time). The coupling term keeps its
+    form: ``h = h_1 + A_1^T h_2``."""
+    A2, c2, h2, W2 = later
+    A1, c1, h1, W1 = earlier
+    A1T = _mT(A1)
+    x = _mv(A1T, c2)
+    return (_mm(A2, A1), c1 + x, h1 + _mv(A1T, h2),
+            W1 + _mm(A1T, _mm(W2, A1)) + _sym(_outer(h1, x)))
 
 
-def _suffix_doubling(A, c, W):
-    """Every suffix composition of the elements along axis 1 (of ``t .. T-1`` at ``t``), by
+def _identity(n, dtype, shape=()):
+    eye = jnp.broadcast_to(jnp.eye(n, dtype=dtype), shape + (n, n))
+    return eye, jnp.zeros(shape + (n,), dtype), jnp.zeros(shape + (n,), dtype), jnp.zeros_like(eye)
+
+
+def _suffix_doubling(elements):
+    """Every suffix composition of ``elements`` along axis 1 (of ``t .. T-1`` at ``t``), by
     recursive doubling: level ``k`` composes each window with the one ``2^k`` later (identity past
     the end). :math:`O(T \\log T)` work, but one compiled level in a ``fori_loop``, where
     ``lax.associative_scan`` unrolls ``2 log2 T`` levels (3.6-7.6 s of XLA compile on an H100
     at T = 1e6, ``benchmarks/score_compile_probe.py``)."""
-    T, n = c.shape[1], c.shape[-1]
-    identity = (jnp.eye(n, dtype=A.dtype), jnp.zeros((n,), A.dtype), jnp.zeros((n, n), A.dtype))
+    T, n = elements[0].shape[1], elements[0].shape[-1]
+    identity = _identity(n, elements[0].dtype)
     steps = jnp.arange(T)
 
     def later_window(x, shift, ident):
@@ -100,44 +115,182 @@ def _suffix_doubling(A, c, W):
 
     def level(k, window):
         shift = jnp.left_shift(1, k)
-        return _compose(tuple(map(later_window, window, (shift,) * 3, identity)), window)
+        return _compose(tuple(later_window(x, shift, i) for x, i in zip(window, identity)), window)
 
-    return jax.lax.fori_loop(0, max(1, (T - 1).bit_length()), level, (A, c, W))
+    return jax.lax.fori_loop(0, max(1, (T - 1).bit_length()), level, tuple(elements))
 
 
-def _backward_adjoints(L, c, W, chunk=_SCAN_CHUNK):
-    """``(r_{t-1}, N_{t-1})`` for every ``t`` (time axis 1), from the elements at ``t .. T-1``.
-
-    Work-efficient in three steps: a sequential ``lax.scan`` through every chunk of ``chunk``
-    steps (all chunks at once) gives the suffix compositions within chunks; recursive doubling
-    over the chunk totals (:func:`_suffix_doubling`) the adjoints entering each chunk from the
-    right; applying the within-chunk suffixes to them gives every step's."""
-    B, T, n = c.shape
+def _suffix_compositions(elements, chunk=_SCAN_CHUNK):
+    """Every suffix composition of ``elements`` (time axis 1), work-efficiently: a sequential
+    ``lax.scan`` through every chunk of ``chunk`` steps (all chunks at once) composes the suffixes
+    within chunks, recursive doubling (:func:`_suffix_doubling`) those of the chunk totals, and
+    one more composition joins each step's suffix in its chunk to the next chunk's."""
+    B, T, n = elements[1].shape
+    dtype = elements[0].dtype
     C = -(-T // chunk)
     pad = C * chunk - T  # identity elements after the end change no suffix
-    eye = jnp.eye(n, dtype=L.dtype)
-    padded = (jnp.concatenate([L, jnp.broadcast_to(eye, (B, pad, n, n))], axis=1),
-              jnp.pad(c, ((0, 0), (0, pad), (0, 0))),
-              jnp.pad(W, ((0, 0), (0, pad), (0, 0), (0, 0))))
+    padded = [jnp.concatenate([x, jnp.broadcast_to(i, (B, pad) + i.shape)], axis=1)
+              for x, i in zip(elements, _identity(n, dtype))]
     by_step = tuple(jnp.moveaxis(x.reshape((B, C, chunk) + x.shape[2:]), 2, 0) for x in padded)
 
     def back(later, element):
         window = _compose(later, element)
         return window, window
 
-    identity = (jnp.broadcast_to(eye, (B, C, n, n)), jnp.zeros((B, C, n), L.dtype),
-                jnp.zeros((B, C, n, n), L.dtype))
-    totals, (A_w, c_w, W_w) = jax.lax.scan(back, identity, by_step, reverse=True)
-    _, r_chunks, N_chunks = _suffix_doubling(*totals)
-    r_in = jnp.concatenate([r_chunks[:, 1:], jnp.zeros_like(r_chunks[:, :1])], axis=1)
-    N_in = jnp.concatenate([N_chunks[:, 1:], jnp.zeros_like(N_chunks[:, :1])], axis=1)
-    r_prev = c_w + _mv(_mT(A_w), r_in)
-    N_prev = W_w + _mm(_mT(A_w), _mm(N_in, A_w))
+    totals, within = jax.lax.scan(back, _identity(n, dtype, (B, C)), by_step, reverse=True)
+    chunk_suffixes = _suffix_doubling(totals)
+    after = [jnp.concatenate([x[:, 1:], i], axis=1)
+             for x, i in zip(chunk_suffixes, _identity(n, dtype, (B, 1)))]
+    joined = _compose(tuple(x[None] for x in after), within)
 
     def by_time(x):
         return jnp.moveaxis(x, 0, 2).reshape((B, C * chunk) + x.shape[3:])[:, :T]
 
-    return by_time(r_prev), by_time(N_prev)
+    return tuple(map(by_time, joined))
+
+
+def _sum_terms(*terms):
+    """The sum of the terms that are not ``None`` (absent cotangents), or ``None``."""
+    present = [t for t in terms if t is not None]
+    return sum(present[1:], present[0]) if present else None
+
+
+def filter_vjp(model: LGSSM, y, states, cotangents):
+    """Reverse mode of the filter in parallel over time: the gradient of
+    :math:`\\sum \\langle \\bar o, o \\rangle` over the filter's outputs ``o`` (``states``)
+    and their cotangents :math:`\\bar o` (``cotangents``: a dict with any of the keys of
+    ``states`` below, absent = zero), with respect to ``model`` (time-invariant, no batch axes)
+    and ``y`` ``(B, T, m)`` (NaN = missing).
+
+    ``states`` (from :func:`probssm.kalman.kernel.filter_batch`): ``predicted_mean``,
+    ``mean`` ``(B, T, n)``, ``predicted_cov``, ``cov`` ``(B, T, n, n)``; cotangents also for
+    ``observation_mean`` ``(B, T, m)``, ``observation_cov`` ``(B, T, m, m)``,
+    ``log_likelihood_terms`` ``(B, T)``, ``next_mean`` ``(B, n)``, ``next_cov`` ``(B, n, n)``.
+    Returns ``(model_cotangent, y_cotangent)``: an :class:`LGSSM` of gradients (zero for
+    ``initial_diffuse_cov``; covariances symmetric) and ``(B, T, m)`` (zero where missing).
+
+    With the adjoints :math:`\\lambda_t, \\Lambda_t` of the predicted moments
+    :math:`a_t, P_t` (module docstring for :math:`S_t, K_t, v_t`), :math:`z_t = S_t^{-1} v_t`,
+    :math:`h_t = H^T z_t`, :math:`\\tilde L_t = I - K_t H` and :math:`A_t = F \\tilde L_t`,
+    one step back is
+
+    .. math::
+
+        \\lambda_t = A_t^T \\lambda_{t+1} + c_t, \\qquad
+        \\Lambda_t = A_t^T \\Lambda_{t+1} A_t + \\mathrm{sym}(h_t (A_t^T \\lambda_{t+1})^T)
+            + W_t,
+
+    with :math:`c_t = \\tilde L_t^T \\bar m_t + \\bar\\ell_t h_t + \\bar a_t
+    + H^T \\bar o_t` and :math:`W_t = \\tilde L_t^T \\bar P_{t|t} \\tilde L_t
+    + \\mathrm{sym}(h_t (\\tilde L_t^T \\bar m_t)^T)
+    + \\tfrac12 \\bar\\ell_t (h_t h_t^T - H^T S_t^{-1} H) + \\bar P_t + H^T \\bar S^o_t H`
+    (the last two for the predicted and observation covariances' cotangents), started from the
+    cotangents of ``next_mean`` and ``next_cov``. These maps compose associatively
+    (:func:`_compose`), so all adjoints come from one scan (:func:`_suffix_compositions`). The
+    adjoints of the filtered moments are then :math:`\\mu_t = F^T \\lambda_{t+1} + \\bar m_t`,
+    :math:`\\Gamma_t = F^T \\Lambda_{t+1} F + \\bar P_{t|t}`, and each field's gradient a sum
+    over steps: :math:`\\partial_F = \\sum \\lambda_{t+1} m_t^T + 2 \\Lambda_{t+1} F P_{t|t}`,
+    :math:`\\partial_Q = \\sum \\Lambda_{t+1}`, :math:`\\partial_b = \\sum \\lambda_{t+1}`,
+    :math:`\\bar v_t = K_t^T \\mu_t - \\bar\\ell_t z_t` (:math:`= \\partial_{y_t}`,
+    :math:`\\partial_d = -\\sum \\bar v_t + \\bar o_t`), :math:`\\bar S_t =
+    \\tfrac12 \\bar\\ell_t (z_t z_t^T - S_t^{-1}) - \\mathrm{sym}(K_t^T \\mu_t z_t^T)
+    + K_t^T \\Gamma_t K_t` (:math:`\\partial_R = \\sum \\bar S_t + \\bar S^o_t`),
+    :math:`\\partial_H = \\sum -\\bar v_t a_t^T + 2 \\bar S_t H P_t + z_t (P_t \\mu_t)^T
+    - 2 K_t^T \\Gamma_t P_t + \\bar o_t a_t^T + 2 \\bar S^o_t H P_t`,
+    :math:`\\partial_{\\mu_0} = \\lambda_0`, :math:`\\partial_{P_0} = \\Lambda_0`.
+    """
+    F = model.transition_matrix
+    H, R, d = model.observation_matrix, model.observation_cov, model.observation_offset
+    n, m = model.state_dim, model.observation_dim
+    B, T, _ = y.shape
+    dtype = y.dtype
+    a, P = states["predicted_mean"], states["predicted_cov"]
+    mean, cov = states["mean"], states["cov"]
+
+    def cotangent(key, symmetric=False):
+        value = cotangents.get(key)
+        if value is None:
+            return None
+        value = jnp.asarray(value, dtype)
+        return _sym(value) if symmetric else value
+
+    g_mean, g_cov = cotangent("mean"), cotangent("cov", True)
+    g_pmean, g_pcov = cotangent("predicted_mean"), cotangent("predicted_cov", True)
+    g_omean, g_ocov = cotangent("observation_mean"), cotangent("observation_cov", True)
+    g_ll = cotangent("log_likelihood_terms")
+    g_next_mean, g_next_cov = cotangent("next_mean"), cotangent("next_cov", True)
+
+    observed = ~jnp.isnan(y)
+    o = observed.astype(dtype)
+    mask2 = _outer(o, o)
+    Ho = o[..., :, None] * H  # (B, T, m, n): a missing entry is a zero row with unit noise
+    Ro = mask2 * R + jnp.eye(m, dtype=dtype) * (1.0 - o)[..., None, :]
+    v = jnp.where(observed, y - d - _mv(H, a), 0.0)
+    HoP = _mm(Ho, P)
+    S = _mm(HoP, _mT(Ho)) + Ro
+    chol = jnp.linalg.cholesky(_sym(S))
+    z = cho_solve((chol, True), v[..., None])[..., 0]
+    KT = cho_solve((chol, True), HoP)  # (B, T, m, n)
+    K = _mT(KT)
+    h = _mv(_mT(Ho), z)
+    L_tilde = jnp.eye(n, dtype=dtype) - _mm(K, Ho)
+    L_tildeT = _mT(L_tilde)
+    gl = None if g_ll is None else g_ll[..., None]
+    gl2 = None if g_ll is None else g_ll[..., None, None]
+    Sinv = None if g_ll is None else cho_solve(
+        (chol, True), jnp.broadcast_to(jnp.eye(m, dtype=dtype), S.shape))
+    Lt_gm = None if g_mean is None else _mv(L_tildeT, g_mean)
+
+    c = _sum_terms(Lt_gm, None if gl is None else gl * h, g_pmean,
+                   None if g_omean is None else _mv(_mT(H), g_omean))
+    W = _sum_terms(
+        None if g_cov is None else _mm(L_tildeT, _mm(g_cov, L_tilde)),
+        None if g_mean is None else _sym(_outer(h, Lt_gm)),
+        None if gl is None else 0.5 * gl2 * (_outer(h, h) - _mm(_mT(Ho), _mm(Sinv, Ho))),
+        g_pcov,
+        None if g_ocov is None else _mm(_mT(H), _mm(g_ocov, H)))
+    zeros_n, zeros_nn = jnp.zeros((B, T, n), dtype), jnp.zeros((B, T, n, n), dtype)
+    c = zeros_n if c is None else c
+    W = zeros_nn if W is None else W
+    terminal = (jnp.zeros((B, 1, n, n), dtype),
+                jnp.zeros((B, 1, n), dtype) if g_next_mean is None else g_next_mean[:, None],
+                jnp.zeros((B, 1, n), dtype),
+                jnp.zeros((B, 1, n, n), dtype) if g_next_cov is None else g_next_cov[:, None])
+    elements = [jnp.concatenate([x, e], axis=1)
+                for x, e in zip((_mm(F, L_tilde), c, h, W), terminal)]
+    _, lam, _, Lam = _suffix_compositions(elements)  # adjoints of a_t, P_t for t = 0 .. T
+    lam_next, Lam_next = lam[:, 1:], Lam[:, 1:]  # of a_{t+1}, P_{t+1}
+
+    mu = _sum_terms(_mv(_mT(F), lam_next), g_mean)
+    Gamma = _sum_terms(_mm(_mT(F), _mm(Lam_next, F)), g_cov)
+    v_bar = _sum_terms(_mv(KT, mu), None if gl is None else -gl * z)
+    S_bar = mask2 * _sum_terms(
+        None if gl is None else 0.5 * gl2 * (_outer(z, z) - Sinv),
+        -_sym(_outer(_mv(KT, mu), z)), _mm(KT, _mm(Gamma, K)))
+
+    total = lambda x: jnp.sum(x, axis=(0, 1))  # noqa: E731
+    gF = total(_outer(lam_next, mean) + 2.0 * _mm(Lam_next, _mm(F, cov)))
+    gH = total(-_outer(v_bar, a) + 2.0 * _mm(S_bar, HoP) + _outer(z, _mv(P, mu))
+               - 2.0 * _mm(KT, _mm(Gamma, P)))
+    gR = total(S_bar)
+    gd = -total(v_bar)
+    if g_omean is not None:
+        gH = gH + total(_outer(g_omean, a))
+        gd = gd + total(g_omean)
+    if g_ocov is not None:
+        gH = gH + 2.0 * total(_mm(g_ocov, _mm(H, P)))
+        gR = gR + total(g_ocov)
+    grads = dict(transition_matrix=gF, transition_cov=_sym(total(Lam_next)),
+                 observation_matrix=gH, observation_cov=_sym(gR),
+                 initial_mean=jnp.sum(lam[:, 0], axis=0),
+                 initial_cov=_sym(jnp.sum(Lam[:, 0], axis=0)),
+                 transition_offset=total(lam_next), observation_offset=gd,
+                 initial_diffuse_cov=jnp.zeros_like(model.initial_diffuse_cov))
+    children, static = model.tree_flatten()
+    model_ct = LGSSM.tree_unflatten(static, [
+        jnp.asarray(grads[k], leaf.dtype).reshape(jnp.shape(leaf))
+        for k, leaf in zip(FIELD_NAMES, children)])
+    return model_ct, v_bar
 
 
 def log_likelihood_vjp(model: LGSSM, y, states, cotangent):
@@ -145,62 +298,11 @@ def log_likelihood_vjp(model: LGSSM, y, states, cotangent):
     ``model`` (time-invariant, no batch axes) and ``y`` ``(B, T, m)`` (NaN = missing), from the
     filter's ``states``: ``predicted_mean`` ``(B, T, n)``, ``predicted_cov`` ``(B, T, n, n)``,
     ``mean``, ``cov`` (filtered, same shapes). Returns ``(model_cotangent, y_cotangent)``, an
-    :class:`LGSSM` of gradients (zero for ``initial_diffuse_cov``) and ``(B, T, m)``."""
-    F, Q = model.transition_matrix, model.transition_cov
-    H, R, d = model.observation_matrix, model.observation_cov, model.observation_offset
-    n, m = model.state_dim, model.observation_dim
-    dtype = y.dtype
-    a, P = states["predicted_mean"], states["predicted_cov"]
-    mean, cov = states["mean"], states["cov"]
-    w = jnp.asarray(cotangent, dtype)[:, None]  # (B, 1): weight of every step of a series
-
-    observed = ~jnp.isnan(y)
-    o = observed.astype(dtype)
-    mask2 = o[..., :, None] * o[..., None, :]
-    Ho = o[..., :, None] * H  # (B, T, m, n): a missing entry is a zero row
-    Ro = mask2 * R + jnp.eye(m, dtype=dtype) * (1.0 - o)[..., None, :]
-    v = jnp.where(observed, y - d - _mv(H, a), 0.0)
-    HoP = _mm(Ho, P)
-    S = _mm(HoP, _mT(Ho)) + Ro
-    chol = jnp.linalg.cholesky(0.5 * (S + _mT(S)))
-    Sinv_v = cho_solve((chol, True), v[..., None])[..., 0]
-    Sinv_HP = cho_solve((chol, True), HoP)  # (B, T, m, n) = K^T
-    K = _mT(Sinv_HP)
-    eye = jnp.eye(n, dtype=dtype)
-    L = _mm(F, eye - _mm(K, Ho))
-    c = _mv(_mT(Ho), Sinv_v)
-    W = _mm(_mT(Ho), cho_solve((chol, True), Ho))
-
-    r_prev, N_prev = _backward_adjoints(L, c, W)  # adjoints of a_t, P_t
-    r = jnp.concatenate([r_prev[:, 1:], jnp.zeros_like(r_prev[:, :1])], axis=1)  # of a_{t+1}
-    N = jnp.concatenate([N_prev[:, 1:], jnp.zeros_like(N_prev[:, :1])], axis=1)
-    G = _outer(r, r) - N
-    r_f = _mv(_mT(F), r)  # adjoints at the filtered moments
-    N_f = _mm(_mT(F), _mm(N, F))
-    u = Sinv_v - _mv(_mT(K), r_f)
-    smoothed = a + _mv(P, r_prev)
-
-    wsum = lambda x: jnp.sum(w.reshape(w.shape + (1,) * (x.ndim - 2)) * x, axis=(0, 1))  # noqa: E731
-    gF = wsum(_outer(r, mean) + _mm(_mm(G, F), cov))
-    gQ = 0.5 * wsum(G)
-    gb = wsum(r)
-    KT_Nf = _mm(Sinv_HP, N_f)
-    gH = wsum(_outer(u, smoothed) - Sinv_HP + _mm(KT_Nf, cov))
-    D = cho_solve((chol, True), jnp.broadcast_to(jnp.eye(m, dtype=dtype), S.shape)) + _mm(KT_Nf, K)
-    gR = 0.5 * wsum(mask2 * (_outer(u, u) - D))
-    gd = wsum(u)
-    r0, N0 = r_prev[:, 0], N_prev[:, 0]
-    w0 = w.reshape(-1, 1, 1)
-    gm0 = jnp.sum(w * r0, axis=0)
-    gP0 = 0.5 * jnp.sum(w0 * (_outer(r0, r0) - N0), axis=0)
-
-    sym = lambda g: 0.5 * (g + _mT(g))  # noqa: E731
-    grads = dict(transition_matrix=gF, transition_cov=sym(gQ), observation_matrix=gH,
-                 observation_cov=sym(gR), initial_mean=gm0, initial_cov=sym(gP0),
-                 transition_offset=gb, observation_offset=gd,
-                 initial_diffuse_cov=jnp.zeros_like(model.initial_diffuse_cov))
-    children, static = model.tree_flatten()
-    model_ct = LGSSM.tree_unflatten(static, [
-        jnp.asarray(grads[k], leaf.dtype).reshape(jnp.shape(leaf))
-        for k, leaf in zip(FIELD_NAMES, children)])
-    return model_ct, -w[..., None] * u
+    :class:`LGSSM` of gradients (zero for ``initial_diffuse_cov``) and ``(B, T, m)``: the
+    Koopman-Shephard score of the module docstring, :func:`filter_vjp` with the cotangent on the
+    log-likelihood terms only (:math:`c_t = h_t`, :math:`W_t = \\tfrac12 (h_t h_t^T - H^T
+    S_t^{-1} H)`, so :math:`\\lambda_t = r_{t-1}`, :math:`\\Lambda_t = \\tfrac12 (r_{t-1}
+    r_{t-1}^T - N_{t-1})`)."""
+    w = jnp.asarray(cotangent, y.dtype)
+    terms = jnp.broadcast_to(w[:, None], y.shape[:2])
+    return filter_vjp(model, y, states, {"log_likelihood_terms": terms})

@@ -1,9 +1,10 @@
-"""The exact score from the filtered moments (probssm.kalman.score) against reverse-mode autodiff
-of the sequential filter, and the kernel log-likelihood's gradient that uses it."""
+"""The filter's reverse mode and the exact score from the filtered moments (probssm.kalman.score)
+against reverse-mode autodiff of the sequential filter, and the kernel gradients that use them."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,22 +97,59 @@ def test_kernel_log_likelihood_gradient_in_every_field():
                                atol=1e-9)
 
 
-def test_backward_adjoints_across_chunks_equal_the_recursion():
-    """The chunked scan (sequential in chunks, doubling across them) against the recursion
-    ``r_{t-1} = c_t + L_t^T r_t``, ``N_{t-1} = W_t + L_t^T N_t L_t`` run step by step: one
-    step, a partial chunk, whole chunks, and a partial last chunk."""
+def test_suffix_compositions_across_chunks_equal_the_recursion():
+    """The chunked scan (sequential in chunks, doubling across them) against the backward maps
+    run step by step, :math:`\\lambda_t = A_t^T \\lambda_{t+1} + c_t`, :math:`\\Lambda_t =
+    A_t^T \\Lambda_{t+1} A_t + \\mathrm{sym}(h_t (A_t^T \\lambda_{t+1})^T) + W_t`, from a
+    terminal element (``A = 0``): one step, a partial chunk, whole chunks, a partial last one."""
     rng = np.random.default_rng(3)
     for T in (1, 5, 8, 9, 37):
-        L = 0.6 * rng.normal(size=(2, T, 3, 3))
-        c = rng.normal(size=(2, T, 3))
+        A = 0.6 * rng.normal(size=(2, T, 3, 3))
+        A[:, -1] = 0.0
+        c, h = rng.normal(size=(2, T, 3)), rng.normal(size=(2, T, 3))
         W = rng.normal(size=(2, T, 3, 3))
-        r, N = np.zeros((2, 3)), np.zeros((2, 3, 3))
-        want_r, want_N = np.zeros_like(c), np.zeros_like(W)
+        lam, Lam = np.zeros((2, 3)), np.zeros((2, 3, 3))
+        want_lam, want_Lam = np.zeros_like(c), np.zeros_like(W)
         for t in reversed(range(T)):
-            r = c[:, t] + np.einsum("bji,bj->bi", L[:, t], r)
-            N = W[:, t] + np.einsum("bji,bjk,bkl->bil", L[:, t], N, L[:, t])
-            want_r[:, t], want_N[:, t] = r, N
+            x = np.einsum("bji,bj->bi", A[:, t], lam)
+            coupling = h[:, t, :, None] * x[:, None, :]
+            Lam = (np.einsum("bji,bjk,bkl->bil", A[:, t], Lam, A[:, t]) + W[:, t]
+                   + 0.5 * (coupling + np.swapaxes(coupling, 1, 2)))
+            lam = x + c[:, t]
+            want_lam[:, t], want_Lam[:, t] = lam, Lam
         with jax.enable_x64(True):
-            got_r, got_N = score._backward_adjoints(*map(jnp.asarray, (L, c, W)), chunk=8)
-        np.testing.assert_allclose(got_r, want_r, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
-        np.testing.assert_allclose(got_N, want_N, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
+            _, got_lam, _, got_Lam = score._suffix_compositions(
+                tuple(map(jnp.asarray, (A, c, h, W))), chunk=8)
+        np.testing.assert_allclose(got_lam, want_lam, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
+        np.testing.assert_allclose(got_Lam, want_Lam, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
+
+
+_FILTER_OUTPUTS = ("mean", "cov", "predicted_mean", "predicted_cov", "observation_mean",
+                   "observation_cov", "log_likelihood_terms", "next_mean", "next_cov")
+
+
+@pytest.mark.parametrize("outputs", [_FILTER_OUTPUTS, ("mean",), ("cov", "next_cov"),
+                                     ("predicted_cov", "observation_cov")])
+def test_filter_vjp_equals_autodiff_of_the_sequential_filter(outputs):
+    """Random cotangents on the filter's outputs (all, or a few with the others absent): the
+    gradient in every field and in ``y`` equals reverse-mode autodiff of the sequential filter."""
+    rng = np.random.default_rng(len(outputs))
+    with jax.enable_x64(True):
+        model, y, _ = _problem(11, False, True, False)
+        states = jax.vmap(lambda yy: sequential.filter_single(model, yy))(y)
+        cotangents = {k: jnp.asarray(rng.normal(size=states[k].shape)) for k in outputs}
+
+        def pairing(model, y):
+            out = jax.vmap(lambda yy: sequential.filter_single(model, yy))(y)
+            return sum(jnp.sum(cotangents[k] * out[k]) for k in outputs)
+
+        g_model, g_y = jax.grad(pairing, argnums=(0, 1))(model, y)
+        s_model, s_y = score.filter_vjp(model, y, states, cotangents)
+    for name in FIELD_NAMES:
+        want, got = np.asarray(getattr(g_model, name)), np.asarray(getattr(s_model, name))
+        if name.endswith("_cov"):
+            want = _sym(want)
+        scale = max(np.max(np.abs(want)), 1.0)
+        np.testing.assert_allclose(got, want, atol=1e-9 * scale, rtol=0, err_msg=name)
+    observed = ~np.isnan(np.asarray(y))
+    np.testing.assert_allclose(np.asarray(s_y)[observed], np.asarray(g_y)[observed], atol=1e-9)
