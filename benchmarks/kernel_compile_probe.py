@@ -7,9 +7,10 @@ public API with ``method="kernel"``, the model a constant of the program as in t
 * ``trace_lower_s`` (``jax.jit(f).lower(y)``: tracing, Pallas -> Triton lowering, StableHLO),
   ``xla_compile_s`` (``.compile()``: XLA and the Triton kernels) and ``compile_s``, their sum;
 * ``run_ms``: the median of ``--runs`` calls ending in ``block_until_ready``;
-* with ``--grad``, the same for ``jax.value_and_grad`` of the log-likelihood
-  (:func:`gradient_program`) by each of ``--grad-methods`` (default the kernel, whose gradient
-  is the exact score of :mod:`probssm.kalman.score`);
+* with ``--grad``, the same for ``jax.value_and_grad`` of the log-likelihood and, with
+  ``--grad-outputs loglik filter``, of the filter's outputs (:func:`gradient_program`) by each of
+  ``--grad-methods`` (default the kernel, whose gradient is the filter's reverse mode of
+  :mod:`probssm.kalman.score`);
 
 and, per Pallas kernel of the smoother's program at the first size (``--kernels``), the compile
 and run time of that kernel alone on its real inputs.
@@ -58,6 +59,8 @@ def parse_args(argv=None):
     ap.add_argument("--kernels", action="store_true", help="compile and time every kernel alone")
     ap.add_argument("--grad", action="store_true",
                     help="also the gradient of the log-likelihood (value_and_grad)")
+    ap.add_argument("--grad-outputs", nargs="+", default=["loglik"], choices=["loglik", "filter"],
+                    help="what --grad differentiates: the log-likelihood, the filter's outputs")
     ap.add_argument("--grad-methods", nargs="+", default=["kernel"],
                     choices=["kernel", "parallel", "sequential"],
                     help="methods whose gradient --grad times")
@@ -95,13 +98,18 @@ def timed_program(fn, y, runs):
                 run_ms=1e3 * statistics.median(times))
 
 
-def gradient_program(model, y, runs, method="kernel"):
-    """``jax.value_and_grad`` of the log-likelihood (summed over series) by ``method`` with
-    respect to :math:`\\theta` scaling :math:`Q` by :math:`e^{\\theta_0}` and :math:`R` by
-    :math:`e^{\\theta_1}`, ``y`` a constant: compile and run time."""
+def gradient_program(model, y, runs, method="kernel", output="loglik"):
+    """``jax.value_and_grad`` by ``method`` of the log-likelihood (summed over series;
+    ``output="loglik"``) or of the filter's outputs (``"filter"``: the sum of squared filtered
+    means and of the filtered covariances' entries), with respect to :math:`\\theta` scaling
+    :math:`Q` by :math:`e^{\\theta_0}` and :math:`R` by :math:`e^{\\theta_1}`, ``y`` a
+    constant: compile and run time."""
     def objective(theta):
         m_ = model.replace(transition_cov=jnp.exp(theta[0]) * model.transition_cov,
                            observation_cov=jnp.exp(theta[1]) * model.observation_cov)
+        if output == "filter":
+            res = kalman.filter(m_, y, method=method)
+            return jnp.sum(res.mean ** 2) + jnp.sum(res.cov)
         return kalman.log_likelihood(m_, y, method=method).sum()
 
     return timed_program(jax.value_and_grad(objective), jnp.zeros(2, y.dtype), runs)
@@ -283,10 +291,11 @@ def main(argv=None):
             _record(result, info, T=T, batch=batch, mode=mode, n=args.n)
             save()
         for method in args.grad_methods if args.grad else ():
-            info = gradient_program(model, y, max(3, args.runs // 10), method)
-            _record(result, info, T=T, batch=batch, mode="value_and_grad loglik", n=args.n,
-                    method=method)
-            save()
+            for output in args.grad_outputs:
+                info = gradient_program(model, y, max(3, args.runs // 10), method, output)
+                _record(result, info, T=T, batch=batch, mode=f"value_and_grad {output}",
+                        n=args.n, method=method)
+                save()
     if args.kernels:
         T, batch = (int(float(v)) for v in args.sizes[0].split(":"))
         model, y = model_and_data(T, batch, jnp.float32, n=args.n)
