@@ -60,6 +60,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.experimental import pallas as pl
 
 from . import kernel_algebra as ka
@@ -147,39 +148,39 @@ def _observation_rows(y, H, R, tiny, n, m):
     ``D_j = 0``) and the rows :math:`y^*_t = L^{-1} y_t`, :math:`H^*_t = L^{-1} H` are returned as
     ``(observed, y*_i, h*_i, D_i)``; a diagonal ``R`` gives ``L = I``.
     """
-    obs = [~jnp.isnan(v) for v in y]
-    base = [jnp.where(o, v, 0.0) for o, v in zip(obs, y)]
+    obs = [lax.eq(v, v) for v in y]  # not NaN
+    base = [ka.where(o, v, 0.0) for o, v in zip(obs, y)]
 
     def r(i, j):
         if i == j:
-            return jnp.where(obs[i], R[i][i], 1.0)
-        return jnp.where(obs[i] & obs[j], R[i][j], 0.0)
+            return ka.where(obs[i], R[i][i], 1.0)
+        return ka.where(lax.bitwise_and(obs[i], obs[j]), R[i][j], 0.0)
 
     scale = r(0, 0)
     for i in range(1, m):
-        scale = jnp.maximum(scale, r(i, i))
-    threshold = tiny * jnp.where(scale > 0, scale, 1.0)
+        scale = lax.max(scale, r(i, i))
+    threshold = lax.mul(tiny, ka.where(lax.gt(scale, ka.const(0.0, scale)), scale, 1.0))
     L = [[None] * m for _ in range(m)]
     D = [None] * m
     for j in range(m):
         dj = r(j, j)
         for k in range(j):
-            dj = dj - L[j][k] * L[j][k] * D[k]
-        positive = dj > threshold
-        inverse = jnp.where(positive, 1.0 / jnp.where(positive, dj, 1.0), 0.0)
+            dj = lax.sub(dj, lax.mul(lax.mul(L[j][k], L[j][k]), D[k]))
+        positive = lax.gt(dj, threshold)
+        inverse = ka.where(positive, ka.recip(ka.where(positive, dj, 1.0)), 0.0)
         for i in range(j + 1, m):
             s = r(i, j)
             for k in range(j):
-                s = s - L[i][k] * L[j][k] * D[k]
-            L[i][j] = s * inverse
-        D[j] = jnp.where(positive, dj, 0.0)
+                s = lax.sub(s, lax.mul(lax.mul(L[i][k], L[j][k]), D[k]))
+            L[i][j] = lax.mul(s, inverse)
+        D[j] = ka.where(positive, dj, 0.0)
     y_star, h_star = [], []
     for i in range(m):
         yi = base[i]
-        hi = [jnp.where(obs[i], H[i][l], 0.0) for l in range(n)]
+        hi = [ka.where(obs[i], H[i][l], 0.0) for l in range(n)]
         for k in range(i):
-            yi = yi - L[i][k] * y_star[k]
-            hi = [hi[l] - L[i][k] * h_star[k][l] for l in range(n)]
+            yi = lax.sub(yi, lax.mul(L[i][k], y_star[k]))
+            hi = [lax.sub(hi[l], lax.mul(L[i][k], h_star[k][l])) for l in range(n)]
         y_star.append(yi)
         h_star.append(hi)
     return [(obs[i], y_star[i], h_star[i], D[i]) for i in range(m)]
@@ -191,26 +192,28 @@ def _update(p, a, P, ys, n, m):
     log-likelihood term (0 where every entry is missing)."""
     loglik = jnp.zeros_like(a[0])
     for obs, y, h, r in _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m):
-        Ph = [sum(P[l][j] * h[j] for j in range(n)) for l in range(n)]
-        f = jnp.where(obs, sum(h[l] * Ph[l] for l in range(n)) + r, 1.0)
-        v = jnp.where(obs, y - sum(h[l] * a[l] for l in range(n)), 0.0)
-        w = jnp.where(obs, 1.0 / f, 0.0)
-        K = [Ph[l] * w for l in range(n)]
-        a = [a[l] + K[l] * v for l in range(n)]
-        P = ka.sym([[P[l][j] - K[l] * Ph[j] for j in range(n)] for l in range(n)])
-        loglik = loglik + jnp.where(obs, -0.5 * (_LOG_2PI + jnp.log(f) + v * v * w), 0.0)
+        Ph = ka.matvec(P, h)
+        f = ka.where(obs, lax.add(ka.dot(h, Ph), r), 1.0)
+        v = ka.where(obs, lax.sub(y, ka.dot(h, a)), 0.0)
+        w = ka.where(obs, ka.recip(f), 0.0)
+        K = [lax.mul(x, w) for x in Ph]
+        a = [lax.add(x, lax.mul(k, v)) for x, k in zip(a, K)]
+        P = ka.sym([[lax.sub(P[l][j], lax.mul(K[l], Ph[j])) if j >= l else None for j in range(n)]
+                    for l in range(n)])
+        term = lax.add(lax.add(ka.const(_LOG_2PI, f), lax.log(f)), lax.mul(lax.mul(v, v), w))
+        loglik = lax.add(loglik, ka.where(obs, lax.mul(ka.const(-0.5, f), term), 0.0))
     return a, P, loglik
 
 
 def _predict(p, a, P):
-    return [x + y for x, y in zip(ka.matvec(p["F"], a), p["u"])], ka.congruence(p["F"], P, plus=p["Q"])
+    return ka.plus(ka.matvec(p["F"], a), p["u"]), ka.congruence(p["F"], P, plus=p["Q"])
 
 
 def _keep(go, new, old):
     """``new`` where ``go`` else ``old``, over matching nested lists of lane vectors."""
     if isinstance(new, (list, tuple)):
         return type(new)(_keep(go, x, y) for x, y in zip(new, old))
-    return jnp.where(go, new, old)
+    return ka.where(go, new, old)
 
 
 def _lanes(block, chunks, chunk):
@@ -239,9 +242,9 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
         base, c, start = _lanes(block, chunks, chunk)
         first = c == 0
         zero = jnp.zeros(block, dtype)
-        A = [[jnp.where(first, zero, F[i][j]) for j in range(n)] for i in range(n)]
-        b = [jnp.where(first, p["m0"][i], u[i] + zero) for i in range(n)]
-        C = [[jnp.where(first, p["P0"][i][j], Q[i][j] + zero) for j in range(n)] for i in range(n)]
+        A = [[ka.where(first, zero, F[i][j]) for j in range(n)] for i in range(n)]
+        b = [ka.where(first, p["m0"][i], u[i]) for i in range(n)]
+        C = [[ka.where(first, p["P0"][i][j], Q[i][j]) for j in range(n)] for i in range(n)]
         eta = [zero] * n
         J = [[zero] * n for _ in range(n)]
 
@@ -250,17 +253,21 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
             t = start + k
             ys = ks.load_rows(y_ref, m, base, block, k)
             for obs, y, h, r in _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m):
-                hA = [sum(h[l] * A[l][j] for l in range(n)) for j in range(n)]
-                Ch = [sum(C[l][j] * h[j] for j in range(n)) for l in range(n)]
-                f = jnp.where(obs, sum(h[l] * Ch[l] for l in range(n)) + r, 1.0)
-                v = jnp.where(obs, y - sum(h[l] * b[l] for l in range(n)), 0.0)
-                w = jnp.where(obs, 1.0 / f, 0.0)
-                K = [Ch[l] * w for l in range(n)]
-                A = [[A[l][j] - K[l] * hA[j] for j in range(n)] for l in range(n)]
-                b = [b[l] + K[l] * v for l in range(n)]
-                C = ka.sym([[C[l][j] - K[l] * Ch[j] for j in range(n)] for l in range(n)])
-                eta = [eta[l] + hA[l] * v * w for l in range(n)]
-                J = ka.sym([[J[l][j] + hA[l] * hA[j] * w for j in range(n)] for l in range(n)])
+                hA = [ka.dot(h, column) for column in ka.transpose(A)]
+                Ch = ka.matvec(C, h)
+                f = ka.where(obs, lax.add(ka.dot(h, Ch), r), 1.0)
+                v = ka.where(obs, lax.sub(y, ka.dot(h, b)), 0.0)
+                w = ka.where(obs, ka.recip(f), 0.0)
+                K = [lax.mul(x, w) for x in Ch]
+                A = [[lax.sub(A[l][j], lax.mul(K[l], hA[j])) for j in range(n)] for l in range(n)]
+                b = [lax.add(x, lax.mul(k, v)) for x, k in zip(b, K)]
+                C = ka.sym([[lax.sub(C[l][j], lax.mul(K[l], Ch[j])) if j >= l else None
+                             for j in range(n)] for l in range(n)])
+                vw = lax.mul(v, w)
+                eta = [lax.add(x, lax.mul(a, vw)) for x, a in zip(eta, hA)]
+                hAw = [lax.mul(x, w) for x in hA]
+                J = ka.sym([[lax.add(J[l][j], lax.mul(hA[l], hAw[j])) if j >= l else None
+                             for j in range(n)] for l in range(n)])
             go = (k + 1 < chunk) & (t + 1 < T)
             b_next, C_next = _predict(p, b, C)
             return _keep(go, (ka.matmul(F, A), b_next, C_next), (A, b, C)) + (eta, J)
@@ -285,18 +292,18 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
         a, P = _predict(p, *end_of_previous)
         first = c == 0
         zero = jnp.zeros(block, dtype)
-        a = [jnp.where(first, p["m0"][i] + zero, a[i]) for i in range(n)]
-        P = [[jnp.where(first, p["P0"][i][j] + zero, P[i][j]) for j in range(n)] for i in range(n)]
+        a = [ka.where(first, p["m0"][i], a[i]) for i in range(n)]
+        P = [[ka.where(first, p["P0"][i][j], P[i][j]) for j in range(n)] for i in range(n)]
 
         def step(k, carry):
             a, P, total = carry
             t = start + k
             ys = ks.load_rows(y_ref, m, base, block, k)
             mean, cov, loglik = _update(p, a, P, ys, n, m)
-            total = total + jnp.where(t < T, loglik, 0.0)
+            total = lax.add(total, ka.where(t < T, loglik, 0.0))
             if write_states:
                 H = p["H"]
-                y_mean = [x + y for x, y in zip(ka.matvec(H, a), p["d"])]
+                y_mean = ka.plus(ka.matvec(H, a), p["d"])
                 y_cov = ka.congruence(H, P, plus=p["R"])
                 values = dict(mean=mean, cov=_flat(cov), predicted_mean=a,
                               predicted_cov=_flat(P), observation_mean=y_mean,
@@ -341,13 +348,24 @@ def _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype):
 
 
 # -- smoother pass: backward RTS through every chunk --------------------------------------------
+def _smoother_outputs(n):
+    """Rows of the smoother kernel's outputs: smoothed means, covariances, lag-one covariances;
+    for ``n >`` :data:`probssm.kalman.kernel_algebra.LOOP_ROWS` the covariances and lag-one
+    covariances in one array (``2 n^2`` rows, a power of two): one store less in the kernel,
+    whose compile time grows with its stores (Triton's coalescing pass)."""
+    if n > ka.LOOP_ROWS:
+        return (n, 2 * n * n)
+    return (n, n * n, n * n)
+
+
 def _smoother_kernel(n, m, T, chunk, chunks, block, dtype):
     """From the smoothed state entering each chunk from the right, the RTS recursion backward
-    through the chunk's filtered moments: smoothed mean, covariance and lag-one covariance."""
+    through the chunk's filtered moments: smoothed mean, covariance and lag-one covariance
+    (:func:`_smoother_outputs`)."""
     eps = float(jnp.finfo(dtype).eps)
     state_shapes = ks.backward_algebra(n).state_shapes
 
-    def kernel(p_ref, right_ref, mean_ref, cov_ref, s_mean_ref, s_cov_ref, lag_ref):
+    def kernel(p_ref, right_ref, mean_ref, cov_ref, s_mean_ref, s_cov_ref, *lag_ref):
         p = _read(p_ref, n, m)
         base, _, start = _lanes(block, chunks, chunk)
         right = ks.unpack(ks.load_rows(right_ref, ks.rows(state_shapes), base, block),
@@ -363,8 +381,12 @@ def _smoother_kernel(n, m, T, chunk, chunks, block, dtype):
             last = t == T - 1
             s_mean, s_cov = _keep(last, (mean, cov), (s_mean, s_cov))
             ks.store_rows(s_mean_ref, s_mean, base, block, k)
-            ks.store_rows(s_cov_ref, _flat(s_cov), base, block, k)
-            ks.store_rows(lag_ref, _flat(ka.matmul(state[1], ka.transpose(E))), base, block, k)
+            lag = _flat(ka.matmul(state[1], ka.transpose(E)))
+            if lag_ref:
+                ks.store_rows(s_cov_ref, _flat(s_cov), base, block, k)
+                ks.store_rows(lag_ref[0], lag, base, block, k)
+            else:
+                ks.store_rows(s_cov_ref, _flat(s_cov) + lag, base, block, k)
             return _keep(t < T, (s_mean, s_cov), state)
 
         jax.lax.fori_loop(0, chunk, step, tuple(right))
@@ -519,11 +541,13 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK, group=None
         lanes, block, interpret)
     right = ks.chunk_scan(ks.backward_algebra(n), backward, B, chunks, reverse=True, group=group,
                           interpret=interpret)
-    s_mean, s_cov, lag = ks.call(
+    s_mean, s_cov, *lag = ks.call(
         _smoother_kernel(n, m, T, chunk, chunks, block, dtype),
         [params, right, states[0], states[1]],
-        [jax.ShapeDtypeStruct((chunk, ks.pow2(r), padded_lanes), dtype) for r in (n, n * n, n * n)],
+        [jax.ShapeDtypeStruct((chunk, ks.pow2(r), padded_lanes), dtype)
+         for r in _smoother_outputs(n)],
         lanes, block, interpret)
+    lag = lag[0] if lag else s_cov[:, n * n:]
     out = _states_result(model, states, B, T, chunks)
     out["smoothed_mean"] = _from_lane_minor(s_mean, B, T, chunks, (n,))
     out["smoothed_cov"] = _from_lane_minor(s_cov, B, T, chunks, (n, n))

@@ -3,11 +3,19 @@
 A matrix is a list of rows, each entry a lane vector (``(block,)`` array: one value per lane, i.e.
 per chunk or series a kernel program handles); a vector is a list of lane vectors. Everything is
 unrolled at trace time for the static sizes ``n, m <= 8``, so a kernel holds its matrices in
-registers; products of matrices with more than :data:`LOOP_ROWS` rows (and the RTS element's
-triangular solves) run row by row in a ``fori_loop`` instead (:func:`by_rows`), whose body, one
-row, is compiled once: straight-line code of :math:`O(n^2)` instead of :math:`O(n^3)`
-operations, which Triton compiles much faster (its coalescing pass takes time quadratic in the
-size of a kernel). The same functions run on whole arrays in plain JAX (the pure references).
+registers; for more than :data:`LOOP_ROWS` rows, matrix products run row by row in a
+``fori_loop`` instead (:func:`by_rows`), the LDL split of an information matrix pivot by pivot
+in the loop that absorbs its factors (:func:`_split_and_absorb`) and the RTS element's solve by
+Gauss-Jordan elimination (:func:`solve_psd`): each loop body is compiled once, straight-line
+code of :math:`O(n^2)` instead of :math:`O(n^3)` operations, which Triton compiles much faster
+(its coalescing pass takes time quadratic in the size of a kernel). The same functions run on
+whole arrays in plain JAX (the pure references).
+
+The arithmetic binds ``jax.lax`` primitives directly (:func:`dot`, :func:`where`, ...): a
+``jnp`` function or operator on a tracer goes through a ``jit``-wrapped, type-promoting
+function and costs about three times as much to trace, and a kernel at ``n = 8`` traces tens
+of thousands of them. Entries may be lane vectors or 0-d values (the model's parameters) of
+one dtype; Python numbers are converted with :func:`const`.
 
 Element algebras used by :mod:`.kernel_scan` (each a ``combine`` of an earlier and a later
 element and an ``apply`` of an element to a state, in scan order):
@@ -17,7 +25,8 @@ element and an ``apply`` of an element to a state, in scan order):
   García-Fernández 2021). Combining an earlier ``i`` with a later ``j`` conditions ``i``'s end
   state on ``j``'s likelihood and carries it through ``j``'s transition: with
   :math:`J_j = L\\,\\mathrm{diag}(d)\\,L^T` the likelihood is a product of ``n`` scalar
-  factors, absorbed one at a time by rank-one updates (:func:`_absorb`; one division by
+  factors, absorbed one at a time by rank-one updates (:func:`_absorb`,
+  :func:`_split_and_absorb`; one division by
   :math:`1 + d_l h_l^T C h_l \\ge 1` each, no Cholesky factor, no square root), then
   :math:`A = A_j A_i'`, :math:`b = A_j b_i' + b_j`, :math:`C = A_j C_i' A_j^T + C_j` while
   :math:`\\eta_i, J_i` gather the factors' likelihood of the start state. This equals the
@@ -34,6 +43,8 @@ import contextlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 LOOP_ROWS = 4
 _ZERO = []
@@ -41,11 +52,11 @@ _ZERO = []
 
 @contextlib.contextmanager
 def opaque_zero(zero):
-    """Inside, the row loops (:func:`by_rows`, :func:`_substitute`, :func:`_absorb` for more
-    than :data:`LOOP_ROWS` rows) run from 0 to ``k + zero``, ``zero`` a traced int32 scalar
-    that is 0 at run time but unknown to the compiler (loaded from memory): with a constant
-    trip count LLVM unrolls the loops again into :math:`O(n^3)` straight-line code, whose
-    code generation for the GPU takes seconds."""
+    """Inside, the row loops (:func:`by_rows`, :func:`_substitute`, :func:`_absorb`,
+    :func:`_split_and_absorb`, :func:`solve_psd` for more than :data:`LOOP_ROWS` rows) run from
+    0 to ``k + zero``, ``zero`` a traced int32 scalar that is 0 at run time but unknown to the
+    compiler (loaded from memory): with a constant trip count LLVM unrolls the loops again into
+    :math:`O(n^3)` straight-line code, whose code generation for the GPU takes seconds."""
     _ZERO.append(zero)
     try:
         yield
@@ -56,6 +67,46 @@ def opaque_zero(zero):
 def _trips(k):
     """Upper bound of a row loop of ``k`` iterations (:func:`opaque_zero`)."""
     return k + _ZERO[-1] if _ZERO else k
+
+
+def const(value, like):
+    """The Python number ``value`` as a constant of ``like``'s dtype (``lax`` does not
+    promote)."""
+    return np.asarray(value, like.dtype)
+
+
+def dot(xs, ys):
+    r""":math:`\sum_k x_k y_k` of two equally long lists of entries (left to right)."""
+    total = lax.mul(xs[0], ys[0])
+    for x, y in zip(xs[1:], ys[1:]):
+        total = lax.add(total, lax.mul(x, y))
+    return total
+
+
+def minus_dot(c, xs, ys):
+    r""":math:`c - \sum_k x_k y_k` (``c`` for empty lists)."""
+    return lax.sub(c, dot(xs, ys)) if len(xs) else c
+
+
+def plus(xs, ys):
+    """Entry-wise sum of two lists."""
+    return [lax.add(x, y) for x, y in zip(xs, ys)]
+
+
+def recip(x):
+    """:math:`1 / x`."""
+    return lax.div(const(1.0, x), x)
+
+
+def where(pred, x, y):
+    """``x`` where ``pred`` else ``y``, entry by entry; ``x``, ``y`` may be Python numbers or
+    0-d values (broadcast to the lanes of ``pred``)."""
+    like = x if hasattr(x, "dtype") else y
+    shape = np.broadcast_shapes(jnp.shape(pred), jnp.shape(x), jnp.shape(y))
+    x, y = (v if jnp.shape(v) == shape
+            else lax.broadcast_in_dim(v if hasattr(v, "dtype") else const(v, like), shape, ())
+            for v in (x, y))
+    return lax.select(pred, x, y)
 
 
 def by_rows(compute, *rows):
@@ -103,14 +154,13 @@ def transpose(M):
 
 def matmul(A, B):
     """:math:`A B` (``(r, k) x (k, c)``; row by row, :func:`by_rows`)."""
-    inner, cols = len(B), len(B[0])
-    return by_rows(lambda a: [sum(a[k] * B[k][j] for k in range(inner)) for j in range(cols)],
-                   A)
+    columns = transpose(B)
+    return by_rows(lambda a: [dot(a, c) for c in columns], A)
 
 
 def matvec(M, x):
     """:math:`M x`."""
-    return [sum(M[i][k] * x[k] for k in range(len(x))) for i in range(len(M))]
+    return [dot(row, x) for row in M]
 
 
 def sym(M):
@@ -137,21 +187,60 @@ def cholesky(M, eps=None):
     """
     n = len(M)
     if eps is not None:
-        delta = 16 * eps * jnp.maximum(sum(M[i][i] for i in range(n)) / n, eps ** 0.5)
-        M = [[M[i][j] + delta if i == j else M[i][j] for j in range(n)] for i in range(n)]
+        delta = _jitter(M, eps)
+        M = [[lax.add(M[i][j], delta) if i == j else M[i][j] for j in range(n)] for i in range(n)]
     L = [[None] * n for _ in range(n)]
     for j in range(n):
-        d = M[j][j] - sum(L[j][k] * L[j][k] for k in range(j))
+        d = minus_dot(M[j][j], L[j][:j], L[j][:j])
         if eps is not None:
-            d = jnp.maximum(d, delta)
-        ljj = jnp.sqrt(d)
-        inv = 1.0 / ljj
+            d = lax.max(d, delta)
+        ljj = lax.sqrt(d)
+        inv = recip(ljj)
         L[j][j] = ljj
         for i in range(j + 1, n):
-            L[i][j] = (M[i][j] - sum(L[i][k] * L[j][k] for k in range(j))) * inv
+            L[i][j] = lax.mul(minus_dot(M[i][j], L[i][:j], L[j][:j]), inv)
         for i in range(j):
             L[i][j] = jnp.zeros_like(ljj)
     return L
+
+
+def _jitter(M, eps):
+    r""":math:`\delta = 16\,\epsilon\,\max(\mathrm{tr} M / n, \sqrt{\epsilon})` of
+    :func:`cholesky`."""
+    like = M[0][0]
+    trace = M[0][0]
+    for i in range(1, len(M)):
+        trace = lax.add(trace, M[i][i])
+    mean = lax.div(trace, const(len(M), like))
+    return lax.mul(const(16 * eps, like), lax.max(mean, const(eps ** 0.5, like)))
+
+
+def solve_psd(M, B, eps):
+    r""":math:`M^{-1} B` for symmetric PSD ``M`` ``(n, n)`` and ``B`` ``(n, c)``, regularised as
+    :func:`cholesky` with ``eps`` (diagonal raised by :math:`\delta`, pivots at least
+    :math:`\delta`): the same as :math:`L^{-T} L^{-1} B` with that factor ``L``.
+
+    Gauss-Jordan elimination in a ``fori_loop`` of ``n`` iterations (its body compiled once,
+    :math:`O(n (n + c))` operations, against the unrolled :math:`O(n^3)` factor): the pivot is
+    the Schur complement's diagonal entry, as Cholesky's. The rows of ``[M | B]`` turn one place
+    an iteration (the pivot row, scaled, goes last) and the eliminated column of ``M`` is dropped
+    (a zero column appended), so the pivot is always entry ``(0, 0)`` and after ``n``
+    iterations the rows of the solution stand in order."""
+    n = len(M)
+    delta = _jitter(M, eps)
+    zero = jnp.zeros_like(delta)
+    M = [[lax.add(M[i][j], delta) if i == j else M[i][j] for j in range(n)] for i in range(n)]
+
+    def body(_, rows):
+        inverse = recip(lax.max(rows[0][0], delta))
+        pivot = [lax.mul(x, inverse) for x in rows[0][1:]]
+        eliminated = [[lax.sub(x, lax.mul(row[0], p)) for x, p in zip(row[1:], pivot)]
+                      for row in rows[1:]]
+        out = eliminated + [pivot]
+        return [row[:n - 1] + [zero] + row[n - 1:] for row in out]
+
+    rows = jax.lax.fori_loop(0, _trips(n), body, [list(m) + list(b) for m, b in zip(M, B)])
+    return [row[n:] for row in rows]
 
 
 def _substitute(coefficients, diagonal, B):
@@ -165,8 +254,9 @@ def _substitute(coefficients, diagonal, B):
 
     def body(_, carry):
         (w, d, b), out = carry
-        inv = 1.0 / d[0][0]
-        new = [(b[0][c] - sum(w[0][p] * out[p][c] for p in range(k))) * inv for c in range(cols)]
+        inv = recip(d[0][0])
+        new = [lax.mul(minus_dot(b[0][c], w[0], [row[c] for row in out]), inv)
+               for c in range(cols)]
         return (w[1:] + w[:1], d[1:] + d[:1], b[1:] + b[:1]), out[1:] + [new]
 
     init = ((list(coefficients), [[x] for x in diagonal], [list(r) for r in B]),
@@ -185,13 +275,21 @@ def solve_lower(L, B):
         return _substitute(w, [L[i][i] for i in range(n)], B)
     X = [[None] * cols for _ in range(n)]
     for i in range(n):
-        inv = 1.0 / L[i][i]
+        inv = recip(L[i][i])
         for c in range(cols):
-            X[i][c] = (B[i][c] - sum(L[i][k] * X[k][c] for k in range(i))) * inv
+            X[i][c] = lax.mul(minus_dot(B[i][c], L[i][:i], [X[k][c] for k in range(i)]), inv)
     return X
 
 
 # -- filtering elements: (A, b, C, eta, J) ------------------------------------------------------
+def _pivot_threshold(J, eps):
+    r"""Pivots of ``J``'s LDL split at most :math:`100 n \epsilon \max_i J_{ii}` count as zero."""
+    scale = J[0][0]
+    for i in range(1, len(J)):
+        scale = lax.max(scale, J[i][i])
+    return lax.mul(const(100 * len(J) * eps, scale), scale)
+
+
 def _information_rows(J, eta, eps):
     r"""Split the likelihood :math:`N_I(x; \eta, J)` into ``n`` scalar factors.
 
@@ -202,34 +300,33 @@ def _information_rows(J, eta, eps):
     with :math:`s_l = h_l^T x`, :math:`h_l` column ``l`` of ``L``. Returns ``(h_l, d_l, e_l)``
     for every ``l``."""
     n = len(J)
-    scale = J[0][0]
-    for i in range(1, n):
-        scale = jnp.maximum(scale, J[i][i])
-    threshold = 100 * n * eps * scale
+    threshold = _pivot_threshold(J, eps)
     L = [[None] * n for _ in range(n)]
     d = [None] * n
     for j in range(n):
-        dj = J[j][j] - sum(L[j][k] * L[j][k] * d[k] for k in range(j))
-        positive = dj > threshold
-        inverse = jnp.where(positive, 1.0 / jnp.where(positive, dj, 1.0), 0.0)
+        dj = minus_dot(J[j][j], [lax.mul(L[j][k], L[j][k]) for k in range(j)], d[:j])
+        positive = lax.gt(dj, threshold)
+        inverse = where(positive, recip(where(positive, dj, 1.0)), 0.0)
         for i in range(j + 1, n):
-            L[i][j] = (J[i][j] - sum(L[i][k] * L[j][k] * d[k] for k in range(j))) * inverse
-        d[j] = jnp.where(positive, dj, 0.0)
+            LL = [lax.mul(L[i][k], L[j][k]) for k in range(j)]
+            L[i][j] = lax.mul(minus_dot(J[i][j], LL, d[:j]), inverse)
+        d[j] = where(positive, dj, 0.0)
     e = []
     for i in range(n):
-        e.append(eta[i] - sum(L[i][k] * e[k] for k in range(i)))
+        e.append(minus_dot(eta[i], L[i][:i], e))
     one, zero = jnp.ones_like(d[0]), jnp.zeros_like(d[0])
     columns = [[one if k == l else (zero if k < l else L[k][l]) for k in range(n)] for l in range(n)]
     return [(columns[l], d[l], e[l]) for l in range(n)]
 
 
-def _select(index, options):
-    """``options[index]`` for a traced scalar ``index`` (nested lists of equal structure)."""
+def _select(hits, options):
+    """``options[index]`` (nested lists of equal structure) for a traced scalar ``index`` given
+    as ``hits``, the list of ``index == i`` for ``i = 1, 2, ...``."""
     if isinstance(options[0], (list, tuple)):
-        return [_select(index, [o[i] for o in options]) for i in range(len(options[0]))]
+        return [_select(hits, [o[i] for o in options]) for i in range(len(options[0]))]
     out = options[0]
-    for i in range(1, len(options)):
-        out = jnp.where(index == i, options[i], out)
+    for hit, option in zip(hits, options[1:]):
+        out = lax.select(hit, option, out)
     return out
 
 
@@ -248,25 +345,90 @@ def _absorb(rows, mean, cov, affine=None):
     n = len(mean)
 
     def body(l, carry):
-        mean, cov = carry[:2]
-        h, d, e = (_select(l, [r[k] for r in rows]) for k in range(3))
-        Ch = matvec(cov, h)
-        gamma = 1.0 / (1.0 + d * sum(x * y for x, y in zip(h, Ch)))
-        nu = gamma * (e - d * sum(x * y for x, y in zip(h, mean)))
-        dg = d * gamma
-        mean = [x + y * nu for x, y in zip(mean, Ch)]
-        cov = sym([[cov[i][j] - dg * Ch[i] * Ch[j] for j in range(n)] for i in range(n)])
-        if len(carry) == 2:
-            return mean, cov
-        A, eta, J = carry[2:]
-        hA = [sum(h[k] * A[k][j] for k in range(n)) for j in range(n)]
-        A = [[A[i][j] - dg * Ch[i] * hA[j] for j in range(n)] for i in range(n)]
-        eta = [x + nu * y for x, y in zip(eta, hA)]
-        J = sym([[J[i][j] + dg * hA[i] * hA[j] for j in range(n)] for i in range(n)])
-        return mean, cov, A, eta, J
+        hits = [l == i for i in range(1, len(rows))]
+        h, d, e = (_select(hits, [r[k] for r in rows]) for k in range(3))
+        return _absorb_factor(h, d, e, carry)
 
     carry = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
     return jax.lax.fori_loop(0, _trips(n) if n > LOOP_ROWS else n, body, carry)
+
+
+def _absorb_factor(h, d, e, carry):
+    """One rank-one update of :func:`_absorb`: ``carry`` is ``(mean, cov)`` or ``(mean, cov,
+    A, eta, J)``, returned updated."""
+    mean, cov = carry[:2]
+    n = len(mean)
+    Ch = matvec(cov, h)
+    gamma = recip(lax.add(const(1.0, d), lax.mul(d, dot(h, Ch))))
+    nu = lax.mul(gamma, lax.sub(e, lax.mul(d, dot(h, mean))))
+    dg = lax.mul(d, gamma)
+    dgCh = [lax.mul(dg, x) for x in Ch]
+    mean = [lax.add(x, lax.mul(y, nu)) for x, y in zip(mean, Ch)]
+    cov = sym([[lax.sub(cov[i][j], lax.mul(dgCh[i], Ch[j])) if j >= i else None
+                for j in range(n)] for i in range(n)])
+    if len(carry) == 2:
+        return mean, cov
+    A, eta, J = carry[2:]
+    hA = [dot(h, column) for column in transpose(A)]
+    dghA = [lax.mul(dg, x) for x in hA]
+    A = [[lax.sub(A[i][j], lax.mul(dgCh[i], hA[j])) for j in range(n)] for i in range(n)]
+    eta = [lax.add(x, lax.mul(nu, y)) for x, y in zip(eta, hA)]
+    J = sym([[lax.add(J[i][j], lax.mul(dghA[i], hA[j])) if j >= i else None
+              for j in range(n)] for i in range(n)])
+    return mean, cov, A, eta, J
+
+
+def _rotate(v):
+    """``v`` moved up one place, its head last."""
+    return v[1:] + v[:1]
+
+
+def _split_and_absorb(J, eta, eps, mean, cov, affine=None):
+    r""":func:`_absorb` of :func:`_information_rows` for more than :data:`LOOP_ROWS` rows, the
+    split computed in the same ``fori_loop`` (no unrolled :math:`O(n^3)` code).
+
+    Iteration ``l`` pivots on the Schur complement ``S`` of ``J``'s first ``l`` rows and
+    columns (right-looking LDL): :math:`d_l = S_{ll}` (0 below :func:`_pivot_threshold`),
+    :math:`h_l = S_{:,l} / d_l` (column ``l`` of ``L``), :math:`e_l = r_l` with
+    :math:`r = \eta` at the start and :math:`r \leftarrow r - e_l h_l` after, and
+    :math:`S \leftarrow S - d_l h_l h_l^T` (pivot row and column then zero); the factor
+    :math:`(h_l, d_l, e_l)` is absorbed at once (:func:`_absorb_factor`). Everything indexed by
+    the split's coordinates (``S``, ``r``, the mean, both sides of the covariance, the rows of
+    ``A``) turns one place each iteration (:func:`_rotate`), so the pivot is always entry 0, no
+    index is dynamic, and after ``n`` iterations the coordinates are back in order.
+    """
+    n = len(mean)
+    threshold = _pivot_threshold(J, eps)
+
+    def body(_, carry):
+        (S, r), state = carry
+        pivot = S[0][0]
+        positive = lax.gt(pivot, threshold)
+        inverse = where(positive, recip(where(positive, pivot, 1.0)), 0.0)
+        h = [jnp.ones_like(pivot)] + [lax.mul(S[i][0], inverse) for i in range(1, n)]
+        e = r[0]
+        state = _absorb_factor(h, where(positive, pivot, 0.0), e, state)
+        zero = jnp.zeros_like(pivot)
+        # S_ik - d h_i h_k = S_ik - S_i0 h_k (also for a zero pivot: h_k = 0 below it).
+        S = sym([[lax.sub(S[i][k], lax.mul(S[i][0], h[k])) if k >= i else None
+                  for k in range(1, n)] + [zero] for i in range(1, n)] + [[zero] * n])
+        r = [lax.sub(r[i], lax.mul(e, h[i])) for i in range(1, n)] + [zero]
+        mean, cov = state[:2]
+        state = (_rotate(mean), [_rotate(row) for row in _rotate(cov)]) + (
+            (_rotate(state[2]),) + tuple(state[3:]) if len(state) > 2 else ())
+        return (S, r), state
+
+    state = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
+    return jax.lax.fori_loop(0, _trips(n), body, ((J, list(eta)), state))[1]
+
+
+def _condition(J, eta, eps, mean, cov, affine=None):
+    r"""``mean, cov`` (and ``affine``) conditioned on the likelihood :math:`N_I(x; \eta, J)`:
+    :func:`_absorb` of :func:`_information_rows`, fused for more than :data:`LOOP_ROWS` rows
+    (:func:`_split_and_absorb`)."""
+    if len(mean) > LOOP_ROWS:
+        return _split_and_absorb(J, eta, eps, mean, cov, affine)
+    return _absorb(_information_rows(J, eta, eps), mean, cov, affine)
 
 
 def filter_combine(earlier, later, eps):
@@ -274,16 +436,15 @@ def filter_combine(earlier, later, eps):
     its end state (:func:`_absorb`), then carried through ``j``'s transition."""
     A_i, b_i, C_i, eta_i, J_i = earlier
     A_j, b_j, C_j, eta_j, J_j = later
-    b, C, A, eta, J = _absorb(_information_rows(J_j, eta_j, eps), b_i, C_i, (A_i, eta_i, J_i))
-    b = [x + y for x, y in zip(matvec(A_j, b), b_j)]
-    return matmul(A_j, A), b, congruence(A_j, C, plus=C_j), list(eta), J
+    b, C, A, eta, J = _condition(J_j, eta_j, eps, b_i, C_i, (A_i, eta_i, J_i))
+    return matmul(A_j, A), plus(matvec(A_j, b), b_j), congruence(A_j, C, plus=C_j), list(eta), J
 
 
 def filter_apply(state, element, eps):
     """The filtered state after an element: ``state = (m, P)`` at its start, the result at its end."""
     A, b, C, eta, J = element
-    m, P = _absorb(_information_rows(J, eta, eps), *state)
-    return [x + y for x, y in zip(matvec(A, m), b)], congruence(A, P, plus=C)
+    m, P = _condition(J, eta, eps, *state)
+    return plus(matvec(A, m), b), congruence(A, P, plus=C)
 
 
 # -- backward (smoothing) elements: (E, g, L) ---------------------------------------------------
@@ -291,33 +452,37 @@ def backward_combine(earlier, later, eps=None):
     """Composition in scan order (the scan runs backward in time: ``earlier`` is later in time)."""
     E_i, g_i, L_i = earlier
     E_j, g_j, L_j = later
-    g = [x + y for x, y in zip(matvec(E_j, g_i), g_j)]
-    return matmul(E_j, E_i), g, congruence(E_j, L_i, plus=L_j)
+    return matmul(E_j, E_i), plus(matvec(E_j, g_i), g_j), congruence(E_j, L_i, plus=L_j)
 
 
 def backward_apply(state, element, eps=None):
     """Smoothed state ``(m, P)`` of the element's later end mapped to its earlier end."""
     m, P = state
     E, g, L = element
-    return [x + y for x, y in zip(matvec(E, m), g)], congruence(E, P, plus=L)
+    return plus(matvec(E, m), g), congruence(E, P, plus=L)
 
 
 def rts_element(mean, cov, F, Q, u, eps):
     r"""Backward element of one step from its filtered moments: :math:`x_t \mid x_{t+1}, y_{0:t}
     \sim N(E x_{t+1} + g, L)` with the prediction :math:`a = F m + u`, :math:`P^- = F P F^T + Q`,
     :math:`E = P F^T (P^-)^{-1}` (two triangular solves with the Cholesky factor of
-    :math:`P^-`), :math:`g = m - E a` and :math:`L = P - E F P` (upper triangle, mirrored).
-    Also returns the prediction."""
-    a = [x + y for x, y in zip(matvec(F, mean), u)]
+    :math:`P^-`; for more than :data:`LOOP_ROWS` rows Gauss-Jordan elimination in a loop,
+    :func:`solve_psd`), :math:`g = m - E a` and :math:`L = P - E F P` (upper triangle,
+    mirrored). Also returns the prediction."""
+    a = plus(matvec(F, mean), u)
     FP = matmul(F, cov)
     P_pred = gram_with(FP, F, Q)
-    Lp = cholesky(P_pred, eps)
-    E = transpose(_solve_upper(transpose(Lp), solve_lower(Lp, FP)))
-    g = [x - y for x, y in zip(mean, matvec(E, a))]
+    if len(mean) > LOOP_ROWS:
+        E = transpose(solve_psd(P_pred, FP, eps))
+    else:
+        Lp = cholesky(P_pred, eps)
+        E = transpose(_solve_upper(transpose(Lp), solve_lower(Lp, FP)))
+    g = [lax.sub(x, y) for x, y in zip(mean, matvec(E, a))]
     n = len(mean)
+    FP_columns = transpose(FP)
 
     def row(e, c, cols):
-        return [c[j] - sum(e[k] * FP[k][j] for k in range(n)) for j in cols]
+        return [minus_dot(c[j], e, FP_columns[j]) for j in cols]
 
     if n <= LOOP_ROWS:
         EFP = [[None] * i + row(E[i], cov[i], range(i, n)) for i in range(n)]
@@ -331,10 +496,10 @@ def gram_with(AB, A, plus=None):
     r""":math:`(A B) A^T (+ \text{plus})` (``AB`` ``(n, k)``, ``A`` ``(n, k)``, ``plus``
     ``(n, n)``) from the product ``AB`` (symmetric ``B``), upper triangle kept and mirrored.
     Unrolled only the upper triangle is computed; row by row (:func:`by_rows`), whole rows."""
-    n, k = len(AB), len(A[0])
+    n = len(AB)
 
     def row(ab, p, cols):
-        return [sum(ab[l] * A[j][l] for l in range(k)) + (0 if p is None else p[j]) for j in cols]
+        return [dot(ab, A[j]) if p is None else lax.add(dot(ab, A[j]), p[j]) for j in cols]
 
     if n <= LOOP_ROWS:
         full = [[None] * i + row(AB[i], None if plus is None else plus[i], range(i, n))
@@ -347,19 +512,12 @@ def gram_with(AB, A, plus=None):
 
 
 def _solve_upper(Ut, B):
-    """:math:`U^{-1} B` for upper-triangular ``U`` (back substitution; row by row in a
-    ``fori_loop`` for more than :data:`LOOP_ROWS` rows, :func:`_substitute`)."""
+    """:math:`U^{-1} B` for upper-triangular ``U`` (back substitution, unrolled)."""
     n, cols = len(Ut), len(B[0])
-    if n > LOOP_ROWS:
-        zero = jnp.zeros_like(Ut[0][0])
-        # Rows from the last: before row i the results are i + 1 zero rows, then X_{n-1}..X_{i+1},
-        # i.e. X_k at n + i - k.
-        order = list(reversed(range(n)))
-        w = [[Ut[i][n + i - p] if p > i else zero for p in range(n)] for i in order]
-        return _substitute(w, [Ut[i][i] for i in order], [B[i] for i in order])[::-1]
     X = [[None] * cols for _ in range(n)]
     for i in reversed(range(n)):
-        inv = 1.0 / Ut[i][i]
+        inv = recip(Ut[i][i])
         for c in range(cols):
-            X[i][c] = (B[i][c] - sum(Ut[i][k] * X[k][c] for k in range(i + 1, n))) * inv
+            X[i][c] = lax.mul(minus_dot(B[i][c], Ut[i][i + 1:], [X[k][c] for k in range(i + 1, n)]),
+                              inv)
     return X

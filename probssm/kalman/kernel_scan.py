@@ -233,10 +233,10 @@ def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps):
             new = pack(alg.combine(unpack(acc, alg.element_shapes), element, eps),
                        alg.element_shapes)
             if one_load:
-                new = [jnp.where(j == 0, x, y)
+                new = [ka.where(j == 0, x, y)
                        for x, y in zip(pack(element, alg.element_shapes), new)]
             valid = k * G + j < chunks
-            return [jnp.where(valid, x, y) for x, y in zip(new, acc)]
+            return [ka.where(valid, x, y) for x, y in zip(new, acc)]
 
         # Large elements: the first one taken in the loop too (one load in the kernel, one
         # combination more); small ones: loaded before it.
@@ -288,7 +288,7 @@ def _propagate_kernel(alg, chunks, K, G, total, block, reverse, eps, trash):
             scatter_rows(out_ref, state, lane, valid & (g_raw < total), trash)
             element = unpack(gather_fields(elem_ref, alg.element_shapes, lane), alg.element_shapes)
             new = pack(alg.apply(unpack(state, alg.state_shapes), element, eps), alg.state_shapes)
-            return [jnp.where(valid, x, y) for x, y in zip(new, state)]
+            return [ka.where(valid, x, y) for x, y in zip(new, state)]
 
         jax.lax.fori_loop(0, G, step, state)
 
