@@ -5,7 +5,9 @@ Two steps, because the project's interpreter has JAX and the proxy needs the ``t
 
 1. ``python benchmarks/triton_compile_proxy.py dump DIR [--mode smooth] [--T 1000000]``
    (project interpreter): lowers the kernel program for CUDA on the CPU (``jax.export``,
-   ``platforms=["cuda"]``) and writes every ``pallas_call``'s Triton IR to ``DIR/NN.ttir``.
+   ``platforms=["cuda"]``), writes every ``pallas_call``'s Triton IR to ``DIR/NN.ttir`` and
+   prints the wall time of tracing and lowering (the part of a program's compile time spent
+   before XLA; at ``n = 8`` on the 2-core VM about half of the H100 machine's).
 2. ``/tmp/tv/bin/python benchmarks/triton_compile_proxy.py compile DIR/*.ttir [--timing]``
    (the triton interpreter): for each file, Triton's ``make_ttir`` passes (canonicalise, CSE, as
    XLA runs them first), then the rest of the pipeline for ``sm_90a`` with ``num_warps=1,
@@ -69,7 +71,9 @@ def dump(args):
           "loglik": lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False,
                                                        interpret=False)}[args.mode]
     unchecked = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
+    start = time.perf_counter()
     jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
+    print(f"tracing and lowering {time.perf_counter() - start:.2f} s (with the IR written)")
 
 
 def compile_files(args):

@@ -9,7 +9,8 @@ zero; its element ignores its entering state).
 With groups of ``G`` consecutive chunks (``K = ceil(chunks / G)`` groups per series):
 
 1. **fold** (a lane per group): the group's elements combined one after another, ``G - 1``
-   combinations in a ``fori_loop`` (the combination is traced and compiled once);
+   combinations in a ``fori_loop`` (the combination is traced and compiled once; for large
+   elements ``G`` combinations from the identity element, :func:`_fold_kernel`);
 2. **series scan** (a lane per series): the ``K`` group elements applied one after another to the
    state, writing the state entering every group;
 3. **propagate** (a lane per group): from its entering state, each of the group's ``G`` elements
@@ -54,7 +55,11 @@ MAX_TILE_ROWS = 64
 @dataclass(frozen=True)
 class Algebra:
     """An element algebra: field shapes (``()`` is not used; ``(n,)`` vectors, ``(n, n)``
-    matrices) of elements and states, and the two operations on lists of lane vectors."""
+    matrices) of elements and states, the two operations on lists of lane vectors, and the
+    identity element (first field the identity matrix, the others zero): combined after an
+    element or applied to a state it leaves it unchanged exactly (every product with it is a
+    sum of products with exact zeros and ones, and no factor of its zero likelihood is
+    absorbed)."""
 
     element_shapes: tuple
     state_shapes: tuple
@@ -66,6 +71,16 @@ def filter_algebra(n):
     """Filtering elements :math:`(A, b, C, \\eta, J)` on filtered states :math:`(m, P)`."""
     mat, vec = (n, n), (n,)
     return Algebra((mat, vec, mat, vec, mat), (vec, mat), ka.filter_combine, ka.filter_apply)
+
+
+def identity(alg, like):
+    """The identity element of ``alg`` (:class:`Algebra`) with entries shaped like ``like``."""
+    zero = jnp.zeros_like(like)
+
+    def field(shape):
+        return [zero] * shape[0] if len(shape) == 1 else ka.zeros(*shape, like)
+
+    return (ka.eye(alg.element_shapes[0][0], like),) + tuple(map(field, alg.element_shapes[1:]))
 
 
 def backward_algebra(n):
@@ -215,8 +230,15 @@ def _chunk_lane(series, pos, chunks, reverse):
     return series * chunks + (chunks - 1 - pos if reverse else pos)
 
 
-def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps):
-    E = rows(alg.element_shapes)
+def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps, identity_lane=None):
+    r"""The fold (module docstring). With ``identity_lane`` (elements of more than
+    :data:`MAX_TILE_ROWS` rows, whose every gather and select is costly to compile) the
+    accumulator starts from the identity element (:func:`identity`) and a step past the
+    group's last chunk gathers the identity element from that lane of ``elem_ref``: one gather
+    in the kernel and no select of the element's rows, the first element combined with the
+    identity (exact for ``A, b, C``; :math:`\eta, J` rebuilt from the split of ``J``, equal up
+    to rounding). Otherwise the first element is loaded before the loop and a step past the
+    last chunk is discarded by a select."""
 
     def kernel(elem_ref, out_ref):
         base = pl.program_id(0) * block
@@ -224,27 +246,25 @@ def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps):
         series, k = g // K, g % K
 
         def load(j):
-            pos = jnp.minimum(k * G + j, chunks - 1)
-            lane = _chunk_lane(series, pos, chunks, reverse)
+            pos = k * G + j
+            lane = _chunk_lane(series, jnp.minimum(pos, chunks - 1), chunks, reverse)
+            if identity_lane is not None:
+                lane = jnp.where(pos < chunks, lane, identity_lane)
             return unpack(gather_fields(elem_ref, alg.element_shapes, lane), alg.element_shapes)
 
         def step(j, acc):
-            element = load(j)
-            new = pack(alg.combine(unpack(acc, alg.element_shapes), element, eps),
+            new = pack(alg.combine(unpack(acc, alg.element_shapes), load(j), eps),
                        alg.element_shapes)
-            if one_load:
-                new = [ka.where(j == 0, x, y)
-                       for x, y in zip(pack(element, alg.element_shapes), new)]
+            if identity_lane is not None:
+                return new
             valid = k * G + j < chunks
             return [ka.where(valid, x, y) for x, y in zip(new, acc)]
 
-        # Large elements: the first one taken in the loop too (one load in the kernel, one
-        # combination more); small ones: loaded before it.
-        one_load = E > MAX_TILE_ROWS
-        if one_load:
-            acc = jax.lax.fori_loop(0, G, step, [jnp.zeros(block, elem_ref.dtype)] * E)
-        else:
+        if identity_lane is None:
             acc = jax.lax.fori_loop(1, G, step, pack(load(0), alg.element_shapes))
+        else:
+            start = pack(identity(alg, jnp.zeros(block, elem_ref.dtype)), alg.element_shapes)
+            acc = jax.lax.fori_loop(0, G, step, start)
         store_rows(out_ref, acc, base, block)
 
     return kernel
@@ -317,6 +337,14 @@ def call(kernel, inputs, out_shapes, lanes, block, interpret, num_warps=1):
     )(jnp.zeros((1,), jnp.int32), *inputs)
 
 
+def _with_identity(alg, elements):
+    """``elements`` ``(R, N)`` with the identity element (:func:`identity`) appended as lane
+    ``N``."""
+    column = jnp.stack(pack(identity(alg, jnp.zeros((1,), elements.dtype)), alg.element_shapes))
+    column = jnp.pad(column, ((0, elements.shape[0] - column.shape[0]), (0, 0)))
+    return jnp.concatenate([elements, column], axis=1)
+
+
 def padded(lanes, block):
     """``lanes`` rounded up to a whole number of blocks."""
     return -(-lanes // block) * block
@@ -342,9 +370,13 @@ def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=None,
     G, K = geometry(series, chunks, group)
     groups = series * K
     gp = padded(groups, block)
+    fold_elements, identity_lane = elements, None
+    if rows(alg.element_shapes) > MAX_TILE_ROWS:
+        fold_elements, identity_lane = _with_identity(alg, elements), elements.shape[1]
     (group_elements,) = call(
-        _fold_kernel(alg, chunks, K, G, groups, block, reverse, eps), [elements],
-        [jax.ShapeDtypeStruct((elements.shape[0], gp), dtype)], groups, block, interpret)
+        _fold_kernel(alg, chunks, K, G, groups, block, reverse, eps, identity_lane),
+        [fold_elements], [jax.ShapeDtypeStruct((elements.shape[0], gp), dtype)], groups, block,
+        interpret)
     (group_states,) = call(
         _series_kernel(alg, K, series, block, eps, trash=gp), [group_elements],
         [jax.ShapeDtypeStruct((S, gp + block), dtype)], series, block, interpret)
