@@ -28,12 +28,8 @@ import numpy as np
 from probssm import kalman
 from probssm.kalman import score
 
-def _associative(L, c, W):
-    return jax.lax.associative_scan(score._compose, (L, c, W), reverse=True, axis=1)[1:]
-
-
-def _doubling(L, c, W):
-    return score._suffix_doubling(L, c, W)[1:]
+def _associative(elements, algebra):
+    return jax.lax.associative_scan(algebra.compose, tuple(elements), reverse=True, axis=1)
 
 
 PRODUCTS = {
@@ -41,8 +37,8 @@ PRODUCTS = {
     "fused": (lambda a, b: jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2),
               lambda a, x: jnp.sum(a * x[..., None, :], axis=-1)),
 }
-SCANS = {"chunked": score._backward_adjoints, "associative": _associative,
-         "doubling": _doubling}
+SCANS = {"chunked": score._suffix_compositions, "associative": _associative,
+         "doubling": score._suffix_doubling}
 
 
 def problem(B, T, n, m=2, seed=0):
@@ -86,18 +82,18 @@ def main(argv=None):
     result = dict(device=getattr(device, "device_kind", str(device)), jax=jax.__version__,
                   entries=[])
     print(f"device: {result['device']}, jax {jax.__version__}", flush=True)
-    originals = (score._mm, score._mv, score._backward_adjoints)
+    originals = (score._mm, score._mv, score._suffix_compositions)
     for size in args.sizes:
         T, B, n = (int(float(v)) for v in size.split(":"))
         problem_args = problem(B, T, n)
         first = None
         for scan_name, scan in SCANS.items():
             for prod_name, (mm, mv) in PRODUCTS.items():
-                score._mm, score._mv, score._backward_adjoints = mm, mv, scan
+                score._mm, score._mv, score._suffix_compositions = mm, mv, scan
                 try:
                     out, info = time_variant(problem_args, args.runs)
                 finally:
-                    score._mm, score._mv, score._backward_adjoints = originals
+                    score._mm, score._mv, score._suffix_compositions = originals
                 leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(out)]
                 if first is None:
                     first = leaves

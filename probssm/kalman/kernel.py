@@ -39,10 +39,9 @@ in a whole or a partly missing row, is skipped.
 Supported (otherwise :func:`probssm.kalman.filter` uses ``"parallel"`` with the same results):
 time-invariant model without batch axes, ``n <= 8``, ``m <= 8``, float32/float64 (all static
 conditions, :func:`supported`), and a proper prior (a value, :func:`runtime_supported`).
-Gradients (``custom_vjp``): the filter's (and so the log-likelihood's, the exact score) are its
-reverse mode computed from its own outputs by one backward scan of small matrix products
-(:mod:`.score`: quick to compile, no recomputation); the smoother's by recomputation through
-the ``"parallel"`` method, which gives the same function.
+Gradients (``custom_vjp``): the reverse mode of the filter and the smoother (and so the exact
+score of the log-likelihood) computed from the kernels' own outputs by backward scans of small
+matrix products (:mod:`.score`: quick to compile, no recomputation).
 
 Compile time: most of Triton's compile time went to its coalescing pass, which walks the whole
 def-use slice of the kernel once for every load and store (and every ``ref[...] = v`` is a load
@@ -576,28 +575,25 @@ def _filter_bwd(residuals, cotangents):
 filter_states.defvjp(_filter_fwd, _filter_bwd)
 
 
-def _smooth_reference(model: LGSSM, y):
-    from .parallel import smooth_single
-
-    def one(y_):
-        out = smooth_single(model, y_)
-        out.pop("cov_sqrt")
-        return out
-
-    return jax.vmap(one)(y)
-
-
 @jax.custom_vjp
 def smooth_states(model: LGSSM, y):
     """Differentiable kernel smoother of ``y`` ``(B, T, m)``: the outputs of
-    :func:`smooth_batch`; the gradient is that of the ``"parallel"`` method (the same function),
-    by recomputation."""
+    :func:`smooth_batch`. The gradient is the smoother's reverse mode from these outputs
+    (:func:`probssm.kalman.score.smoother_vjp`: the RTS pass's adjoint in XLA, then the filter's;
+    no recomputation)."""
     return smooth_batch(model, y)
 
 
-smooth_states.defvjp(lambda model, y: (smooth_batch(model, y), (model, y)),
-                     lambda residuals, cotangents: jax.vjp(_smooth_reference, *residuals)[1](
-                         cotangents))
+def _smooth_fwd(model, y):
+    states = smooth_batch(model, y)
+    return states, (model, y, states)
+
+
+def _smooth_bwd(residuals, cotangents):
+    return score.smoother_vjp(*residuals, cotangents)
+
+
+smooth_states.defvjp(_smooth_fwd, _smooth_bwd)
 
 
 @jax.custom_vjp

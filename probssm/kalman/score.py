@@ -45,13 +45,16 @@ gradients are symmetric (the derivative along symmetric directions).
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
+from ._linalg import chol_psd
 from .model import FIELD_NAMES, LGSSM
 
-__all__ = ["filter_vjp", "log_likelihood_vjp"]
+__all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
 
 
 _HIGHEST = jax.lax.Precision.HIGHEST  # float32 products in full float32, not TF32, on GPUs
@@ -80,12 +83,20 @@ def _sym(a):
     return 0.5 * (a + _mT(a))
 
 
-def _compose(later, earlier):
+class _Algebra(NamedTuple):
+    """Elements of a backward scan: ``compose(later, earlier)``, the map of ``earlier`` applied
+    after that of ``later`` (which acts first, going back in time), and ``identity(n, dtype,
+    shape)``, its neutral element broadcast to ``shape``."""
+
+    compose: Callable
+    identity: Callable
+
+
+def _compose_adjoints(later, earlier):
     """Backward elements ``(A, c, h, W)``, each the map
     :math:`(\\lambda, \\Lambda) \\mapsto (A^T \\lambda + c,\\;
-    A^T \\Lambda A + \\mathrm{sym}(h (A^T \\lambda)^T) + W)`: the map of ``earlier`` applied
-    after that of ``later`` (which acts first, going back in time). The coupling term keeps its
-    form: ``h = h_1 + A_1^T h_2``."""
+    A^T \\Lambda A + \\mathrm{sym}(h (A^T \\lambda)^T) + W)`. The coupling term keeps its
+    form under composition: ``h = h_1 + A_1^T h_2``."""
     A2, c2, h2, W2 = later
     A1, c1, h1, W1 = earlier
     A1T = _mT(A1)
@@ -94,19 +105,37 @@ def _compose(later, earlier):
             W1 + _mm(A1T, _mm(W2, A1)) + _sym(_outer(h1, x)))
 
 
-def _identity(n, dtype, shape=()):
+def _identity_adjoints(n, dtype, shape=()):
     eye = jnp.broadcast_to(jnp.eye(n, dtype=dtype), shape + (n, n))
     return eye, jnp.zeros(shape + (n,), dtype), jnp.zeros(shape + (n,), dtype), jnp.zeros_like(eye)
 
 
-def _suffix_doubling(elements):
+def _compose_rts(later, earlier):
+    """Rauch-Tung-Striebel elements ``(E, g, L)``: :math:`x_t \\mid x_{t+1}, y \\sim
+    N(E x_{t+1} + g, L)`, mapping smoothed moments :math:`(s, S) \\mapsto (E s + g,
+    E S E^T + L)`."""
+    E2, g2, L2 = later
+    E1, g1, L1 = earlier
+    return _mm(E1, E2), _mv(E1, g2) + g1, _mm(E1, _mm(L2, _mT(E1))) + L1
+
+
+def _identity_rts(n, dtype, shape=()):
+    eye = jnp.broadcast_to(jnp.eye(n, dtype=dtype), shape + (n, n))
+    return eye, jnp.zeros(shape + (n,), dtype), jnp.zeros_like(eye)
+
+
+_ADJOINTS = _Algebra(_compose_adjoints, _identity_adjoints)
+_RTS = _Algebra(_compose_rts, _identity_rts)
+
+
+def _suffix_doubling(elements, algebra):
     """Every suffix composition of ``elements`` along axis 1 (of ``t .. T-1`` at ``t``), by
     recursive doubling: level ``k`` composes each window with the one ``2^k`` later (identity past
     the end). :math:`O(T \\log T)` work, but one compiled level in a ``fori_loop``, where
     ``lax.associative_scan`` unrolls ``2 log2 T`` levels (3.6-7.6 s of XLA compile on an H100
     at T = 1e6, ``benchmarks/score_compile_probe.py``)."""
     T, n = elements[0].shape[1], elements[0].shape[-1]
-    identity = _identity(n, elements[0].dtype)
+    identity = algebra.identity(n, elements[0].dtype)
     steps = jnp.arange(T)
 
     def later_window(x, shift, ident):
@@ -115,33 +144,34 @@ def _suffix_doubling(elements):
 
     def level(k, window):
         shift = jnp.left_shift(1, k)
-        return _compose(tuple(later_window(x, shift, i) for x, i in zip(window, identity)), window)
+        later = tuple(later_window(x, shift, i) for x, i in zip(window, identity))
+        return algebra.compose(later, window)
 
     return jax.lax.fori_loop(0, max(1, (T - 1).bit_length()), level, tuple(elements))
 
 
-def _suffix_compositions(elements, chunk=_SCAN_CHUNK):
+def _suffix_compositions(elements, algebra, chunk=_SCAN_CHUNK):
     """Every suffix composition of ``elements`` (time axis 1), work-efficiently: a sequential
     ``lax.scan`` through every chunk of ``chunk`` steps (all chunks at once) composes the suffixes
     within chunks, recursive doubling (:func:`_suffix_doubling`) those of the chunk totals, and
     one more composition joins each step's suffix in its chunk to the next chunk's."""
-    B, T, n = elements[1].shape
-    dtype = elements[0].dtype
+    B, T = elements[0].shape[:2]
+    n, dtype = elements[0].shape[-1], elements[0].dtype
     C = -(-T // chunk)
     pad = C * chunk - T  # identity elements after the end change no suffix
     padded = [jnp.concatenate([x, jnp.broadcast_to(i, (B, pad) + i.shape)], axis=1)
-              for x, i in zip(elements, _identity(n, dtype))]
+              for x, i in zip(elements, algebra.identity(n, dtype))]
     by_step = tuple(jnp.moveaxis(x.reshape((B, C, chunk) + x.shape[2:]), 2, 0) for x in padded)
 
     def back(later, element):
-        window = _compose(later, element)
+        window = algebra.compose(later, element)
         return window, window
 
-    totals, within = jax.lax.scan(back, _identity(n, dtype, (B, C)), by_step, reverse=True)
-    chunk_suffixes = _suffix_doubling(totals)
+    totals, within = jax.lax.scan(back, algebra.identity(n, dtype, (B, C)), by_step, reverse=True)
+    chunk_suffixes = _suffix_doubling(totals, algebra)
     after = [jnp.concatenate([x[:, 1:], i], axis=1)
-             for x, i in zip(chunk_suffixes, _identity(n, dtype, (B, 1)))]
-    joined = _compose(tuple(x[None] for x in after), within)
+             for x, i in zip(chunk_suffixes, algebra.identity(n, dtype, (B, 1)))]
+    joined = algebra.compose(tuple(x[None] for x in after), within)
 
     def by_time(x):
         return jnp.moveaxis(x, 0, 2).reshape((B, C * chunk) + x.shape[3:])[:, :T]
@@ -186,7 +216,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     + \\tfrac12 \\bar\\ell_t (h_t h_t^T - H^T S_t^{-1} H) + \\bar P_t + H^T \\bar S^o_t H`
     (the last two for the predicted and observation covariances' cotangents), started from the
     cotangents of ``next_mean`` and ``next_cov``. These maps compose associatively
-    (:func:`_compose`), so all adjoints come from one scan (:func:`_suffix_compositions`). The
+    (:func:`_compose_adjoints`), so all adjoints come from one scan (:func:`_suffix_compositions`). The
     adjoints of the filtered moments are then :math:`\\mu_t = F^T \\lambda_{t+1} + \\bar m_t`,
     :math:`\\Gamma_t = F^T \\Lambda_{t+1} F + \\bar P_{t|t}`, and each field's gradient a sum
     over steps: :math:`\\partial_F = \\sum \\lambda_{t+1} m_t^T + 2 \\Lambda_{t+1} F P_{t|t}`,
@@ -258,7 +288,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
                 jnp.zeros((B, 1, n, n), dtype) if g_next_cov is None else g_next_cov[:, None])
     elements = [jnp.concatenate([x, e], axis=1)
                 for x, e in zip((_mm(F, L_tilde), c, h, W), terminal)]
-    _, lam, _, Lam = _suffix_compositions(elements)  # adjoints of a_t, P_t for t = 0 .. T
+    _, lam, _, Lam = _suffix_compositions(elements, _ADJOINTS)  # of a_t, P_t, t = 0 .. T
     lam_next, Lam_next = lam[:, 1:], Lam[:, 1:]  # of a_{t+1}, P_{t+1}
 
     mu = _sum_terms(_mv(_mT(F), lam_next), g_mean)
@@ -306,3 +336,46 @@ def log_likelihood_vjp(model: LGSSM, y, states, cotangent):
     w = jnp.asarray(cotangent, y.dtype)
     terms = jnp.broadcast_to(w[:, None], y.shape[:2])
     return filter_vjp(model, y, states, {"log_likelihood_terms": terms})
+
+
+def _smoothed_from_filtered(model: LGSSM, mean, cov):
+    """The Rauch-Tung-Striebel pass from the filtered moments ``mean`` ``(B, T, n)``, ``cov``
+    ``(B, T, n, n)``: smoothed means, covariances and lag-one covariances
+    :math:`\\mathrm{Cov}(x_{t+1}, x_t \\mid y) = S_{t+1} E_t^T` ``(B, T - 1, n, n)``, with
+    :math:`E_t = P_{t|t} F^T (P^-_{t+1})^{-1}` (Cholesky factor of the prediction, shifted by
+    :math:`16 \\epsilon` of its scale as in :func:`probssm.kalman._linalg.chol_psd`), elements
+    :math:`(E_t, m_t - E_t a_{t+1}, P_{t|t} - E_t P^-_{t+1} E_t^T)` and the last filtered state
+    composed by :func:`_suffix_compositions`. The same function as the kernel's smoother pass,
+    in XLA, so that reverse-mode autodiff of it is the smoother pass's adjoint."""
+    F, Q, b = model.transition_matrix, model.transition_cov, model.transition_offset
+    FP = _mm(F, cov[:, :-1])
+    a_next = _mv(F, mean[:, :-1]) + b
+    P_next = _mm(FP, _mT(F)) + Q
+    E = _mT(cho_solve((chol_psd(P_next), True), FP))
+    g = mean[:, :-1] - _mv(E, a_next)
+    L = _sym(cov[:, :-1] - _mm(E, FP))
+    terminal = (jnp.zeros_like(cov[:, -1:]), mean[:, -1:], cov[:, -1:])
+    elements = [jnp.concatenate([x, e], axis=1) for x, e in zip((E, g, L), terminal)]
+    _, s_mean, s_cov = _suffix_compositions(elements, _RTS)
+    return s_mean, _sym(s_cov), _mm(s_cov[:, 1:], _mT(E))
+
+
+def smoother_vjp(model: LGSSM, y, states, cotangents):
+    """Reverse mode of the smoother: as :func:`filter_vjp`, with cotangents also on
+    ``smoothed_mean`` ``(B, T, n)``, ``smoothed_cov`` ``(B, T, n, n)`` and ``lag_one_cov``
+    ``(B, T - 1, n, n)``. The smoother pass's adjoint is reverse-mode autodiff of
+    :func:`_smoothed_from_filtered` (its scans compiled once per level kind); it adds
+    cotangents to the filtered moments and gradients in :math:`F`, :math:`Q`, :math:`b`, and
+    :func:`filter_vjp` does the rest."""
+    smoothed = ("smoothed_mean", "smoothed_cov", "lag_one_cov")
+    _, pullback = jax.vjp(_smoothed_from_filtered, model, states["mean"], states["cov"])
+    ct_smoothed = tuple(jnp.zeros_like(states[k]) if cotangents.get(k) is None
+                        else jnp.asarray(cotangents[k], y.dtype) for k in smoothed)
+    g_model_rts, g_mean, g_cov = pullback(ct_smoothed)
+    filter_cts = {k: v for k, v in cotangents.items() if k not in smoothed}
+    filter_cts["mean"] = _sum_terms(filter_cts.get("mean"), g_mean)
+    filter_cts["cov"] = _sum_terms(filter_cts.get("cov"), g_cov)
+    g_model, g_y = filter_vjp(model, y, states, filter_cts)
+    children, static = jax.tree_util.tree_map(jnp.add, g_model, g_model_rts).tree_flatten()
+    children = [_sym(c) if k.endswith("_cov") else c for k, c in zip(FIELD_NAMES, children)]
+    return LGSSM.tree_unflatten(static, children), g_y

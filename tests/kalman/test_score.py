@@ -119,7 +119,7 @@ def test_suffix_compositions_across_chunks_equal_the_recursion():
             want_lam[:, t], want_Lam[:, t] = lam, Lam
         with jax.enable_x64(True):
             _, got_lam, _, got_Lam = score._suffix_compositions(
-                tuple(map(jnp.asarray, (A, c, h, W))), chunk=8)
+                tuple(map(jnp.asarray, (A, c, h, W))), score._ADJOINTS, chunk=8)
         np.testing.assert_allclose(got_lam, want_lam, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
         np.testing.assert_allclose(got_Lam, want_Lam, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
 
@@ -153,3 +153,50 @@ def test_filter_vjp_equals_autodiff_of_the_sequential_filter(outputs):
         np.testing.assert_allclose(got, want, atol=1e-9 * scale, rtol=0, err_msg=name)
     observed = ~np.isnan(np.asarray(y))
     np.testing.assert_allclose(np.asarray(s_y)[observed], np.asarray(g_y)[observed], atol=1e-9)
+
+
+@pytest.mark.parametrize("outputs", [("smoothed_mean",), ("smoothed_cov",), ("lag_one_cov",),
+                                     ("smoothed_mean", "smoothed_cov", "mean", "cov",
+                                      "log_likelihood_terms")])
+def test_smoother_vjp_equals_autodiff_of_the_sequential_smoother(outputs):
+    """Random cotangents on the smoothed means, covariances and lag-one covariances (and the
+    filter's outputs): every field and ``y`` as reverse-mode autodiff of the sequential
+    smoother (the RTS pass's adjoint by autodiff of its XLA form, then the filter's)."""
+    rng = np.random.default_rng(len(outputs) + 7)
+    with jax.enable_x64(True):
+        model, y, _ = _problem(13, False, True, False)
+        states = jax.vmap(lambda yy: sequential.smooth_single(model, yy))(y)
+        cotangents = {k: jnp.asarray(rng.normal(size=states[k].shape)) for k in outputs}
+
+        def pairing(model, y):
+            out = jax.vmap(lambda yy: sequential.smooth_single(model, yy))(y)
+            return sum(jnp.sum(cotangents[k] * out[k]) for k in outputs)
+
+        g_model, g_y = jax.grad(pairing, argnums=(0, 1))(model, y)
+        s_model, s_y = score.smoother_vjp(model, y, states, cotangents)
+    for name in FIELD_NAMES:
+        want, got = np.asarray(getattr(g_model, name)), np.asarray(getattr(s_model, name))
+        if name.endswith("_cov"):
+            want = _sym(want)
+        scale = max(np.max(np.abs(want)), 1.0)
+        np.testing.assert_allclose(got, want, atol=1e-9 * scale, rtol=0, err_msg=name)
+    observed = ~np.isnan(np.asarray(y))
+    np.testing.assert_allclose(np.asarray(s_y)[observed], np.asarray(g_y)[observed], atol=1e-9)
+
+
+def test_kernel_smoother_gradient_through_the_public_api():
+    """``jax.grad`` through ``smooth(method="kernel")`` (its custom VJP) equals ``"sequential"``."""
+    with jax.enable_x64(True):
+        model, y, _ = _problem(17, False, False, False)
+
+        def objective(theta, method):
+            m_ = model.replace(transition_matrix=theta[0] * model.transition_matrix,
+                               transition_cov=jnp.exp(theta[1]) * model.transition_cov,
+                               observation_cov=jnp.exp(theta[2]) * model.observation_cov)
+            res = kalman.smooth(m_, y, method=method)
+            return (jnp.sum(res.mean ** 2) + jnp.sum(res.cov) + jnp.sum(res.lag_one_cov)
+                    + jnp.sum(res.filtered.log_likelihood))
+
+        theta = jnp.array([0.9, 0.2, -0.3])
+        np.testing.assert_allclose(jax.grad(objective)(theta, "kernel"),
+                                   jax.grad(objective)(theta, "sequential"), rtol=1e-9)
