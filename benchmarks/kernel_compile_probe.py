@@ -8,7 +8,7 @@ public API with ``method="kernel"``, the model a constant of the program as in t
   ``xla_compile_s`` (``.compile()``: XLA and the Triton kernels) and ``compile_s``, their sum;
 * ``run_ms``: the median of ``--runs`` calls ending in ``block_until_ready``;
 * with ``--grad``, the same for ``jax.value_and_grad`` of the log-likelihood and, with
-  ``--grad-outputs loglik filter``, of the filter's outputs (:func:`gradient_program`) by each of
+  ``--grad-outputs loglik filter smooth``, of the filter's or smoother's outputs (:func:`gradient_program`) by each of
   ``--grad-methods`` (default the kernel, whose gradient is the filter's reverse mode of
   :mod:`probssm.kalman.score`);
 
@@ -59,8 +59,9 @@ def parse_args(argv=None):
     ap.add_argument("--kernels", action="store_true", help="compile and time every kernel alone")
     ap.add_argument("--grad", action="store_true",
                     help="also the gradient of the log-likelihood (value_and_grad)")
-    ap.add_argument("--grad-outputs", nargs="+", default=["loglik"], choices=["loglik", "filter"],
-                    help="what --grad differentiates: the log-likelihood, the filter's outputs")
+    ap.add_argument("--grad-outputs", nargs="+", default=["loglik"], choices=list(FNS),
+                    help="what --grad differentiates: the log-likelihood, the filter's or the "
+                         "smoother's outputs")
     ap.add_argument("--grad-methods", nargs="+", default=["kernel"],
                     choices=["kernel", "parallel", "sequential"],
                     help="methods whose gradient --grad times")
@@ -100,15 +101,15 @@ def timed_program(fn, y, runs):
 
 def gradient_program(model, y, runs, method="kernel", output="loglik"):
     """``jax.value_and_grad`` by ``method`` of the log-likelihood (summed over series;
-    ``output="loglik"``) or of the filter's outputs (``"filter"``: the sum of squared filtered
-    means and of the filtered covariances' entries), with respect to :math:`\\theta` scaling
+    ``output="loglik"``) or of the filter's or smoother's outputs (``"filter"``, ``"smooth"``:
+    the sum of squared filtered or smoothed means and of the covariances' entries), with respect to :math:`\\theta` scaling
     :math:`Q` by :math:`e^{\\theta_0}` and :math:`R` by :math:`e^{\\theta_1}`, ``y`` a
     constant: compile and run time."""
     def objective(theta):
         m_ = model.replace(transition_cov=jnp.exp(theta[0]) * model.transition_cov,
                            observation_cov=jnp.exp(theta[1]) * model.observation_cov)
-        if output == "filter":
-            res = kalman.filter(m_, y, method=method)
+        if output in ("filter", "smooth"):
+            res = FNS[output](m_, y, method=method)
             return jnp.sum(res.mean ** 2) + jnp.sum(res.cov)
         return kalman.log_likelihood(m_, y, method=method).sum()
 
