@@ -338,44 +338,68 @@ def log_likelihood_vjp(model: LGSSM, y, states, cotangent):
     return filter_vjp(model, y, states, {"log_likelihood_terms": terms})
 
 
-def _smoothed_from_filtered(model: LGSSM, mean, cov):
-    """The Rauch-Tung-Striebel pass from the filtered moments ``mean`` ``(B, T, n)``, ``cov``
-    ``(B, T, n, n)``: smoothed means, covariances and lag-one covariances
-    :math:`\\mathrm{Cov}(x_{t+1}, x_t \\mid y) = S_{t+1} E_t^T` ``(B, T - 1, n, n)``, with
-    :math:`E_t = P_{t|t} F^T (P^-_{t+1})^{-1}` (Cholesky factor of the prediction, shifted by
-    :math:`16 \\epsilon` of its scale as in :func:`probssm.kalman._linalg.chol_psd`), elements
-    :math:`(E_t, m_t - E_t a_{t+1}, P_{t|t} - E_t P^-_{t+1} E_t^T)` and the last filtered state
-    composed by :func:`_suffix_compositions`. The same function as the kernel's smoother pass,
-    in XLA, so that reverse-mode autodiff of it is the smoother pass's adjoint."""
-    F, Q, b = model.transition_matrix, model.transition_cov, model.transition_offset
-    FP = _mm(F, cov[:, :-1])
-    a_next = _mv(F, mean[:, :-1]) + b
+def _rts_elements(F, Q, b, mean, cov):
+    """Rauch-Tung-Striebel elements of the steps ``t < T - 1`` from the filtered moments
+    ``mean`` ``(B, T - 1, n)``, ``cov`` ``(B, T - 1, n, n)``: :math:`E_t = P_{t|t} F^T
+    (P^-_{t+1})^{-1}` (Cholesky factor of the prediction, shifted by :math:`16 \\epsilon` of its
+    scale as in :func:`probssm.kalman._linalg.chol_psd`), :math:`g_t = m_t - E_t a_{t+1}`,
+    :math:`L_t = P_{t|t} - E_t F P_{t|t}`."""
+    FP = _mm(F, cov)
     P_next = _mm(FP, _mT(F)) + Q
     E = _mT(cho_solve((chol_psd(P_next), True), FP))
-    g = mean[:, :-1] - _mv(E, a_next)
-    L = _sym(cov[:, :-1] - _mm(E, FP))
-    terminal = (jnp.zeros_like(cov[:, -1:]), mean[:, -1:], cov[:, -1:])
-    elements = [jnp.concatenate([x, e], axis=1) for x, e in zip((E, g, L), terminal)]
-    _, s_mean, s_cov = _suffix_compositions(elements, _RTS)
-    return s_mean, _sym(s_cov), _mm(s_cov[:, 1:], _mT(E))
+    return E, mean - _mv(E, _mv(F, mean) + b), _sym(cov - _mm(E, FP))
+
+
+def _rts_adjoint(model: LGSSM, states, cotangents):
+    """Cotangents of the filtered moments and gradients in :math:`F, Q, b` from those of the
+    smoothed moments, through the Rauch-Tung-Striebel pass :math:`s_t = E_t s_{t+1} + g_t`,
+    :math:`S_t = E_t S_{t+1} E_t^T + L_t`, lag-one :math:`S_{t+1} E_t^T` (from the last filtered
+    state). Its adjoints run forward in time, :math:`\\sigma_{t+1} = E_t^T \\sigma_t + \\bar
+    s_{t+1}`, :math:`\\Sigma_{t+1} = E_t^T \\Sigma_t E_t + \\bar S_{t+1} + \\mathrm{sym}(\\bar
+    C_t E_t)` from :math:`(\\bar s_0, \\bar S_0)`: the same element algebra, scanned on reversed
+    time. Then :math:`\\bar g_t = \\sigma_t`, :math:`\\bar L_t = \\Sigma_t`,
+    :math:`\\bar E_t = \\sigma_t s_{t+1}^T + 2 \\Sigma_t E_t S_{t+1} + \\bar C_t^T S_{t+1}`,
+    and reverse-mode autodiff of :func:`_rts_elements` (no scan) gives the rest."""
+    F, Q, b = model.transition_matrix, model.transition_cov, model.transition_offset
+    mean, cov = states["mean"], states["cov"]
+    s_mean, s_cov = states["smoothed_mean"], states["smoothed_cov"]
+
+    def cotangent(key, symmetric=False):
+        value = cotangents.get(key)
+        value = jnp.zeros_like(states[key]) if value is None else jnp.asarray(value, mean.dtype)
+        return _sym(value) if symmetric else value
+
+    g_mean, g_cov, g_lag = (cotangent("smoothed_mean"), cotangent("smoothed_cov", True),
+                            cotangent("lag_one_cov"))
+    (E, g, L), pullback = jax.vjp(_rts_elements, F, Q, b, mean[:, :-1], cov[:, :-1])
+    first = jnp.zeros_like(cov[:, :1])  # the initial adjoints enter as a constant map (E = 0)
+    forward = (jnp.concatenate([first, _mT(E)], axis=1), g_mean,
+               g_cov + jnp.concatenate([first, _sym(_mm(g_lag, E))], axis=1))
+    reverse = tuple(jnp.flip(x, axis=1) for x in forward)
+    _, sigma, Sigma = (jnp.flip(x, axis=1) for x in _suffix_compositions(reverse, _RTS))
+    s_next, S_next = s_mean[:, 1:], s_cov[:, 1:]
+    E_bar = (_outer(sigma[:, :-1], s_next) + 2.0 * _mm(Sigma[:, :-1], _mm(E, S_next))
+             + _mm(_mT(g_lag), S_next))
+    gF, gQ, gb, g_filtered_mean, g_filtered_cov = pullback((E_bar, sigma[:, :-1], Sigma[:, :-1]))
+    g_filtered_mean = jnp.concatenate([g_filtered_mean, sigma[:, -1:]], axis=1)
+    g_filtered_cov = jnp.concatenate([g_filtered_cov, Sigma[:, -1:]], axis=1)
+    return (gF, gQ, gb), g_filtered_mean, g_filtered_cov
 
 
 def smoother_vjp(model: LGSSM, y, states, cotangents):
-    """Reverse mode of the smoother: as :func:`filter_vjp`, with cotangents also on
-    ``smoothed_mean`` ``(B, T, n)``, ``smoothed_cov`` ``(B, T, n, n)`` and ``lag_one_cov``
-    ``(B, T - 1, n, n)``. The smoother pass's adjoint is reverse-mode autodiff of
-    :func:`_smoothed_from_filtered` (its scans compiled once per level kind); it adds
-    cotangents to the filtered moments and gradients in :math:`F`, :math:`Q`, :math:`b`, and
-    :func:`filter_vjp` does the rest."""
+    """Reverse mode of the smoother: as :func:`filter_vjp`, with ``states`` and ``cotangents``
+    also holding ``smoothed_mean`` ``(B, T, n)``, ``smoothed_cov`` ``(B, T, n, n)`` and (only
+    cotangents) ``lag_one_cov`` ``(B, T - 1, n, n)``. The smoothing pass's adjoint
+    (:func:`_rts_adjoint`) adds cotangents to the filtered moments and gradients in
+    :math:`F, Q, b`; :func:`filter_vjp` does the rest."""
+    (gF, gQ, gb), g_mean, g_cov = _rts_adjoint(model, states, cotangents)
     smoothed = ("smoothed_mean", "smoothed_cov", "lag_one_cov")
-    _, pullback = jax.vjp(_smoothed_from_filtered, model, states["mean"], states["cov"])
-    ct_smoothed = tuple(jnp.zeros_like(states[k]) if cotangents.get(k) is None
-                        else jnp.asarray(cotangents[k], y.dtype) for k in smoothed)
-    g_model_rts, g_mean, g_cov = pullback(ct_smoothed)
     filter_cts = {k: v for k, v in cotangents.items() if k not in smoothed}
     filter_cts["mean"] = _sum_terms(filter_cts.get("mean"), g_mean)
     filter_cts["cov"] = _sum_terms(filter_cts.get("cov"), g_cov)
     g_model, g_y = filter_vjp(model, y, states, filter_cts)
-    children, static = jax.tree_util.tree_map(jnp.add, g_model, g_model_rts).tree_flatten()
-    children = [_sym(c) if k.endswith("_cov") else c for k, c in zip(FIELD_NAMES, children)]
+    children, static = g_model.tree_flatten()
+    extra = dict(transition_matrix=gF, transition_cov=_sym(gQ), transition_offset=gb)
+    children = [c + extra[k].astype(c.dtype) if k in extra else c
+                for k, c in zip(FIELD_NAMES, children)]
     return LGSSM.tree_unflatten(static, children), g_y
