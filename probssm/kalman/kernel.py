@@ -555,45 +555,49 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK, group=None
 
 
 # -- differentiable entry points ----------------------------------------------------------------
-@jax.custom_vjp
+def _with_reverse_mode(vjp):
+    """The identity on a kernel's outputs ``states``, whose gradient with respect to ``model``
+    and ``y`` is ``vjp(model, y, states, cotangents)``.
+
+    The kernels run outside it, on inputs with stopped gradients, so they are traced once: as a
+    ``custom_vjp`` around the kernels, a program differentiated through an inner ``jit`` traced
+    them twice, for the primal function and for its forward pass (2-3 s more at n = 8)."""
+    @jax.custom_vjp
+    def attach(model, y, states):
+        del model, y
+        return states
+
+    def forward(model, y, states):
+        return states, (model, y, states)
+
+    def backward(residuals, cotangents):
+        model, y, states = residuals
+        g_model, g_y = vjp(model, y, states, cotangents)
+        return g_model, g_y, jax.tree_util.tree_map(jnp.zeros_like, states)
+
+    attach.defvjp(forward, backward)
+    return attach
+
+
+_filter_reverse_mode = _with_reverse_mode(score.filter_vjp)
+_smoother_reverse_mode = _with_reverse_mode(score.smoother_vjp)
+
+
 def filter_states(model: LGSSM, y):
     """Differentiable kernel filter of ``y`` ``(B, T, m)``: the outputs of :func:`filter_batch`.
     The gradient is the filter's reverse mode computed from these outputs
     (:func:`probssm.kalman.score.filter_vjp`: one backward scan, no recomputation)."""
-    return filter_batch(model, y)
+    states = filter_batch(*jax.lax.stop_gradient((model, y)))
+    return _filter_reverse_mode(model, y, states)
 
 
-def _filter_fwd(model, y):
-    states = filter_batch(model, y)
-    return states, (model, y, states)
-
-
-def _filter_bwd(residuals, cotangents):
-    return score.filter_vjp(*residuals, cotangents)
-
-
-filter_states.defvjp(_filter_fwd, _filter_bwd)
-
-
-@jax.custom_vjp
 def smooth_states(model: LGSSM, y):
     """Differentiable kernel smoother of ``y`` ``(B, T, m)``: the outputs of
     :func:`smooth_batch`. The gradient is the smoother's reverse mode from these outputs
-    (:func:`probssm.kalman.score.smoother_vjp`: the RTS pass's adjoint in XLA, then the filter's;
-    no recomputation)."""
-    return smooth_batch(model, y)
-
-
-def _smooth_fwd(model, y):
-    states = smooth_batch(model, y)
-    return states, (model, y, states)
-
-
-def _smooth_bwd(residuals, cotangents):
-    return score.smoother_vjp(*residuals, cotangents)
-
-
-smooth_states.defvjp(_smooth_fwd, _smooth_bwd)
+    (:func:`probssm.kalman.score.smoother_vjp`: the RTS pass's adjoint, then the filter's; no
+    recomputation)."""
+    states = smooth_batch(*jax.lax.stop_gradient((model, y)))
+    return _smoother_reverse_mode(model, y, states)
 
 
 @jax.custom_vjp
