@@ -1,10 +1,13 @@
-r"""Exact score of the log-likelihood from the filtered moments, in parallel over time.
+r"""Reverse mode of the Kalman filter and smoother from their outputs, in parallel over time.
 
-For a time-invariant model shared by ``B`` series and the filter's outputs, the gradient of
-:math:`\sum_b w_b \ell_b` with respect to every field of the model and to the observations
-(Koopman & Shephard 1992; Durbin & Koopman 2012, section 7.3.3), without inverting
-:math:`F`, :math:`Q`, :math:`R`, :math:`P_0` or any predicted covariance, so singular noise and
-deterministic states are fine.
+For a time-invariant model shared by ``B`` series, the gradients of functions of the filter's
+and smoother's outputs with respect to every field of the model and to the observations,
+computed from those outputs (the kernels' own, :mod:`probssm.kalman.kernel`), without
+differentiating or recomputing the forward pass and without inverting :math:`F`, :math:`Q`,
+:math:`R`, :math:`P_0` or a predicted covariance, so singular noise and deterministic states
+are fine: :func:`filter_vjp` (cotangents on any filter output), :func:`smoother_vjp` (and on the
+smoothed moments), and :func:`log_likelihood_vjp`, the exact score of the log-likelihood
+(Koopman & Shephard 1992; Durbin & Koopman 2012, section 7.3.3), which this docstring states.
 
 With predicted moments :math:`a_t, P_t`, filtered :math:`m_t, P_{t|t}` and, for the observed
 entries at ``t`` (a missing entry is a zero row of :math:`H` with unit noise, no innovation):
@@ -45,7 +48,8 @@ gradients are symmetric (the derivative along symmetric directions).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -298,7 +302,9 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
         None if gl is None else 0.5 * gl2 * (_outer(z, z) - Sinv),
         -_sym(_outer(_mv(KT, mu), z)), _mm(KT, _mm(Gamma, K)))
 
-    total = lambda x: jnp.sum(x, axis=(0, 1))  # noqa: E731
+    def total(x):
+        return jnp.sum(x, axis=(0, 1))
+
     gF = total(_outer(lam_next, mean) + 2.0 * _mm(Lam_next, _mm(F, cov)))
     gH = total(-_outer(v_bar, a) + 2.0 * _mm(S_bar, HoP) + _outer(z, _mv(P, mu))
                - 2.0 * _mm(KT, _mm(Gamma, P)))
@@ -371,7 +377,7 @@ def _rts_adjoint(model: LGSSM, states, cotangents):
 
     g_mean, g_cov, g_lag = (cotangent("smoothed_mean"), cotangent("smoothed_cov", True),
                             cotangent("lag_one_cov"))
-    (E, g, L), pullback = jax.vjp(_rts_elements, F, Q, b, mean[:, :-1], cov[:, :-1])
+    (E, _, _), pullback = jax.vjp(_rts_elements, F, Q, b, mean[:, :-1], cov[:, :-1])
     first = jnp.zeros_like(cov[:, :1])  # the initial adjoints enter as a constant map (E = 0)
     forward = (jnp.concatenate([first, _mT(E)], axis=1), g_mean,
                g_cov + jnp.concatenate([first, _sym(_mm(g_lag, E))], axis=1))
