@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
-from ._linalg import chol_psd
+from ._linalg import chol_psd, symmetrize
 from .model import FIELD_NAMES, LGSSM
 
 __all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
@@ -83,10 +83,6 @@ def _outer(x, z):
     return x[..., :, None] * z[..., None, :]
 
 
-def _sym(a):
-    return 0.5 * (a + _mT(a))
-
-
 class _Algebra(NamedTuple):
     """Elements of a backward scan: ``compose(later, earlier)``, the map of ``earlier`` applied
     after that of ``later`` (which acts first, going back in time), and ``identity(n, dtype,
@@ -106,7 +102,7 @@ def _compose_adjoints(later, earlier):
     A1T = _mT(A1)
     x = _mv(A1T, c2)
     return (_mm(A2, A1), c1 + x, h1 + _mv(A1T, h2),
-            W1 + _mm(A1T, _mm(W2, A1)) + _sym(_outer(h1, x)))
+            W1 + _mm(A1T, _mm(W2, A1)) + symmetrize(_outer(h1, x)))
 
 
 def _identity_adjoints(n, dtype, shape=()):
@@ -246,7 +242,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
         if value is None:
             return None
         value = jnp.asarray(value, dtype)
-        return _sym(value) if symmetric else value
+        return symmetrize(value) if symmetric else value
 
     g_mean, g_cov = cotangent("mean"), cotangent("cov", True)
     g_pmean, g_pcov = cotangent("predicted_mean"), cotangent("predicted_cov", True)
@@ -262,7 +258,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     v = jnp.where(observed, y - d - _mv(H, a), 0.0)
     HoP = _mm(Ho, P)
     S = _mm(HoP, _mT(Ho)) + Ro
-    chol = jnp.linalg.cholesky(_sym(S))
+    chol = jnp.linalg.cholesky(symmetrize(S))
     z = cho_solve((chol, True), v[..., None])[..., 0]
     KT = cho_solve((chol, True), HoP)  # (B, T, m, n)
     K = _mT(KT)
@@ -279,7 +275,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
                    None if g_omean is None else _mv(_mT(H), g_omean))
     W = _sum_terms(
         None if g_cov is None else _mm(L_tildeT, _mm(g_cov, L_tilde)),
-        None if g_mean is None else _sym(_outer(h, Lt_gm)),
+        None if g_mean is None else symmetrize(_outer(h, Lt_gm)),
         None if gl is None else 0.5 * gl2 * (_outer(h, h) - _mm(_mT(Ho), _mm(Sinv, Ho))),
         g_pcov,
         None if g_ocov is None else _mm(_mT(H), _mm(g_ocov, H)))
@@ -300,7 +296,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     v_bar = _sum_terms(_mv(KT, mu), None if gl is None else -gl * z)
     S_bar = mask2 * _sum_terms(
         None if gl is None else 0.5 * gl2 * (_outer(z, z) - Sinv),
-        -_sym(_outer(_mv(KT, mu), z)), _mm(KT, _mm(Gamma, K)))
+        -symmetrize(_outer(_mv(KT, mu), z)), _mm(KT, _mm(Gamma, K)))
 
     def total(x):
         return jnp.sum(x, axis=(0, 1))
@@ -316,10 +312,10 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     if g_ocov is not None:
         gH = gH + 2.0 * total(_mm(g_ocov, _mm(H, P)))
         gR = gR + total(g_ocov)
-    grads = dict(transition_matrix=gF, transition_cov=_sym(total(Lam_next)),
-                 observation_matrix=gH, observation_cov=_sym(gR),
+    grads = dict(transition_matrix=gF, transition_cov=symmetrize(total(Lam_next)),
+                 observation_matrix=gH, observation_cov=symmetrize(gR),
                  initial_mean=jnp.sum(lam[:, 0], axis=0),
-                 initial_cov=_sym(jnp.sum(Lam[:, 0], axis=0)),
+                 initial_cov=symmetrize(jnp.sum(Lam[:, 0], axis=0)),
                  transition_offset=total(lam_next), observation_offset=gd,
                  initial_diffuse_cov=jnp.zeros_like(model.initial_diffuse_cov))
     children, static = model.tree_flatten()
@@ -353,7 +349,7 @@ def _rts_elements(F, Q, b, mean, cov):
     FP = _mm(F, cov)
     P_next = _mm(FP, _mT(F)) + Q
     E = _mT(cho_solve((chol_psd(P_next), True), FP))
-    return E, mean - _mv(E, _mv(F, mean) + b), _sym(cov - _mm(E, FP))
+    return E, mean - _mv(E, _mv(F, mean) + b), symmetrize(cov - _mm(E, FP))
 
 
 def _rts_adjoint(model: LGSSM, states, cotangents):
@@ -373,14 +369,14 @@ def _rts_adjoint(model: LGSSM, states, cotangents):
     def cotangent(key, symmetric=False):
         value = cotangents.get(key)
         value = jnp.zeros_like(states[key]) if value is None else jnp.asarray(value, mean.dtype)
-        return _sym(value) if symmetric else value
+        return symmetrize(value) if symmetric else value
 
     g_mean, g_cov, g_lag = (cotangent("smoothed_mean"), cotangent("smoothed_cov", True),
                             cotangent("lag_one_cov"))
     (E, _, _), pullback = jax.vjp(_rts_elements, F, Q, b, mean[:, :-1], cov[:, :-1])
     first = jnp.zeros_like(cov[:, :1])  # the initial adjoints enter as a constant map (E = 0)
     forward = (jnp.concatenate([first, _mT(E)], axis=1), g_mean,
-               g_cov + jnp.concatenate([first, _sym(_mm(g_lag, E))], axis=1))
+               g_cov + jnp.concatenate([first, symmetrize(_mm(g_lag, E))], axis=1))
     reverse = tuple(jnp.flip(x, axis=1) for x in forward)
     _, sigma, Sigma = (jnp.flip(x, axis=1) for x in _suffix_compositions(reverse, _RTS))
     s_next, S_next = s_mean[:, 1:], s_cov[:, 1:]
@@ -405,7 +401,7 @@ def smoother_vjp(model: LGSSM, y, states, cotangents):
     filter_cts["cov"] = _sum_terms(filter_cts.get("cov"), g_cov)
     g_model, g_y = filter_vjp(model, y, states, filter_cts)
     children, static = g_model.tree_flatten()
-    extra = dict(transition_matrix=gF, transition_cov=_sym(gQ), transition_offset=gb)
+    extra = dict(transition_matrix=gF, transition_cov=symmetrize(gQ), transition_offset=gb)
     children = [c + extra[k].astype(c.dtype) if k in extra else c
                 for k, c in zip(FIELD_NAMES, children)]
     return LGSSM.tree_unflatten(static, children), g_y

@@ -51,6 +51,39 @@ def _sym(g):
     return 0.5 * (g + np.swapaxes(g, -1, -2))
 
 
+def _assert_gradients_equal(got, want, y):
+    """``(model, y)`` gradients: every field to 1e-9 of its largest entry (covariances along
+    symmetric directions), ``y`` to 1e-9 where observed."""
+    (got_model, got_y), (want_model, want_y) = got, want
+    for name in FIELD_NAMES:
+        w, g = np.asarray(getattr(want_model, name)), np.asarray(getattr(got_model, name))
+        if name.endswith("_cov"):
+            w = _sym(w)
+        scale = max(np.max(np.abs(w)), 1.0)
+        np.testing.assert_allclose(g, w, atol=1e-9 * scale, rtol=0, err_msg=name)
+    observed = ~np.isnan(np.asarray(y))
+    np.testing.assert_allclose(np.asarray(got_y)[observed], np.asarray(want_y)[observed],
+                               atol=1e-9)
+
+
+def _check_reverse_mode(single, vjp, outputs, seed, problem_seed):
+    """``vjp`` against reverse-mode autodiff of ``single`` (a sequential filter or smoother of
+    one series) for random cotangents on ``outputs``."""
+    rng = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        model, y, _ = _problem(problem_seed, False, True, False)
+        states = jax.vmap(lambda yy: single(model, yy))(y)
+        cotangents = {k: jnp.asarray(rng.normal(size=states[k].shape)) for k in outputs}
+
+        def pairing(model, y):
+            out = jax.vmap(lambda yy: single(model, yy))(y)
+            return sum(jnp.sum(cotangents[k] * out[k]) for k in outputs)
+
+        want = jax.grad(pairing, argnums=(0, 1))(model, y)
+        got = vjp(model, y, states, cotangents)
+    _assert_gradients_equal(got, want, y)
+
+
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 10_000), singular_q=st.booleans(), correlated_r=st.booleans(),
        zero_p0=st.booleans())
@@ -60,16 +93,10 @@ def test_score_equals_autodiff_of_the_sequential_filter(seed, singular_q, correl
     Q^-1 or P0^-1 would not apply. Covariance gradients compared along symmetric directions."""
     with jax.enable_x64(True):
         model, y, w = _problem(seed, singular_q, correlated_r, zero_p0)
-        (g_model, g_y), (s_model, s_y) = _autodiff(model, y, w), _closed_form(model, y, w)
-    for name in FIELD_NAMES:
-        want, got = np.asarray(getattr(g_model, name)), np.asarray(getattr(s_model, name))
-        if name.endswith("_cov"):
-            want = _sym(want)
-        scale = max(np.max(np.abs(want)), 1.0)
-        np.testing.assert_allclose(got, want, atol=1e-9 * scale, rtol=0, err_msg=name)
+        want, got = _autodiff(model, y, w), _closed_form(model, y, w)
+    _assert_gradients_equal(got, want, y)
     missing = np.isnan(np.asarray(y))
-    np.testing.assert_allclose(np.asarray(s_y)[~missing], np.asarray(g_y)[~missing], atol=1e-9)
-    assert np.all(np.asarray(s_y)[missing] == 0.0)
+    assert np.all(np.asarray(got[1])[missing] == 0.0)
 
 
 def test_kernel_log_likelihood_gradient_in_every_field():
@@ -133,26 +160,7 @@ _FILTER_OUTPUTS = ("mean", "cov", "predicted_mean", "predicted_cov", "observatio
 def test_filter_vjp_equals_autodiff_of_the_sequential_filter(outputs):
     """Random cotangents on the filter's outputs (all, or a few with the others absent): the
     gradient in every field and in ``y`` equals reverse-mode autodiff of the sequential filter."""
-    rng = np.random.default_rng(len(outputs))
-    with jax.enable_x64(True):
-        model, y, _ = _problem(11, False, True, False)
-        states = jax.vmap(lambda yy: sequential.filter_single(model, yy))(y)
-        cotangents = {k: jnp.asarray(rng.normal(size=states[k].shape)) for k in outputs}
-
-        def pairing(model, y):
-            out = jax.vmap(lambda yy: sequential.filter_single(model, yy))(y)
-            return sum(jnp.sum(cotangents[k] * out[k]) for k in outputs)
-
-        g_model, g_y = jax.grad(pairing, argnums=(0, 1))(model, y)
-        s_model, s_y = score.filter_vjp(model, y, states, cotangents)
-    for name in FIELD_NAMES:
-        want, got = np.asarray(getattr(g_model, name)), np.asarray(getattr(s_model, name))
-        if name.endswith("_cov"):
-            want = _sym(want)
-        scale = max(np.max(np.abs(want)), 1.0)
-        np.testing.assert_allclose(got, want, atol=1e-9 * scale, rtol=0, err_msg=name)
-    observed = ~np.isnan(np.asarray(y))
-    np.testing.assert_allclose(np.asarray(s_y)[observed], np.asarray(g_y)[observed], atol=1e-9)
+    _check_reverse_mode(sequential.filter_single, score.filter_vjp, outputs, len(outputs), 11)
 
 
 @pytest.mark.parametrize("outputs", [("smoothed_mean",), ("smoothed_cov",), ("lag_one_cov",),
@@ -161,27 +169,9 @@ def test_filter_vjp_equals_autodiff_of_the_sequential_filter(outputs):
 def test_smoother_vjp_equals_autodiff_of_the_sequential_smoother(outputs):
     """Random cotangents on the smoothed means, covariances and lag-one covariances (and the
     filter's outputs): every field and ``y`` as reverse-mode autodiff of the sequential
-    smoother (the RTS pass's adjoint by autodiff of its XLA form, then the filter's)."""
-    rng = np.random.default_rng(len(outputs) + 7)
-    with jax.enable_x64(True):
-        model, y, _ = _problem(13, False, True, False)
-        states = jax.vmap(lambda yy: sequential.smooth_single(model, yy))(y)
-        cotangents = {k: jnp.asarray(rng.normal(size=states[k].shape)) for k in outputs}
-
-        def pairing(model, y):
-            out = jax.vmap(lambda yy: sequential.smooth_single(model, yy))(y)
-            return sum(jnp.sum(cotangents[k] * out[k]) for k in outputs)
-
-        g_model, g_y = jax.grad(pairing, argnums=(0, 1))(model, y)
-        s_model, s_y = score.smoother_vjp(model, y, states, cotangents)
-    for name in FIELD_NAMES:
-        want, got = np.asarray(getattr(g_model, name)), np.asarray(getattr(s_model, name))
-        if name.endswith("_cov"):
-            want = _sym(want)
-        scale = max(np.max(np.abs(want)), 1.0)
-        np.testing.assert_allclose(got, want, atol=1e-9 * scale, rtol=0, err_msg=name)
-    observed = ~np.isnan(np.asarray(y))
-    np.testing.assert_allclose(np.asarray(s_y)[observed], np.asarray(g_y)[observed], atol=1e-9)
+    smoother (the RTS pass's adjoint written out, then the filter's)."""
+    _check_reverse_mode(sequential.smooth_single, score.smoother_vjp, outputs,
+                        len(outputs) + 7, 13)
 
 
 def test_kernel_smoother_gradient_through_the_public_api():
