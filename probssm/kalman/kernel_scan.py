@@ -323,6 +323,9 @@ def call(kernel, inputs, out_shapes, lanes, block, interpret, num_warps=1):
     if not interpret:
         from jax.experimental.pallas import triton as plgpu
 
+        from ._mlir_dialects import register
+
+        register()  # else lowering retries a failing import per Triton value (module docstring)
         kwargs["compiler_params"] = plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
     spec = pl.BlockSpec(memory_space=pl.ANY)
 

@@ -255,6 +255,42 @@ def test_kernels_lower_to_triton_for_cuda():
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
 
 
+_COUNT_TT_IMPORTS = """
+import collections, importlib._bootstrap as bootstrap
+import jax, jax.numpy as jnp, numpy as np
+from probssm import kalman
+from probssm.kalman import kernel
+tries = collections.Counter()
+find_and_load = bootstrap._find_and_load
+def counting(name, import_):
+    tries[name] += 1
+    return find_and_load(name, import_)
+bootstrap._find_and_load = counting
+eye = np.eye(2, dtype=np.float32)
+model = kalman.LGSSM(eye, eye, np.ones((1, 2), np.float32), np.eye(1, dtype=np.float32),
+                     np.zeros(2, np.float32), eye)
+unchecked = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
+jax.export.export(jax.jit(lambda m_, y_: kernel.filter_batch(m_, y_, interpret=False)),
+                  platforms=["cuda"], disabled_checks=unchecked)(
+    model, jax.ShapeDtypeStruct((1, 300, 1), jnp.float32))
+print(max(count for name, count in tries.items() if name.endswith(".tt")))
+"""
+
+
+def test_lowering_looks_up_the_triton_dialect_module_once():
+    """MLIR's bindings import a dialect's Python module before wrapping one of its values and
+    retry after every failure; with :mod:`probssm.kalman._mlir_dialects` registered the Triton
+    dialect's module is found on the first lookup (without it: three failing imports per
+    Triton pointer value, thousands per kernel). A fresh interpreter, so that no earlier
+    lowering has registered it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _COUNT_TT_IMPORTS], capture_output=True,
+                         text=True, check=True)
+    assert int(out.stdout.split()[-1]) == 1, out.stdout
+
+
 def test_concrete_inputs_inside_an_outer_jit():
     """Value checks on concrete closure constants work under an enclosing jit too."""
     rng = np.random.default_rng(11)
