@@ -55,28 +55,17 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
-from ._linalg import chol_psd, symmetrize
+from ._linalg import chol_psd, matmul, matvec, symmetrize
 from .model import FIELD_NAMES, LGSSM
 
 __all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
 
 
-_HIGHEST = jax.lax.Precision.HIGHEST  # float32 products in full float32, not TF32, on GPUs
 _SCAN_CHUNK = 32
 
 
 def _mT(a):
     return jnp.swapaxes(a, -1, -2)
-
-
-def _mm(a, b):
-    """``a @ b`` over the last two axes (batch axes broadcast)."""
-    return jnp.matmul(a, b, precision=_HIGHEST)
-
-
-def _mv(a, x):
-    """``a @ x``: ``a`` ``(..., i, j)``, ``x`` ``(..., j)``."""
-    return jnp.einsum("...ij,...j->...i", a, x, precision=_HIGHEST)
 
 
 def _outer(x, z):
@@ -100,9 +89,9 @@ def _compose_adjoints(later, earlier):
     A2, c2, h2, W2 = later
     A1, c1, h1, W1 = earlier
     A1T = _mT(A1)
-    x = _mv(A1T, c2)
-    return (_mm(A2, A1), c1 + x, h1 + _mv(A1T, h2),
-            W1 + _mm(A1T, _mm(W2, A1)) + symmetrize(_outer(h1, x)))
+    x = matvec(A1T, c2)
+    return (matmul(A2, A1), c1 + x, h1 + matvec(A1T, h2),
+            W1 + matmul(A1T, matmul(W2, A1)) + symmetrize(_outer(h1, x)))
 
 
 def _identity_adjoints(n, dtype, shape=()):
@@ -116,7 +105,7 @@ def _compose_rts(later, earlier):
     E S E^T + L)`."""
     E2, g2, L2 = later
     E1, g1, L1 = earlier
-    return _mm(E1, E2), _mv(E1, g2) + g1, _mm(E1, _mm(L2, _mT(E1))) + L1
+    return matmul(E1, E2), matvec(E1, g2) + g1, matmul(E1, matmul(L2, _mT(E1))) + L1
 
 
 def _identity_rts(n, dtype, shape=()):
@@ -255,30 +244,30 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     mask2 = _outer(o, o)
     Ho = o[..., :, None] * H  # (B, T, m, n): a missing entry is a zero row with unit noise
     Ro = mask2 * R + jnp.eye(m, dtype=dtype) * (1.0 - o)[..., None, :]
-    v = jnp.where(observed, y - d - _mv(H, a), 0.0)
-    HoP = _mm(Ho, P)
-    S = _mm(HoP, _mT(Ho)) + Ro
+    v = jnp.where(observed, y - d - matvec(H, a), 0.0)
+    HoP = matmul(Ho, P)
+    S = matmul(HoP, _mT(Ho)) + Ro
     chol = jnp.linalg.cholesky(symmetrize(S))
     z = cho_solve((chol, True), v[..., None])[..., 0]
     KT = cho_solve((chol, True), HoP)  # (B, T, m, n)
     K = _mT(KT)
-    h = _mv(_mT(Ho), z)
-    L_tilde = jnp.eye(n, dtype=dtype) - _mm(K, Ho)
+    h = matvec(_mT(Ho), z)
+    L_tilde = jnp.eye(n, dtype=dtype) - matmul(K, Ho)
     L_tildeT = _mT(L_tilde)
     gl = None if g_ll is None else g_ll[..., None]
     gl2 = None if g_ll is None else g_ll[..., None, None]
     Sinv = None if g_ll is None else cho_solve(
         (chol, True), jnp.broadcast_to(jnp.eye(m, dtype=dtype), S.shape))
-    Lt_gm = None if g_mean is None else _mv(L_tildeT, g_mean)
+    Lt_gm = None if g_mean is None else matvec(L_tildeT, g_mean)
 
     c = _sum_terms(Lt_gm, None if gl is None else gl * h, g_pmean,
-                   None if g_omean is None else _mv(_mT(H), g_omean))
+                   None if g_omean is None else matvec(_mT(H), g_omean))
     W = _sum_terms(
-        None if g_cov is None else _mm(L_tildeT, _mm(g_cov, L_tilde)),
+        None if g_cov is None else matmul(L_tildeT, matmul(g_cov, L_tilde)),
         None if g_mean is None else symmetrize(_outer(h, Lt_gm)),
-        None if gl is None else 0.5 * gl2 * (_outer(h, h) - _mm(_mT(Ho), _mm(Sinv, Ho))),
+        None if gl is None else 0.5 * gl2 * (_outer(h, h) - matmul(_mT(Ho), matmul(Sinv, Ho))),
         g_pcov,
-        None if g_ocov is None else _mm(_mT(H), _mm(g_ocov, H)))
+        None if g_ocov is None else matmul(_mT(H), matmul(g_ocov, H)))
     zeros_n, zeros_nn = jnp.zeros((B, T, n), dtype), jnp.zeros((B, T, n, n), dtype)
     c = zeros_n if c is None else c
     W = zeros_nn if W is None else W
@@ -287,30 +276,30 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
                 jnp.zeros((B, 1, n), dtype),
                 jnp.zeros((B, 1, n, n), dtype) if g_next_cov is None else g_next_cov[:, None])
     elements = [jnp.concatenate([x, e], axis=1)
-                for x, e in zip((_mm(F, L_tilde), c, h, W), terminal)]
+                for x, e in zip((matmul(F, L_tilde), c, h, W), terminal)]
     _, lam, _, Lam = _suffix_compositions(elements, _ADJOINTS)  # of a_t, P_t, t = 0 .. T
     lam_next, Lam_next = lam[:, 1:], Lam[:, 1:]  # of a_{t+1}, P_{t+1}
 
-    mu = _sum_terms(_mv(_mT(F), lam_next), g_mean)
-    Gamma = _sum_terms(_mm(_mT(F), _mm(Lam_next, F)), g_cov)
-    v_bar = _sum_terms(_mv(KT, mu), None if gl is None else -gl * z)
+    mu = _sum_terms(matvec(_mT(F), lam_next), g_mean)
+    Gamma = _sum_terms(matmul(_mT(F), matmul(Lam_next, F)), g_cov)
+    v_bar = _sum_terms(matvec(KT, mu), None if gl is None else -gl * z)
     S_bar = mask2 * _sum_terms(
         None if gl is None else 0.5 * gl2 * (_outer(z, z) - Sinv),
-        -symmetrize(_outer(_mv(KT, mu), z)), _mm(KT, _mm(Gamma, K)))
+        -symmetrize(_outer(matvec(KT, mu), z)), matmul(KT, matmul(Gamma, K)))
 
     def total(x):
         return jnp.sum(x, axis=(0, 1))
 
-    gF = total(_outer(lam_next, mean) + 2.0 * _mm(Lam_next, _mm(F, cov)))
-    gH = total(-_outer(v_bar, a) + 2.0 * _mm(S_bar, HoP) + _outer(z, _mv(P, mu))
-               - 2.0 * _mm(KT, _mm(Gamma, P)))
+    gF = total(_outer(lam_next, mean) + 2.0 * matmul(Lam_next, matmul(F, cov)))
+    gH = total(-_outer(v_bar, a) + 2.0 * matmul(S_bar, HoP) + _outer(z, matvec(P, mu))
+               - 2.0 * matmul(KT, matmul(Gamma, P)))
     gR = total(S_bar)
     gd = -total(v_bar)
     if g_omean is not None:
         gH = gH + total(_outer(g_omean, a))
         gd = gd + total(g_omean)
     if g_ocov is not None:
-        gH = gH + 2.0 * total(_mm(g_ocov, _mm(H, P)))
+        gH = gH + 2.0 * total(matmul(g_ocov, matmul(H, P)))
         gR = gR + total(g_ocov)
     grads = dict(transition_matrix=gF, transition_cov=symmetrize(total(Lam_next)),
                  observation_matrix=gH, observation_cov=symmetrize(gR),
@@ -346,10 +335,10 @@ def _rts_elements(F, Q, b, mean, cov):
     (P^-_{t+1})^{-1}` (Cholesky factor of the prediction, shifted by :math:`16 \\epsilon` of its
     scale as in :func:`probssm.kalman._linalg.chol_psd`), :math:`g_t = m_t - E_t a_{t+1}`,
     :math:`L_t = P_{t|t} - E_t F P_{t|t}`."""
-    FP = _mm(F, cov)
-    P_next = _mm(FP, _mT(F)) + Q
+    FP = matmul(F, cov)
+    P_next = matmul(FP, _mT(F)) + Q
     E = _mT(cho_solve((chol_psd(P_next), True), FP))
-    return E, mean - _mv(E, _mv(F, mean) + b), symmetrize(cov - _mm(E, FP))
+    return E, mean - matvec(E, matvec(F, mean) + b), symmetrize(cov - matmul(E, FP))
 
 
 def _rts_adjoint(model: LGSSM, states, cotangents):
@@ -376,12 +365,12 @@ def _rts_adjoint(model: LGSSM, states, cotangents):
     (E, _, _), pullback = jax.vjp(_rts_elements, F, Q, b, mean[:, :-1], cov[:, :-1])
     first = jnp.zeros_like(cov[:, :1])  # the initial adjoints enter as a constant map (E = 0)
     forward = (jnp.concatenate([first, _mT(E)], axis=1), g_mean,
-               g_cov + jnp.concatenate([first, symmetrize(_mm(g_lag, E))], axis=1))
+               g_cov + jnp.concatenate([first, symmetrize(matmul(g_lag, E))], axis=1))
     reverse = tuple(jnp.flip(x, axis=1) for x in forward)
     _, sigma, Sigma = (jnp.flip(x, axis=1) for x in _suffix_compositions(reverse, _RTS))
     s_next, S_next = s_mean[:, 1:], s_cov[:, 1:]
-    E_bar = (_outer(sigma[:, :-1], s_next) + 2.0 * _mm(Sigma[:, :-1], _mm(E, S_next))
-             + _mm(_mT(g_lag), S_next))
+    E_bar = (_outer(sigma[:, :-1], s_next) + 2.0 * matmul(Sigma[:, :-1], matmul(E, S_next))
+             + matmul(_mT(g_lag), S_next))
     gF, gQ, gb, g_filtered_mean, g_filtered_cov = pullback((E_bar, sigma[:, :-1], Sigma[:, :-1]))
     g_filtered_mean = jnp.concatenate([g_filtered_mean, sigma[:, -1:]], axis=1)
     g_filtered_cov = jnp.concatenate([g_filtered_cov, Sigma[:, -1:]], axis=1)

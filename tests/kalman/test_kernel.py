@@ -125,10 +125,11 @@ def test_looped_split_and_solve_equal_the_unrolled_ones():
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("reverse", [False, True])
-def test_chunk_scan_kernels_equal_the_reference(reverse):
+@pytest.mark.parametrize("reverse,group", [(False, 3), (True, 3), (False, 1), (True, 7)])
+def test_chunk_scan_kernels_equal_the_reference(reverse, group):
     """The three scan kernels (fold, series scan, propagate) against the sequential reference,
-    for both element algebras, several series and a partial last group."""
+    for both element algebras and several series: a partial last group (``G = 3``, ``K = 3``),
+    one chunk a group (``K = 7``) and one group a series."""
     rng = np.random.default_rng(12 + reverse)
     n, series, chunks, N = 3, 2, 7, 16
     with jax.enable_x64(True):
@@ -139,8 +140,8 @@ def test_chunk_scan_kernels_equal_the_reference(reverse):
                             (kernel_scan.backward_algebra(n), backward)):
             elements = jnp.asarray(np.concatenate([f.reshape(N, -1).T for f in fields]))
             ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
-            out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=3,
-                                         block=2, interpret=True)
+            out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse,
+                                         group=group, block=2, interpret=True)
             lanes = series * chunks
             first = np.arange(lanes) % chunks == (chunks - 1 if reverse else 0)
             # The first chunk's state is "nothing yet"; the algebras ignore it. The states come

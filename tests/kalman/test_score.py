@@ -79,8 +79,9 @@ def _check_reverse_mode(single, vjp, outputs, seed, problem_seed):
             out = jax.vmap(lambda yy: single(model, yy))(y)
             return sum(jnp.sum(cotangents[k] * out[k]) for k in outputs)
 
-        want = jax.grad(pairing, argnums=(0, 1))(model, y)
-        got = vjp(model, y, states, cotangents)
+        # Jitted: eager, every small operation would be a program of its own for XLA to compile.
+        want = jax.jit(jax.grad(pairing, argnums=(0, 1)))(model, y)
+        got = jax.jit(vjp)(model, y, states, cotangents)
     _assert_gradients_equal(got, want, y)
 
 
@@ -107,11 +108,11 @@ def test_kernel_log_likelihood_gradient_in_every_field():
 
     with jax.enable_x64(True):
         model, y, w = _problem(5, False, True, False)
-        want_model, want_y = jax.grad(objective, argnums=(0, 1))(model, y, "sequential")
-        got_model, got_y = jax.grad(objective, argnums=(0, 1))(model, y, "kernel")
+        gradient = jax.jit(jax.grad(objective, argnums=(0, 1)), static_argnums=2)
+        want_model, want_y = gradient(model, y, "sequential")
+        got_model, got_y = gradient(model, y, "kernel")
         model32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), model)
-        f32_model, _ = jax.grad(objective, argnums=(0, 1))(model32, y.astype(jnp.float32),
-                                                           "kernel")
+        f32_model, _ = gradient(model32, y.astype(jnp.float32), "kernel")
     for name in FIELD_NAMES[:-1]:
         want = np.asarray(getattr(want_model, name))
         if name.endswith("_cov"):
@@ -188,5 +189,6 @@ def test_kernel_smoother_gradient_through_the_public_api():
                     + jnp.sum(res.filtered.log_likelihood))
 
         theta = jnp.array([0.9, 0.2, -0.3])
-        np.testing.assert_allclose(jax.grad(objective)(theta, "kernel"),
-                                   jax.grad(objective)(theta, "sequential"), rtol=1e-9)
+        gradient = jax.jit(jax.grad(objective), static_argnums=1)
+        np.testing.assert_allclose(gradient(theta, "kernel"), gradient(theta, "sequential"),
+                                   rtol=1e-9)
