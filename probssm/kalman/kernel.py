@@ -442,7 +442,9 @@ def _unfolded(y):
     """``y`` behind an optimisation barrier (a no-op at run time). Where ``y`` is a constant of
     the program, e.g. closed over by a jitted objective for maximum likelihood, XLA would
     otherwise evaluate its layout changes and NaN masks on the CPU at compile time (constant
-    folding: 2 s for the gradient of the smoother at ``T = 1e6`` on the H100 machine)."""
+    folding: 2 s for the gradient of the smoother at ``T = 1e6`` on the H100 machine). The
+    kernels read ``y`` only after it; the gradients read it in
+    :func:`probssm.kalman.score.filter_vjp`, behind the same barrier."""
     return jax.lax.optimization_barrier(y)
 
 
@@ -593,7 +595,6 @@ def filter_states(model: LGSSM, y):
     """Differentiable kernel filter of ``y`` ``(B, T, m)``: the outputs of :func:`filter_batch`.
     The gradient is the filter's reverse mode computed from these outputs
     (:func:`probssm.kalman.score.filter_vjp`: one backward scan, no recomputation)."""
-    y = _unfolded(y)
     states = filter_batch(*jax.lax.stop_gradient((model, y)))
     return _filter_reverse_mode(model, y, states)
 
@@ -603,7 +604,6 @@ def smooth_states(model: LGSSM, y):
     :func:`smooth_batch`. The gradient is the smoother's reverse mode from these outputs
     (:func:`probssm.kalman.score.smoother_vjp`: the RTS pass's adjoint, then the filter's; no
     recomputation)."""
-    y = _unfolded(y)
     states = smooth_batch(*jax.lax.stop_gradient((model, y)))
     return _smoother_reverse_mode(model, y, states)
 
@@ -617,7 +617,6 @@ def log_likelihood_sums(model: LGSSM, y):
 
 
 def _log_likelihood_fwd(model, y):
-    y = _unfolded(y)
     states = filter_batch(model, y)
     return states["log_likelihood_terms"].sum(axis=-1), (model, y, states)
 

@@ -45,15 +45,11 @@ from .model import LGSSM
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _mT(a):
-    return jnp.swapaxes(a, -1, -2)
-
-
 def tria(a):
     """Lower-triangular square factor ``L`` (``(..., n, n)``) with ``L L^T = a a^T`` for
     ``a`` of shape ``(..., n, k)``, ``k >= n``, via a QR decomposition of ``a^T``."""
-    r = jnp.linalg.qr(_mT(a), mode="r")
-    return _mT(r)
+    r = jnp.linalg.qr(a.mT, mode="r")
+    return r.mT
 
 
 def _masked_observation(y, H, R, d):
@@ -135,17 +131,17 @@ def _combine_filter(earlier, later):
     A_j, b_j, U_j, eta_j, J_j = later
     n = A_i.shape[-1]
     eye = jnp.eye(n, dtype=A_i.dtype)
-    Xi = jnp.linalg.cholesky(eye + symmetrize(_mT(U_i) @ J_j @ U_i))
-    V = solve_triangular(Xi, _mT(U_i) @ J_j, lower=True)               # Xi^{-1} U_i^T J_j
-    U_Xi = _mT(solve_triangular(Xi, _mT(U_i), lower=True))             # U_i Xi^{-T}
+    Xi = jnp.linalg.cholesky(eye + symmetrize(U_i.mT @ J_j @ U_i))
+    V = solve_triangular(Xi, U_i.mT @ J_j, lower=True)                 # Xi^{-1} U_i^T J_j
+    U_Xi = solve_triangular(Xi, U_i.mT, lower=True).mT                # U_i Xi^{-T}
     G = eye - U_Xi @ V                                                  # (I + C_i J_j)^{-1}
     AjG = A_j @ G
     A = AjG @ A_i
-    C_eta = U_i @ (_mT(U_i) @ eta_j[..., None])
+    C_eta = U_i @ (U_i.mT @ eta_j[..., None])
     b = (AjG @ (b_i[..., None] + C_eta))[..., 0] + b_j
     U = tria(jnp.concatenate([A_j @ U_Xi, U_j], axis=-1))
-    eta = (_mT(A_i) @ _mT(G) @ (eta_j[..., None] - J_j @ b_i[..., None]))[..., 0] + eta_i
-    J = symmetrize(_mT(A_i) @ (J_j - _mT(V) @ V) @ A_i + J_i)
+    eta = (A_i.mT @ G.mT @ (eta_j[..., None] - J_j @ b_i[..., None]))[..., 0] + eta_i
+    J = symmetrize(A_i.mT @ (J_j - V.mT @ V) @ A_i + J_i)
     return A, b, U, eta, J
 
 
@@ -174,7 +170,7 @@ def filter_single(model: LGSSM, y):
     else:
         elements = first
     _, mean, U, _, _ = jax.lax.associative_scan(_combine_filter, elements)
-    cov = symmetrize(U @ _mT(U))
+    cov = symmetrize(U @ U.mT)
     out = _assemble(model, y, mean, cov, trans, obs)
     out["cov_sqrt"] = U
     return out
@@ -256,7 +252,7 @@ def smooth_single(model: LGSSM, y):
     _, s_mean, s_D = jax.lax.associative_scan(
         lambda later, earlier: _combine_smoother(earlier, later), elements, reverse=True
     )
-    s_cov = symmetrize(s_D @ _mT(s_D))
-    lag_one = s_cov[1:] @ _mT(elements[0][:-1])                  # Cov(x_{t+1}, x_t | y) = P^s_{t+1} E_t^T
+    s_cov = symmetrize(s_D @ s_D.mT)
+    lag_one = s_cov[1:] @ elements[0][:-1].mT                  # Cov(x_{t+1}, x_t | y) = P^s_{t+1} E_t^T
     out.update(smoothed_mean=s_mean, smoothed_cov=s_cov, lag_one_cov=lag_one)
     return out

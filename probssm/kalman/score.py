@@ -64,10 +64,6 @@ __all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
 _SCAN_CHUNK = 32
 
 
-def _mT(a):
-    return jnp.swapaxes(a, -1, -2)
-
-
 def _outer(x, z):
     return x[..., :, None] * z[..., None, :]
 
@@ -88,7 +84,7 @@ def _compose_adjoints(later, earlier):
     form under composition: ``h = h_1 + A_1^T h_2``."""
     A2, c2, h2, W2 = later
     A1, c1, h1, W1 = earlier
-    A1T = _mT(A1)
+    A1T = A1.mT
     x = matvec(A1T, c2)
     return (matmul(A2, A1), c1 + x, h1 + matvec(A1T, h2),
             W1 + matmul(A1T, matmul(W2, A1)) + symmetrize(_outer(h1, x)))
@@ -105,7 +101,7 @@ def _compose_rts(later, earlier):
     E S E^T + L)`."""
     E2, g2, L2 = later
     E1, g1, L1 = earlier
-    return matmul(E1, E2), matvec(E1, g2) + g1, matmul(E1, matmul(L2, _mT(E1))) + L1
+    return matmul(E1, E2), matvec(E1, g2) + g1, matmul(E1, matmul(L2, E1.mT)) + L1
 
 
 def _identity_rts(n, dtype, shape=()):
@@ -221,6 +217,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     F = model.transition_matrix
     H, R, d = model.observation_matrix, model.observation_cov, model.observation_offset
     n, m = model.state_dim, model.observation_dim
+    y = jax.lax.optimization_barrier(y)  # no constant folding of a constant y: kernel._unfolded
     B, T, _ = y.shape
     dtype = y.dtype
     a, P = states["predicted_mean"], states["predicted_cov"]
@@ -246,14 +243,14 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     Ro = mask2 * R + jnp.eye(m, dtype=dtype) * (1.0 - o)[..., None, :]
     v = jnp.where(observed, y - d - matvec(H, a), 0.0)
     HoP = matmul(Ho, P)
-    S = matmul(HoP, _mT(Ho)) + Ro
+    S = matmul(HoP, Ho.mT) + Ro
     chol = jnp.linalg.cholesky(symmetrize(S))
     z = cho_solve((chol, True), v[..., None])[..., 0]
     KT = cho_solve((chol, True), HoP)  # (B, T, m, n)
-    K = _mT(KT)
-    h = matvec(_mT(Ho), z)
+    K = KT.mT
+    h = matvec(Ho.mT, z)
     L_tilde = jnp.eye(n, dtype=dtype) - matmul(K, Ho)
-    L_tildeT = _mT(L_tilde)
+    L_tildeT = L_tilde.mT
     gl = None if g_ll is None else g_ll[..., None]
     gl2 = None if g_ll is None else g_ll[..., None, None]
     Sinv = None if g_ll is None else cho_solve(
@@ -261,13 +258,13 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     Lt_gm = None if g_mean is None else matvec(L_tildeT, g_mean)
 
     c = _sum_terms(Lt_gm, None if gl is None else gl * h, g_pmean,
-                   None if g_omean is None else matvec(_mT(H), g_omean))
+                   None if g_omean is None else matvec(H.mT, g_omean))
     W = _sum_terms(
         None if g_cov is None else matmul(L_tildeT, matmul(g_cov, L_tilde)),
         None if g_mean is None else symmetrize(_outer(h, Lt_gm)),
-        None if gl is None else 0.5 * gl2 * (_outer(h, h) - matmul(_mT(Ho), matmul(Sinv, Ho))),
+        None if gl is None else 0.5 * gl2 * (_outer(h, h) - matmul(Ho.mT, matmul(Sinv, Ho))),
         g_pcov,
-        None if g_ocov is None else matmul(_mT(H), matmul(g_ocov, H)))
+        None if g_ocov is None else matmul(H.mT, matmul(g_ocov, H)))
     zeros_n, zeros_nn = jnp.zeros((B, T, n), dtype), jnp.zeros((B, T, n, n), dtype)
     c = zeros_n if c is None else c
     W = zeros_nn if W is None else W
@@ -280,8 +277,8 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     _, lam, _, Lam = _suffix_compositions(elements, _ADJOINTS)  # of a_t, P_t, t = 0 .. T
     lam_next, Lam_next = lam[:, 1:], Lam[:, 1:]  # of a_{t+1}, P_{t+1}
 
-    mu = _sum_terms(matvec(_mT(F), lam_next), g_mean)
-    Gamma = _sum_terms(matmul(_mT(F), matmul(Lam_next, F)), g_cov)
+    mu = _sum_terms(matvec(F.mT, lam_next), g_mean)
+    Gamma = _sum_terms(matmul(F.mT, matmul(Lam_next, F)), g_cov)
     v_bar = _sum_terms(matvec(KT, mu), None if gl is None else -gl * z)
     S_bar = mask2 * _sum_terms(
         None if gl is None else 0.5 * gl2 * (_outer(z, z) - Sinv),
@@ -336,8 +333,8 @@ def _rts_elements(F, Q, b, mean, cov):
     scale as in :func:`probssm.kalman._linalg.chol_psd`), :math:`g_t = m_t - E_t a_{t+1}`,
     :math:`L_t = P_{t|t} - E_t F P_{t|t}`."""
     FP = matmul(F, cov)
-    P_next = matmul(FP, _mT(F)) + Q
-    E = _mT(cho_solve((chol_psd(P_next), True), FP))
+    P_next = matmul(FP, F.mT) + Q
+    E = cho_solve((chol_psd(P_next), True), FP).mT
     return E, mean - matvec(E, matvec(F, mean) + b), symmetrize(cov - matmul(E, FP))
 
 
@@ -364,13 +361,13 @@ def _rts_adjoint(model: LGSSM, states, cotangents):
                             cotangent("lag_one_cov"))
     (E, _, _), pullback = jax.vjp(_rts_elements, F, Q, b, mean[:, :-1], cov[:, :-1])
     first = jnp.zeros_like(cov[:, :1])  # the initial adjoints enter as a constant map (E = 0)
-    forward = (jnp.concatenate([first, _mT(E)], axis=1), g_mean,
+    forward = (jnp.concatenate([first, E.mT], axis=1), g_mean,
                g_cov + jnp.concatenate([first, symmetrize(matmul(g_lag, E))], axis=1))
     reverse = tuple(jnp.flip(x, axis=1) for x in forward)
     _, sigma, Sigma = (jnp.flip(x, axis=1) for x in _suffix_compositions(reverse, _RTS))
     s_next, S_next = s_mean[:, 1:], s_cov[:, 1:]
     E_bar = (_outer(sigma[:, :-1], s_next) + 2.0 * matmul(Sigma[:, :-1], matmul(E, S_next))
-             + matmul(_mT(g_lag), S_next))
+             + matmul(g_lag.mT, S_next))
     gF, gQ, gb, g_filtered_mean, g_filtered_cov = pullback((E_bar, sigma[:, :-1], Sigma[:, :-1]))
     g_filtered_mean = jnp.concatenate([g_filtered_mean, sigma[:, -1:]], axis=1)
     g_filtered_cov = jnp.concatenate([g_filtered_cov, Sigma[:, -1:]], axis=1)
