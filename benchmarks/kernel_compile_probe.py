@@ -117,9 +117,11 @@ def gradient_program(model, y, runs, method="kernel", output="loglik"):
 
 
 def kernel_times(model, y, runs):
-    """Every ``pallas_call`` of the smoother's program alone, on its real inputs (the program
-    traced with a spy on ``pallas_call`` that returns every kernel's inputs as outputs): compile
-    time and the median run time of ``runs`` calls."""
+    """Every kernel of the smoother's program alone, on its real inputs (the program traced
+    with a spy on ``pallas_call`` that returns every kernel's inputs as outputs, and the chunk
+    scans' per-level functions inlined): compile time and the median run time of ``runs``
+    calls. Of a chunk scan's levels, which all run the same two kernels, the lowest fold and
+    the top propagation."""
     from jax._src.pallas import pallas_call as pc
 
     from probssm.kalman import kernel as kmod
@@ -139,19 +141,25 @@ def kernel_times(model, y, runs):
     def program(y_):
         calls.clear()
         kmod.smooth_batch.__wrapped__(model, y_, chunk=None, block=kmod.DEFAULT_BLOCK,
-                                      group=None, interpret=None)
+                                      group=ks.DEFAULT_GROUP, interpret=None)
         return [c[3] for c in calls]
 
-    ks.pl.pallas_call = spy
+    traced = jax.jit(program)
+    jit = jax.jit
+    ks.pl.pallas_call, jax.jit = spy, lambda fn, **_: fn
     try:
-        inputs = jax.jit(program)(y if y.ndim == 3 else y[None])
+        inputs = traced(y if y.ndim == 3 else y[None])
     finally:
-        ks.pl.pallas_call = original
+        ks.pl.pallas_call, jax.jit = original, jit
     calls = [(kernel, a, k, args) for (kernel, a, k, _), args in zip(calls, inputs)]
-    names = ["summary", "fold", "series", "propagate", "fixup", "backward summary",
-             "backward fold", "backward series", "backward propagate", "smoother"]
+    T = y.shape[-2]
+    top = len(ks.levels(-(-T // kmod.default_chunk(T)))) - 1
+    scan = ["fold"] + [None] * (top - 1) + ["propagate"] + [None] * top if top else ["propagate"]
+    names = (["summary"] + scan + ["fixup", "backward summary"]
+             + [name and f"backward {name}" for name in scan] + ["smoother"])
+    calls = [(name, call) for name, call in zip(names, calls) if name]
     out = []
-    for name, (kernel, a, k, args) in zip(names, calls):
+    for name, (kernel, a, k, args) in calls:
         fn = jax.jit(original(kernel, *a, **k))
         t0 = time.perf_counter()
         lowered = fn.lower(*args)

@@ -16,9 +16,9 @@ Filter:
    N_I(x_{enter}; \\eta, J)`: the filtering element of Särkkä & García-Fernández (2021) for the
    whole chunk, built with scalar (univariate) updates only, no matrix inverse. The first chunk
    starts from the prior instead (``A = 0``).
-2. **Chunk scan** (three kernels, :func:`probssm.kalman.kernel_scan.chunk_scan`): the filtered
-   state at the end of every chunk, through a two-level sequential hierarchy over groups of
-   chunks (depth about :math:`3\\sqrt{T/L}` element operations, three launches).
+2. **Chunk scan** (two kernels, :func:`probssm.kalman.kernel_scan.chunk_scan`): the filtered
+   state at the end of every chunk, through a hierarchy of sequential folds over groups of
+   ``G`` elements (depth about :math:`2 G \\log_G(T/L)` element operations).
 3. **Fix-up** (kernel): each lane reruns the sequential filter through its chunk from its entering
    prediction and writes every step's predicted and filtered moments, observation moments and
    log-likelihood term once (or only the chunk's log-likelihood).
@@ -31,7 +31,7 @@ smoothed state entering every chunk from the right, and a last kernel runs the R
 backward through each chunk from it, writing the smoothed means, covariances and lag-one
 cross-covariances once.
 
-Work is :math:`O(T n^3)`, like the sequential filter; the depth is :math:`O(L + \\sqrt{T/L})`.
+Work is :math:`O(T n^3)`, like the sequential filter; the depth is :math:`O(L + G \\log_G(T/L))`.
 Each step's observations are decorrelated inside the kernels (:math:`R_t = L D L^T` of the
 observed entries, as in :mod:`.sequential`), so every update is a scalar one and a NaN entry,
 in a whole or a partly missing row, is skipped.
@@ -72,15 +72,15 @@ _LOG_2PI = math.log(2.0 * math.pi)
 MAX_STATE_DIM = 8
 MAX_OBS_DIM = 8
 DEFAULT_BLOCK = 32
-# Chunk length by series length (measured on an H100, n = 4): short chunks give more lanes and a
-# shorter sequential pass through each chunk, long ones fewer chunk elements for the chunk scan,
-# whose depth grows as the square root of their number. 1024 x T = 1e3: 32 steps smooth in
-# 1.12 ms, 128 steps in 1.51 ms; T = 1e6: 128 steps filter faster than 64.
-SHORT_CHUNK, LONG_CHUNK, LONG_SERIES = 32, 128, 32 * 4096
+# Chunk length by series length (measured on an H100, n = 4, chunk scan groups of 4): short
+# chunks give more lanes and a shorter sequential pass through each chunk, long ones fewer chunk
+# elements for the chunk scan. T = 1e6: 64 steps filter in 0.61 ms, 32 in 0.69, 128 in 0.98;
+# 1024 x T = 1e3: 16 and 32 steps alike.
+SHORT_CHUNK, LONG_CHUNK, LONG_SERIES = 32, 64, 32 * 4096
 
 
 def default_chunk(T: int) -> int:
-    """Chunk length for series of ``T`` steps: 32, or 128 above :math:`2^{17}` steps."""
+    """Chunk length for series of ``T`` steps: 32, or 64 above :math:`2^{17}` steps."""
     return LONG_CHUNK if T > LONG_SERIES else SHORT_CHUNK
 
 
@@ -502,7 +502,7 @@ def _states_result(model, outs, B, T, chunks):
 
 @partial(jax.jit, static_argnames=("write_states", "chunk", "block", "group", "interpret"))
 def filter_batch(model: LGSSM, y, *, write_states=True, chunk=None, block=DEFAULT_BLOCK,
-                 group=None, interpret=None):
+                 group=ks.DEFAULT_GROUP, interpret=None):
     """Kernel filter of ``y`` ``(B, T, m)`` under one time-invariant model.
 
     Returns, when ``write_states``, ``mean``, ``predicted_mean`` ``(B, T, n)``, ``cov``,
@@ -511,8 +511,8 @@ def filter_batch(model: LGSSM, y, *, write_states=True, chunk=None, block=DEFAUL
     ``next_mean`` ``(B, n)`` and ``next_cov`` ``(B, n, n)`` (the fields of
     :class:`probssm.kalman.FilterResult` but ``log_likelihood``); otherwise only
     ``log_likelihood`` ``(B,)``. ``chunk`` steps a lane (default :func:`default_chunk`),
-    ``block`` lanes a program, ``group`` chunks a group of the chunk scan (default about the
-    square root of the chunks per series).
+    ``block`` lanes a program, ``group`` elements a group at every level of the chunk scan
+    (:func:`probssm.kalman.kernel_scan.levels`).
     """
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
@@ -525,8 +525,8 @@ def filter_batch(model: LGSSM, y, *, write_states=True, chunk=None, block=DEFAUL
 
 
 @partial(jax.jit, static_argnames=("chunk", "block", "group", "interpret"))
-def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK, group=None,
-                 interpret=None):
+def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
+                 group=ks.DEFAULT_GROUP, interpret=None):
     """Kernel smoother of ``y`` ``(B, T, m)`` under one time-invariant model.
 
     Returns the fields of :func:`filter_batch` and ``smoothed_mean`` ``(B, T, n)``,

@@ -1,4 +1,4 @@
-"""Chunk-level scan of the fused kernels: a two-level sequential hierarchy in three Pallas kernels.
+"""Chunk-level scan of the fused kernels: a hierarchy of sequential folds, two Pallas kernels.
 
 Input: one *element* per chunk of every series (``chunks`` per series, series after series), and
 an element algebra (:mod:`.kernel_algebra`: ``combine(earlier, later)``, ``apply(state,
@@ -6,20 +6,23 @@ element)``). Output: for every chunk the *exclusive* prefix as a state, i.e. the
 the series applied to nothing up to the chunk's own element left out (the first chunk's state is
 zero; its element ignores its entering state).
 
-With groups of ``G`` consecutive chunks (``K = ceil(chunks / G)`` groups per series):
+The elements are cut into groups of ``G`` consecutive ones (default :data:`DEFAULT_GROUP`), the
+groups' elements into groups again, and so on up to one group a series (:func:`levels`):
 
-1. **fold** (a lane per group): the group's elements combined one after another, ``G - 1``
-   combinations in a ``fori_loop`` (the combination is traced and compiled once; for large
-   elements ``G`` combinations from the identity element, :func:`_fold_kernel`);
-2. **series scan** (a lane per series): the ``K`` group elements applied one after another to the
-   state, writing the state entering every group;
-3. **propagate** (a lane per group): from its entering state, each of the group's ``G`` elements
-   applied in turn, writing the state entering every chunk.
+1. **fold** (a lane per group, level by level upwards): the group's elements combined one after
+   another, ``G - 1`` combinations in a ``fori_loop`` (the combination is traced and compiled
+   once; for large elements ``G`` combinations from the identity element, :func:`_fold_kernel`);
+2. **propagate** (a lane per group, level by level downwards, from the zero state at the top):
+   from the state entering its group, each of the group's elements applied in turn, writing the
+   state entering every element, i.e. the states entering the groups of the level below.
 
-Depth ``2G + K`` element operations (about ``3 sqrt(chunks)`` for ``G ~ sqrt(chunks)``), work
-``O(chunks)``, three launches whatever the number of chunks, against ``log2(chunks)`` levels of
-many small XLA kernels for a Hillis-Steele scan. ``reverse=True`` runs the scan from each
-series' last chunk to its first (the smoother).
+Depth about ``2 G log_G(chunks)`` element operations (66 for 7813 chunks and ``G = 8``, against
+``3 sqrt(chunks) = 265`` for a two-level hierarchy), work ``O(chunks)``, two launches a level.
+Every level runs the *same* two kernels: a level's geometry (element count, group size,
+direction) is an input read at run time and every level's arrays have the same shape, so the
+Triton calls are identical and XLA compiles each kernel once (its kernel cache is keyed by the
+call's configuration). ``reverse=True`` runs the scan from each series' last chunk to its first
+(the smoother); the levels above the chunks are stored in scan order.
 
 Arrays are *lane-minor*: a field of ``r`` rows over ``N`` lanes is ``(r, N)``, each element or
 state is its fields' rows stacked, so lane vectors load and store contiguously.
@@ -51,6 +54,7 @@ from jax.experimental import pallas as pl
 from . import kernel_algebra as ka
 
 DEFAULT_SCAN_BLOCK = 32
+DEFAULT_GROUP = 4
 MAX_TILE_ROWS = 64
 
 
@@ -223,36 +227,60 @@ def scatter_rows(ref, values, lanes, live, trash):
     plgpu.store(ref.at[_tile(ref, (), len(values), columns)], join_rows(values))
 
 
-def geometry(series, chunks, group=None):
-    """Group size ``G`` (default ``ceil(sqrt(chunks))``) and groups per series ``K``."""
-    G = max(1, math.ceil(math.sqrt(chunks))) if group is None else max(1, min(group, chunks))
-    return G, -(-chunks // G)
+def levels(chunks, group=DEFAULT_GROUP):
+    """The hierarchy of the scan over ``chunks`` elements a series with groups of ``group``:
+    ``(count, groups, G)`` per level, bottom up, where a level of ``count`` elements a series is
+    cut into ``groups = ceil(count / G)`` groups of ``G = min(group, count)``; the last level has
+    one group a series."""
+    if group < 2:
+        raise ValueError(f"chunk scan: group must be at least 2, got {group}")
+    out, count = [], chunks
+    while True:
+        G = min(group, count)
+        out.append((count, -(-count // G), G))
+        if out[-1][1] == 1:
+            return out
+        count = out[-1][1]
 
 
-def _chunk_lane(series, pos, chunks, reverse):
-    return series * chunks + (chunks - 1 - pos if reverse else pos)
+def _scan_lane(series, count, pos, reverse):
+    """Lane of the element at scan position ``pos`` of a series (``reverse``: counted from its
+    last element)."""
+    return series * count + jnp.where(reverse == 1, count - 1 - pos, pos)
 
 
-def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps, identity_lane=None):
-    r"""The fold (module docstring). With ``identity_lane`` (elements of more than
+def _geometry(geom_ref, series, block):
+    """A level's geometry (read at run time, so that every level runs the same kernel) and this
+    program's lanes: ``count, G, reverse``, the lanes' series and group (clamped to the last
+    one) and whether the lane holds a group."""
+    count, groups, G, reverse = (geom_ref[i] for i in range(4))
+    total = series * groups
+    g_raw = pl.program_id(0) * block + jnp.arange(block, dtype=jnp.int32)
+    g = jnp.minimum(g_raw, total - 1)
+    return count, G, reverse, g // groups, g % groups, g_raw < total
+
+
+def _fold_kernel(alg, series, block, eps, identity_lane=None):
+    r"""A level's fold (module docstring): each lane combines its group's ``G`` elements in
+    scan order, in a ``fori_loop`` (the combination is traced and compiled once), and stores the
+    group element at its own lane. With ``identity_lane`` (elements of more than
     :data:`MAX_TILE_ROWS` rows, whose every gather and select is costly to compile) the
-    accumulator starts from the identity element (:func:`identity`) and a step past the
-    group's last chunk gathers the identity element from that lane of ``elem_ref``: one gather
-    in the kernel and no select of the element's rows, the first element combined with the
-    identity (exact for ``A, b, C``; :math:`\eta, J` rebuilt from the split of ``J``, equal up
-    to rounding). Otherwise the first element is loaded before the loop and a step past the
-    last chunk is discarded by a select."""
+    accumulator starts from the identity element (:func:`identity`), a step past the group's
+    last element gathers the identity element from that lane, and the kernel writes it to the
+    same lane of its output for the next level: one gather in the loop and no select of the
+    element's rows (the first element combined with the identity is exact for ``A, b, C``;
+    :math:`\eta, J` are rebuilt from the split of ``J``, equal up to rounding). Otherwise the
+    first element is loaded before the loop and a step past the last one is discarded by a
+    select."""
 
-    def kernel(elem_ref, out_ref):
-        base = pl.program_id(0) * block
-        g = jnp.minimum(base + jnp.arange(block), total - 1)
-        series, k = g // K, g % K
+    def kernel(geom_ref, elem_ref, out_ref):
+        count, G, reverse, s, k, _ = _geometry(geom_ref, series, block)
 
         def load(j):
             pos = k * G + j
-            lane = _chunk_lane(series, jnp.minimum(pos, chunks - 1), chunks, reverse)
+            lane = _scan_lane(s, count, jnp.minimum(pos, count - 1), reverse)
             if identity_lane is not None:
-                lane = jnp.where(pos < chunks, lane, identity_lane)
+                lane = jnp.where(pos < count, lane, identity_lane)
             return unpack(gather_fields(elem_ref, alg.element_shapes, lane), alg.element_shapes)
 
         def step(j, acc):
@@ -260,55 +288,35 @@ def _fold_kernel(alg, chunks, K, G, total, block, reverse, eps, identity_lane=No
                        alg.element_shapes)
             if identity_lane is not None:
                 return new
-            valid = k * G + j < chunks
-            return [ka.where(valid, x, y) for x, y in zip(new, acc)]
+            return [ka.where(k * G + j < count, x, y) for x, y in zip(new, acc)]
 
+        base = pl.program_id(0) * block
         if identity_lane is None:
             acc = jax.lax.fori_loop(1, G, step, pack(load(0), alg.element_shapes))
         else:
-            start = pack(identity(alg, jnp.zeros(block, elem_ref.dtype)), alg.element_shapes)
-            acc = jax.lax.fori_loop(0, G, step, start)
+            one = pack(identity(alg, jnp.zeros(block, elem_ref.dtype)), alg.element_shapes)
+            acc = jax.lax.fori_loop(0, G, step, one)
+            store_rows(out_ref, one, identity_lane, block)
         store_rows(out_ref, acc, base, block)
 
     return kernel
 
 
-def _series_kernel(alg, K, series_total, block, eps, trash):
+def _propagate_kernel(alg, series, block, eps, trash):
+    """A level's propagation (module docstring): from the state entering its group (lane ``g``
+    of ``enter_ref``), each lane applies the group's elements in turn, storing the state
+    entering each at that element's lane."""
     S = rows(alg.state_shapes)
 
-    def kernel(group_ref, out_ref):
-        s_raw = pl.program_id(0) * block + jnp.arange(block)
-        s = jnp.minimum(s_raw, series_total - 1)
-        live = s_raw < series_total
-
-        def step(k, state):
-            lane = s * K + k
-            scatter_rows(out_ref, state, lane, live, trash)
-            element = unpack(gather_fields(group_ref, alg.element_shapes, lane), alg.element_shapes)
-            new = alg.apply(unpack(state, alg.state_shapes), element, eps)
-            return pack(new, alg.state_shapes)
-
-        zero = jnp.zeros(block, group_ref.dtype)
-        jax.lax.fori_loop(0, K, step, [zero] * S)
-
-    return kernel
-
-
-def _propagate_kernel(alg, chunks, K, G, total, block, reverse, eps, trash):
-    S = rows(alg.state_shapes)
-
-    def kernel(elem_ref, enter_ref, out_ref):
-        base = pl.program_id(0) * block
-        g_raw = base + jnp.arange(block)
-        g = jnp.minimum(g_raw, total - 1)
-        series, k = g // K, g % K
-        state = load_rows(enter_ref, S, base, block)
+    def kernel(geom_ref, elem_ref, enter_ref, out_ref):
+        count, G, reverse, s, k, live = _geometry(geom_ref, series, block)
+        state = load_rows(enter_ref, S, pl.program_id(0) * block, block)
 
         def step(j, state):
             pos = k * G + j
-            valid = pos < chunks
-            lane = _chunk_lane(series, jnp.minimum(pos, chunks - 1), chunks, reverse)
-            scatter_rows(out_ref, state, lane, valid & (g_raw < total), trash)
+            valid = pos < count
+            lane = _scan_lane(s, count, jnp.minimum(pos, count - 1), reverse)
+            scatter_rows(out_ref, state, lane, valid & live, trash)
             element = unpack(gather_fields(elem_ref, alg.element_shapes, lane), alg.element_shapes)
             new = pack(alg.apply(unpack(state, alg.state_shapes), element, eps), alg.state_shapes)
             return [ka.where(valid, x, y) for x, y in zip(new, state)]
@@ -359,12 +367,12 @@ def _collector_paused():
             gc.enable()
 
 
-def _with_identity(alg, elements):
-    """``elements`` ``(R, N)`` with the identity element (:func:`identity`) appended as lane
-    ``N``."""
+def _with_identity(alg, elements, block):
+    """``elements`` ``(R, N)`` with the identity element (:func:`identity`) appended in
+    ``block`` lanes from lane ``N``."""
     column = jnp.stack(pack(identity(alg, jnp.zeros((1,), elements.dtype)), alg.element_shapes))
     column = jnp.pad(column, ((0, elements.shape[0] - column.shape[0]), (0, 0)))
-    return jnp.concatenate([elements, column], axis=1)
+    return jnp.concatenate([elements, jnp.tile(column, (1, block))], axis=1)
 
 
 def padded(lanes, block):
@@ -372,41 +380,51 @@ def padded(lanes, block):
     return -(-lanes // block) * block
 
 
-def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=None,
+def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=DEFAULT_GROUP,
                block=DEFAULT_SCAN_BLOCK, interpret=False):
     """Exclusive chunk-level scan (module docstring).
 
     ``elements``: ``(R, N)`` with ``R >= rows(alg.element_shapes)`` rows (padded here to
     :func:`pow2` of them if fewer) and ``N >= series * chunks``, lane ``s * chunks + c`` holding
-    chunk ``c`` of series ``s``. Returns the states ``(pow2(rows(alg.state_shapes)), N + block)``,
-    lane ``s * chunks + c`` holding the prefix of the chunks before ``c`` in scan order (after
-    ``c`` with ``reverse``) in its first ``rows(alg.state_shapes)`` rows; the other lanes and
-    rows hold nothing of use.
+    chunk ``c`` of series ``s``. ``group``: elements a group at every level (at least 2).
+    Returns the states ``(pow2(rows(alg.state_shapes)), N + block)`` (at least), lane
+    ``s * chunks + c`` holding the prefix of the chunks before ``c`` in scan order (after ``c``
+    with ``reverse``) in its first ``rows(alg.state_shapes)`` rows; the other lanes and rows
+    hold nothing of use.
     """
     dtype = elements.dtype
     eps = float(jnp.finfo(dtype).eps)
     E = pow2(rows(alg.element_shapes))
     if elements.shape[0] < E:
         elements = jnp.pad(elements, ((0, E - elements.shape[0]), (0, 0)))
-    S = pow2(rows(alg.state_shapes))
-    G, K = geometry(series, chunks, group)
-    groups = series * K
-    gp = padded(groups, block)
-    fold_elements, identity_lane = elements, None
+    N = padded(elements.shape[1], block)
+    elements = jnp.pad(elements, ((0, 0), (0, N - elements.shape[1])))
+    identity_lane = None
     if rows(alg.element_shapes) > MAX_TILE_ROWS:
-        fold_elements, identity_lane = _with_identity(alg, elements), elements.shape[1]
-    (group_elements,) = call(
-        _fold_kernel(alg, chunks, K, G, groups, block, reverse, eps, identity_lane),
-        [fold_elements], [jax.ShapeDtypeStruct((elements.shape[0], gp), dtype)], groups, block,
-        interpret)
-    (group_states,) = call(
-        _series_kernel(alg, K, series, block, eps, trash=gp), [group_elements],
-        [jax.ShapeDtypeStruct((S, gp + block), dtype)], series, block, interpret)
-    N = elements.shape[1]
-    (states,) = call(
-        _propagate_kernel(alg, chunks, K, G, groups, block, reverse, eps, trash=N),
-        [elements, group_states], [jax.ShapeDtypeStruct((S, N + block), dtype)],
-        groups, block, interpret)
+        elements, identity_lane = _with_identity(alg, elements, block), N
+    hierarchy = levels(chunks, group)
+    # Every level has the same arrays, grid and kernels (its geometry is an input), so XLA
+    # compiles each kernel once for all levels (identical Triton calls share one compilation),
+    # and each kernel is traced and lowered once (a jitted function called at every level).
+    lanes = series * hierarchy[0][1]
+    states_shape = jax.ShapeDtypeStruct((pow2(rows(alg.state_shapes)), elements.shape[1] + block),
+                                        dtype)
+    fold = jax.jit(lambda geometry, below: call(
+        _fold_kernel(alg, series, block, eps, identity_lane), [geometry, below],
+        [jax.ShapeDtypeStruct(elements.shape, dtype)], lanes, block, interpret)[0])
+    propagate = jax.jit(lambda geometry, level_elements, entering: call(
+        _propagate_kernel(alg, series, block, eps, trash=elements.shape[1]),
+        [geometry, level_elements, entering], [states_shape], lanes, block, interpret)[0])
+
+    def geometry(level, count, groups, G):
+        return jnp.array([count, groups, G, int(reverse and level == 0)], jnp.int32)
+
+    per_level = [elements]
+    for level, (count, groups, G) in enumerate(hierarchy[:-1]):
+        per_level.append(fold(geometry(level, count, groups, G), per_level[-1]))
+    states = jnp.zeros(states_shape.shape, dtype)  # entering the top level: nothing yet
+    for level in reversed(range(len(hierarchy))):
+        states = propagate(geometry(level, *hierarchy[level]), per_level[level], states)
     return states
 
 

@@ -37,8 +37,8 @@ def _max_rel(a, b):
 
 
 @pytest.mark.parametrize("n,m,T,chunk,group,diagonal_r", [
-    (1, 1, 1, 128, None, True), (2, 1, 37, 8, None, True), (3, 2, 64, 4, 3, False),
-    (4, 3, 50, 7, None, False)])
+    (1, 1, 1, 128, 8, True), (2, 1, 37, 8, 2, True), (3, 2, 64, 4, 3, False),
+    (4, 3, 50, 7, 8, False)])
 def test_kernel_equals_sequential_float64(n, m, T, chunk, group, diagonal_r):
     """Filter and smoother; whole and partly missing rows, diagonal and correlated R
     (decorrelated step by step); one chunk, several, and groups with a partial last one (the
@@ -125,11 +125,11 @@ def test_looped_split_and_solve_equal_the_unrolled_ones():
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("reverse,group", [(False, 3), (True, 3), (False, 1), (True, 7)])
+@pytest.mark.parametrize("reverse,group", [(False, 3), (True, 3), (False, 2), (True, 2), (True, 7)])
 def test_chunk_scan_kernels_equal_the_reference(reverse, group):
-    """The three scan kernels (fold, series scan, propagate) against the sequential reference,
-    for both element algebras and several series: a partial last group (``G = 3``, ``K = 3``),
-    one chunk a group (``K = 7``) and one group a series."""
+    """The scan kernels (folds up the levels, propagations down) against the sequential
+    reference, for both element algebras and several series: 7 -> 3 -> 1 groups (partial last
+    groups), 7 -> 4 -> 2 -> 1 (three levels) and one group a series (no fold)."""
     rng = np.random.default_rng(12 + reverse)
     n, series, chunks, N = 3, 2, 7, 16
     with jax.enable_x64(True):
@@ -246,12 +246,14 @@ def test_kernels_lower_to_triton_for_cuda():
                          np.zeros(4, np.float32), np.eye(4, dtype=np.float32))
     y = jax.ShapeDtypeStruct((2, 1000, 2), jnp.float32)
     unchecked = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
-    # summary, the chunk scan's fold, series scan and propagation, fix-up; the smoother adds the
-    # backward summary, a second chunk scan and the backward pass.
-    for fn, kernels in ((lambda m_, y_: kernel.filter_batch(m_, y_, interpret=False), 5),
+    # summary, the chunk scan's fold and propagation, fix-up; the smoother adds the backward
+    # summary, a second chunk scan and the backward pass. The chunk scans have three levels
+    # (32 -> 8 -> 2 -> 1 chunks a series), all run by one lowered fold and one propagation.
+    assert len(kernel_scan.levels(-(-1000 // kernel.default_chunk(1000)))) == 3
+    for fn, kernels in ((lambda m_, y_: kernel.filter_batch(m_, y_, interpret=False), 4),
                         (lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False,
-                                                            interpret=False), 5),
-                        (lambda m_, y_: kernel.smooth_batch(m_, y_, interpret=False), 10)):
+                                                            interpret=False), 4),
+                        (lambda m_, y_: kernel.smooth_batch(m_, y_, interpret=False), 8)):
         exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
 
@@ -301,3 +303,13 @@ def test_concrete_inputs_inside_an_outer_jit():
         outer = jax.jit(lambda s: s * kalman.log_likelihood(model, y, method="kernel"))
         direct = kalman.log_likelihood(model, y, method="sequential")
         np.testing.assert_allclose(outer(2.0), 2.0 * np.asarray(direct), rtol=1e-9)
+
+
+def test_chunk_scan_levels():
+    """The hierarchy: counts shrink by the group size up to one group a series; a group below
+    2 is refused."""
+    assert kernel_scan.levels(7813, 8) == [(7813, 977, 8), (977, 123, 8), (123, 16, 8),
+                                           (16, 2, 8), (2, 1, 2)]
+    assert kernel_scan.levels(1, 8) == [(1, 1, 1)]
+    with pytest.raises(ValueError, match="group must be at least 2"):
+        kernel_scan.levels(10, 1)
