@@ -1,0 +1,113 @@
+"""Run time and compile time of the kernel filter, log-likelihood and smoother by chunk length
+and chunk-scan group size (GPU; issue 3 probe).
+
+Calls :func:`probssm.kalman.kernel.filter_batch` / :func:`~probssm.kalman.kernel.smooth_batch`
+directly with ``chunk`` and ``group`` (``--configs CHUNK:GROUP ...``, ``None`` for the default)
+on a random stable float32 model (``n = --n``, ``m = 2``) and standard normal ``y`` of
+``--B`` series of ``--T`` steps with 2 % NaN rows, all in one process: ``lower_s`` (tracing and
+lowering), ``xla_s`` (XLA compile), ``run_ms`` (median of ``--runs`` calls ending in
+``block_until_ready``) and the log-likelihood (the same for every configuration). One JSON
+line per configuration and mode on stdout, appended to ``--json`` if given. Run it from a
+checkout root (``--tag`` names the checkout), e.g. an older commit's worktree beside the
+current one for an A/B comparison.
+
+Usage (GPU)::
+
+    python benchmarks/kernel_geometry_sweep.py --configs 64:4 32:4 128:8 --modes loglik filter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+sys.path.insert(0, os.getcwd())
+
+import jax
+import numpy as np
+
+from probssm import kalman
+from probssm.kalman import kernel
+
+
+def parse_args(argv=None):
+    """The command line (module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tag", default="current")
+    ap.add_argument("--T", type=int, default=1_000_000)
+    ap.add_argument("--B", type=int, default=1)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--configs", nargs="+", default=["None:None"], metavar="CHUNK:GROUP")
+    ap.add_argument("--modes", nargs="+", default=["loglik", "filter"],
+                    choices=["loglik", "filter", "smooth"])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--json", default=None)
+    return ap.parse_args(argv)
+
+
+def problem(n, B, T, m=2, seed=0):
+    """A random stable float32 model and ``y`` ``(B, T, m)`` with 2 % NaN rows."""
+    rng = np.random.default_rng(seed)
+    F = rng.normal(size=(n, n))
+    F *= 0.9 / np.max(np.abs(np.linalg.eigvals(F)))
+
+    def pd(k):
+        a = rng.normal(size=(k, k))
+        return a @ a.T / k + 0.1 * np.eye(k)
+
+    model = kalman.LGSSM(*(np.asarray(v, np.float32) for v in (
+        F, pd(n), rng.normal(size=(m, n)), pd(m), np.zeros(n), pd(n))))
+    y = rng.normal(size=(B, T, m)).astype(np.float32)
+    y[:, rng.uniform(size=T) < 0.02] = np.nan
+    return model, jax.device_put(y)
+
+
+def program(model, mode, kw):
+    """The jitted function of one mode."""
+    if mode == "loglik":
+        return jax.jit(lambda y_: kernel.filter_batch(model, y_, write_states=False,
+                                                      **kw)["log_likelihood"])
+    if mode == "filter":
+        return jax.jit(lambda y_: kernel.filter_batch(model, y_, **kw))
+    return jax.jit(lambda y_: kernel.smooth_batch(model, y_, **kw))
+
+
+def main(argv=None):
+    """Time every configuration and mode (module docstring)."""
+    args = parse_args(argv)
+    model, y = problem(args.n, args.B, args.T)
+    records = []
+    for config in args.configs:
+        chunk, group = (None if v == "None" else int(v) for v in config.split(":"))
+        kw = dict(chunk=chunk) if group is None else dict(chunk=chunk, group=group)
+        for mode in args.modes:
+            t0 = time.perf_counter()
+            lowered = program(model, mode, kw).lower(y)
+            t1 = time.perf_counter()
+            compiled = lowered.compile()
+            t2 = time.perf_counter()
+            out = jax.block_until_ready(compiled(y))
+            times = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                jax.block_until_ready(compiled(y))
+                times.append(time.perf_counter() - start)
+            loglik = out if mode == "loglik" else out["log_likelihood_terms"]
+            record = dict(tag=args.tag, T=args.T, B=args.B, n=args.n, chunk=chunk, group=group,
+                          mode=mode, lower_s=t1 - t0, xla_s=t2 - t1,
+                          run_ms=1e3 * statistics.median(times), min_ms=1e3 * min(times),
+                          ll=float(np.sum(loglik)))
+            records.append(record)
+            print(json.dumps(record), flush=True)
+    if args.json:
+        with open(args.json, "a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in records)
+
+
+if __name__ == "__main__":
+    main()
