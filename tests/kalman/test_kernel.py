@@ -305,6 +305,26 @@ def test_concrete_inputs_inside_an_outer_jit():
         np.testing.assert_allclose(outer(2.0), 2.0 * np.asarray(direct), rtol=1e-9)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_deep_chunk_scan_equals_the_reference(reverse):
+    """Five levels with partial groups at every level (21 -> 11 -> 6 -> 3 -> 2 -> 1 chunks a
+    series in groups of 2), three series, the filtering algebra."""
+    rng = np.random.default_rng(21 + reverse)
+    n, series, chunks = 2, 3, 21
+    N = series * chunks
+    assert len(kernel_scan.levels(chunks, 2)) == 5
+    with jax.enable_x64(True):
+        fields = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n),
+                  rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
+        alg = kernel_scan.filter_algebra(n)
+        elements = jnp.asarray(np.concatenate([f.reshape(N, -1).T for f in fields]))
+        ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
+        out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=2,
+                                     block=4, interpret=True)
+    first = np.arange(N) % chunks == (chunks - 1 if reverse else 0)
+    assert _max_rel(out[:ref.shape[0], :N][:, ~first], ref[:, ~first]) < 1e-12
+
+
 def test_chunk_scan_levels():
     """The hierarchy: counts shrink by the group size up to one group a series; a group below
     2 is refused."""
