@@ -6,10 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_parallel import check_float32, float32_problems
 
 from probssm import kalman
 from probssm.kalman import kernel, kernel_algebra, kernel_scan
-from test_parallel import check_float32, float32_problems
 
 
 def _model(rng, n, m, diagonal_r=True, dtype=np.float64):
@@ -333,3 +335,18 @@ def test_chunk_scan_levels():
     assert kernel_scan.levels(1, 8) == [(1, 1, 1)]
     with pytest.raises(ValueError, match="group must be at least 2"):
         kernel_scan.levels(10, 1)
+
+
+@given(st.integers(1, 10**6), st.integers(2, 64))
+def test_chunk_scan_levels_cover_every_element(chunks, group):
+    """For any count and group size: each level's groups hold all of its elements
+    (``G (groups - 1) < count <= G groups``), the next level counts those groups, the last
+    level is one group, and the depth is about ``2 G log_G(chunks)`` (at most one level more
+    than the ceiling of the logarithm)."""
+    hierarchy = kernel_scan.levels(chunks, group)
+    assert hierarchy[0][0] == chunks and hierarchy[-1][1] == 1
+    for (count, groups, G), above in zip(hierarchy, hierarchy[1:] + [None]):
+        assert G == min(group, count) and G * (groups - 1) < count <= G * groups
+        if above is not None:
+            assert above[0] == groups
+    assert len(hierarchy) <= max(1, int(np.ceil(np.log(chunks) / np.log(group) - 1e-9)) + 1)
