@@ -482,20 +482,21 @@ def _states_result(model, outs, B, T, chunks):
     shapes = _state_shapes(n, m)
     out = {k: _from_lane_minor(x, B, T, chunks, shapes[k]) for k, x in zip(_written(n), outs)}
     F, Q, u = model.transition_matrix, model.transition_cov, model.transition_offset
+
+    def predict(mean, cov):
+        return matvec(F, mean) + u, matmul(matmul(F, cov), F.T) + Q
+
     if "predicted_mean" not in out:
         H, R, d = model.observation_matrix, model.observation_cov, model.observation_offset
         prior_mean = jnp.broadcast_to(model.initial_mean, (B, 1, n))
         prior_cov = jnp.broadcast_to(model.initial_cov, (B, 1, n, n))
-        a = matvec(F, out["mean"][:, :-1]) + u
-        P = matmul(matmul(F, out["cov"][:, :-1]), F.T) + Q
+        a, P = predict(out["mean"][:, :-1], out["cov"][:, :-1])
         a = jnp.concatenate([prior_mean.astype(a.dtype), a], axis=1)
         P = symmetrize(jnp.concatenate([prior_cov.astype(P.dtype), P], axis=1))
         out["predicted_mean"], out["predicted_cov"] = a, P
         out["observation_mean"] = matvec(H, a) + d
         out["observation_cov"] = symmetrize(matmul(matmul(H, P), H.T) + R)
-    last_mean, last_cov = out["mean"][:, -1], out["cov"][:, -1]
-    out["next_mean"] = matvec(F, last_mean) + u
-    out["next_cov"] = matmul(matmul(F, last_cov), F.T) + Q
+    out["next_mean"], out["next_cov"] = predict(out["mean"][:, -1], out["cov"][:, -1])
     out["predicted_diffuse_cov"] = jnp.zeros_like(out["predicted_cov"])
     return out
 

@@ -399,7 +399,8 @@ def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=DEFAULT_GR
     if elements.shape[0] < E:
         elements = jnp.pad(elements, ((0, E - elements.shape[0]), (0, 0)))
     N = padded(elements.shape[1], block)
-    elements = jnp.pad(elements, ((0, 0), (0, N - elements.shape[1])))
+    if elements.shape[1] < N:
+        elements = jnp.pad(elements, ((0, 0), (0, N - elements.shape[1])))
     identity_lane = None
     if rows(alg.element_shapes) > MAX_TILE_ROWS:
         elements, identity_lane = _with_identity(alg, elements, block), N
