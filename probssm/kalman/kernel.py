@@ -49,7 +49,9 @@ and a store), i.e. (memory operations) x (kernel size) or worse. Every field, el
 rows therefore move as one tile (:func:`probssm.kalman.kernel_scan.load_rows` and friends;
 arrays between kernels have their rows padded to a power of two), and loop bodies are kept small
 (the chunk scan's combination conditions on the later element's likelihood one scalar factor at
-a time, in an inner loop); XLA compiles the kernels of a program in parallel.
+a time, in an inner loop). XLA compiles the kernels of a program one after another (its IR
+emission runs each kernel's Triton pipeline and LLVM's NVPTX back end in turn), so a program's
+compile time is the sum over its kernels; at ``n = 8`` most of it is LLVM's.
 """
 
 from __future__ import annotations
