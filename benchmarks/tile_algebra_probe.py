@@ -197,7 +197,7 @@ def program(style, n, m, L, T, interpret):
 
 
 def model(n, m, seed=0):
-    """A stable random model as the flat parameter vector, and ``y``."""
+    """A stable random model as the flat parameter vector (:func:`layout`)."""
     rng = np.random.default_rng(seed)
     F = rng.normal(size=(n, n))
     F *= 0.9 / np.max(np.abs(np.linalg.eigvals(F)))
