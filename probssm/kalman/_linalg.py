@@ -34,6 +34,16 @@ def matvec(a, x):
     return out
 
 
+def unfolded(y):
+    """``y`` behind an optimisation barrier (a no-op at run time). Where ``y`` is a constant of
+    the program, e.g. closed over by a jitted objective for maximum likelihood, XLA would
+    otherwise evaluate its layout changes and NaN masks on the CPU at compile time (constant
+    folding: 2 s for the gradient of the kernel smoother at ``T = 1e6`` on the H100 machine).
+    The kernel path reads ``y`` only through it: :func:`probssm.kalman.kernel.filter_batch` and
+    friends, and their gradients (:func:`probssm.kalman.score.filter_vjp`)."""
+    return jax.lax.optimization_barrier(y)
+
+
 def symmetrize(a):
     """``(a + a^T) / 2`` over the last two axes; removes round-off asymmetry."""
     return 0.5 * (a + jnp.swapaxes(a, -1, -2))

@@ -67,7 +67,7 @@ from jax.experimental import pallas as pl
 from . import kernel_algebra as ka
 from . import kernel_scan as ks
 from . import score
-from ._linalg import matmul, matvec, symmetrize
+from ._linalg import matmul, matvec, symmetrize, unfolded
 from .model import LGSSM
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -440,19 +440,9 @@ def _written(n):
     return _STATE_FIELDS
 
 
-def _unfolded(y):
-    """``y`` behind an optimisation barrier (a no-op at run time). Where ``y`` is a constant of
-    the program, e.g. closed over by a jitted objective for maximum likelihood, XLA would
-    otherwise evaluate its layout changes and NaN masks on the CPU at compile time (constant
-    folding: 2 s for the gradient of the smoother at ``T = 1e6`` on the H100 machine). The
-    kernels read ``y`` only after it; the gradients read it in
-    :func:`probssm.kalman.score.filter_vjp`, behind the same barrier."""
-    return jax.lax.optimization_barrier(y)
-
-
 def _forward(model, y, write_states, chunk, block, group, interpret):
     """Summary, chunk scan and fix-up; the fix-up's outputs, lane-minor."""
-    y = _unfolded(y)
+    y = unfolded(y)
     B, T, m = y.shape
     n = model.state_dim
     dtype = y.dtype

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
-from ._linalg import chol_psd, matmul, matvec, symmetrize
+from ._linalg import chol_psd, matmul, matvec, symmetrize, unfolded
 from .model import FIELD_NAMES, LGSSM
 
 __all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
@@ -217,7 +217,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     F = model.transition_matrix
     H, R, d = model.observation_matrix, model.observation_cov, model.observation_offset
     n, m = model.state_dim, model.observation_dim
-    y = jax.lax.optimization_barrier(y)  # no constant folding of a constant y: kernel._unfolded
+    y = unfolded(y)
     B, T, _ = y.shape
     dtype = y.dtype
     a, P = states["predicted_mean"], states["predicted_cov"]
