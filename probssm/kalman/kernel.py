@@ -250,8 +250,8 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
         eta = [zero] * n
         J = [[zero] * n for _ in range(n)]
 
-        def step(k, state):
-            A, b, C, eta, J = state
+        def step(k, flat):
+            A, b, C, eta, J = ks.unpack(flat, shapes)
             t = start + k
             ys = ks.load_rows(y_ref, m, base, block, k)
             for obs, y, h, r in _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m):
@@ -272,10 +272,12 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
                              for j in range(n)] for l in range(n)])
             go = (k + 1 < chunk) & (t + 1 < T)
             b_next, C_next = _predict(p, b, C)
-            return _keep(go, (ka.matmul(F, A), b_next, C_next), (A, b, C)) + (eta, J)
+            moved = _keep(go, ks.pack((ka.matmul(F, A), b_next, C_next), shapes[:3]),
+                          ks.pack((A, b, C), shapes[:3]))
+            return moved + ks.pack((eta, J), shapes[3:])
 
-        element = jax.lax.fori_loop(0, chunk, step, (A, b, C, eta, J))
-        ks.store_rows(out_ref, ks.pack(element, shapes), base, block)
+        element = jax.lax.fori_loop(0, chunk, step, ks.pack((A, b, C, eta, J), shapes))
+        ks.store_rows(out_ref, element, base, block)
 
     return kernel
 
@@ -284,13 +286,12 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
 def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
     """The sequential filter through every chunk from its entering prediction: every step's
     fields :func:`_written` (``write_states``), or only the chunk's log-likelihood."""
-    S = ks.rows(ks.filter_algebra(n).state_shapes)
+    shapes = ks.filter_algebra(n).state_shapes
 
     def kernel(p_ref, state_ref, y_ref, *out_refs):
         p = _read(p_ref, n, m)
         base, c, start = _lanes(block, chunks, chunk)
-        end_of_previous = ks.unpack(ks.load_rows(state_ref, S, base, block),
-                                    ks.filter_algebra(n).state_shapes)
+        end_of_previous = ks.unpack(ks.load_rows(state_ref, ks.rows(shapes), base, block), shapes)
         a, P = _predict(p, *end_of_previous)
         first = c == 0
         zero = jnp.zeros(block, dtype)
@@ -298,7 +299,8 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
         P = [[ka.where(first, p["P0"][i][j], P[i][j]) for j in range(n)] for i in range(n)]
 
         def step(k, carry):
-            a, P, total = carry
+            *moments, total = carry
+            a, P = ks.unpack(moments, shapes)
             t = start + k
             ys = ks.load_rows(y_ref, m, base, block, k)
             mean, cov, loglik = _update(p, a, P, ys, n, m)
@@ -313,9 +315,10 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
                 for ref, field in zip(out_refs, _written(n)):
                     ks.store_rows(ref, values[field], base, block, k)
             go = (k + 1 < chunk) & (t + 1 < T)
-            return _keep(go, _predict(p, mean, cov), (a, P)) + (total,)
+            moved = _keep(go, ks.pack(_predict(p, mean, cov), shapes), ks.pack((a, P), shapes))
+            return moved + [total]
 
-        total = jax.lax.fori_loop(0, chunk, step, (a, P, zero))[2]
+        total = jax.lax.fori_loop(0, chunk, step, ks.pack((a, P), shapes) + [zero])[-1]
         if not write_states:
             ks.store_rows(out_refs[0], [total], base, block)
 
@@ -335,16 +338,18 @@ def _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype):
         base, _, start = _lanes(block, chunks, chunk)
         zero = jnp.zeros(block, dtype)
 
-        def step(k, composed):
+        def step(k, flat):
             t = start + k
             mean = ks.load_rows(mean_ref, n, base, block, k)
             cov = _square(ks.load_rows(cov_ref, n * n, base, block, k), n)
             element, _ = ka.rts_element(mean, cov, p["F"], p["Q"], p["u"], eps)
             element = _keep(t == T - 1, (ka.zeros(n, n, zero), mean, cov), element)
-            return _keep(t < T, ka.backward_combine(element, composed), composed)
+            composed = ka.backward_combine(element, ks.unpack(flat, shapes))
+            return _keep(t < T, ks.pack(composed, shapes), flat)
 
-        composed = jax.lax.fori_loop(0, chunk, step, (ka.eye(n, zero), [zero] * n, ka.zeros(n, n, zero)))
-        ks.store_rows(out_ref, ks.pack(composed, shapes), base, block)
+        start_element = (ka.eye(n, zero), [zero] * n, ka.zeros(n, n, zero))
+        composed = jax.lax.fori_loop(0, chunk, step, ks.pack(start_element, shapes))
+        ks.store_rows(out_ref, composed, base, block)
 
     return kernel
 
@@ -370,10 +375,10 @@ def _smoother_kernel(n, m, T, chunk, chunks, block, dtype):
     def kernel(p_ref, right_ref, mean_ref, cov_ref, s_mean_ref, s_cov_ref, *lag_ref):
         p = _read(p_ref, n, m)
         base, _, start = _lanes(block, chunks, chunk)
-        right = ks.unpack(ks.load_rows(right_ref, ks.rows(state_shapes), base, block),
-                          state_shapes)
+        right = ks.load_rows(right_ref, ks.rows(state_shapes), base, block)
 
-        def step(j, state):
+        def step(j, flat):
+            state = ks.unpack(flat, state_shapes)
             k = chunk - 1 - j
             t = start + k
             mean = ks.load_rows(mean_ref, n, base, block, k)
@@ -389,9 +394,9 @@ def _smoother_kernel(n, m, T, chunk, chunks, block, dtype):
                 ks.store_rows(lag_ref[0], lag, base, block, k)
             else:
                 ks.store_rows(s_cov_ref, _flat(s_cov) + lag, base, block, k)
-            return _keep(t < T, (s_mean, s_cov), state)
+            return _keep(t < T, ks.pack((s_mean, s_cov), state_shapes), flat)
 
-        jax.lax.fori_loop(0, chunk, step, tuple(right))
+        jax.lax.fori_loop(0, chunk, step, right)
 
     return kernel
 

@@ -173,6 +173,24 @@ def sym(M):
     return [[M[min(i, j)][max(i, j)] for j in range(n)] for i in range(n)]
 
 
+def upper(M):
+    """The upper triangle of a symmetric ``M``, row by row: :math:`n (n + 1) / 2` entries.
+
+    Loops carry and kernels store symmetric matrices in this form: a ``fori_loop`` carries
+    every entry of its lists as its own loop-carried value, and a mirrored entry would be a
+    second register (at ``n = 8``, 28 of a covariance's 64)."""
+    return [x for i, row in enumerate(M) for x in row[i:]]
+
+
+def from_upper(flat, n):
+    """Inverse of :func:`upper`: the symmetric ``n x n`` matrix (list of rows)."""
+    rows, pos = [], 0
+    for i in range(n):
+        rows.append(flat[pos:pos + n - i])
+        pos += n - i
+    return [[rows[min(i, j)][abs(j - i)] for j in range(n)] for i in range(n)]
+
+
 def congruence(A, M, plus=None):
     """:math:`A M A^T (+ \\text{plus})` for symmetric ``M``, symmetric by construction (upper
     triangle computed, mirrored)."""
@@ -350,10 +368,30 @@ def _absorb(rows, mean, cov, affine=None):
     def body(l, carry):
         hits = [l == i for i in range(1, len(rows))]
         h, d, e = (_select(hits, [r[k] for r in rows]) for k in range(3))
-        return _absorb_factor(h, d, e, carry)
+        return _packed(_absorb_factor(h, d, e, _unpacked(carry, n)))
 
     carry = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
-    return jax.lax.fori_loop(0, _trips(n) if n > LOOP_ROWS else n, body, carry)
+    trips = _trips(n) if n > LOOP_ROWS else n
+    return _unpacked(jax.lax.fori_loop(0, trips, body, _packed(carry)), n)
+
+
+def _packed(carry):
+    """An absorption's ``(mean, cov[, A, eta, J])`` with ``cov`` and ``J`` as :func:`upper`
+    triangles (the form a loop carries)."""
+    mean, cov, *affine = carry
+    if not affine:
+        return mean, upper(cov)
+    A, eta, J = affine
+    return mean, upper(cov), A, eta, upper(J)
+
+
+def _unpacked(carry, n):
+    """Inverse of :func:`_packed`."""
+    mean, cov, *affine = carry
+    if not affine:
+        return mean, from_upper(cov, n)
+    A, eta, J = affine
+    return mean, from_upper(cov, n), A, eta, from_upper(J, n)
 
 
 def _absorb_factor(h, d, e, carry):
@@ -405,6 +443,7 @@ def _split_and_absorb(J, eta, eps, mean, cov, affine=None):
 
     def body(_, carry):
         (S, r), state = carry
+        S, state = from_upper(S, n), _unpacked(state, n)
         pivot = S[0][0]
         positive = lax.gt(pivot, threshold)
         inverse = where(positive, recip(where(positive, pivot, 1.0)), 0.0)
@@ -419,10 +458,11 @@ def _split_and_absorb(J, eta, eps, mean, cov, affine=None):
         mean, cov = state[:2]
         state = (_rotate(mean), [_rotate(row) for row in _rotate(cov)]) + (
             (_rotate(state[2]),) + tuple(state[3:]) if len(state) > 2 else ())
-        return (S, r), state
+        return (upper(S), r), _packed(state)
 
     state = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
-    return jax.lax.fori_loop(0, _trips(n), body, ((J, list(eta)), state))[1]
+    init = ((upper(J), list(eta)), _packed(state))
+    return _unpacked(jax.lax.fori_loop(0, _trips(n), body, init)[1], n)
 
 
 def _condition(J, eta, eps, mean, cov, affine=None):

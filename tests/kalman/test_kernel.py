@@ -127,6 +127,19 @@ def test_looped_split_and_solve_equal_the_unrolled_ones():
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+def _stacked_rows(fields, shapes):
+    """Fields ``(N, *shape)`` as the kernels' lane-minor rows ``(R, N)`` (a symmetric field's
+    upper triangle, row by row)."""
+    rows = []
+    for f, shape in zip(fields, shapes):
+        if shape[0] == "symmetric":
+            i, j = np.triu_indices(shape[1])
+            rows.append(f[:, i, j].T)
+        else:
+            rows.append(f.reshape(len(f), -1).T)
+    return np.concatenate(rows)
+
+
 @pytest.mark.parametrize("reverse,group", [(False, 3), (True, 3), (False, 2), (True, 2), (True, 7)])
 def test_chunk_scan_kernels_equal_the_reference(reverse, group):
     """The scan kernels (folds up the levels, propagations down) against the sequential
@@ -140,7 +153,7 @@ def test_chunk_scan_kernels_equal_the_reference(reverse, group):
         backward = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n)]
         for alg, fields in ((kernel_scan.filter_algebra(n), filtering),
                             (kernel_scan.backward_algebra(n), backward)):
-            elements = jnp.asarray(np.concatenate([f.reshape(N, -1).T for f in fields]))
+            elements = jnp.asarray(_stacked_rows(fields, alg.element_shapes))
             ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
             out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse,
                                          group=group, block=2, interpret=True)
@@ -319,7 +332,7 @@ def test_deep_chunk_scan_equals_the_reference(reverse):
         fields = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n),
                   rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
         alg = kernel_scan.filter_algebra(n)
-        elements = jnp.asarray(np.concatenate([f.reshape(N, -1).T for f in fields]))
+        elements = jnp.asarray(_stacked_rows(fields, alg.element_shapes))
         ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
         out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=2,
                                      block=4, interpret=True)
