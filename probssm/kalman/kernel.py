@@ -189,11 +189,36 @@ def _observation_rows(y, H, R, tiny, n, m):
 
 
 # -- one time step on lane vectors --------------------------------------------------------------
+def _for_each_row(rows, update, carry, shapes):
+    """``carry = update(row, carry)`` for each of a step's observation rows
+    (:func:`_observation_rows`) in turn, ``carry`` a tuple of fields ``shapes``
+    (:mod:`.kernel_scan` field shapes).
+
+    Unrolled for ``n <=`` :data:`probssm.kalman.kernel_algebra.LOOP_ROWS`; otherwise a
+    ``fori_loop`` whose body is one update, the rows turning through its carry (as in
+    :func:`probssm.kalman.kernel_algebra.by_rows`) and symmetric fields carried as upper
+    triangles: the update is traced and compiled once, not ``m`` times."""
+    if shapes[0][0] <= ka.LOOP_ROWS or len(rows) == 1:
+        for row in rows:
+            carry = update(row, carry)
+        return carry
+
+    def body(_, state):
+        queue, flat = state
+        new = update(queue[0], ks.unpack(flat, shapes))
+        return queue[1:] + queue[:1], ks.pack(new, shapes)
+
+    init = ([tuple(row) for row in rows], ks.pack(carry, shapes))
+    return ks.unpack(jax.lax.fori_loop(0, ka.trips(len(rows)), body, init)[1], shapes)
+
+
 def _update(p, a, P, ys, n, m):
     """The scalar updates of one step from the prediction ``(a, P)``: filtered ``(a, P)`` and the
     log-likelihood term (0 where every entry is missing)."""
-    loglik = jnp.zeros_like(a[0])
-    for obs, y, h, r in _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m):
+
+    def update(row, carry):
+        obs, y, h, r = row
+        a, P, (loglik,) = carry
         Ph = ka.matvec(P, h)
         f = ka.where(obs, lax.add(ka.dot(h, Ph), r), 1.0)
         v = ka.where(obs, lax.sub(y, ka.dot(h, a)), 0.0)
@@ -204,6 +229,11 @@ def _update(p, a, P, ys, n, m):
                     for l in range(n)])
         term = lax.add(lax.add(ka.const(_LOG_2PI, f), lax.log(f)), lax.mul(lax.mul(v, v), w))
         loglik = lax.add(loglik, ka.where(obs, lax.mul(ka.const(-0.5, f), term), 0.0))
+        return a, P, [loglik]
+
+    rows = _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m)
+    shapes = ((n,), ks.symmetric(n), (1,))
+    a, P, (loglik,) = _for_each_row(rows, update, (a, P, [jnp.zeros_like(a[0])]), shapes)
     return a, P, loglik
 
 
@@ -250,26 +280,32 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
         eta = [zero] * n
         J = [[zero] * n for _ in range(n)]
 
+        def update(row, element):
+            """One scalar update of the chunk's element (module docstring)."""
+            obs, y, h, r = row
+            A, b, C, eta, J = element
+            hA = [ka.dot(h, column) for column in ka.transpose(A)]
+            Ch = ka.matvec(C, h)
+            f = ka.where(obs, lax.add(ka.dot(h, Ch), r), 1.0)
+            v = ka.where(obs, lax.sub(y, ka.dot(h, b)), 0.0)
+            w = ka.where(obs, ka.recip(f), 0.0)
+            K = [lax.mul(x, w) for x in Ch]
+            A = [[lax.sub(A[l][j], lax.mul(K[l], hA[j])) for j in range(n)] for l in range(n)]
+            b = [lax.add(x, lax.mul(k, v)) for x, k in zip(b, K)]
+            C = ka.sym([[lax.sub(C[l][j], lax.mul(K[l], Ch[j])) if j >= l else None
+                         for j in range(n)] for l in range(n)])
+            vw = lax.mul(v, w)
+            eta = [lax.add(x, lax.mul(a, vw)) for x, a in zip(eta, hA)]
+            hAw = [lax.mul(x, w) for x in hA]
+            J = ka.sym([[lax.add(J[l][j], lax.mul(hA[l], hAw[j])) if j >= l else None
+                         for j in range(n)] for l in range(n)])
+            return A, b, C, eta, J
+
         def step(k, flat):
-            A, b, C, eta, J = ks.unpack(flat, shapes)
             t = start + k
             ys = ks.load_rows(y_ref, m, base, block, k)
-            for obs, y, h, r in _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m):
-                hA = [ka.dot(h, column) for column in ka.transpose(A)]
-                Ch = ka.matvec(C, h)
-                f = ka.where(obs, lax.add(ka.dot(h, Ch), r), 1.0)
-                v = ka.where(obs, lax.sub(y, ka.dot(h, b)), 0.0)
-                w = ka.where(obs, ka.recip(f), 0.0)
-                K = [lax.mul(x, w) for x in Ch]
-                A = [[lax.sub(A[l][j], lax.mul(K[l], hA[j])) for j in range(n)] for l in range(n)]
-                b = [lax.add(x, lax.mul(k, v)) for x, k in zip(b, K)]
-                C = ka.sym([[lax.sub(C[l][j], lax.mul(K[l], Ch[j])) if j >= l else None
-                             for j in range(n)] for l in range(n)])
-                vw = lax.mul(v, w)
-                eta = [lax.add(x, lax.mul(a, vw)) for x, a in zip(eta, hA)]
-                hAw = [lax.mul(x, w) for x in hA]
-                J = ka.sym([[lax.add(J[l][j], lax.mul(hA[l], hAw[j])) if j >= l else None
-                             for j in range(n)] for l in range(n)])
+            rows = _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m)
+            A, b, C, eta, J = _for_each_row(rows, update, ks.unpack(flat, shapes), shapes)
             go = (k + 1 < chunk) & (t + 1 < T)
             b_next, C_next = _predict(p, b, C)
             moved = _keep(go, ks.pack((ka.matmul(F, A), b_next, C_next), shapes[:3]),

@@ -53,7 +53,8 @@ _ZERO = []
 @contextlib.contextmanager
 def opaque_zero(zero):
     """Inside, the row loops (:func:`by_rows`, :func:`_substitute`, :func:`_absorb`,
-    :func:`_split_and_absorb`, :func:`solve_psd` for more than :data:`LOOP_ROWS` rows) run from
+    :func:`_split_and_absorb`, :func:`solve_psd` and the kernels' loop over a step's
+    observation rows, for more than :data:`LOOP_ROWS` rows) run from
     0 to ``k + zero``, ``zero`` a traced int32 scalar that is 0 at run time but unknown to the
     compiler (loaded from memory): with a constant trip count LLVM unrolls the loops again into
     :math:`O(n^3)` straight-line code, whose code generation for the GPU takes seconds."""
@@ -64,7 +65,7 @@ def opaque_zero(zero):
         _ZERO.pop()
 
 
-def _trips(k):
+def trips(k):
     """Upper bound of a row loop of ``k`` iterations (:func:`opaque_zero`)."""
     return k + _ZERO[-1] if _ZERO else k
 
@@ -135,7 +136,7 @@ def by_rows(compute, *rows):
     zero = {(x.shape, x.dtype): jnp.zeros(x.shape, x.dtype) for x in shapes}
     init = ([list(map(list, r)) for r in rows],
             [[zero[x.shape, x.dtype] for x in shapes] for _ in range(k)])
-    return jax.lax.fori_loop(0, _trips(k), body, init)[1]
+    return jax.lax.fori_loop(0, trips(k), body, init)[1]
 
 
 def eye(n, like):
@@ -260,7 +261,7 @@ def solve_psd(M, B, eps):
         out = eliminated + [pivot]
         return [row[:n - 1] + [zero] + row[n - 1:] for row in out]
 
-    rows = jax.lax.fori_loop(0, _trips(n), body, [list(m) + list(b) for m, b in zip(M, B)])
+    rows = jax.lax.fori_loop(0, trips(n), body, [list(m) + list(b) for m, b in zip(M, B)])
     return [row[n:] for row in rows]
 
 
@@ -282,7 +283,7 @@ def _substitute(coefficients, diagonal, B):
 
     init = ((list(coefficients), [[x] for x in diagonal], [list(r) for r in B]),
             [[zero] * cols for _ in range(k)])
-    return jax.lax.fori_loop(0, _trips(k), body, init)[1]
+    return jax.lax.fori_loop(0, trips(k), body, init)[1]
 
 
 def solve_lower(L, B):
@@ -371,8 +372,8 @@ def _absorb(rows, mean, cov, affine=None):
         return _packed(_absorb_factor(h, d, e, _unpacked(carry, n)))
 
     carry = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
-    trips = _trips(n) if n > LOOP_ROWS else n
-    return _unpacked(jax.lax.fori_loop(0, trips, body, _packed(carry)), n)
+    count = trips(n) if n > LOOP_ROWS else n
+    return _unpacked(jax.lax.fori_loop(0, count, body, _packed(carry)), n)
 
 
 def _packed(carry):
@@ -462,7 +463,7 @@ def _split_and_absorb(J, eta, eps, mean, cov, affine=None):
 
     state = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
     init = ((upper(J), list(eta)), _packed(state))
-    return _unpacked(jax.lax.fori_loop(0, _trips(n), body, init)[1], n)
+    return _unpacked(jax.lax.fori_loop(0, trips(n), body, init)[1], n)
 
 
 def _condition(J, eta, eps, mean, cov, affine=None):
