@@ -51,7 +51,11 @@ arrays between kernels have their rows padded to a power of two), and loop bodie
 (the chunk scan's combination conditions on the later element's likelihood one scalar factor at
 a time, in an inner loop). XLA compiles the kernels of a program one after another (its IR
 emission runs each kernel's Triton pipeline and LLVM's NVPTX back end in turn), so a program's
-compile time is the sum over its kernels; at ``n = 8`` most of it is LLVM's.
+compile time is the sum over its kernels; at ``n = 8`` most of it is LLVM's, and it shrinks
+with the values live across loop iterations: symmetric fields are carried as upper triangles
+(:func:`probssm.kalman.kernel_scan.symmetric`) and above
+:data:`probssm.kalman.kernel_algebra.LOOP_ROWS` a step's observation rows are one loop body
+(:func:`_for_each_row`).
 """
 
 from __future__ import annotations
