@@ -12,8 +12,10 @@ Both kernels here run the same toy program: every lane (a chunk of ``L`` steps) 
 chunk from the prior (no chunk scan) with diagonal ``R``, one scalar update per observation,
 and writes every step's filtered mean and covariance (lane-minor, as the kernel path does):
 
-* ``lanes``: the kernel path's style (``kernel_algebra.matvec`` / ``congruence``, row loops for
-  ``n > 4``, ``kernel_scan.load_rows`` / ``store_rows`` tiles);
+* ``lanes``: the kernel path's own step (``kernel._update``, ``kernel._predict``: scalar
+  updates with NaN masks, row loops for ``n > 4``) and ``kernel_scan.load_rows`` /
+  ``store_rows`` tiles (the eighth session's recorded run used an inline copy of the update
+  without NaN masks);
 * ``tiles``: whole-tile arithmetic on ``(n, block)`` / ``(n, n, block)`` tensors, a product
   a broadcast multiply summed over an axis;
 * ``tiles_outer``: the same, a product a sum of ``n`` outer products.
@@ -45,6 +47,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from probssm.kalman import kernel as kp
 from probssm.kalman import kernel_algebra as ka
 from probssm.kalman import kernel_scan as ks
 
@@ -78,21 +81,18 @@ def lane_kernel(n, m, L):
         a = [lax.add(zero, p_ref[off["m0"] + i]) for i in range(n)]
         P = [[lax.add(zero, x) for x in row] for row in P0]
 
+        zero_scalar = jnp.zeros((), y_ref.dtype)
+        R = [[r[i] if i == j else zero_scalar for j in range(m)] for i in range(m)]
+        tiny = ka.const(100 * m * float(jnp.finfo(y_ref.dtype).eps), zero_scalar)
+        p = dict(F=F, Q=Q, H=H, R=R, u=u, tiny=tiny)
+
         def step(k, carry):
             a, P = carry
             ys = ks.load_rows(y_ref, m, base, BLOCK, k)
-            for i in range(m):
-                h = H[i]
-                Ph = ka.matvec(P, h)
-                w = ka.recip(lax.add(ka.dot(h, Ph), r[i]))
-                v = lax.sub(ys[i], ka.dot(h, a))
-                K = [lax.mul(x, w) for x in Ph]
-                a = [lax.add(x, lax.mul(c, v)) for x, c in zip(a, K)]
-                P = ka.sym([[lax.sub(P[i_][j], lax.mul(K[i_], Ph[j])) if j >= i_ else None
-                             for j in range(n)] for i_ in range(n)])
+            a, P, _ = kp._update(p, a, P, ys, n, m)
             ks.store_rows(mean_ref, a, base, BLOCK, k)
             ks.store_rows(cov_ref, [x for row in P for x in row], base, BLOCK, k)
-            return ka.plus(ka.matvec(F, a), u), ka.congruence(F, P, plus=Q)
+            return kp._predict(p, a, P)
 
         jax.lax.fori_loop(0, L, step, (a, P))
 

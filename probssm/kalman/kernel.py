@@ -53,7 +53,7 @@ a time, in an inner loop). XLA compiles the kernels of a program one after anoth
 emission runs each kernel's Triton pipeline and LLVM's NVPTX back end in turn), so a program's
 compile time is the sum over its kernels; at ``n = 8`` most of it is LLVM's, and it shrinks
 with the values live across loop iterations: symmetric fields are carried as upper triangles
-(:func:`probssm.kalman.kernel_scan.symmetric`) and above
+(:func:`probssm.kalman.kernel_algebra.symmetric`) and above
 :data:`probssm.kalman.kernel_algebra.LOOP_ROWS` a step's observation rows are one loop body
 (:func:`_for_each_row`).
 """
@@ -209,11 +209,11 @@ def _for_each_row(rows, update, carry, shapes):
 
     def body(_, state):
         queue, flat = state
-        new = update(queue[0], ks.unpack(flat, shapes))
-        return queue[1:] + queue[:1], ks.pack(new, shapes)
+        new = update(queue[0], ka.unpack(flat, shapes))
+        return queue[1:] + queue[:1], ka.pack(new, shapes)
 
-    init = ([tuple(row) for row in rows], ks.pack(carry, shapes))
-    return ks.unpack(jax.lax.fori_loop(0, ka.trips(len(rows)), body, init)[1], shapes)
+    init = ([tuple(row) for row in rows], ka.pack(carry, shapes))
+    return ka.unpack(jax.lax.fori_loop(0, ka.trips(len(rows)), body, init)[1], shapes)
 
 
 def _update(p, a, P, ys, n, m):
@@ -236,7 +236,7 @@ def _update(p, a, P, ys, n, m):
         return a, P, [loglik]
 
     rows = _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m)
-    shapes = ((n,), ks.symmetric(n), (1,))
+    shapes = ((n,), ka.symmetric(n), (1,))
     a, P, (loglik,) = _for_each_row(rows, update, (a, P, [jnp.zeros_like(a[0])]), shapes)
     return a, P, loglik
 
@@ -309,14 +309,14 @@ def _summary_kernel(n, m, T, chunk, chunks, block, dtype):
             t = start + k
             ys = ks.load_rows(y_ref, m, base, block, k)
             rows = _observation_rows(ys, p["H"], p["R"], p["tiny"], n, m)
-            A, b, C, eta, J = _for_each_row(rows, update, ks.unpack(flat, shapes), shapes)
+            A, b, C, eta, J = _for_each_row(rows, update, ka.unpack(flat, shapes), shapes)
             go = (k + 1 < chunk) & (t + 1 < T)
             b_next, C_next = _predict(p, b, C)
-            moved = _keep(go, ks.pack((ka.matmul(F, A), b_next, C_next), shapes[:3]),
-                          ks.pack((A, b, C), shapes[:3]))
-            return moved + ks.pack((eta, J), shapes[3:])
+            moved = _keep(go, ka.pack((ka.matmul(F, A), b_next, C_next), shapes[:3]),
+                          ka.pack((A, b, C), shapes[:3]))
+            return moved + ka.pack((eta, J), shapes[3:])
 
-        element = jax.lax.fori_loop(0, chunk, step, ks.pack((A, b, C, eta, J), shapes))
+        element = jax.lax.fori_loop(0, chunk, step, ka.pack((A, b, C, eta, J), shapes))
         ks.store_rows(out_ref, element, base, block)
 
     return kernel
@@ -331,7 +331,7 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
     def kernel(p_ref, state_ref, y_ref, *out_refs):
         p = _read(p_ref, n, m)
         base, c, start = _lanes(block, chunks, chunk)
-        end_of_previous = ks.unpack(ks.load_rows(state_ref, ks.rows(shapes), base, block), shapes)
+        end_of_previous = ka.unpack(ks.load_rows(state_ref, ks.rows(shapes), base, block), shapes)
         a, P = _predict(p, *end_of_previous)
         first = c == 0
         zero = jnp.zeros(block, dtype)
@@ -340,7 +340,7 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
 
         def step(k, carry):
             *moments, total = carry
-            a, P = ks.unpack(moments, shapes)
+            a, P = ka.unpack(moments, shapes)
             t = start + k
             ys = ks.load_rows(y_ref, m, base, block, k)
             mean, cov, loglik = _update(p, a, P, ys, n, m)
@@ -355,10 +355,10 @@ def _fixup_kernel(n, m, T, chunk, chunks, block, dtype, write_states):
                 for ref, field in zip(out_refs, _written(n)):
                     ks.store_rows(ref, values[field], base, block, k)
             go = (k + 1 < chunk) & (t + 1 < T)
-            moved = _keep(go, ks.pack(_predict(p, mean, cov), shapes), ks.pack((a, P), shapes))
+            moved = _keep(go, ka.pack(_predict(p, mean, cov), shapes), ka.pack((a, P), shapes))
             return moved + [total]
 
-        total = jax.lax.fori_loop(0, chunk, step, ks.pack((a, P), shapes) + [zero])[-1]
+        total = jax.lax.fori_loop(0, chunk, step, ka.pack((a, P), shapes) + [zero])[-1]
         if not write_states:
             ks.store_rows(out_refs[0], [total], base, block)
 
@@ -384,11 +384,11 @@ def _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype):
             cov = _square(ks.load_rows(cov_ref, n * n, base, block, k), n)
             element, _ = ka.rts_element(mean, cov, p["F"], p["Q"], p["u"], eps)
             element = _keep(t == T - 1, (ka.zeros(n, n, zero), mean, cov), element)
-            composed = ka.backward_combine(element, ks.unpack(flat, shapes))
-            return _keep(t < T, ks.pack(composed, shapes), flat)
+            composed = ka.backward_combine(element, ka.unpack(flat, shapes))
+            return _keep(t < T, ka.pack(composed, shapes), flat)
 
         start_element = (ka.eye(n, zero), [zero] * n, ka.zeros(n, n, zero))
-        composed = jax.lax.fori_loop(0, chunk, step, ks.pack(start_element, shapes))
+        composed = jax.lax.fori_loop(0, chunk, step, ka.pack(start_element, shapes))
         ks.store_rows(out_ref, composed, base, block)
 
     return kernel
@@ -418,7 +418,7 @@ def _smoother_kernel(n, m, T, chunk, chunks, block, dtype):
         right = ks.load_rows(right_ref, ks.rows(state_shapes), base, block)
 
         def step(j, flat):
-            state = ks.unpack(flat, state_shapes)
+            state = ka.unpack(flat, state_shapes)
             k = chunk - 1 - j
             t = start + k
             mean = ks.load_rows(mean_ref, n, base, block, k)
@@ -434,7 +434,7 @@ def _smoother_kernel(n, m, T, chunk, chunks, block, dtype):
                 ks.store_rows(lag_ref[0], lag, base, block, k)
             else:
                 ks.store_rows(s_cov_ref, _flat(s_cov) + lag, base, block, k)
-            return _keep(t < T, ks.pack((s_mean, s_cov), state_shapes), flat)
+            return _keep(t < T, ka.pack((s_mean, s_cov), state_shapes), flat)
 
         jax.lax.fori_loop(0, chunk, step, right)
 

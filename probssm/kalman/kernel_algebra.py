@@ -40,6 +40,7 @@ element and an ``apply`` of an element to a state, in scan order):
 from __future__ import annotations
 
 import contextlib
+import math
 
 import jax
 import jax.numpy as jnp
@@ -190,6 +191,46 @@ def from_upper(flat, n):
         rows.append(flat[pos:pos + n - i])
         pos += n - i
     return [[rows[min(i, j)][abs(j - i)] for j in range(n)] for i in range(n)]
+
+
+def symmetric(n):
+    """Field shape of a symmetric ``n x n`` matrix, stored as its upper triangle
+    (:func:`upper`, :math:`n (n + 1) / 2` rows)."""
+    return ("symmetric", n)
+
+
+def field_rows(shape):
+    """Rows of one field: ``(n,)`` a vector, ``(r, c)`` a matrix, :func:`symmetric`."""
+    if shape[0] == "symmetric":
+        return shape[1] * (shape[1] + 1) // 2
+    return math.prod(shape)
+
+
+def unpack(flat, shapes):
+    """Stacked rows (a list of lane vectors) -> tuple of vectors / matrices (lists; a
+    :func:`symmetric` field whole, its lower triangle mirrored)."""
+    out, pos = [], 0
+    for s in shapes:
+        part = list(flat[pos:pos + field_rows(s)])
+        if s[0] == "symmetric":
+            out.append(from_upper(part, s[1]))
+        elif len(s) == 1:
+            out.append(part)
+        else:
+            out.append([part[i * s[1]:(i + 1) * s[1]] for i in range(s[0])])
+        pos += field_rows(s)
+    return tuple(out)
+
+
+def pack(fields, shapes):
+    """Inverse of :func:`unpack` (of a :func:`symmetric` field the upper triangle)."""
+    flat = []
+    for f, s in zip(fields, shapes):
+        if s[0] == "symmetric":
+            flat.extend(upper(f))
+        else:
+            flat.extend(f if len(s) == 1 else [x for row in f for x in row])
+    return flat
 
 
 def congruence(A, M, plus=None):
@@ -369,30 +410,18 @@ def _absorb(rows, mean, cov, affine=None):
     def body(l, carry):
         hits = [l == i for i in range(1, len(rows))]
         h, d, e = (_select(hits, [r[k] for r in rows]) for k in range(3))
-        return _packed(_absorb_factor(h, d, e, _unpacked(carry, n)))
+        return pack(_absorb_factor(h, d, e, unpack(carry, shapes)), shapes)
 
     carry = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
+    shapes = _absorption_shapes(n, affine is not None)
     count = trips(n) if n > LOOP_ROWS else n
-    return _unpacked(jax.lax.fori_loop(0, count, body, _packed(carry)), n)
+    return unpack(jax.lax.fori_loop(0, count, body, pack(carry, shapes)), shapes)
 
 
-def _packed(carry):
-    """An absorption's ``(mean, cov[, A, eta, J])`` with ``cov`` and ``J`` as :func:`upper`
-    triangles (the form a loop carries)."""
-    mean, cov, *affine = carry
-    if not affine:
-        return mean, upper(cov)
-    A, eta, J = affine
-    return mean, upper(cov), A, eta, upper(J)
-
-
-def _unpacked(carry, n):
-    """Inverse of :func:`_packed`."""
-    mean, cov, *affine = carry
-    if not affine:
-        return mean, from_upper(cov, n)
-    A, eta, J = affine
-    return mean, from_upper(cov, n), A, eta, from_upper(J, n)
+def _absorption_shapes(n, affine):
+    """Field shapes of an absorption's ``(mean, cov[, A, eta, J])``, as its loops carry them."""
+    state = ((n,), symmetric(n))
+    return state + (((n, n), (n,), symmetric(n)) if affine else ())
 
 
 def _absorb_factor(h, d, e, carry):
@@ -444,7 +473,7 @@ def _split_and_absorb(J, eta, eps, mean, cov, affine=None):
 
     def body(_, carry):
         (S, r), state = carry
-        S, state = from_upper(S, n), _unpacked(state, n)
+        S, state = from_upper(S, n), unpack(state, shapes)
         pivot = S[0][0]
         positive = lax.gt(pivot, threshold)
         inverse = where(positive, recip(where(positive, pivot, 1.0)), 0.0)
@@ -459,11 +488,12 @@ def _split_and_absorb(J, eta, eps, mean, cov, affine=None):
         mean, cov = state[:2]
         state = (_rotate(mean), [_rotate(row) for row in _rotate(cov)]) + (
             (_rotate(state[2]),) + tuple(state[3:]) if len(state) > 2 else ())
-        return (upper(S), r), _packed(state)
+        return (upper(S), r), pack(state, shapes)
 
     state = (mean, cov) if affine is None else (mean, cov) + tuple(affine)
-    init = ((upper(J), list(eta)), _packed(state))
-    return _unpacked(jax.lax.fori_loop(0, trips(n), body, init)[1], n)
+    shapes = _absorption_shapes(n, affine is not None)
+    init = ((upper(J), list(eta)), pack(state, shapes))
+    return unpack(jax.lax.fori_loop(0, trips(n), body, init)[1], shapes)
 
 
 def _condition(J, eta, eps, mean, cov, affine=None):

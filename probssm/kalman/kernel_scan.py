@@ -26,9 +26,10 @@ call's configuration). ``reverse=True`` runs the scan from each series' last chu
 (the smoother); the levels above the chunks are stored in scan order.
 
 Arrays are *lane-minor*: a field of ``r`` rows over ``N`` lanes is ``(r, N)``, each element or
-state is its fields' rows stacked, so lane vectors load and store contiguously. A symmetric
-field (a covariance, an information matrix) is its upper triangle (:func:`symmetric`), in the
-arrays and in every loop's carry: a ``fori_loop`` carries each entry as its own value, so a
+state is its fields' rows stacked (:func:`probssm.kalman.kernel_algebra.pack`), so lane
+vectors load and store contiguously. A symmetric field (a covariance, an information matrix)
+is its upper triangle (:func:`probssm.kalman.kernel_algebra.symmetric`), in the arrays and in
+every loop's carry: a ``fori_loop`` carries each entry as its own value, so a
 mirrored entry would cost a register and a select (at ``n = 8`` the filtering element is 152
 rows instead of 208; the ``n = 8`` smoother compiled 0.75 s faster and ran 5 % faster on the
 H100).
@@ -49,7 +50,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,33 +58,21 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from . import kernel_algebra as ka
+from .kernel_algebra import field_rows, pack, symmetric, unpack
 
 DEFAULT_SCAN_BLOCK = 32
 DEFAULT_GROUP = 4
 MAX_TILE_ROWS = 64
 
 
-def symmetric(n):
-    """Field shape of a symmetric ``n x n`` matrix, stored as its upper triangle
-    (:func:`probssm.kalman.kernel_algebra.upper`, :math:`n (n + 1) / 2` rows)."""
-    return ("symmetric", n)
-
-
-def field_rows(shape):
-    """Rows of one field: ``(n,)`` a vector, ``(r, c)`` a matrix, :func:`symmetric`."""
-    if shape[0] == "symmetric":
-        return shape[1] * (shape[1] + 1) // 2
-    return math.prod(shape)
-
-
 @dataclass(frozen=True)
 class Algebra:
     """An element algebra: field shapes (``(n,)`` vectors, ``(n, n)`` matrices,
-    :func:`symmetric` matrices) of elements and states, the two operations on lists of lane
-    vectors, and the identity element (first field the identity matrix, the others zero):
-    combined after an element or applied to a state it leaves it unchanged exactly (every
-    product with it is a sum of products with exact zeros and ones, and no factor of its zero
-    likelihood is absorbed)."""
+    :func:`~probssm.kalman.kernel_algebra.symmetric` matrices) of elements and states, the two
+    operations on lists of lane vectors, and the identity element (first field the identity
+    matrix, the others zero): combined after an element or applied to a state it leaves it
+    unchanged exactly (every product with it is a sum of products with exact zeros and ones,
+    and no factor of its zero likelihood is absorbed)."""
 
     element_shapes: tuple
     state_shapes: tuple
@@ -119,33 +107,6 @@ def backward_algebra(n):
 def rows(shapes):
     """Number of rows of the stacked fields."""
     return sum(map(field_rows, shapes))
-
-
-def unpack(flat, shapes):
-    """Stacked rows (a list of lane vectors) -> tuple of vectors / matrices (lists; a
-    :func:`symmetric` field whole, its lower triangle mirrored)."""
-    out, pos = [], 0
-    for s in shapes:
-        part = list(flat[pos:pos + field_rows(s)])
-        if s[0] == "symmetric":
-            out.append(ka.from_upper(part, s[1]))
-        elif len(s) == 1:
-            out.append(part)
-        else:
-            out.append([part[i * s[1]:(i + 1) * s[1]] for i in range(s[0])])
-        pos += field_rows(s)
-    return tuple(out)
-
-
-def pack(fields, shapes):
-    """Inverse of :func:`unpack` (of a :func:`symmetric` field the upper triangle)."""
-    flat = []
-    for f, s in zip(fields, shapes):
-        if s[0] == "symmetric":
-            flat.extend(ka.upper(f))
-        else:
-            flat.extend(f if len(s) == 1 else [x for row in f for x in row])
-    return flat
 
 
 def pow2(count):

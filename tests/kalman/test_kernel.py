@@ -368,7 +368,7 @@ def test_chunk_scan_levels_cover_every_element(chunks, group):
 _FIELD_SHAPES = st.one_of(
     st.integers(1, 8).map(lambda n: (n,)),
     st.tuples(st.integers(1, 8), st.integers(1, 8)),
-    st.integers(1, 8).map(kernel_scan.symmetric))
+    st.integers(1, 8).map(kernel_algebra.symmetric))
 
 
 @given(st.lists(_FIELD_SHAPES, min_size=1, max_size=5))
@@ -377,8 +377,8 @@ def test_stacked_rows_round_trip(shapes):
     and symmetric matrices (upper triangle row by row, mirrored), and ``pack`` restores the
     rows exactly; a symmetric field's rows are ``np.triu_indices`` of the matrix."""
     flat = list(range(kernel_scan.rows(shapes)))
-    fields = kernel_scan.unpack(flat, shapes)
-    assert kernel_scan.pack(fields, shapes) == flat
+    fields = kernel_algebra.unpack(flat, shapes)
+    assert kernel_algebra.pack(fields, shapes) == flat
     pos = 0
     for field, shape in zip(fields, shapes):
         if shape[0] == "symmetric":
@@ -390,4 +390,4 @@ def test_stacked_rows_round_trip(shapes):
         else:
             np.testing.assert_array_equal(np.ravel(field),
                                           np.arange(pos, pos + int(np.prod(shape))))
-        pos += kernel_scan.field_rows(shape)
+        pos += kernel_algebra.field_rows(shape)
