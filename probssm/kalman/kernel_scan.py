@@ -143,6 +143,15 @@ def join_rows(values):
     return level[0].reshape(values[0].shape[0], R).T
 
 
+def split_columns(tile, count):
+    """The first ``count`` columns of a ``(block, R)`` tile as lane vectors ``(block,)``."""
+    block, R = tile.shape
+    if R == 1:
+        return [tile.reshape(block)]
+    parts = jax.lax.split(tile, [1] * R, axis=1)
+    return [jax.lax.reshape(part, (block,)) for part in parts][:count]
+
+
 def _tile(ref, lead, count, lanes, first=0):
     """Indexer of the ``(pow2(count), block)`` tile of rows ``first..first+pow2(count)-1`` and
     columns ``lanes`` of ``ref`` ``(*lead, R, N)``.
@@ -182,6 +191,28 @@ def store_rows(ref, values, base, block, *lead):
 
     lanes = _contiguous(base, block)
     plgpu.store(ref.at[_tile(ref, lead, len(values), lanes)], join_rows(values))
+
+
+def _step_tile(ref, count, rows, valid):
+    """Indexer and mask of the ``(block, pow2(count))`` tile of columns ``0..count-1`` at the rows
+    ``rows`` of a time-major ``ref`` ``(N, count)``; where ``valid`` is false the row should be
+    out of bounds (``N``), an address no lane uses."""
+    columns = jnp.arange(pow2(count), dtype=jnp.int32)
+    mask = valid[:, None]
+    if pow2(count) > count:  # only then: a mask constant along a row keeps the access vectorised
+        mask = mask & (columns < count)[None, :]
+    return (jnp.asarray(rows, jnp.int32)[:, None], columns[None, :]), mask
+
+
+def load_steps(ref, count, rows, valid, other=0.0):
+    """Columns ``0..count-1`` of the rows ``rows`` (an index vector ``(block,)``) of a time-major
+    ``ref`` ``(N, count)`` (a step's observations of every lane, as one ``(block,
+    pow2(count))`` tile; ``other`` where ``valid`` is false): a list of ``count`` lane
+    vectors."""
+    from jax.experimental.pallas import triton as plgpu
+
+    index, mask = _step_tile(ref, count, rows, valid)
+    return split_columns(plgpu.load(ref.at[index], mask=mask, other=other), count)
 
 
 def gather_rows(ref, count, lanes):
