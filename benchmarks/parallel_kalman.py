@@ -18,7 +18,10 @@ the device once, before any timing. For each size the script
 Methods
 -------
 * probssm: every method in ``kalman.METHODS`` and ``"auto"``, for (a) ``log_likelihood``,
-  (b) ``filter`` (the whole ``FilterResult``), (c) ``smooth`` (the whole ``SmoothResult``),
+  (b) ``filter`` with ``predictions=False``: filtered moments and log-likelihood, the outputs
+  of the peers' (parallel) filters and of the roofline's byte count (``--predictions``: the
+  whole ``FilterResult``, one-step predictions of states and observations included),
+  (c) ``smooth`` (the whole ``SmoothResult``),
   each wrapped in ``jax.jit`` with ``y`` as the argument and the model a constant of the
   program, so the prior is checked before compiling and only the path taken is compiled
   (``--traced-model`` passes the model as an argument too; a model built without a diffuse part
@@ -59,7 +62,15 @@ Roofline
 log-likelihood (one scalar per series), filtered means and covariances
 (``batch * T * (n + n*n) * itemsize``) for the filter, twice that (filtered + smoothed) for
 the smoother. ``copy_bandwidth`` is measured once in this process by a large device-to-device
-``y = x + 1`` in JAX (bytes read + written per second).
+``y = x + 1`` in JAX (bytes read + written per second). Every timed call pays a fixed cost
+that no kernel can remove, JAX's dispatch and the wait for the result: the *call floor*, the
+same timing of a jitted ``x + 1`` on 8 numbers, is measured once too and printed beside it, and
+each row also reports ``roofline_fraction_above_floor`` (the time minus the floor) and, for
+calls under 0.1 s, ``roofline_fraction_pipelined`` (the time a call when 20 calls are queued
+back to back, :func:`pipelined_time`: the device's time once dispatch overlaps). On a GPU,
+before the methods of each size and mode, a *bandwidth ceiling* program
+(:func:`ceiling_program`) that only reads ``y`` and writes the counted bytes is timed the same
+way: no method can beat its fraction in this process.
 
 Usage::
 
@@ -95,6 +106,7 @@ import time
 import traceback
 import types
 from importlib import metadata
+from functools import partial
 from pathlib import Path
 
 # JAX must not grab 75% of the GPU up front: torch (pyro) shares the device in this process.
@@ -163,6 +175,9 @@ def parse_args(argv=None):
                     help="pass probssm's model as an argument of the jitted function (traced) "
                          "instead of a constant (its static proper_prior flag still settles the "
                          "prior before compiling)")
+    ap.add_argument("--predictions", action="store_true",
+                    help="probssm's filter returns the whole FilterResult (one-step predictions "
+                         "of states and observations too) instead of predictions=False")
     ap.add_argument("--no-fail", action="store_true",
                     help="exit 0 even if a float64 disagreement was found")
     args = ap.parse_args(argv)
@@ -375,6 +390,7 @@ class Probssm(Method):
     library = "probssm"
 
     traced_model = False  # set from --traced-model
+    predictions = False  # set from --predictions
 
     def __init__(self, method):
         super().__init__(f"probssm {method}")
@@ -383,6 +399,8 @@ class Probssm(Method):
     def jax_fn(self, ctx, mode):
         M = self.method
         fn = {"loglik": kalman.log_likelihood, "filter": kalman.filter, "smooth": kalman.smooth}[mode]
+        if mode == "filter":
+            fn = partial(fn, predictions=self.predictions)
         if self.traced_model:
             return (lambda model, y: fn(model, y, method=M)), (ctx.model, ctx.y)
         model = ctx.model  # a concrete constant of the program: its values are checked first
@@ -541,6 +559,7 @@ def build_methods(args, peers, torch_device):
     methods = []
     if "probssm" in args.libraries:
         Probssm.traced_model = args.traced_model
+        Probssm.predictions = args.predictions
         methods += [Probssm(M) for M in args.probssm_methods]
     if peers.dynamax is not None:
         methods += [Dynamax(False, peers), Dynamax(True, peers)]
@@ -600,6 +619,8 @@ def time_jax(fn, fargs, args, device):
         del o
     if not times:
         times = [first]
+    if first < 0.1:
+        info["pipelined_s"] = pipelined_time(compiled, fargs)
     after = jax_mem_stats(device)
     if before and after and "peak_bytes_in_use" in after:
         info["mem_in_use_before"] = int(before.get("bytes_in_use", 0))
@@ -609,6 +630,37 @@ def time_jax(fn, fargs, args, device):
             info["peak_bytes"] = info["mem_peak_after"] - info["mem_in_use_before"]
     info["first_call_s"] = first
     return info, times, out
+
+
+def pipelined_time(compiled, fargs, calls=20):
+    """Time a call of ``compiled`` when ``calls`` calls are queued back to back (at most two
+    results alive, so the allocator reuses their memory) and the last one is waited for: the
+    device's time a call once the host's dispatch overlaps the previous call's work."""
+    outs = []
+    start = time.perf_counter()
+    for _ in range(calls):
+        outs.append(compiled(*fargs))
+        if len(outs) > 2:
+            outs.pop(0)
+    jax.block_until_ready(outs)
+    return (time.perf_counter() - start) / calls
+
+
+def ceiling_program(mode, n, m=M_OBS):
+    """A program that only moves the roofline's bytes for ``mode``: it reads ``y`` and writes
+    means ``(..., T, n)`` and covariances ``(..., T, n, n)`` (twice for the smoother; the sum of
+    ``y`` for the log-likelihood) in one XLA fusion each. Timed like the methods, it is the
+    fastest any method could be in this process: the measured ceiling of the roofline fraction."""
+    def program(y):
+        if mode == "loglik":
+            return jnp.nansum(y, axis=(-2, -1))
+        first = y[..., :1]
+        out = [first * jnp.arange(1, n + 1, dtype=y.dtype),
+               first[..., None] * jnp.ones((n, n), y.dtype)]
+        if mode == "smooth":
+            out += [2.0 * out[0], 2.0 * out[1]]
+        return out
+    return program
 
 
 def time_callable(run, args, torch=None, cuda=False):
@@ -677,6 +729,21 @@ def measure_bandwidth(device, mib):
     gc.collect()
     t = statistics.median(times)
     return dict(array_bytes=n * 4, median_s=t, bytes_per_s=2 * n * 4 / t)
+
+
+def measure_call_floor(device):
+    """Median time of a blocked call of a jitted ``x + 1`` on 8 numbers: JAX's dispatch and the
+    wait for the result, which every timed call pays."""
+    x = jax.device_put(jnp.ones((8,), jnp.float32), device)
+    f = jax.jit(lambda a: a + 1.0).lower(x).compile()
+    for _ in range(10):
+        jax.block_until_ready(f(x))
+    times = []
+    for _ in range(100):
+        s = time.perf_counter()
+        jax.block_until_ready(f(x))
+        times.append(time.perf_counter() - s)
+    return statistics.median(times)
 
 
 def versions():
@@ -775,6 +842,9 @@ def main(argv=None):
     bw = measure_bandwidth(dev, bw_mib)
     log(f"copy bandwidth (y = x + 1, {bw_mib} MiB float32, read + write): "
         f"{bw['bytes_per_s'] / 1e9:.1f} GB/s")
+    bw["call_floor_s"] = measure_call_floor(dev)
+    log(f"call floor (blocked call of a jitted x + 1 on 8 numbers): "
+        f"{bw['call_floor_s'] * 1e3:.3f} ms")
 
     methods = build_methods(args, peers, torch_device)
     sizes = grid(args)
@@ -901,6 +971,19 @@ def main(argv=None):
         with x64_ctx():
             ctx = Ctx(p, y_np, dtype, peers)
             for mode in args.modes:
+                if gpu:
+                    info, times, _ = time_jax(ceiling_program(mode, n), (ctx.y,), args, dev)
+                    ceiling = dict(time_s=statistics.median(times), **info)
+                    cbytes = state_bytes(mode, T, n, batch, itemsize)
+                    ceiling["roofline_fraction"] = cbytes / ceiling["time_s"] / bw["bytes_per_s"]
+                    if "pipelined_s" in info:
+                        ceiling["roofline_fraction_pipelined"] = (
+                            cbytes / info["pipelined_s"] / bw["bytes_per_s"])
+                    entry.setdefault("ceiling", {})[mode] = ceiling
+                    log(f"  {mode:6s} {'bandwidth ceiling':28s} time "
+                        f"{ceiling['time_s'] * 1e3:10.3f} ms  roofline "
+                        f"{ceiling['roofline_fraction']:.2e} (pipelined "
+                        f"{fmt(ceiling.get('roofline_fraction_pipelined'), '.2e')})")
                 for meth in methods:
                     if mode not in meth.modes:
                         continue
@@ -971,12 +1054,20 @@ def main(argv=None):
                     on_gpu_dev = meth.kind == "jax" or (meth.kind == "torch" and (torch_device == "cuda") == gpu)
                     row["bytes"] = state_bytes(mode, T, n, batch, itemsize if meth.kind != "cpu" else 8)
                     row["roofline_fraction"] = (row["bytes"] / med / bw["bytes_per_s"]) if on_gpu_dev else None
+                    if on_gpu_dev and "pipelined_s" in info:
+                        row["roofline_fraction_pipelined"] = (
+                            row["bytes"] / info["pipelined_s"] / bw["bytes_per_s"])
+                    if on_gpu_dev and med > bw["call_floor_s"]:
+                        row["roofline_fraction_above_floor"] = (
+                            row["bytes"] / (med - bw["call_floor_s"]) / bw["bytes_per_s"])
                     if "peak_bytes" not in row and "xla_temp_bytes" in row:
                         row["xla_peak_estimate_bytes"] = (row["xla_temp_bytes"] + row["xla_output_bytes"]
                                                           + row["xla_argument_bytes"])
                     log(f"{tag} compile {fmt(row.get('compile_s'), '7.2f')} s  time "
                         f"{med * 1e3:10.3f} ms ({len(times)} runs)  roofline "
-                        f"{fmt(row['roofline_fraction'], '.2e')}  ll relerr "
+                        f"{fmt(row['roofline_fraction'], '.2e')} (above the call floor "
+                        f"{fmt(row.get('roofline_fraction_above_floor'), '.2e')}, pipelined "
+                        f"{fmt(row.get('roofline_fraction_pipelined'), '.2e')})  ll relerr "
                         f"{fmt(row.get('loglik_relerr_vs_f64'), '.1e')}"
                         + (f"  mean relerr {fmt(row.get('mean_relerr_vs_f64'), '.1e')}"
                            if mode != "loglik" and isinstance(row.get('mean_relerr_vs_f64'), float) else ""))
@@ -1003,7 +1094,9 @@ def main(argv=None):
     # -- final table ---------------------------------------------------------------------------------
     log("\n" + "=" * 100)
     log(f"Results ({args.dtype} unless marked; device {dinfo['device_kind']}; copy bandwidth "
-        f"{bw['bytes_per_s'] / 1e9:.1f} GB/s). 'x best' = time / best probssm time for the same "
+        f"{bw['bytes_per_s'] / 1e9:.1f} GB/s; call floor {bw['call_floor_s'] * 1e3:.3f} ms; "
+        f"probssm filter {'with' if args.predictions else 'without'} predictions). "
+        "'x best' = time / best probssm time for the same "
         "size and mode (peer rows: the speed-up of probssm's best method over that peer).")
     header = (f"{'size':22s} {'mode':6s} {'method':28s} {'compile s':>9s} {'time ms':>11s} {'runs':>4s} "
               f"{'x best':>8s} {'roofline':>9s} {'peak MB':>9s} {'ll relerr':>9s}")

@@ -72,6 +72,7 @@ class FilterResult(NamedTuple):
     observation_mean, observation_cov : ``(*batch, T, m)``, ``(*batch, T, m, m)``
         One-step predictive moments of :math:`y_t` (:math:`H_t a_t + d_t`,
         :math:`H_t P_t H_t^T + R_t`), computed also where :math:`y_t` is missing.
+        These five fields are ``None`` when :func:`filter` ran with ``predictions=False``.
     log_likelihood_terms : ``(*batch, T)``
         :math:`\\log p(y_t \\mid y_{0:t-1})` over the observed entries; 0 for a missing row.
         In an exact diffuse period the term is the diffuse likelihood
@@ -241,35 +242,43 @@ def _results_dtype(model: LGSSM, y):
     return jax.tree_util.tree_map(lambda x: x.astype(dtype), model), y.astype(dtype)
 
 
-def _filter_result(out, burn) -> FilterResult:
+_PREDICTION_FIELDS = ("predicted_mean", "predicted_cov", "predicted_diffuse_cov",
+                      "observation_mean", "observation_cov")
+
+
+def _filter_result(out, burn, predictions=True) -> FilterResult:
     terms = out["log_likelihood_terms"]
+    kept = {k: out[k] if predictions else None for k in _PREDICTION_FIELDS}
     return FilterResult(
-        mean=out["mean"], cov=out["cov"],
-        predicted_mean=out["predicted_mean"], predicted_cov=out["predicted_cov"],
-        predicted_diffuse_cov=out["predicted_diffuse_cov"],
-        observation_mean=out["observation_mean"], observation_cov=out["observation_cov"],
+        mean=out["mean"], cov=out["cov"], **kept,
         log_likelihood_terms=terms, log_likelihood=jnp.sum(terms[..., burn:], axis=-1),
         next_mean=out["next_mean"], next_cov=out["next_cov"],
     )
 
 
-@partial(jax.jit, static_argnames=("burn", "method"))
+@partial(jax.jit, static_argnames=("burn", "method", "predictions"))
 @_FULL_PRECISION
-def _filter_jit(model, y, burn, method):
+def _filter_jit(model, y, burn, method, predictions=True):
     model, y = _results_dtype(model, y)
     if _is_kernel(method) and kernel.supported(model, y):
-        return _kernel_filter(model, y, burn, checked=method.endswith(_CHECKED))
+        out = _kernel_outputs(model, y, False, method.endswith(_CHECKED), predictions)
+        return _filter_result(out, burn, predictions)
     single = _single(method, smooth=False)
-    return vmap_batch(lambda m_, y_: _filter_result(single(m_, y_), burn), model, [y], [2])
+    return vmap_batch(lambda m_, y_: _filter_result(single(m_, y_), burn, predictions), model,
+                      [y], [2])
 
 
-def _kernel_outputs(model, y, smooth, checked):
+def _kernel_outputs(model, y, smooth, checked, predictions=True):
     """The kernel on all series at once (``y`` ``(*batch, T, m)``): a dict of the per-series
-    outputs with the batch axes restored. Unless the values were ``checked`` already, it falls
-    back to the sequential recursion for values it does not support (by ``lax.cond``)."""
+    outputs with the batch axes restored (the filter's without the one-step predictions unless
+    ``predictions``). Unless the values were ``checked`` already, it falls back to the
+    sequential recursion for values it does not support (by ``lax.cond``)."""
     batch, (T, m) = y.shape[:-2], y.shape[-2:]
     flat = y.reshape((-1, T, m))
-    fast = kernel.smooth_states if smooth else kernel.filter_states
+    if smooth:
+        fast = kernel.smooth_states
+    else:
+        fast = partial(kernel.filter_states, predictions=predictions)
     if checked:
         out = fast(model, flat)
     else:
@@ -281,10 +290,6 @@ def _kernel_outputs(model, y, smooth, checked):
 
         out = jax.lax.cond(kernel.runtime_supported(model, flat), fast, slow, model, flat)
     return jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
-
-
-def _kernel_filter(model, y, burn, checked):
-    return _filter_result(_kernel_outputs(model, y, False, checked), burn)
 
 
 @partial(jax.jit, static_argnames=("burn", "method"))
@@ -301,7 +306,7 @@ def _log_likelihood_jit(model, y, burn, method):
         out = jax.lax.cond(kernel.runtime_supported(model, flat), kernel.log_likelihood_sums, slow,
                            model, flat)
         return out.reshape(batch)
-    return _filter_jit(model, y, burn, method).log_likelihood
+    return _filter_jit(model, y, burn, method, False).log_likelihood
 
 
 @partial(jax.jit, static_argnames=("method",))
@@ -320,7 +325,8 @@ def _smooth_jit(model, y, method):
     return vmap_batch(lambda m_, y_: result(single(m_, y_)), model, [y], [2])
 
 
-def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterResult:
+def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0,
+           predictions: bool = True) -> FilterResult:
     """Kalman filter.
 
     Parameters
@@ -331,6 +337,13 @@ def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterRes
     burn : int
         Number of leading log-likelihood terms left out of ``log_likelihood`` (statsmodels'
         ``loglikelihood_burn``; use the diffuse rank with an approximate diffuse prior).
+    predictions : bool
+        Return the one-step predictions (``predicted_mean``, ``predicted_cov``,
+        ``predicted_diffuse_cov``, ``observation_mean``, ``observation_cov``). ``False`` leaves
+        them ``None``: the result then holds about half the memory (``T n (n + 1)`` floats
+        fewer at ``m <= n``), and with ``method="kernel"`` they are never written (statsmodels'
+        ``conserve_memory`` with ``MEMORY_NO_PREDICTED | MEMORY_NO_FORECAST``). Filtered
+        moments and log-likelihood are the same either way.
 
     Returns
     -------
@@ -343,7 +356,7 @@ def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0) -> FilterRes
     method = _route(_resolve_method(method, y.shape[-2]), model, y)
     if not 0 <= burn <= y.shape[-2]:
         raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
-    return _filter_jit(model, y, int(burn), method)
+    return _filter_jit(model, y, int(burn), method, bool(predictions))
 
 
 def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:

@@ -347,9 +347,10 @@ def _summary_kernel(n, m, T, B, chunk, chunks, block, dtype):
 
 
 # -- pass 3: fix-up -----------------------------------------------------------------------------
-def _fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, write_states):
+def _fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, written):
     """The sequential filter through every chunk from its entering prediction: every step's
-    fields :func:`_written` (``write_states``), or only the chunk's log-likelihood."""
+    fields ``written`` (:func:`_written`), or (``written`` empty) only the chunk's
+    log-likelihood."""
     shapes = ks.filter_algebra(n).state_shapes
 
     def kernel(p_ref, state_ref, y_ref, *out_refs):
@@ -369,21 +370,21 @@ def _fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, write_states):
             t = start + k
             mean, cov, loglik = _update(p, a, P, observations(k), n, m)
             total = lax.add(total, ka.where(t < T, loglik, 0.0))
-            if write_states:
+            if written:
                 H = p["H"]
                 y_mean = ka.plus(ka.matvec(H, a), p["d"])
                 y_cov = ka.congruence(H, P, plus=p["R"])
                 values = dict(mean=mean, cov=_flat(cov), predicted_mean=a,
                               predicted_cov=_flat(P), observation_mean=y_mean,
                               observation_cov=_flat(y_cov), log_likelihood_terms=[loglik])
-                for ref, field in zip(out_refs, _written(n)):
+                for ref, field in zip(out_refs, written):
                     ks.store_rows(ref, values[field], base, block, k)
             go = (k + 1 < chunk) & (t + 1 < T)
             moved = _keep(go, ka.pack(_predict(p, mean, cov), shapes), ka.pack((a, P), shapes))
             return moved + [total]
 
         total = jax.lax.fori_loop(0, chunk, step, ka.pack((a, P), shapes) + [zero])[-1]
-        if not write_states:
+        if not written:
             ks.store_rows(out_refs[0], [total], base, block)
 
     return kernel
@@ -482,25 +483,27 @@ def _from_lane_minor(x, B, T, chunks, shape):
 
 _STATE_FIELDS = ("mean", "cov", "predicted_mean", "predicted_cov", "observation_mean",
                  "observation_cov", "log_likelihood_terms")
+_FILTERED_FIELDS = ("mean", "cov", "log_likelihood_terms")
 
 
 def _state_shapes(n, m):
     return dict(zip(_STATE_FIELDS, ((n,), (n, n), (n,), (n, n), (m,), (m, m), ())))
 
 
-def _written(n):
-    """The fields the fix-up kernel writes: all of them, or for ``n >``
-    :data:`probssm.kalman.kernel_algebra.LOOP_ROWS` the filtered moments and log-likelihood
-    terms only (the predicted and observation moments then come from them in XLA,
-    :func:`_states_result`): every store adds to Triton's compile time, which at ``n = 8`` the
-    fix-up sets."""
-    if n > ka.LOOP_ROWS:
-        return ("mean", "cov", "log_likelihood_terms")
+def _written(n, predictions=True):
+    """The fields the fix-up kernel writes: all of them, or the filtered moments and
+    log-likelihood terms only, without ``predictions`` or for ``n >``
+    :data:`probssm.kalman.kernel_algebra.LOOP_ROWS` (the predicted and observation moments then
+    come from them in XLA, :func:`predictions_from_filtered`): every store adds to Triton's
+    compile time, which at ``n = 8`` the fix-up sets."""
+    if n > ka.LOOP_ROWS or not predictions:
+        return _FILTERED_FIELDS
     return _STATE_FIELDS
 
 
-def _forward(model, y, write_states, chunk, block, group, interpret):
-    """Summary, chunk scan and fix-up; the fix-up's outputs, lane-minor."""
+def _forward(model, y, written, chunk, block, group, interpret):
+    """Summary, chunk scan and fix-up writing the fields ``written`` (lane-minor), or only the
+    chunks' log-likelihoods if there are none."""
     y = unfolded(y)
     B, T, m = y.shape
     n = model.state_dim
@@ -514,65 +517,81 @@ def _forward(model, y, write_states, chunk, block, group, interpret):
         [jax.ShapeDtypeStruct((ks.pow2(ks.rows(alg.element_shapes)), padded_lanes), dtype)],
         lanes, block, interpret)
     states = ks.chunk_scan(alg, elements, B, chunks, group=group, interpret=interpret)
-    if write_states:
+    if written:
         shapes = _state_shapes(n, m)
         outs = [jax.ShapeDtypeStruct((chunk, ks.pow2(math.prod(shapes[f])), padded_lanes), dtype)
-                for f in _written(n)]
+                for f in written]
     else:
         outs = [jax.ShapeDtypeStruct((1, padded_lanes), dtype)]
-    result = ks.call(_fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, write_states),
+    result = ks.call(_fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, written),
                      [params, states, y], outs, lanes, block, interpret)
     return result, (chunk, chunks, lanes, padded_lanes, params)
 
 
-def _states_result(model, outs, B, T, chunks):
-    """The filter's fields from the fix-up's outputs (:func:`_written`); missing predicted
-    moments :math:`F m_{t-1} + u`, :math:`F P_{t-1} F^T + Q` (the prior at ``t = 0``) and
-    observation moments :math:`H a_t + d`, :math:`H P^-_t H^T + R` computed here."""
-    n, m = model.state_dim, model.observation_dim
-    shapes = _state_shapes(n, m)
-    out = {k: _from_lane_minor(x, B, T, chunks, shapes[k]) for k, x in zip(_written(n), outs)}
-    F, Q, u = model.transition_matrix, model.transition_cov, model.transition_offset
+def _predicted_moments(model, mean, cov):
+    """:math:`F m + u`, :math:`F P F^T + Q` over leading axes."""
+    F = model.transition_matrix
+    return (matvec(F, mean) + model.transition_offset,
+            matmul(matmul(F, cov), F.T) + model.transition_cov)
 
-    def predict(mean, cov):
-        return matvec(F, mean) + u, matmul(matmul(F, cov), F.T) + Q
 
-    if "predicted_mean" not in out:
-        H, R, d = model.observation_matrix, model.observation_cov, model.observation_offset
-        prior_mean = jnp.broadcast_to(model.initial_mean, (B, 1, n))
-        prior_cov = jnp.broadcast_to(model.initial_cov, (B, 1, n, n))
-        a, P = predict(out["mean"][:, :-1], out["cov"][:, :-1])
-        a = jnp.concatenate([prior_mean.astype(a.dtype), a], axis=1)
-        P = symmetrize(jnp.concatenate([prior_cov.astype(P.dtype), P], axis=1))
-        out["predicted_mean"], out["predicted_cov"] = a, P
-        out["observation_mean"] = matvec(H, a) + d
-        out["observation_cov"] = symmetrize(matmul(matmul(H, P), H.T) + R)
-    out["next_mean"], out["next_cov"] = predict(out["mean"][:, -1], out["cov"][:, -1])
-    out["predicted_diffuse_cov"] = jnp.zeros_like(out["predicted_cov"])
+def predictions_from_filtered(model: LGSSM, mean, cov):
+    """The one-step predictions from the filtered moments ``mean`` ``(B, T, n)``, ``cov``
+    ``(B, T, n, n)`` of a time-invariant model with a proper prior: ``predicted_mean``
+    :math:`a_t = F m_{t-1} + u`, ``predicted_cov`` :math:`P_t = F P_{t-1|t-1} F^T + Q` (the
+    prior at ``t = 0``), ``observation_mean`` :math:`H a_t + d` ``(B, T, m)`` and
+    ``observation_cov`` :math:`H P_t H^T + R` ``(B, T, m, m)``."""
+    B, n = mean.shape[0], model.state_dim
+    H = model.observation_matrix
+    prior_mean = jnp.broadcast_to(model.initial_mean, (B, 1, n)).astype(mean.dtype)
+    prior_cov = jnp.broadcast_to(model.initial_cov, (B, 1, n, n)).astype(cov.dtype)
+    a, P = _predicted_moments(model, mean[:, :-1], cov[:, :-1])
+    a = jnp.concatenate([prior_mean, a], axis=1)
+    P = symmetrize(jnp.concatenate([prior_cov, P], axis=1))
+    return dict(predicted_mean=a, predicted_cov=P,
+                observation_mean=matvec(H, a) + model.observation_offset,
+                observation_cov=symmetrize(matmul(matmul(H, P), H.T) + model.observation_cov))
+
+
+def _states_result(model, outs, B, T, chunks, written, predictions):
+    """The filter's fields from the fix-up's outputs ``written`` (:func:`_written`); with
+    ``predictions``, those the kernel did not write from the filtered moments
+    (:func:`predictions_from_filtered`) and a zero ``predicted_diffuse_cov``."""
+    shapes = _state_shapes(model.state_dim, model.observation_dim)
+    out = {k: _from_lane_minor(x, B, T, chunks, shapes[k]) for k, x in zip(written, outs)}
+    if predictions and "predicted_mean" not in out:
+        out.update(predictions_from_filtered(model, out["mean"], out["cov"]))
+    out["next_mean"], out["next_cov"] = _predicted_moments(model, out["mean"][:, -1],
+                                                           out["cov"][:, -1])
+    if predictions:
+        out["predicted_diffuse_cov"] = jnp.zeros_like(out["predicted_cov"])
     return out
 
 
-@partial(jax.jit, static_argnames=("write_states", "chunk", "block", "group", "interpret"))
-def filter_batch(model: LGSSM, y, *, write_states=True, chunk=None, block=DEFAULT_BLOCK,
-                 group=ks.DEFAULT_GROUP, interpret=None):
+@partial(jax.jit, static_argnames=("write_states", "predictions", "chunk", "block", "group",
+                                   "interpret"))
+def filter_batch(model: LGSSM, y, *, write_states=True, predictions=True, chunk=None,
+                 block=DEFAULT_BLOCK, group=ks.DEFAULT_GROUP, interpret=None):
     """Kernel filter of ``y`` ``(B, T, m)`` under one time-invariant model.
 
     Returns, when ``write_states``, ``mean``, ``predicted_mean`` ``(B, T, n)``, ``cov``,
     ``predicted_cov``, ``predicted_diffuse_cov`` (zeros) ``(B, T, n, n)``, ``observation_mean``
     ``(B, T, m)``, ``observation_cov`` ``(B, T, m, m)``, ``log_likelihood_terms`` ``(B, T)``,
     ``next_mean`` ``(B, n)`` and ``next_cov`` ``(B, n, n)`` (the fields of
-    :class:`probssm.kalman.FilterResult` but ``log_likelihood``); otherwise only
-    ``log_likelihood`` ``(B,)``. ``chunk`` steps a lane (default :func:`default_chunk`),
+    :class:`probssm.kalman.FilterResult` but ``log_likelihood``; without ``predictions`` none
+    of the ``predicted_*`` and ``observation_*`` ones, which the kernel then does not write);
+    otherwise only ``log_likelihood`` ``(B,)``. ``chunk`` steps a lane (default :func:`default_chunk`),
     ``block`` lanes a program, ``group`` elements a group at every level of the chunk scan
     (:func:`probssm.kalman.kernel_scan.levels`).
     """
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     B, T, _ = y.shape
-    outs, (chunk, chunks, lanes, _, _) = _forward(model, y, write_states, chunk, block, group,
+    written = _written(model.state_dim, predictions) if write_states else ()
+    outs, (chunk, chunks, lanes, _, _) = _forward(model, y, written, chunk, block, group,
                                                   interpret)
     if write_states:
-        return _states_result(model, outs, B, T, chunks)
+        return _states_result(model, outs, B, T, chunks, written, predictions)
     return dict(log_likelihood=outs[0][0, :lanes].reshape(B, chunks).sum(axis=1))
 
 
@@ -590,8 +609,9 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
     B, T, m = y.shape
     n = model.state_dim
     dtype = y.dtype
+    written = _written(n)
     states, (chunk, chunks, lanes, padded_lanes, params) = _forward(
-        model, y, True, chunk, block, group, interpret)
+        model, y, written, chunk, block, group, interpret)
     (backward,) = ks.call(
         _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype),
         [params, states[0], states[1]],
@@ -607,7 +627,7 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
          for r in _smoother_outputs(n)],
         lanes, block, interpret)
     lag = lag[0] if lag else s_cov[:, n * n:]
-    out = _states_result(model, states, B, T, chunks)
+    out = _states_result(model, states, B, T, chunks, written, True)
     out["smoothed_mean"] = _from_lane_minor(s_mean, B, T, chunks, (n,))
     out["smoothed_cov"] = _from_lane_minor(s_cov, B, T, chunks, (n, n))
     out["lag_one_cov"] = _from_lane_minor(lag, B, T, chunks, (n, n))[:, :T - 1]
@@ -639,16 +659,27 @@ def _with_reverse_mode(vjp):
     return attach
 
 
+def _filtered_vjp(model, y, states, cotangents):
+    """:func:`probssm.kalman.score.filter_vjp` of a filter written without predictions (their
+    cotangents are zero)."""
+    predictions = predictions_from_filtered(model, states["mean"], states["cov"])
+    return score.filter_vjp(model, y, {**states, **predictions}, cotangents)
+
+
 _filter_reverse_mode = _with_reverse_mode(score.filter_vjp)
+_filtered_reverse_mode = _with_reverse_mode(_filtered_vjp)
 _smoother_reverse_mode = _with_reverse_mode(score.smoother_vjp)
 
 
-def filter_states(model: LGSSM, y):
-    """Differentiable kernel filter of ``y`` ``(B, T, m)``: the outputs of :func:`filter_batch`.
+def filter_states(model: LGSSM, y, predictions=True):
+    """Differentiable kernel filter of ``y`` ``(B, T, m)``: the outputs of :func:`filter_batch`
+    (without the ``predicted_*`` and ``observation_*`` fields unless ``predictions``).
     The gradient is the filter's reverse mode computed from these outputs
     (:func:`probssm.kalman.score.filter_vjp`: one backward scan, no recomputation)."""
-    states = filter_batch(*jax.lax.stop_gradient((model, y)))
-    return _filter_reverse_mode(model, y, states)
+    states = filter_batch(*jax.lax.stop_gradient((model, y)), predictions=predictions)
+    if predictions:
+        return _filter_reverse_mode(model, y, states)
+    return _filtered_reverse_mode(model, y, states)
 
 
 def smooth_states(model: LGSSM, y):

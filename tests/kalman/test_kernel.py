@@ -184,6 +184,46 @@ def test_kernel_method_through_the_public_api():
         assert _max_rel(ker_s.filtered.cov, seq_s.filtered.cov) < 1e-9
 
 
+@pytest.mark.parametrize("method", ["sequential", "parallel", "kernel"])
+def test_filter_without_predictions(method):
+    """``predictions=False``: the five prediction fields are None, the filtered moments and
+    log-likelihood those of the full sequential filter, and so is the gradient (the kernel's
+    reverse mode then rebuilds the predictions from the filtered moments)."""
+    rng = np.random.default_rng(11)
+    with jax.enable_x64(True):
+        model = _model(rng, 3, 2, diagonal_r=False)
+        y = _y(rng, (2, 33, 2))
+        ref = kalman.filter(model, y, method="sequential")
+        out = kalman.filter(model, y, method=method, predictions=False)
+        for field in ("predicted_mean", "predicted_cov", "predicted_diffuse_cov",
+                      "observation_mean", "observation_cov"):
+            assert getattr(out, field) is None, field
+        for field in ("mean", "cov", "log_likelihood_terms", "log_likelihood", "next_mean",
+                      "next_cov"):
+            assert _max_rel(getattr(out, field), getattr(ref, field)) < 1e-9, field
+
+        def objective(theta, method, predictions):
+            m_ = model.replace(transition_matrix=theta[0] * model.transition_matrix,
+                               observation_cov=jnp.exp(theta[1]) * model.observation_cov)
+            out = kalman.filter(m_, y, method=method, predictions=predictions)
+            return out.log_likelihood.sum() + jnp.sum(out.mean ** 2) * 1e-3 + out.cov.sum()
+
+        theta = jnp.array([0.9, -0.3])
+        np.testing.assert_allclose(jax.grad(objective)(theta, method, False),
+                                   jax.grad(objective)(theta, "sequential", True), rtol=1e-9)
+
+
+def test_predictions_from_filtered_moments():
+    """The kernel's predictions from the filtered moments equal the sequential filter's."""
+    rng = np.random.default_rng(12)
+    with jax.enable_x64(True):
+        model = _model(rng, 4, 3, diagonal_r=False)
+        ref = kalman.filter(model, _y(rng, (2, 25, 3)), method="sequential")
+        out = kernel.predictions_from_filtered(model, ref.mean, ref.cov)
+        for field, value in out.items():
+            assert _max_rel(value, getattr(ref, field)) < 1e-12, field
+
+
 def test_kernel_float32_matches_float64():
     rng = np.random.default_rng(8)
     model64 = _model(rng, 4, 2)
