@@ -22,7 +22,8 @@ Filter:
    ``G`` elements (depth about :math:`2 G \\log_G(T/L)` element operations).
 3. **Fix-up** (kernel): each lane reruns the sequential filter through its chunk from its entering
    prediction and writes every step's predicted and filtered moments, observation moments and
-   log-likelihood term once (or only the chunk's log-likelihood).
+   log-likelihood term once (without predictions, :func:`filter_batch`, only the filtered
+   moments and log-likelihood terms; or only the chunk's log-likelihood).
 
 Smoother (:func:`smooth_batch`): after the filter, a kernel composes each chunk's backward
 element :math:`x_{start} \\mid x_{next\\ chunk's\\ start}, y \\sim N(E x + g, L)` from the
@@ -264,9 +265,9 @@ def _observations(y_ref, p, m, block, chunks, chunk, B, T):
     """``ys(k)``: step ``k``'s observations minus the offset ``d`` as ``m`` lane vectors (NaN past
     a series' end), read from ``y_ref`` ``(B T, m)`` in its own layout (row ``s T + t``).
 
-    A lane reads 4 m bytes a step at a stride of a chunk (a sector shared with its next steps),
-    which on the H100 costs the passes nothing against lane-minor rows and saves the transpose of
-    ``y`` (an XLA launch). Outputs stay lane-minor: stored time-major, the fix-up's seven fields
+    A lane reads its ``m`` values a step a chunk away from its neighbour's (a sector shared with
+    its own next steps), which on the H100 costs the passes nothing against lane-minor rows and
+    saves the transpose of ``y`` (an XLA launch). Outputs stay lane-minor: stored time-major, the fix-up's seven fields
     took 227 instead of 93 µs at ``T = 1e6`` (a warp's stores scatter over 32 rows).
     Lane arithmetic is done here, outside the loops: the interpreter knows the program id only
     there."""
