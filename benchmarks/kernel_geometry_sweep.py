@@ -1,19 +1,23 @@
-"""Run time and compile time of the kernel filter, log-likelihood and smoother by chunk length
-and chunk-scan group size (GPU; issue 3 probe).
+"""Run time and compile time of the kernel filter, log-likelihood and smoother by chunk length,
+chunk-scan group size and top level (GPU; issue 3 probe).
 
 Calls :func:`probssm.kalman.kernel.filter_batch` / :func:`~probssm.kalman.kernel.smooth_batch`
-directly with ``chunk`` and ``group`` (``--configs CHUNK:GROUP ...``, ``None`` for the default)
-on a random stable float32 model (``n = --n``, ``m = 2``) and standard normal ``y`` of
-``--B`` series of ``--T`` steps with 2 % NaN rows, all in one process: ``lower_s`` (tracing and
-lowering), ``xla_s`` (XLA compile), ``run_ms`` (median of ``--runs`` calls ending in
-``block_until_ready``) and the log-likelihood (the same for every configuration). One JSON
-line per configuration and mode on stdout, appended to ``--json`` if given. Run it from a
-checkout root (``--tag`` names the checkout), e.g. an older commit's worktree beside the
-current one for an A/B comparison.
+directly with ``chunk``, ``group`` and ``top`` (``--configs CHUNK:GROUP[:TOP] ...``, ``None``
+for the default; :func:`probssm.kalman.kernel_scan.chunk_scan`) on a random stable float32
+model (``n = --n``, ``m = 2``) and standard normal ``y`` of ``--B`` series of ``--T`` steps
+with 2 % NaN rows, all in one process: ``lower_s`` (tracing and lowering), ``xla_s`` (XLA
+compile), ``run_ms`` (median of ``--runs`` calls ending in ``block_until_ready``),
+``pipelined_ms`` (``--runs`` calls queued back to back, then one wait, per call: the device's
+time once dispatch overlaps), the log-likelihood, and ``max_rel_diff``: the largest relative
+difference of every output from the first configuration's (a wrong chunk scan, a race between
+lanes of the top level's doubling among them, shows there). One JSON line per configuration and
+mode on stdout, appended to ``--json`` if given. Run it from a checkout root (``--tag`` names the
+checkout), e.g. an older commit's worktree beside the current one for an A/B comparison.
 
 Usage (GPU)::
 
     python benchmarks/kernel_geometry_sweep.py --configs 64:4 32:4 128:8 --modes loglik filter
+    python benchmarks/kernel_geometry_sweep.py --configs 64:4:0 64:4:256 32:4:256 --B 1 --T 1000000
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def parse_args(argv=None):
     ap.add_argument("--T", type=int, default=1_000_000)
     ap.add_argument("--B", type=int, default=1)
     ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--configs", nargs="+", default=["None:None"], metavar="CHUNK:GROUP")
+    ap.add_argument("--configs", nargs="+", default=["None:None"], metavar="CHUNK:GROUP[:TOP]")
     ap.add_argument("--modes", nargs="+", default=["loglik", "filter"],
                     choices=["loglik", "filter", "smooth"])
     ap.add_argument("--runs", type=int, default=20)
@@ -77,14 +81,28 @@ def program(model, mode, kw):
     return jax.jit(lambda y_: kernel.smooth_batch(model, y_, **kw))
 
 
+def keywords(config):
+    """``CHUNK:GROUP[:TOP]`` as keyword arguments of the kernel programs (``None``: the
+    default)."""
+    values = [None if v == "None" else int(v) for v in config.split(":")]
+    return {k: v for k, v in zip(("chunk", "group", "top"), values) if v is not None}
+
+
+def max_rel_diff(out, reference):
+    """The largest relative difference of the arrays of ``out`` from ``reference``'s."""
+    pairs = zip(jax.tree.leaves(out), jax.tree.leaves(reference))
+    return max(float(np.nanmax(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+                     / max(float(np.nanmax(np.abs(np.asarray(b, np.float64)))), 1e-30))
+               for a, b in pairs)
+
+
 def main(argv=None):
     """Time every configuration and mode (module docstring)."""
     args = parse_args(argv)
     model, y = problem(args.n, args.B, args.T)
-    records = []
+    records, first = [], {}
     for config in args.configs:
-        chunk, group = (None if v == "None" else int(v) for v in config.split(":"))
-        kw = dict(chunk=chunk) if group is None else dict(chunk=chunk, group=group)
+        kw = keywords(config)
         for mode in args.modes:
             t0 = time.perf_counter()
             lowered = program(model, mode, kw).lower(y)
@@ -97,11 +115,16 @@ def main(argv=None):
                 start = time.perf_counter()
                 jax.block_until_ready(compiled(y))
                 times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            jax.block_until_ready([compiled(y) for _ in range(args.runs)])
+            pipelined = (time.perf_counter() - start) / args.runs
             loglik = out if mode == "loglik" else out["log_likelihood_terms"]
-            record = dict(tag=args.tag, T=args.T, B=args.B, n=args.n, chunk=chunk, group=group,
+            first.setdefault(mode, out)
+            record = dict(tag=args.tag, T=args.T, B=args.B, n=args.n, config=config, **kw,
                           mode=mode, lower_s=t1 - t0, xla_s=t2 - t1,
                           run_ms=1e3 * statistics.median(times), min_ms=1e3 * min(times),
-                          ll=float(np.sum(loglik)))
+                          pipelined_ms=1e3 * pipelined, ll=float(np.sum(loglik)),
+                          max_rel_diff=max_rel_diff(out, first[mode]))
             records.append(record)
             print(json.dumps(record), flush=True)
     if args.json:

@@ -3,15 +3,15 @@
 Two steps, because the project's interpreter has JAX and the proxy needs the ``triton`` wheel
 (no torch; e.g. ``python3 -m venv /tmp/tv && /tmp/tv/bin/pip install triton==3.8.0``):
 
-1. ``python benchmarks/triton_compile_proxy.py dump DIR [--mode smooth] [--T 1000000]``
+1. ``python benchmarks/triton_compile_proxy.py dump DIR [--mode smooth] [--T 1000000] [--top 256]``
    (project interpreter): lowers the kernel program for CUDA on the CPU (``jax.export``,
    ``platforms=["cuda"]``), writes every ``pallas_call``'s Triton IR to ``DIR/NN.ttir`` and
    prints the wall time of tracing and lowering (the part of a program's compile time spent
    before XLA; at ``n = 8`` on the 2-core VM about half of the H100 machine's).
 2. ``/tmp/tv/bin/python benchmarks/triton_compile_proxy.py compile DIR/*.ttir [--timing]``
    (the triton interpreter): for each file, Triton's ``make_ttir`` passes (canonicalise, CSE, as
-   XLA runs them first), then the rest of the pipeline for ``sm_90a`` with ``num_warps=1,
-   num_stages=1``, timed; ``ptxas -v`` for registers and spills; the count of shared-memory
+   XLA runs them first), then the rest of the pipeline for ``sm_90a`` with ``num_warps=1``
+   (``--num-warps``), ``num_stages=1``, timed; ``ptxas -v`` for registers and spills; the count of shared-memory
    stores in the PTX (layout conversions), and the time of each stage (``make_ttgir``: MLIR
    passes, coalescing among them; ``make_llir``: LLVM IR and its optimisation; ``make_ptx``:
    LLVM's NVPTX back end; ``make_cubin``: ``ptxas``). ``--timing`` prints MLIR's per-pass
@@ -66,10 +66,10 @@ def dump(args):
     model = kalman.LGSSM(0.9 * eye, eye, np.ones((2, n), np.float32), np.eye(2, dtype=np.float32),
                          np.zeros(n, np.float32), eye)
     y = jax.ShapeDtypeStruct((args.batch, args.T, 2), jnp.float32)
-    fn = {"smooth": lambda m_, y_: kernel.smooth_batch(m_, y_, interpret=False),
-          "filter": lambda m_, y_: kernel.filter_batch(m_, y_, interpret=False),
-          "loglik": lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False,
-                                                       interpret=False)}[args.mode]
+    kw = dict(interpret=False, top=args.top)
+    fn = {"smooth": lambda m_, y_: kernel.smooth_batch(m_, y_, **kw),
+          "filter": lambda m_, y_: kernel.filter_batch(m_, y_, **kw),
+          "loglik": lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False, **kw)}[args.mode]
     unchecked = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
     start = time.perf_counter()
     jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
@@ -103,7 +103,7 @@ def compile_files(args):
         setattr(CUDABackend, name, timed(name, getattr(CUDABackend, name)))
     for path in args.files:
         backend = CUDABackend(target)
-        options = backend.parse_options(dict(num_warps=1, num_stages=1))
+        options = backend.parse_options(dict(num_warps=args.num_warps, num_stages=1))
         context = ir.context()
         ir.load_dialects(context)
         backend.load_dialects(context)
@@ -116,7 +116,7 @@ def compile_files(args):
         (work / "k.ttir").write_text(str(module))
         t1 = time.perf_counter()
         compiled = triton.compile(str(work / "k.ttir"), target=target,
-                                  options=dict(num_warps=1, num_stages=1))
+                                  options=dict(num_warps=args.num_warps, num_stages=1))
         t2 = time.perf_counter()
         ptx = compiled.asm["ptx"]
         (work / "k.ptx").write_text(ptx)
@@ -139,9 +139,13 @@ def main(argv=None):
     d.add_argument("--T", type=int, default=1_000_000)
     d.add_argument("--batch", type=int, default=1)
     d.add_argument("--n", type=int, default=4)
+    d.add_argument("--top", type=int, default=0, help="chunk scan's top level (kernel_scan)")
     c = sub.add_parser("compile", help="compile Triton IR files (interpreter with triton)")
     c.add_argument("files", nargs="+")
     c.add_argument("--timing", action="store_true", help="MLIR per-pass timing")
+    c.add_argument("--num-warps", type=int, default=1,
+                   help="warps a program (1 for every kernel but the chunk scan's top level: "
+                        "top / 32, at most 8)")
     args = ap.parse_args(argv)
     (dump if args.command == "dump" else compile_files)(args)
 

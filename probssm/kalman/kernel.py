@@ -19,7 +19,9 @@ Filter:
    starts from the prior instead (``A = 0``).
 2. **Chunk scan** (two kernels, :func:`probssm.kalman.kernel_scan.chunk_scan`): the filtered
    state at the end of every chunk, through a hierarchy of sequential folds over groups of
-   ``G`` elements (depth about :math:`2 G \\log_G(T/L)` element operations).
+   ``G`` elements (depth about :math:`2 G \\log_G(T/L)` element operations); with ``top``, a
+   third kernel scans the first level of at most ``top`` elements a series by recursive
+   doubling.
 3. **Fix-up** (kernel): each lane reruns the sequential filter through its chunk from its entering
    prediction and writes every step's predicted and filtered moments, observation moments and
    log-likelihood term once (without predictions, :func:`filter_batch`, only the filtered
@@ -502,7 +504,7 @@ def _written(n, predictions=True):
     return _STATE_FIELDS
 
 
-def _forward(model, y, written, chunk, block, group, interpret):
+def _forward(model, y, written, chunk, block, group, top, interpret):
     """Summary, chunk scan and fix-up writing the fields ``written`` (lane-minor), or only the
     chunks' log-likelihoods if there are none."""
     y = unfolded(y)
@@ -517,7 +519,7 @@ def _forward(model, y, written, chunk, block, group, interpret):
         _summary_kernel(n, m, T, B, chunk, chunks, block, dtype), [params, y],
         [jax.ShapeDtypeStruct((ks.pow2(ks.rows(alg.element_shapes)), padded_lanes), dtype)],
         lanes, block, interpret)
-    states = ks.chunk_scan(alg, elements, B, chunks, group=group, interpret=interpret)
+    states = ks.chunk_scan(alg, elements, B, chunks, group=group, top=top, interpret=interpret)
     if written:
         shapes = _state_shapes(n, m)
         outs = [jax.ShapeDtypeStruct((chunk, ks.pow2(math.prod(shapes[f])), padded_lanes), dtype)
@@ -570,9 +572,9 @@ def _states_result(model, outs, B, T, chunks, written, predictions):
 
 
 @partial(jax.jit, static_argnames=("write_states", "predictions", "chunk", "block", "group",
-                                   "interpret"))
+                                   "top", "interpret"))
 def filter_batch(model: LGSSM, y, *, write_states=True, predictions=True, chunk=None,
-                 block=DEFAULT_BLOCK, group=ks.DEFAULT_GROUP, interpret=None):
+                 block=DEFAULT_BLOCK, group=ks.DEFAULT_GROUP, top=ks.DEFAULT_TOP, interpret=None):
     """Kernel filter of ``y`` ``(B, T, m)`` under one time-invariant model.
 
     Returns, when ``write_states``, ``mean``, ``predicted_mean`` ``(B, T, n)``, ``cov``,
@@ -583,22 +585,24 @@ def filter_batch(model: LGSSM, y, *, write_states=True, predictions=True, chunk=
     of the ``predicted_*`` and ``observation_*`` ones, which the kernel then does not write);
     otherwise only ``log_likelihood`` ``(B,)``. ``chunk`` steps a lane (default :func:`default_chunk`),
     ``block`` lanes a program, ``group`` elements a group at every level of the chunk scan
-    (:func:`probssm.kalman.kernel_scan.levels`).
+    (:func:`probssm.kalman.kernel_scan.levels`), ``top`` the largest level a series that the
+    chunk scan scans in one launch (:func:`probssm.kalman.kernel_scan.chunk_scan`; 0: folds
+    up to one group a series).
     """
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     B, T, _ = y.shape
     written = _written(model.state_dim, predictions) if write_states else ()
-    outs, (chunk, chunks, lanes, _, _) = _forward(model, y, written, chunk, block, group,
+    outs, (chunk, chunks, lanes, _, _) = _forward(model, y, written, chunk, block, group, top,
                                                   interpret)
     if write_states:
         return _states_result(model, outs, B, T, chunks, written, predictions)
     return dict(log_likelihood=outs[0][0, :lanes].reshape(B, chunks).sum(axis=1))
 
 
-@partial(jax.jit, static_argnames=("chunk", "block", "group", "interpret"))
+@partial(jax.jit, static_argnames=("chunk", "block", "group", "top", "interpret"))
 def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
-                 group=ks.DEFAULT_GROUP, interpret=None):
+                 group=ks.DEFAULT_GROUP, top=ks.DEFAULT_TOP, interpret=None):
     """Kernel smoother of ``y`` ``(B, T, m)`` under one time-invariant model.
 
     Returns the fields of :func:`filter_batch` and ``smoothed_mean`` ``(B, T, n)``,
@@ -612,7 +616,7 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
     dtype = y.dtype
     written = _written(n)
     states, (chunk, chunks, lanes, padded_lanes, params) = _forward(
-        model, y, written, chunk, block, group, interpret)
+        model, y, written, chunk, block, group, top, interpret)
     (backward,) = ks.call(
         _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype),
         [params, states[0], states[1]],
@@ -620,7 +624,7 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
                                padded_lanes), dtype)],
         lanes, block, interpret)
     right = ks.chunk_scan(ks.backward_algebra(n), backward, B, chunks, reverse=True, group=group,
-                          interpret=interpret)
+                          top=top, interpret=interpret)
     s_mean, s_cov, *lag = ks.call(
         _smoother_kernel(n, m, T, chunk, chunks, block, dtype),
         [params, right, states[0], states[1]],

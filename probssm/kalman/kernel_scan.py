@@ -18,7 +18,13 @@ groups' elements into groups again, and so on up to one group a series (:func:`l
 
 Depth about ``2 G log_G(chunks)`` element operations (46 for the 15 625 chunks of ``T = 1e6``
 and ``G = 4``, against ``3 sqrt(chunks) = 375`` for a two-level hierarchy), work ``O(chunks)``,
-two launches a level.
+two launches a level. With ``top`` (:func:`chunk_scan`), the folds stop at the first level of
+at most ``top`` elements a series, and one launch scans that level by recursive doubling, a
+program holding whole series and meeting at a barrier between rounds (:func:`_top_kernel`):
+at ``T = 1e6`` and ``top = 256``, 3 folds, one scan of ``log2 256 = 8`` rounds and 3
+propagations instead of 6 folds and 7 propagations (the upper levels cost 5-9 µs a launch on
+the H100 whatever their width: each is a chain of dependent element operations); for 1024
+series of 32 chunks the chunks themselves, in one launch instead of five.
 Every level runs the *same* two kernels: a level's geometry (element count, group size,
 direction) is an input read at run time and every level's arrays have the same shape, so the
 Triton calls are identical and XLA compiles each kernel once (its kernel cache is keyed by the
@@ -62,6 +68,9 @@ from .kernel_algebra import field_rows, pack, symmetric, unpack
 
 DEFAULT_SCAN_BLOCK = 32
 DEFAULT_GROUP = 4
+# Off until measured on the GPU (issue 3): the top level's recursive doubling meets at barriers
+# whose cost the CPU interpreter cannot show; 256 (eight warps) is the candidate.
+DEFAULT_TOP = 0
 MAX_TILE_ROWS = 64
 
 
@@ -348,6 +357,58 @@ def _propagate_kernel(alg, series, block, eps, trash):
     return kernel
 
 
+def _top_kernel(alg, series, count, reverse, block, eps, trash, interpret):
+    """The scan of the top level (:func:`chunk_scan` with ``top``): each program holds the
+    ``count`` elements of ``block // P`` whole series (``P = pow2(count)`` lanes a series) and
+    scans them in ``log2 P`` rounds of recursive doubling (Hillis & Steele 1986): in
+    round ``k`` every lane publishes its running prefix, the CTA meets at a barrier, and a lane
+    at position ``p >= 2^k`` combines the prefix of lane ``p - 2^k`` before its own. The rounds
+    alternate between the two halves of the scratch output ``buf_ref``, so a round's stores
+    never overwrite what a slower lane of the round before is still reading. At the end lane
+    ``p`` holds the prefix of positions ``0..p``; applied to the zero state, it is the state
+    entering position ``p + 1``, stored there (the last position stores the zero state at
+    position 0)."""
+    P = pow2(count)
+    per_program, rounds = block // P, P.bit_length() - 1
+    shapes, state_shapes = alg.element_shapes, alg.state_shapes
+
+    def kernel(elem_ref, out_ref, buf_ref):
+        from jax.experimental.pallas import triton as plgpu
+
+        program = pl.program_id(0)
+        base = program * block
+        j = jnp.arange(block, dtype=jnp.int32)
+        s, pos = program * per_program + j // P, j % P
+        live = (s < series) & (pos < count)
+        s = jnp.minimum(s, series - 1)
+        acc = gather_fields(elem_ref, shapes, _scan_lane(s, count, jnp.minimum(pos, count - 1),
+                                                         reverse))
+        width = buf_ref.shape[-1] // 2
+
+        def round_(k, acc):
+            k = jnp.asarray(k, jnp.int32)
+            half = k % 2 * width + base
+            store_rows(buf_ref, acc, half, block)
+            if not interpret:  # the interpreter runs a program's lanes as one array operation
+                plgpu.debug_barrier()
+            d = jnp.left_shift(jnp.int32(1), k)
+            partner = unpack(gather_fields(buf_ref, shapes, half + jnp.maximum(j - d, 0)), shapes)
+            new = pack(alg.combine(partner, unpack(acc, shapes), eps), shapes)
+            return [ka.where(pos >= d, x, y) for x, y in zip(new, acc)]
+
+        acc = jax.lax.fori_loop(0, rounds, round_, acc)
+        zero = jnp.zeros(block, elem_ref.dtype)
+        nothing = [zero] * rows(state_shapes)
+        state = pack(alg.apply(unpack(nothing, state_shapes), unpack(acc, shapes), eps),
+                     state_shapes)
+        last = pos == count - 1
+        state = [ka.where(last, zero, x) for x in state]
+        target = _scan_lane(s, count, jnp.where(last, 0, pos + 1), reverse)
+        scatter_rows(out_ref, state, target, live, trash)
+
+    return kernel
+
+
 def call(kernel, inputs, out_shapes, lanes, block, interpret, num_warps=1):
     """One Pallas launch over ``ceil(lanes / block)`` programs with raw (``ANY``) refs; the
     kernel runs under :func:`probssm.kalman.kernel_algebra.opaque_zero` with a zero read from
@@ -402,14 +463,29 @@ def padded(lanes, block):
     return -(-lanes // block) * block
 
 
+def _top_level(hierarchy, top):
+    """The level scanned by :func:`_top_kernel`: the lowest whose count a series is at most
+    ``top`` (``None`` without ``top``: every level folded, then propagated from the zero
+    state). ``top``: 0, or a power of two of at least 2 (lanes of a program)."""
+    if not top:
+        return None
+    if top < 2 or top & (top - 1):
+        raise ValueError(f"chunk scan: top must be 0 or a power of two >= 2, got {top}")
+    return next((level for level, (count, _, _) in enumerate(hierarchy) if count <= top), None)
+
+
 def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=DEFAULT_GROUP,
-               block=DEFAULT_SCAN_BLOCK, interpret=False):
+               block=DEFAULT_SCAN_BLOCK, top=DEFAULT_TOP, interpret=False):
     """Exclusive chunk-level scan (module docstring).
 
     ``elements``: ``(R, N)`` with ``R >= rows(alg.element_shapes)`` rows (padded here to
     :func:`pow2` of them if fewer) and ``N >= series * chunks``, lane ``s * chunks + c`` holding
     chunk ``c`` of series ``s``. ``group``: elements a group at every level (at least 2).
-    Returns the states ``(pow2(rows(alg.state_shapes)), N + block)`` (at least), lane
+    ``top`` (0 or a power of two): the folds stop at the first level of at most ``top``
+    elements a series, which one launch scans by recursive doubling, ``top`` lanes a program
+    (:func:`_top_kernel`), before the propagations down; 0 folds up to one group a series, and
+    so do elements of more than :data:`MAX_TILE_ROWS` rows whatever ``top``.
+    Returns the states ``(pow2(rows(alg.state_shapes)), N + max(block, top))`` (at least), lane
     ``s * chunks + c`` holding the prefix of the chunks before ``c`` in scan order (after ``c``
     with ``reverse``) in its first ``rows(alg.state_shapes)`` rows; the other lanes and rows
     hold nothing of use.
@@ -426,27 +502,43 @@ def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=DEFAULT_GR
     if rows(alg.element_shapes) > MAX_TILE_ROWS:
         elements, identity_lane = _with_identity(alg, elements, block), N
     hierarchy = levels(chunks, group)
+    # Large elements are folded at every level: at n = 8 the top kernel's Triton compile on
+    # the CPU proxy (benchmarks/triton_compile_proxy.py) had not ended after 8 minutes.
+    top_level = None if identity_lane is not None else _top_level(hierarchy, top)
     # Every level has the same arrays, grid and kernels (its geometry is an input), so XLA
     # compiles each kernel once for all levels (identical Triton calls share one compilation),
     # and each kernel is traced and lowered once (a jitted function called at every level).
     lanes = series * hierarchy[0][1]
-    states_shape = jax.ShapeDtypeStruct((pow2(rows(alg.state_shapes)), elements.shape[1] + block),
-                                        dtype)
+    trash = elements.shape[1]
+    states_shape = jax.ShapeDtypeStruct(
+        (pow2(rows(alg.state_shapes)), trash + max(block, top or 0)), dtype)
     fold = jax.jit(lambda geometry, below: call(
         _fold_kernel(alg, series, block, eps, identity_lane), [geometry, below],
         [jax.ShapeDtypeStruct(elements.shape, dtype)], lanes, block, interpret)[0])
     propagate = jax.jit(lambda geometry, level_elements, entering: call(
-        _propagate_kernel(alg, series, block, eps, trash=elements.shape[1]),
+        _propagate_kernel(alg, series, block, eps, trash),
         [geometry, level_elements, entering], [states_shape], lanes, block, interpret)[0])
 
     def geometry(level, count, groups, G):
         return jnp.array([count, groups, G, int(reverse and level == 0)], jnp.int32)
 
     per_level = [elements]
-    for level, (count, groups, G) in enumerate(hierarchy[:-1]):
-        per_level.append(fold(geometry(level, count, groups, G), per_level[-1]))
-    states = jnp.zeros(states_shape.shape, dtype)  # entering the top level: nothing yet
-    for level in reversed(range(len(hierarchy))):
+    for level in range(len(hierarchy) - 1 if top_level is None else top_level):
+        per_level.append(fold(geometry(level, *hierarchy[level]), per_level[-1]))
+    if top_level is None:
+        states = jnp.zeros(states_shape.shape, dtype)  # entering the top level: nothing yet
+        below = len(hierarchy)
+    else:
+        count = hierarchy[top_level][0]
+        top_lanes = padded(series * pow2(count), top)
+        buffer = jax.ShapeDtypeStruct((E, 2 * top_lanes), dtype)
+        states = call(
+            _top_kernel(alg, series, count, reverse and top_level == 0, top, eps, trash,
+                        interpret),
+            [per_level[top_level]], [states_shape, buffer], top_lanes, top, interpret,
+            num_warps=min(max(top // 32, 1), 8))[0]
+        below = top_level
+    for level in reversed(range(below)):
         states = propagate(geometry(level, *hierarchy[level]), per_level[level], states)
     return states
 

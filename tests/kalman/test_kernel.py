@@ -38,19 +38,21 @@ def _max_rel(a, b):
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30)
 
 
-@pytest.mark.parametrize("n,m,T,chunk,group,diagonal_r", [
-    (1, 1, 1, 128, 8, True), (2, 1, 37, 8, 2, True), (3, 2, 64, 4, 3, False),
-    (4, 3, 50, 7, 8, False)])
-def test_kernel_equals_sequential_float64(n, m, T, chunk, group, diagonal_r):
+@pytest.mark.parametrize("n,m,T,chunk,group,diagonal_r,top", [
+    (1, 1, 1, 128, 8, True, 0), (2, 1, 37, 8, 2, True, 0), (3, 2, 64, 4, 3, False, 0),
+    (4, 3, 50, 7, 8, False, 0), (2, 2, 61, 4, 2, False, 4), (3, 1, 40, 4, 3, True, 16)])
+def test_kernel_equals_sequential_float64(n, m, T, chunk, group, diagonal_r, top):
     """Filter and smoother; whole and partly missing rows, diagonal and correlated R
     (decorrelated step by step); one chunk, several, and groups with a partial last one (the
-    largest case filters only, to keep the interpreter's time down)."""
+    largest case filters only, to keep the interpreter's time down); chunk scans with a top
+    level scanned by recursive doubling (16 -> 8 -> 4 -> 2 -> 1 chunks a series, doubling at
+    4; 10 chunks, doubling at the chunks)."""
     rng = np.random.default_rng(n * 100 + T)
     with jax.enable_x64(True):
         model = _model(rng, n, m, diagonal_r=diagonal_r)
         y = _y(rng, (3, T, m))
         ref = kalman.smooth(model, y, method="sequential")
-        kw = dict(chunk=chunk, block=4, group=group)
+        kw = dict(chunk=chunk, block=4, group=group, top=top)
         smooth = n < 4
         out = (kernel.smooth_batch if smooth else kernel.filter_batch)(model, jnp.asarray(y), **kw)
         ll = kernel.filter_batch(model, jnp.asarray(y), write_states=False, **kw)
@@ -311,6 +313,13 @@ def test_kernels_lower_to_triton_for_cuda():
                         (lambda m_, y_: kernel.smooth_batch(m_, y_, interpret=False), 8)):
         exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
+    # With the top level scanned by recursive doubling (eight warps, a barrier between rounds),
+    # the 32 chunks a series are that level: no fold, no propagation.
+    for fn, kernels in ((lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False, top=256,
+                                                            interpret=False), 3),
+                        (lambda m_, y_: kernel.smooth_batch(m_, y_, top=256, interpret=False), 6)):
+        exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
+        assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
 
 
 _COUNT_TT_IMPORTS = """
@@ -378,6 +387,40 @@ def test_deep_chunk_scan_equals_the_reference(reverse):
                                      block=4, interpret=True)
     first = np.arange(N) % chunks == (chunks - 1 if reverse else 0)
     assert _max_rel(out[:ref.shape[0], :N][:, ~first], ref[:, ~first]) < 1e-12
+
+
+@pytest.mark.parametrize("top,reverse", [(4, False), (8, True), (32, False), (32, True),
+                                         (64, False), (64, True)])
+def test_top_level_scan_equals_the_reference(top, reverse):
+    """Folds up to the first level of at most ``top`` elements a series, recursive doubling
+    there, propagations down (21 -> 11 -> 6 -> 3 -> 2 -> 1 chunks a series in groups of 2):
+    the doubling at the fourth level (``top = 4``), the third (8) or the chunks themselves (32:
+    one series a program; 64: two series a program, the second program half empty), both
+    algebras, three series."""
+    rng = np.random.default_rng(31 + top + reverse)
+    n, series, chunks = 2, 3, 21
+    N = series * chunks
+    hierarchy = kernel_scan.levels(chunks, 2)
+    assert kernel_scan._top_level(hierarchy, top) == {4: 3, 8: 2, 32: 0, 64: 0}[top]
+    with jax.enable_x64(True):
+        filtering = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n),
+                     rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
+        backward = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n)]
+        for alg, fields in ((kernel_scan.filter_algebra(n), filtering),
+                            (kernel_scan.backward_algebra(n), backward)):
+            elements = jnp.asarray(_stacked_rows(fields, alg.element_shapes))
+            ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
+            out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=2,
+                                         block=4, top=top, interpret=True)
+            first = np.arange(N) % chunks == (chunks - 1 if reverse else 0)
+            assert _max_rel(out[:ref.shape[0], :N][:, ~first], ref[:, ~first]) < 1e-12
+            # The first chunk's state is the zero state ("nothing yet"), written by the scan.
+            np.testing.assert_array_equal(out[:ref.shape[0], :N][:, first], 0.0)
+
+
+def test_top_must_be_a_power_of_two():
+    with pytest.raises(ValueError, match="top must be 0 or a power of two"):
+        kernel_scan._top_level(kernel_scan.levels(21, 2), 12)
 
 
 def test_chunk_scan_levels():
