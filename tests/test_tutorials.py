@@ -30,14 +30,14 @@ KERNEL_NAME = "python3"
 CELL_TIMEOUT = 600
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in IPython tracebacks
 
-# Runs first in every kernel: proves the kernel is this interpreter and sees probssm, and runs
-# JAX's CPU computations inline. With CPU async dispatch a kernel of the 2-core CI machine once
-# hung for good in `np.asarray` of a result whose computation never ran (every XLA thread idle;
-# the symptom of jax-ml/jax#25861), and the notebook test never returned. Results are the same.
+# Runs first in every kernel: proves the kernel is this interpreter and sees probssm.
+# (Twice a kernel of the 2-core CI machine hung for good, and the notebook test never returned:
+# tutorial 02's sample paths over posterior draws ran a batched LAPACK `eigh`, which jaxlib
+# splits over XLA's CPU thread pool and waits for from a thread of that pool; sampling now
+# takes its square roots without LAPACK, `probssm.kalman._linalg.psd_sqrt`.)
 _CHECK_KERNEL = """
-import sys, jax, probssm
+import sys, probssm
 assert sys.executable == {exe!r}, (sys.executable, {exe!r})
-jax.config.update("jax_cpu_enable_async_dispatch", False)
 """
 
 

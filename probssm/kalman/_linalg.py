@@ -78,10 +78,15 @@ def ldl(a):
 
 
 def psd_sqrt(a):
-    """A matrix ``S`` with ``S S^T = a`` for symmetric PSD ``a`` (eigendecomposition, so singular
-    ``a`` is fine). ``a``: ``(..., k, k)``."""
-    w, v = jnp.linalg.eigh(symmetrize(a))
-    return v * jnp.sqrt(jnp.clip(w, 0.0))[..., None, :]
+    """A matrix ``S`` with ``S S^T = a`` for symmetric PSD ``a`` ``(..., k, k)``:
+    :math:`S = L\,\mathrm{diag}(D)^{1/2}` from :func:`ldl`, so singular ``a`` is fine.
+
+    Plain JAX operations, no LAPACK call: under ``vmap`` (sample paths over posterior draws) a
+    batched ``eigh`` on the CPU hung for good now and then: jaxlib's LAPACK kernels split a batch
+    over XLA's CPU thread pool and wait for it from a thread of that pool, and with two such
+    calls in flight on a 2-core machine no thread was left to run the work (gdb)."""
+    lower, d = jnp.vectorize(ldl, signature="(k,k)->(k,k),(k)")(symmetrize(a))
+    return lower * jnp.sqrt(d)[..., None, :]
 
 
 def chol_psd(a):
