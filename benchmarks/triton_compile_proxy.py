@@ -11,10 +11,10 @@ Two steps, because the project's interpreter has JAX and the proxy needs the ``t
 2. ``/tmp/tv/bin/python benchmarks/triton_compile_proxy.py compile DIR/*.ttir [--timing]``
    (the triton interpreter): for each file, Triton's ``make_ttir`` passes (canonicalise, CSE, as
    XLA runs them first), then the rest of the pipeline for ``sm_90a`` with ``num_warps=1``
-   (``--num-warps``), ``num_stages=1``, timed; ``ptxas -v`` for registers and spills; the count of shared-memory
-   stores in the PTX (layout conversions), and the time of each stage (``make_ttgir``: MLIR
-   passes, coalescing among them; ``make_llir``: LLVM IR and its optimisation; ``make_ptx``:
-   LLVM's NVPTX back end; ``make_cubin``: ``ptxas``). ``--timing`` prints MLIR's per-pass
+   (``--num-warps``), ``num_stages=1``, timed; ``ptxas -v`` for registers and spills; the
+   count of shared-memory stores in the PTX (layout conversions), and the time of each stage
+   (``make_ttgir``: MLIR passes, coalescing among them; ``make_llir``: LLVM IR and its
+   optimisation; ``make_ptx``: LLVM's NVPTX back end; ``make_cubin``: ``ptxas``). ``--timing`` prints MLIR's per-pass
    timing; ``LLVM_ENABLE_TIMING=1`` in the environment LLVM's (at ``n = 8`` its straight-line
    strength reduction took 99 % of ``make_ptx`` on 256-row tiles).
 

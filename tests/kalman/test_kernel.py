@@ -318,7 +318,8 @@ def test_kernels_lower_to_triton_for_cuda():
     for fn, kernels in ((lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False, top=256,
                                                             interpret=False), 3),
                         (lambda m_, y_: kernel.smooth_batch(m_, y_, top=256, interpret=False), 6)):
-        exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
+        exported = jax.export.export(jax.jit(fn), platforms=["cuda"],
+                                     disabled_checks=unchecked)(model, y)
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
 
 
