@@ -78,7 +78,7 @@ def ldl(a):
 
 
 def psd_sqrt(a):
-    """A matrix ``S`` with ``S S^T = a`` for symmetric PSD ``a`` ``(..., k, k)``:
+    r"""A matrix ``S`` with ``S S^T = a`` for symmetric PSD ``a`` ``(..., k, k)``:
     :math:`S = L\,\mathrm{diag}(D)^{1/2}` from :func:`ldl`, so singular ``a`` is fine.
 
     Plain JAX operations, no LAPACK call: under ``vmap`` (sample paths over posterior draws) a
