@@ -3,8 +3,10 @@
 The backward adjoint recursion as probssm computes it ("chunked": sequential inside chunks of 32
 steps, recursive doubling across them), as ``lax.associative_scan`` (``2 log2 T`` unrolled
 levels, :math:`O(T)` work) or as recursive doubling over all steps (one compiled level,
-:math:`O(T \\log T)` work); the small per-step products as dots (``precision="highest"``, what
-probssm uses) or as broadcast multiply-and-sum that XLA fuses into loops.
+:math:`O(T \\log T)` work); the small per-step products as sums of outer products of sliced
+columns and rows ("outer", :func:`probssm.kalman._linalg.matmul`, what probssm uses), as dots
+(``precision="highest"``: batched GEMMs that XLA autotunes on a GPU) or as one broadcast
+multiply-and-sum (a reduction fusion).
 Inputs: float32 filtered moments of the right shapes (identity covariances, random
 observations), one model. Checks that every variant gives the same gradient as the first.
 
@@ -33,9 +35,11 @@ def _associative(elements, algebra):
 
 
 PRODUCTS = {
-    "dots": (score._mm, score._mv),
-    "fused": (lambda a, b: jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2),
-              lambda a, x: jnp.sum(a * x[..., None, :], axis=-1)),
+    "outer": (score.matmul, score.matvec),
+    "dots": (lambda a, b: jnp.matmul(a, b, precision="highest"),
+             lambda a, x: jnp.matmul(a, x[..., None], precision="highest")[..., 0]),
+    "sum": (lambda a, b: jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2),
+            lambda a, x: jnp.sum(a * x[..., None, :], axis=-1)),
 }
 SCANS = {"chunked": score._suffix_compositions, "associative": _associative,
          "doubling": score._suffix_doubling}
@@ -82,18 +86,18 @@ def main(argv=None):
     result = dict(device=getattr(device, "device_kind", str(device)), jax=jax.__version__,
                   entries=[])
     print(f"device: {result['device']}, jax {jax.__version__}", flush=True)
-    originals = (score._mm, score._mv, score._suffix_compositions)
+    originals = (score.matmul, score.matvec, score._suffix_compositions)
     for size in args.sizes:
         T, B, n = (int(float(v)) for v in size.split(":"))
         problem_args = problem(B, T, n)
         first = None
         for scan_name, scan in SCANS.items():
             for prod_name, (mm, mv) in PRODUCTS.items():
-                score._mm, score._mv, score._suffix_compositions = mm, mv, scan
+                score.matmul, score.matvec, score._suffix_compositions = mm, mv, scan
                 try:
                     out, info = time_variant(problem_args, args.runs)
                 finally:
-                    score._mm, score._mv, score._suffix_compositions = originals
+                    score.matmul, score.matvec, score._suffix_compositions = originals
                 leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(out)]
                 if first is None:
                     first = leaves
