@@ -4,7 +4,7 @@ chunk-scan group size and top level (GPU; issue 3 probe).
 Calls :func:`probssm.kalman.kernel.filter_batch` / :func:`~probssm.kalman.kernel.smooth_batch`
 directly with ``chunk``, ``group`` and ``top`` (``--configs CHUNK:GROUP[:TOP] ...``, ``None``
 for the default; :func:`probssm.kalman.kernel_scan.chunk_scan`) on a random stable float32
-model (``n = --n``, ``m = 2``) and standard normal ``y`` of ``--B`` series of ``--T`` steps
+(``--dtype``) model (``n = --n``, ``m = 2``) and standard normal ``y`` of ``--B`` series of ``--T`` steps
 with 2 % NaN rows, all in one process: ``lower_s`` (tracing and lowering), ``xla_s`` (XLA
 compile), ``run_ms`` (median of ``--runs`` calls ending in ``block_until_ready``),
 ``pipelined_ms`` (``--runs`` calls queued back to back, then one wait, per call: the device's
@@ -50,12 +50,13 @@ def parse_args(argv=None):
     ap.add_argument("--modes", nargs="+", default=["loglik", "filter"],
                     choices=["loglik", "filter", "smooth"])
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--json", default=None)
     return ap.parse_args(argv)
 
 
-def problem(n, B, T, m=2, seed=0):
-    """A random stable float32 model and ``y`` ``(B, T, m)`` with 2 % NaN rows."""
+def problem(n, B, T, m=2, seed=0, dtype=np.float32):
+    """A random stable model and ``y`` ``(B, T, m)`` with 2 % NaN rows, of ``dtype``."""
     rng = np.random.default_rng(seed)
     F = rng.normal(size=(n, n))
     F *= 0.9 / np.max(np.abs(np.linalg.eigvals(F)))
@@ -64,9 +65,9 @@ def problem(n, B, T, m=2, seed=0):
         a = rng.normal(size=(k, k))
         return a @ a.T / k + 0.1 * np.eye(k)
 
-    model = kalman.LGSSM(*(np.asarray(v, np.float32) for v in (
+    model = kalman.LGSSM(*(np.asarray(v, dtype) for v in (
         F, pd(n), rng.normal(size=(m, n)), pd(m), np.zeros(n), pd(n))))
-    y = rng.normal(size=(B, T, m)).astype(np.float32)
+    y = rng.normal(size=(B, T, m)).astype(dtype)
     y[:, rng.uniform(size=T) < 0.02] = np.nan
     return model, jax.device_put(y)
 
@@ -99,7 +100,9 @@ def max_rel_diff(out, reference):
 def main(argv=None):
     """Time every configuration and mode (module docstring)."""
     args = parse_args(argv)
-    model, y = problem(args.n, args.B, args.T)
+    if args.dtype == "float64":  # the exactness check: outputs agree to ~1e-12, or a scan is wrong
+        jax.config.update("jax_enable_x64", True)
+    model, y = problem(args.n, args.B, args.T, dtype=np.dtype(args.dtype))
     records, first = [], {}
     for config in args.configs:
         kw = keywords(config)
