@@ -142,6 +142,17 @@ def _stacked_rows(fields, shapes):
     return np.concatenate(rows)
 
 
+def _scan_inputs(rng, n, N):
+    """``N`` random elements of each algebra as the kernels' lane-minor rows: ``(algebra,
+    elements)`` for the filtering and the backward algebra (under ``jax.enable_x64``)."""
+    filtering = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n),
+                 rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
+    backward = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n)]
+    return [(alg, jnp.asarray(_stacked_rows(fields, alg.element_shapes)))
+            for alg, fields in ((kernel_scan.filter_algebra(n), filtering),
+                                (kernel_scan.backward_algebra(n), backward))]
+
+
 @pytest.mark.parametrize("reverse,group", [(False, 3), (True, 3), (False, 2), (True, 2), (True, 7)])
 def test_chunk_scan_kernels_equal_the_reference(reverse, group):
     """The scan kernels (folds up the levels, propagations down) against the sequential
@@ -150,12 +161,7 @@ def test_chunk_scan_kernels_equal_the_reference(reverse, group):
     rng = np.random.default_rng(12 + reverse)
     n, series, chunks, N = 3, 2, 7, 16
     with jax.enable_x64(True):
-        filtering = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n),
-                     rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
-        backward = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n)]
-        for alg, fields in ((kernel_scan.filter_algebra(n), filtering),
-                            (kernel_scan.backward_algebra(n), backward)):
-            elements = jnp.asarray(_stacked_rows(fields, alg.element_shapes))
+        for alg, elements in _scan_inputs(rng, n, N):
             ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
             out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse,
                                          group=group, block=2, interpret=True)
@@ -404,12 +410,7 @@ def test_top_level_scan_equals_the_reference(top, reverse):
     hierarchy = kernel_scan.levels(chunks, 2)
     assert kernel_scan._top_level(hierarchy, top) == {4: 3, 8: 2, 32: 0, 64: 0}[top]
     with jax.enable_x64(True):
-        filtering = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n),
-                     rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
-        backward = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n)]
-        for alg, fields in ((kernel_scan.filter_algebra(n), filtering),
-                            (kernel_scan.backward_algebra(n), backward)):
-            elements = jnp.asarray(_stacked_rows(fields, alg.element_shapes))
+        for alg, elements in _scan_inputs(rng, n, N):
             ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
             out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=2,
                                          block=4, top=top, interpret=True)
