@@ -4,8 +4,8 @@ chunk-scan group size and top level (GPU; issue 3 probe).
 Calls :func:`probssm.kalman.kernel.filter_batch` / :func:`~probssm.kalman.kernel.smooth_batch`
 directly with ``chunk``, ``group`` and ``top`` (``--configs CHUNK:GROUP[:TOP] ...``, ``None``
 for the default; :func:`probssm.kalman.kernel_scan.chunk_scan`) on a random stable float32
-(``--dtype``) model (``n = --n``, ``m = 2``) and standard normal ``y`` of ``--B`` series of ``--T`` steps
-with 2 % NaN rows, all in one process: ``lower_s`` (tracing and lowering), ``xla_s`` (XLA
+(``--dtype``) model (``n = --n``, ``m = 2``) and standard normal ``y`` of ``--B`` series of
+``--T`` steps with 2 % NaN rows, all in one process: ``lower_s`` (tracing and lowering), ``xla_s`` (XLA
 compile), ``run_ms`` (median of ``--runs`` calls ending in ``block_until_ready``),
 ``pipelined_ms`` (``--runs`` calls queued back to back, then one wait, per call: the device's
 time once dispatch overlaps), the log-likelihood, and ``max_rel_diff``: the largest relative
@@ -35,6 +35,7 @@ sys.path.insert(0, os.getcwd())
 import jax
 import numpy as np
 
+from parallel_kalman import mean_err
 from probssm import kalman
 from probssm.kalman import kernel
 
@@ -90,11 +91,9 @@ def keywords(config):
 
 
 def max_rel_diff(out, reference):
-    """The largest relative difference of the arrays of ``out`` from ``reference``'s."""
-    pairs = zip(jax.tree.leaves(out), jax.tree.leaves(reference))
-    return max(float(np.nanmax(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
-                     / max(float(np.nanmax(np.abs(np.asarray(b, np.float64)))), 1e-30))
-               for a, b in pairs)
+    """The largest :func:`parallel_kalman.mean_err` of the arrays of ``out`` from
+    ``reference``'s."""
+    return max(mean_err(a, b) for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(reference)))
 
 
 def main(argv=None):

@@ -14,9 +14,10 @@ Two steps, because the project's interpreter has JAX and the proxy needs the ``t
    (``--num-warps``), ``num_stages=1``, timed; ``ptxas -v`` for registers and spills; the
    count of shared-memory stores in the PTX (layout conversions), and the time of each stage
    (``make_ttgir``: MLIR passes, coalescing among them; ``make_llir``: LLVM IR and its
-   optimisation; ``make_ptx``: LLVM's NVPTX back end; ``make_cubin``: ``ptxas``). ``--timing`` prints MLIR's per-pass
-   timing; ``LLVM_ENABLE_TIMING=1`` in the environment LLVM's (at ``n = 8`` its straight-line
-   strength reduction took 99 % of ``make_ptx`` on 256-row tiles).
+   optimisation; ``make_ptx``: LLVM's NVPTX back end; ``make_cubin``: ``ptxas``).
+   ``--timing`` prints MLIR's per-pass timing; ``LLVM_ENABLE_TIMING=1`` in the environment
+   LLVM's (at ``n = 8`` its straight-line strength reduction took 99 % of ``make_ptx`` on
+   256-row tiles).
 
 Calibration (fourth session, the same kernels): XLA on the H100 machine compiled each kernel in
 about 1-4x the time measured here on the 2-core VM (fold 1.47 s here, 1.58 s there; fix-up 1.03

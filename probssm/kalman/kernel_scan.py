@@ -511,7 +511,7 @@ def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=DEFAULT_GR
     lanes = series * hierarchy[0][1]
     trash = elements.shape[1]
     states_shape = jax.ShapeDtypeStruct(
-        (pow2(rows(alg.state_shapes)), trash + max(block, top or 0)), dtype)
+        (pow2(rows(alg.state_shapes)), trash + max(block, top)), dtype)
     fold = jax.jit(lambda geometry, below: call(
         _fold_kernel(alg, series, block, eps, identity_lane), [geometry, below],
         [jax.ShapeDtypeStruct(elements.shape, dtype)], lanes, block, interpret)[0])
