@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/kernel_geometry_sweep.py on the CPU (Pallas interpreter): it runs a
+"""Smoke test of benchmarks/probes/kernel_geometry_sweep.py on the CPU (Pallas interpreter): it runs a
 configuration with and without the chunk scan's top level, and their outputs agree.
 
 Timings are not asserted; the GPU run is where they mean something.
@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "kernel_geometry_sweep.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "probes" / "kernel_geometry_sweep.py"
 
 
 def test_sweep_top_level_agrees(tmp_path):

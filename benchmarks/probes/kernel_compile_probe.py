@@ -1,4 +1,4 @@
-"""Compile time, speed and exactness of probssm's fused Kalman kernels on the GPU (issue 3 probe).
+"""Compile time, speed and exactness of probssm's fused Kalman kernels on the GPU.
 
 For each size (``--sizes T:batch``, float32, ``n = --n`` (default 4), ``m = 2``, the benchmark's model and
 data from :mod:`parallel_kalman`), and each mode (log-likelihood, filter, smoother through the
@@ -23,8 +23,8 @@ covariances and the log-likelihood's gradient in every field of the model. Also 
 
 Usage (GPU)::
 
-    python benchmarks/kernel_compile_probe.py --json $OUT/probe.json
-    python benchmarks/kernel_compile_probe.py --sizes 1000000:1 --modes smooth --no-check
+    python benchmarks/probes/kernel_compile_probe.py --json $OUT/probe.json
+    python benchmarks/probes/kernel_compile_probe.py --sizes 1000000:1 --modes smooth --no-check
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: parallel_kalman
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,5 @@
 """Run time and compile time of the kernel filter, log-likelihood and smoother by chunk length,
-chunk-scan group size and top level (GPU; issue 3 probe).
+chunk-scan group size and top level (GPU).
 
 Calls :func:`probssm.kalman.kernel.filter_batch` / :func:`~probssm.kalman.kernel.smooth_batch`
 directly with ``chunk``, ``group`` and ``top`` (``--configs CHUNK:GROUP[:TOP] ...``, ``None``
@@ -16,8 +16,8 @@ checkout), e.g. an older commit's worktree beside the current one for an A/B com
 
 Usage (GPU)::
 
-    python benchmarks/kernel_geometry_sweep.py --configs 64:4 32:4 128:8 --modes loglik filter
-    python benchmarks/kernel_geometry_sweep.py --configs 64:4:0 64:4:256 32:4:256 --B 1 --T 1000000
+    python benchmarks/probes/kernel_geometry_sweep.py --configs 64:4 32:4 128:8 --modes loglik filter
+    python benchmarks/probes/kernel_geometry_sweep.py --configs 64:4:0 64:4:256 32:4:256 --B 1 --T 1000000
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import time
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 sys.path.insert(0, os.getcwd())
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: parallel_kalman
 
 import jax
 import numpy as np

@@ -3,12 +3,12 @@
 Two steps, because the project's interpreter has JAX and the proxy needs the ``triton`` wheel
 (no torch; e.g. ``python3 -m venv /tmp/tv && /tmp/tv/bin/pip install triton==3.8.0``):
 
-1. ``python benchmarks/triton_compile_proxy.py dump DIR [--mode smooth] [--T 1000000] [--top 256]``
+1. ``python benchmarks/probes/triton_compile_proxy.py dump DIR [--mode smooth] [--T 1000000] [--top 256]``
    (project interpreter): lowers the kernel program for CUDA on the CPU (``jax.export``,
    ``platforms=["cuda"]``), writes every ``pallas_call``'s Triton IR to ``DIR/NN.ttir`` and
    prints the wall time of tracing and lowering (the part of a program's compile time spent
    before XLA; at ``n = 8`` on the 2-core VM about half of the H100 machine's).
-2. ``/tmp/tv/bin/python benchmarks/triton_compile_proxy.py compile DIR/*.ttir [--timing]``
+2. ``/tmp/tv/bin/python benchmarks/probes/triton_compile_proxy.py compile DIR/*.ttir [--timing]``
    (the triton interpreter): for each file, Triton's ``make_ttir`` passes (canonicalise, CSE, as
    XLA runs them first), then the rest of the pipeline for ``sm_90a`` with ``num_warps=1``
    (``--num-warps``), ``num_stages=1``, timed; ``ptxas -v`` for registers and spills; the
@@ -19,7 +19,7 @@ Two steps, because the project's interpreter has JAX and the proxy needs the ``t
    LLVM's (at ``n = 8`` its straight-line strength reduction took 99 % of ``make_ptx`` on
    256-row tiles).
 
-Calibration (fourth session, the same kernels): XLA on the H100 machine compiled each kernel in
+Calibration (one set of kernels measured both ways): XLA on the H100 machine compiled each kernel in
 about 1-4x the time measured here on the 2-core VM (fold 1.47 s here, 1.58 s there; fix-up 1.03
 s / 3.23 s; backward pass 0.94 s / 3.70 s; before the tiled memory access: fold 3.6 s / 7.9 s,
 fix-up 3.5 s / 10.6 s), with the same slowest kernels. Before the tiled memory access, 95 % of
@@ -44,7 +44,7 @@ def dump(args):
     import numpy as np
     from jax._src.pallas.triton import lowering
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from probssm import kalman
     from probssm.kalman import kernel
 
