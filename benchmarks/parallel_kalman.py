@@ -746,6 +746,12 @@ def measure_call_floor(device):
     return statistics.median(times)
 
 
+def device_tag(device_kind: str) -> str:
+    """Short device name for result files: the model number ("NVIDIA H100 80GB HBM3" -> "H100")."""
+    found = re.search(r"\b([A-Z]+[0-9]{2,4}[A-Za-z]?)\b", device_kind)
+    return found.group(1) if found else re.sub(r"[^A-Za-z0-9]+", "_", device_kind).strip("_")
+
+
 def versions():
     out = {"python": sys.version.split()[0], "probssm": getattr(sys.modules["probssm"], "__version__", None)}
     try:
@@ -854,7 +860,7 @@ def main(argv=None):
     out_path = Path(args.json) if args.json else (
         Path(os.environ["OUT"]) / "parallel_kalman.json" if os.environ.get("OUT") else
         REPO / "benchmarks" / "results" /
-        f"parallel_kalman_{re.sub(r'[^A-Za-z0-9]+', '_', dinfo['device_kind']).strip('_')}.json")
+        f"parallel_kalman_{device_tag(dinfo['device_kind'])}.json")
     result = dict(
         benchmark="parallel_kalman", date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         command=" ".join(shlex.quote(a) for a in [sys.executable] + sys.argv), args=vars(args),
