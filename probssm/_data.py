@@ -1,20 +1,35 @@
 """The one path for input checks and pandas <-> array conversion.
 
-Estimators call :func:`as_series_data` on every ``y`` they receive and :func:`forecast_steps` /
-:func:`future_index` on every forecast horizon; nothing else in the package inspects user data.
+Estimators call :func:`as_series_data` on every ``y`` they receive, :func:`as_exog` on every
+``X``, and :func:`forecast_steps` / :func:`future_index` on every forecast horizon; metrics and
+diagnostics read their arrays through :func:`as_float_array` and :func:`check_finite`. Nothing
+else in the package inspects user data, so the same bad input raises the same error everywhere:
+``TypeError`` for data of the wrong type (non-numeric values, an unsupported container),
+``ValueError`` for wrong shapes or values, naming the argument, the position and expected vs got.
+
+Training data must carry a time index that forecasts can continue (see
+:mod:`probssm._time_index`): this is decided when the data arrives, not at the first forecast.
 """
 
 from __future__ import annotations
 
-import json
+import operator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._time_index import (
+    check_continuation, check_time_index, forecast_steps, future_index, index_from_json,
+    index_step, index_to_json,
+)
+
 __all__ = [
-    "SeriesData", "as_series_data", "as_exog", "PanelData", "is_panel", "as_panel_data", "forecast_steps", "future_index", "check_continuation",
+    "SeriesData", "as_series_data", "as_exog", "PanelData", "is_panel", "as_panel_data",
+    "check_time_index", "index_step", "forecast_steps", "future_index", "check_continuation",
     "check_coverage", "check_alpha", "index_to_json", "index_from_json", "random_generator",
+    "as_float_array", "check_finite", "check_int", "format_position",
 ]
 
 
@@ -52,14 +67,24 @@ class SeriesData:
         )
 
 
-def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1) -> SeriesData:
+def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1,
+                   time_index: bool | None = None) -> SeriesData:
     """Validate ``y`` and return a :class:`SeriesData` holding a float64 copy.
 
     Accepts a ``pd.Series`` (one variable), a ``pd.DataFrame`` (columns are variables), or an array
-    of shape ``(T,)`` or ``(T, m)``. Raises ``TypeError`` for non-numeric data and ``ValueError``
-    for infinite values (naming their position), an empty or all-missing series, fewer than
-    ``min_observed`` observed time steps, an unsorted or duplicated time index, or (when
+    of shape ``(T,)`` or ``(T, m)`` (indexed ``0..T-1``). Raises ``TypeError`` for non-numeric data
+    and ``ValueError`` for infinite values (naming their position), an empty or all-missing series,
+    fewer than ``min_observed`` observed time steps, an unsorted or duplicated time index, or (when
     ``columns`` is given) variables that differ from the expected ones.
+
+    With ``time_index`` true the index must be one that forecasts can continue: a RangeIndex or
+    evenly spaced integers, a PeriodIndex without gaps, or a DatetimeIndex with a frequency or a
+    regular one whose frequency is inferred (and set on the returned index). A DatetimeIndex with
+    gaps, string or float labels, or unevenly spaced integers raise ``ValueError`` saying how to
+    regularise the data (e.g. ``y.asfreq("D")``), so that ``fit`` fails rather than a later
+    ``predict``. By default (``None``) this holds for training data, recognised by ``columns``
+    being ``None``; data that continues a fitted series (``update``, ``score``) is checked
+    against the training index by :func:`check_continuation` instead.
     """
     if isinstance(y, pd.Series):
         frame, is_series = y.to_frame(name=y.name if y.name is not None else name), True
@@ -114,6 +139,8 @@ def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1) -
             f"{name}: the time index is not sorted increasingly (first out of order near label "
             f"{index[pos]!r}); sort it with .sort_index()"
         )
+    if columns is None if time_index is None else time_index:
+        index = check_time_index(index, name)
     cols = [str(c) for c in frame.columns]
     if columns is not None and is_series and len(columns) == 1:
         cols = list(columns)  # one unnamed-or-renamed variable: it is the fitted one
@@ -125,60 +152,38 @@ def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1) -
 def as_exog(X, index: pd.Index, *, columns=None, name: str = "X") -> tuple[np.ndarray, list]:
     """Validate exogenous regressors for the time steps ``index`` and return ``(values, columns)``.
 
-    ``values`` is a float64 copy of shape ``(len(index), k)``. ``X`` may be a ``pd.DataFrame`` or
-    ``pd.Series`` whose index contains every label of ``index`` (rows are selected by label, so a
-    frame covering a longer period works), or an array ``(T,)``/``(T, k)`` with at least
-    ``len(index)`` rows (the first ones are used). With ``columns`` given (the ones seen in
-    ``fit``), a frame must hold those columns (selected by name) and an array exactly that many.
-    Raises ``TypeError`` for non-numeric data and ``ValueError`` for NaN or infinite values
-    (naming the row and column), missing rows or columns, and wrong shapes.
+    ``values`` is a float64 copy of shape ``(len(index), k)``, row ``t`` for label ``index[t]``.
+
+    * A ``pd.DataFrame`` / ``pd.Series`` indexed by time is aligned **by label**: every label of
+      ``index`` must be present (extra labels, a longer period say, are ignored).
+    * An array ``(T,)`` / ``(T, k)``, or a pandas object with a ``RangeIndex`` that shares no
+      label with ``index`` (a default index, which carries no time information), is taken **in
+      order** and must have exactly ``T = len(index)`` rows: nothing is truncated silently.
+
+    With ``columns`` given (the ones seen in ``fit``), a frame must hold those columns (selected
+    by name) and an array exactly that many. Raises ``TypeError`` for non-numeric data and
+    ``ValueError`` for missing labels, a wrong number of rows or columns (expected vs got), and
+    NaN or infinite values (naming the row and column).
     """
-    n = len(index)
     if isinstance(X, pd.Series):
         X = X.to_frame(name=X.name if X.name is not None else "x0")
     if isinstance(X, pd.DataFrame):
-        cols = [str(c) for c in X.columns]
-        frame = X.set_axis(cols, axis=1)
-        if columns is not None:
-            missing = [c for c in columns if c not in cols]
-            if missing:
-                raise ValueError(f"{name}: exogenous columns {missing} seen in fit are missing (got {cols})")
-            frame, cols = frame[list(columns)], list(columns)
+        frame = _exog_columns(X.set_axis([str(c) for c in X.columns], axis=1), columns, name)
         if isinstance(frame.index, pd.RangeIndex) and not frame.index.isin(index).any():
-            # A default 0..k-1 index that shares no label with the needed times carries no
-            # time information: its rows are taken in order.
-            frame = frame.iloc[:n].set_axis(index[:min(n, len(frame))], axis=0)
-        absent = index[~index.isin(frame.index)]
-        if len(absent):
-            raise ValueError(
-                f"{name} has no row for time {absent[0]!r} ({len(absent)} of the {n} needed labels "
-                f"are missing; {name}'s index runs from {frame.index[0]!r} to {frame.index[-1]!r})"
-            )
-        if frame.index.has_duplicates:
-            raise ValueError(f"{name}: the index has duplicated label {frame.index[frame.index.duplicated()][0]!r}")
-        for col in frame.columns:
-            dtype = frame[col].dtype
-            if not (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)):
-                raise TypeError(f"{name}: column {col!r} has non-numeric dtype {dtype}")
-        values = frame.loc[index].to_numpy(dtype=np.float64, copy=True)
+            _check_exog_rows(len(frame), index, name, "a DataFrame with a default RangeIndex")
+            frame = frame.set_axis(index, axis=0)
+        frame = _exog_rows_by_label(frame, index, name)
     elif isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "__array__"):
-        arr = np.asarray(X)
-        if not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.bool_)):
-            raise TypeError(f"{name}: expected numeric values, got dtype {arr.dtype}")
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2:
-            raise ValueError(f"{name}: expected shape (T, k), got {arr.shape}")
-        if arr.shape[0] < n:
-            raise ValueError(f"{name}: expected at least {n} rows (one per time step), got {arr.shape[0]}")
-        if columns is not None and arr.shape[1] != len(columns):
-            raise ValueError(
-                f"{name}: expected {len(columns)} exogenous columns {list(columns)}, got {arr.shape[1]}"
-            )
-        cols = list(columns) if columns is not None else [f"x{j + 1}" for j in range(arr.shape[1])]
-        values = np.array(arr[:n], dtype=np.float64)
+        frame = _exog_array_frame(X, index, columns, name)
     else:
         raise TypeError(f"{name}: expected a pandas DataFrame/Series or a NumPy array, got {type(X).__name__}")
+    for col in frame.columns:
+        if not _is_real_dtype(frame[col].dtype):
+            raise TypeError(f"{name}: column {col!r} has non-numeric dtype {frame[col].dtype}")
+    if frame.shape[1] == 0:
+        raise ValueError(f"{name} has no columns")
+    values = frame.to_numpy(dtype=np.float64, copy=True)
+    cols = list(frame.columns)
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -186,9 +191,63 @@ def as_exog(X, index: pd.Index, *, columns=None, name: str = "X") -> tuple[np.nd
             f"{name} has a missing or infinite value at time {index[i]!r} (row {i}), column "
             f"{cols[j]!r}; exogenous regressors must be observed at every time step"
         )
-    if values.shape[1] == 0:
-        raise ValueError(f"{name} has no columns")
     return values, cols
+
+
+def _is_real_dtype(dtype) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def _exog_columns(frame: pd.DataFrame, columns, name: str) -> pd.DataFrame:
+    """The columns seen in ``fit``, selected by name (all columns when ``columns`` is None)."""
+    if columns is None:
+        return frame
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{name}: exogenous columns {missing} seen in fit are missing (got {list(frame.columns)})"
+        )
+    return frame[list(columns)]
+
+
+def _exog_rows_by_label(frame: pd.DataFrame, index: pd.Index, name: str) -> pd.DataFrame:
+    absent = index[~index.isin(frame.index)]
+    if len(absent):
+        raise ValueError(
+            f"{name} has no row for time {absent[0]!r} ({len(absent)} of the {len(index)} needed "
+            f"labels are missing; {name}'s index runs from {frame.index[0]!r} to "
+            f"{frame.index[-1]!r}); rows are matched to the time index by label"
+        )
+    if frame.index.has_duplicates:
+        raise ValueError(f"{name}: the index has duplicated label {frame.index[frame.index.duplicated()][0]!r}")
+    return frame.loc[index]
+
+
+def _exog_array_frame(X, index: pd.Index, columns, name: str) -> pd.DataFrame:
+    arr = np.asarray(X)
+    if not _is_real_dtype(arr.dtype):
+        raise TypeError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected shape (T, k), got {arr.shape}")
+    _check_exog_rows(arr.shape[0], index, name, "an array")
+    if columns is not None and arr.shape[1] != len(columns):
+        raise ValueError(
+            f"{name}: expected {len(columns)} exogenous columns {list(columns)}, got {arr.shape[1]}"
+        )
+    cols = list(columns) if columns is not None else [f"x{j + 1}" for j in range(arr.shape[1])]
+    return pd.DataFrame(arr, index=index, columns=cols)
+
+
+def _check_exog_rows(got: int, index: pd.Index, name: str, what: str) -> None:
+    """Rows taken in order must match the time steps one to one."""
+    if got != len(index):
+        raise ValueError(
+            f"{name}: expected {len(index)} rows (one per time step, {index[0]!r} to "
+            f"{index[-1]!r}), got {got}; {what} is matched to the time steps by position, so it "
+            "needs exactly that many rows (or index it by time to select rows by label)"
+        )
 
 
 @dataclass(frozen=True)
@@ -275,6 +334,7 @@ def as_panel_data(y, *, name: str = "y") -> PanelData:
     if wide.index.has_duplicates:
         dup = wide.index[wide.index.duplicated()][0]
         raise ValueError(f"{name}: the time index has duplicated label {dup!r}")
+    index = check_time_index(wide.index, name)
     values = wide.to_numpy(dtype=np.float64, copy=True).T
     if np.isinf(values).any():
         i, t = np.argwhere(np.isinf(values))[0]
@@ -282,114 +342,7 @@ def as_panel_data(y, *, name: str = "y") -> PanelData:
     empty = np.all(np.isnan(values), axis=1)
     if empty.any():
         raise ValueError(f"{name}: series {wide.columns[int(np.argmax(empty))]!r} has no observed values")
-    return PanelData(values, list(wide.columns), wide.index, value_name)
-
-
-def _step_of(index: pd.Index):
-    """The index's step (freq for dates/periods, spacing for integers)."""
-    if isinstance(index, pd.PeriodIndex):
-        return index.freq
-    if isinstance(index, pd.DatetimeIndex):
-        freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
-        if freq is None:
-            raise ValueError(
-                "cannot continue a DatetimeIndex without a frequency: give the training data a "
-                "regular index before fit (e.g. y = y.asfreq('D'), NaN filling the gaps)"
-            )
-        return pd.tseries.frequencies.to_offset(freq)
-    if isinstance(index, pd.RangeIndex):
-        return index.step
-    if pd.api.types.is_integer_dtype(index.dtype):
-        steps = np.unique(np.diff(index.to_numpy()))
-        if len(index) == 1:
-            return 1
-        if len(steps) == 1:
-            return int(steps[0])
-        raise ValueError("cannot continue an unevenly spaced integer index")
-    raise ValueError(
-        f"cannot continue a time index of type {type(index).__name__}; use a DatetimeIndex with a "
-        "frequency, a PeriodIndex or an integer index"
-    )
-
-
-def future_index(index: pd.Index, steps) -> pd.Index:
-    """Labels of ``steps`` (positive ints) after the last label of ``index``, named like it.
-
-    DatetimeIndex keeps its frequency, PeriodIndex its period, RangeIndex and evenly spaced
-    integer indices their step.
-    """
-    return _future_labels(index, steps).rename(index.name)
-
-
-def _future_labels(index: pd.Index, steps) -> pd.Index:
-    steps = np.asarray(steps, dtype=int)
-    step = _step_of(index)
-    last = index[-1]
-    if isinstance(index, pd.PeriodIndex):
-        return pd.PeriodIndex([last + int(k) for k in steps], freq=index.freq)
-    if isinstance(index, pd.DatetimeIndex):
-        labels = pd.DatetimeIndex([last + int(k) * step for k in steps], tz=index.tz)
-        if len(steps) > 1 and np.all(np.diff(steps) == 1):
-            labels.freq = step
-        return labels
-    if isinstance(index, pd.RangeIndex) and len(steps) and np.all(np.diff(steps) == 1):
-        return pd.RangeIndex(last + step * int(steps[0]), last + step * (int(steps[-1]) + 1), step)
-    return pd.Index(last + step * steps)
-
-
-def forecast_steps(fh, index: pd.Index) -> np.ndarray:
-    """Turn a forecast horizon into sorted positive step numbers (1 = first step past the data).
-
-    ``fh`` is an int ``h`` (steps ``1..h``), a list/array of positive ints (steps), or a pandas
-    Index of future labels of the same kind as ``index`` (labels, also for integer indices).
-    """
-    if isinstance(fh, (bool, np.bool_)):
-        raise TypeError(f"fh must be an int, a list of steps or an index, got {fh!r}")
-    if isinstance(fh, (int, np.integer)):
-        if fh < 1:
-            raise ValueError(f"fh must be a positive integer, got {fh}")
-        return np.arange(1, int(fh) + 1)
-    if isinstance(fh, pd.Index):  # an index holds future labels, whatever its dtype
-        steps = _steps_from_labels(fh, index)
-    else:
-        arr = np.asarray(fh)
-        if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"fh must be an int, a non-empty list of ints or an index, got {fh!r}")
-        steps = arr.astype(int)
-    if np.any(steps < 1):
-        raise ValueError(f"forecast steps must be >= 1 (after the training data), got {steps.tolist()}")
-    if len(np.unique(steps)) != len(steps):
-        raise ValueError(f"forecast steps are duplicated: {steps.tolist()}")
-    return np.sort(steps)
-
-
-def _steps_from_labels(labels: pd.Index, index: pd.Index) -> np.ndarray:
-    step = _step_of(index)
-    last = index[-1]
-    if isinstance(index, pd.PeriodIndex):
-        return np.array([(pd.Period(l, freq=index.freq) - last).n for l in labels])
-    if isinstance(index, pd.DatetimeIndex):
-        out = []
-        for label in labels:
-            rng = pd.date_range(last, pd.Timestamp(label), freq=step)
-            if len(rng) == 0 or rng[-1] != pd.Timestamp(label):
-                raise ValueError(f"fh label {label!r} is not on the training index's grid ({step.freqstr})")
-            out.append(len(rng) - 1)
-        return np.array(out)
-    diff = (labels.to_numpy() - last)
-    if np.any(diff % step):
-        raise ValueError(f"fh labels {labels.tolist()} are not on the training index's grid (step {step})")
-    return (diff // step).astype(int)
-
-
-def check_continuation(index: pd.Index, new_index: pd.Index, name: str = "y_new") -> None:
-    """Raise unless ``new_index`` starts right after ``index`` and continues its grid."""
-    expected = future_index(index, np.arange(1, len(new_index) + 1))
-    if len(expected) != len(new_index) or not np.all(np.asarray(expected) == np.asarray(new_index)):
-        raise ValueError(
-            f"{name} must continue the training data: expected index starting at {expected[0]!r}, "
-            f"got {new_index[0]!r}"
-        )
+    return PanelData(values, list(wide.columns), index, value_name)
 
 
 def check_coverage(coverage) -> list[float]:
@@ -419,41 +372,53 @@ def random_generator(random_state) -> np.random.Generator:
     raise TypeError(f"random_state must be None, an int or a numpy Generator, got {type(random_state).__name__}")
 
 
-def index_to_json(index: pd.Index) -> dict:
-    """A JSON-serialisable description of a time index (for ``save``)."""
-    return {"name": index.name, **_index_values_to_json(index)}
+# --------------------------------------------------------------------------- #
+# Plain arrays (metrics, diagnostics)
+# --------------------------------------------------------------------------- #
+def as_float_array(x: Any, name: str) -> np.ndarray:
+    """A fresh float64 copy of ``x``: a NumPy or JAX array, nested lists, a scalar, or a pandas
+    Series/DataFrame (read **by position**: labels are dropped; missing values become NaN).
+
+    Raises ``TypeError`` naming ``name`` when ``x`` does not hold numbers (strings, objects).
+    """
+    try:
+        if isinstance(x, (pd.Series, pd.DataFrame)):
+            return np.array(x.to_numpy(dtype=float, na_value=np.nan), dtype=np.float64, copy=True)
+        return np.array(x, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} could not be converted to a float array: {exc}") from exc
 
 
-def _index_values_to_json(index: pd.Index) -> dict:
-    if isinstance(index, pd.RangeIndex):
-        return {"kind": "range", "start": index.start, "stop": index.stop, "step": index.step}
-    if isinstance(index, pd.PeriodIndex):
-        return {"kind": "period", "values": index.astype(str).tolist(), "freq": index.freqstr}
-    if isinstance(index, pd.DatetimeIndex):
-        return {
-            "kind": "datetime", "values": index.asi8.tolist(),
-            "freq": index.freqstr if index.freq is not None else None,
-            "tz": str(index.tz) if index.tz is not None else None,
-        }
-    return {"kind": "values", "values": json.loads(pd.Series(index).to_json(orient="values"))}
+def format_position(flat_index: int, shape: tuple[int, ...]) -> str:
+    """The position of element ``flat_index`` (C order) of an array of ``shape``: ``"3"`` for 1-D,
+    ``"(1, 2)"`` otherwise."""
+    pos = tuple(int(i) for i in np.unravel_index(flat_index, shape))
+    return str(pos[0]) if len(pos) == 1 else str(pos)
 
 
-def index_from_json(spec: dict) -> pd.Index:
-    """Inverse of :func:`index_to_json`."""
-    return _index_values_from_json(spec).rename(spec.get("name"))
+def check_finite(arr: np.ndarray, name: str, *, allow_nan: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` and the position of the first NaN (unless
+    ``allow_nan``, where NaN marks a missing value) or infinite value of ``arr``."""
+    bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
+    if not bad.any():
+        return
+    flat = int(np.flatnonzero(bad.ravel())[0])
+    value = arr.ravel()[flat]
+    kind = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    where = "" if arr.ndim == 0 else f" at position {format_position(flat, arr.shape)}"
+    rule = "use NaN for missing values" if allow_nan else "all inputs must be finite"
+    raise ValueError(f"{name} contains {kind}{where}; {rule}")
 
 
-def _index_values_from_json(spec: dict) -> pd.Index:
-    kind = spec["kind"]
-    if kind == "range":
-        return pd.RangeIndex(spec["start"], spec["stop"], spec["step"])
-    if kind == "period":
-        return pd.PeriodIndex(spec["values"], freq=spec["freq"])
-    if kind == "datetime":
-        idx = pd.DatetimeIndex(np.asarray(spec["values"], dtype="datetime64[ns]"))
-        if spec["tz"]:
-            idx = idx.tz_localize("UTC").tz_convert(spec["tz"])
-        if spec["freq"]:
-            idx.freq = spec["freq"]
-        return idx
-    return pd.Index(spec["values"])
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """``value`` as an int; ``TypeError`` unless it is an integer (bools are not), ``ValueError``
+    when it is below ``minimum``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

@@ -24,12 +24,12 @@ own filter :math:`d = \max(\text{burn}, \text{nobs\_diffuse}(\text{result}))`, s
 
 Conventions: residual arrays are ``(T, m)`` (time first; a 1-D array is one variable) and may be
 NumPy arrays, JAX arrays or pandas objects; NaN marks a missing residual. Inputs are never
-modified.
+modified. Bad input is checked by :mod:`probssm._data`, as everywhere: ``TypeError`` for
+non-numeric data or non-integer counts, ``ValueError`` for shapes and values.
 """
 
 from __future__ import annotations
 
-import operator
 import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -37,6 +37,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from ._data import as_float_array, check_finite, check_int
 
 __all__ = [
     "HeteroskedasticityResult",
@@ -125,21 +127,6 @@ class HeteroskedasticityResult(NamedTuple):
 # --------------------------------------------------------------------------- #
 # Input handling
 # --------------------------------------------------------------------------- #
-def _float_array(x: Any, name: str) -> np.ndarray:
-    """A fresh float64 copy of ``x`` (NumPy, JAX, lists or pandas, whose labels are dropped)."""
-    if isinstance(x, (pd.Series, pd.DataFrame)):
-        x = x.to_numpy(dtype=float, na_value=np.nan)
-    try:
-        return np.array(x, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} could not be converted to a float array: {exc}") from exc
-
-
-def _position(flat: int, shape: tuple[int, ...]) -> str:
-    pos = tuple(int(i) for i in np.unravel_index(flat, shape))
-    return str(pos[0]) if len(pos) == 1 else str(pos)
-
-
 def _residual_matrix(resid: Any) -> tuple[np.ndarray, list]:
     """``resid`` as a ``(T, m)`` float array and the variables' names."""
     if isinstance(resid, pd.DataFrame):
@@ -148,7 +135,7 @@ def _residual_matrix(resid: Any) -> tuple[np.ndarray, list]:
         names = [resid.name if resid.name is not None else 0]
     else:
         names = None
-    arr = _float_array(resid, "resid")
+    arr = as_float_array(resid, "resid")
     if arr.ndim == 1:
         arr = arr[:, None]
     elif arr.ndim != 2:
@@ -157,24 +144,10 @@ def _residual_matrix(resid: Any) -> tuple[np.ndarray, list]:
         )
     if arr.shape[1] == 0:
         raise ValueError(f"resid has no variables (shape {arr.shape})")
-    if np.isinf(arr).any():
-        flat = int(np.flatnonzero(np.isinf(arr).ravel())[0])
-        raise ValueError(f"resid contains an infinite value at position {_position(flat, arr.shape)}")
+    check_finite(arr, "resid", allow_nan=True)
     if names is None:
         names = list(range(arr.shape[1]))
     return arr, names
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _demeaned_nonconstant(x: np.ndarray, j: int) -> np.ndarray:
@@ -247,9 +220,9 @@ def standardized_residuals(y, observation_mean, observation_cov, skip: int = 0, 
     """
     if missing not in ("nan", "zero"):
         raise ValueError(f'missing must be "nan" or "zero", got {missing!r}')
-    y_arr = _float_array(y, "y")
-    mean = _float_array(observation_mean, "observation_mean")
-    cov = _float_array(observation_cov, "observation_cov")
+    y_arr = as_float_array(y, "y")
+    mean = as_float_array(observation_mean, "observation_mean")
+    cov = as_float_array(observation_cov, "observation_cov")
     if y_arr.ndim == 1:
         y_arr = y_arr[:, None]
         if mean.ndim == 1:
@@ -265,12 +238,10 @@ def standardized_residuals(y, observation_mean, observation_cov, skip: int = 0, 
         raise ValueError(
             f"observation_cov must have shape (T, m, m) = {(T, m, m)}, got {cov.shape}"
         )
-    skip = _check_int(skip, "skip", 0)
+    skip = check_int(skip, "skip", 0)
     if skip >= T:
         raise ValueError(f"skip must be in [0, T) = [0, {T}), got {skip}")
-    if np.isinf(y_arr).any():
-        flat = int(np.flatnonzero(np.isinf(y_arr).ravel())[0])
-        raise ValueError(f"y contains an infinite value at position {_position(flat, y_arr.shape)}")
+    check_finite(y_arr, "y", allow_nan=True)
 
     y_arr, mean, cov = y_arr[skip:], mean[skip:], cov[skip:]
     observed = ~np.isnan(y_arr)
@@ -372,7 +343,7 @@ def nobs_diffuse(predicted_diffuse_cov, tol: float = _DIFFUSE_TOLERANCE) -> int:
     """
     if hasattr(predicted_diffuse_cov, "predicted_diffuse_cov"):
         predicted_diffuse_cov = predicted_diffuse_cov.predicted_diffuse_cov
-    arr = _float_array(predicted_diffuse_cov, "predicted_diffuse_cov")
+    arr = as_float_array(predicted_diffuse_cov, "predicted_diffuse_cov")
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
         raise ValueError(
             f"predicted_diffuse_cov must have shape (T, n, n), got an array of shape {arr.shape}"
@@ -389,7 +360,7 @@ def nobs_diffuse(predicted_diffuse_cov, tol: float = _DIFFUSE_TOLERANCE) -> int:
 # --------------------------------------------------------------------------- #
 def _resolve_lags(lags, nobs: int, period: int | None) -> tuple[np.ndarray, int]:
     if lags is None:
-        period = 0 if period is None else _check_int(period, "period", 0)
+        period = 0 if period is None else check_int(period, "period", 0)
         maxlag = min(2 * period, nobs // 5) if period else min(10, nobs // 5)
         if maxlag < 1:
             raise ValueError(
@@ -398,11 +369,11 @@ def _resolve_lags(lags, nobs: int, period: int | None) -> tuple[np.ndarray, int]
             )
         reported = np.arange(1, maxlag + 1)
     elif isinstance(lags, (Sequence, np.ndarray)) and not isinstance(lags, str):
-        reported = np.array([_check_int(k, "lags", 1) for k in np.asarray(lags).ravel()], dtype=int)
+        reported = np.array([check_int(k, "lags", 1) for k in np.asarray(lags).ravel()], dtype=int)
         if reported.size == 0:
             raise ValueError("lags must not be empty")
     else:
-        reported = np.arange(1, _check_int(lags, "lags", 1) + 1)
+        reported = np.arange(1, check_int(lags, "lags", 1) + 1)
     maxlag = int(reported.max())
     if maxlag > nobs - 1:
         raise ValueError(f"the largest lag ({maxlag}) must be at most T - 1 = {nobs - 1}")
@@ -458,7 +429,7 @@ def ljung_box(resid, lags=None, *, period: int | None = None, model_df: int = 0)
     """
     arr, _ = _residual_matrix(resid)
     nobs, m = arr.shape
-    model_df = _check_int(model_df, "model_df", 0)
+    model_df = check_int(model_df, "model_df", 0)
     reported, maxlag = _resolve_lags(lags, nobs, period)
     statistic = np.full((m, reported.size), np.nan)
     pvalue = np.full((m, reported.size), np.nan)
@@ -645,7 +616,7 @@ def diagnostics_table(resid, lags: int = 1, *, alternative: str = "two-sided",
         ``heteroskedasticity_pvalue``.
     """
     arr, default_names = _residual_matrix(resid)
-    lags = _check_int(lags, "lags", 1)
+    lags = check_int(lags, "lags", 1)
     if names is None:
         names = default_names
     elif len(names) != arr.shape[1]:
@@ -711,10 +682,10 @@ def plot_diagnostics(resid, index=None, variable=0, lags: int = 10, fig=None, fi
             raise ValueError(f"variable {variable!r} not among {names}")
         j = names.index(variable)
     else:
-        j = _check_int(variable, "variable", 0)
+        j = check_int(variable, "variable", 0)
         if j >= m:
             raise ValueError(f"variable must be in [0, m) = [0, {m}), got {j}")
-    lags = _check_int(lags, "lags", 1)
+    lags = check_int(lags, "lags", 1)
     if index is None:
         index = resid.index if isinstance(resid, (pd.Series, pd.DataFrame)) else np.arange(T)
     if len(index) != T:

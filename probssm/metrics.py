@@ -18,19 +18,23 @@ Conventions shared by every function
   the expected and the received shape. Where a docstring says so, a scalar is
   also accepted and broadcast.
 * Any NaN or +/-inf raises :class:`ValueError` naming the argument and the
-  position (C order, zero-based) of the first offending value.
+  position (C order, zero-based) of the first offending value; values that are
+  not numbers (strings, objects) raise :class:`TypeError`, and so does a
+  non-integer ``sp``. The checks are :mod:`probssm._data`'s, shared with
+  :mod:`probssm.diagnostics` and the estimators.
 * Inputs are never modified.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
+
+from ._data import as_float_array, check_finite, check_int, format_position
 
 __all__ = [
     "mase",
@@ -49,35 +53,11 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # Input handling helpers
 # --------------------------------------------------------------------------- #
 def _to_array(x: Any, name: str) -> np.ndarray:
-    """Convert ``x`` to a fresh float64 array and check that it is finite."""
-    to_numpy = getattr(x, "to_numpy", None)
-    try:
-        if callable(to_numpy) and hasattr(x, "iloc"):  # pandas Series/DataFrame
-            arr = np.array(to_numpy(dtype=float, na_value=np.nan), dtype=float, copy=True)
-        else:
-            arr = np.array(x, dtype=float, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} could not be converted to a float array: {exc}") from exc
-    _check_finite(arr, name)
+    """A fresh float64 copy of ``x`` that is finite everywhere (``TypeError`` for non-numbers,
+    ``ValueError`` naming the position of a NaN or inf)."""
+    arr = as_float_array(x, name)
+    check_finite(arr, name)
     return arr
-
-
-def _format_position(flat_index: int, shape: tuple[int, ...]) -> str:
-    pos = tuple(int(i) for i in np.unravel_index(flat_index, shape))
-    if len(pos) == 1:
-        return str(pos[0])
-    return str(pos)
-
-
-def _check_finite(arr: np.ndarray, name: str) -> None:
-    finite = np.isfinite(arr)
-    if finite.all():
-        return
-    flat = int(np.flatnonzero(~finite.ravel())[0])
-    value = arr.ravel()[flat]
-    kind = "NaN" if np.isnan(value) else ("inf" if value > 0 else "-inf")
-    where = "" if arr.ndim == 0 else f" at position {_format_position(flat, arr.shape)}"
-    raise ValueError(f"{name} contains {kind}{where}; all inputs must be finite")
 
 
 def _check_same_shape(
@@ -146,15 +126,15 @@ def mase(y_true: Any, y_pred: Any, y_train: Any, sp: int = 1) -> float:
 
     Raises
     ------
+    TypeError
+        If ``sp`` is not an integer or an input does not hold numbers.
     ValueError
-        If ``sp`` is not a positive integer, ``y_train`` has ``<= sp`` time
+        If ``sp < 1``, ``y_train`` has ``<= sp`` time
         points, the naive-forecast scale of some series is zero (e.g. a
         constant or exactly ``sp``-periodic training series), shapes
         mismatch, or any input is non-finite.
     """
-    if isinstance(sp, bool) or not isinstance(sp, numbers.Integral) or sp < 1:
-        raise ValueError(f"sp must be a positive integer, got {sp!r}")
-    sp = int(sp)
+    sp = check_int(sp, "sp", 1)
     yt = _to_array(y_true, "y_true")
     yp = _to_array(y_pred, "y_pred")
     ytr = _to_array(y_train, "y_train")
@@ -183,7 +163,7 @@ def mase(y_true: Any, y_pred: Any, y_train: Any, sp: int = 1) -> float:
         bad = int(np.flatnonzero((scale <= 0).ravel())[0])
         raise ValueError(
             f"MASE scale is zero for series at position "
-            f"{_format_position(bad, scale.shape)}: y_train is constant at lag sp={sp}, "
+            f"{format_position(bad, scale.shape)}: y_train is constant at lag sp={sp}, "
             "MASE is undefined"
         )
     mae = np.mean(np.abs(yt - yp), axis=0)
@@ -275,7 +255,7 @@ def crps_gaussian(y: Any, mean: Any, std: Any, reduce: bool = True) -> float | n
     sd = _check_same_shape(sd, "std", yy.shape, "y", allow_scalar=True)
     if np.any(sd <= 0):
         bad = int(np.flatnonzero((sd <= 0).ravel())[0])
-        where = "" if sd.ndim == 0 else f" at position {_format_position(bad, sd.shape)}"
+        where = "" if sd.ndim == 0 else f" at position {format_position(bad, sd.shape)}"
         raise ValueError(
             f"std must be strictly positive, got {sd.ravel()[bad]!r}{where}"
         )
@@ -455,7 +435,7 @@ def interval_coverage(y_true: Any, lower: Any, upper: Any) -> float:
     crossed = lo > hi
     if np.any(crossed):
         bad = int(np.flatnonzero(crossed.ravel())[0])
-        where = "" if crossed.ndim == 0 else f" at position {_format_position(bad, crossed.shape)}"
+        where = "" if crossed.ndim == 0 else f" at position {format_position(bad, crossed.shape)}"
         raise ValueError(
             f"lower must not exceed upper, got lower={lo.ravel()[bad]!r} > "
             f"upper={hi.ravel()[bad]!r}{where}"
