@@ -6,57 +6,88 @@ import argparse
 import time
 from pathlib import Path
 
+NILE_UNITS = r"annual flow volume ($10^8\ \mathrm{m}^3$)"
 
-def _demo(args) -> int:
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the error into a usage message, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def forecast_title(horizon: int) -> str:
+    """The demo figure's title, for ``horizon`` (>= 1) forecast years."""
+    span = "the next year" if horizon == 1 else f"the next {horizon} years"
+    return f"Nile flow: local level fit and forecast of {span} (80 % and 95 % bands)"
+
+
+def demo(output, horizon: int = 10, initialization: str = "exact_diffuse"):
+    """Fit a local level model to the Nile data, forecast ``horizon`` years, and write
+    ``forecast.csv`` (one row per forecast year: mean, std and the 80 % / 95 % bounds) and
+    ``forecast.png`` into the folder ``output``. Returns the (closed) matplotlib Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     from .datasets import load_nile
     from .structural import LocalLevel
 
     start = time.perf_counter()
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(output)
     y = load_nile()
-    model = LocalLevel(initialization=args.initialization).fit(y)
+    model = LocalLevel(initialization=initialization).fit(y)
     print("Nile river flow at Aswan, 1871-1970: local level model\n")
     print(model.summary())
-    fh = args.horizon
+    table = _forecast_table(model, horizon)
+    ax = model.plot(fh=horizon, coverage=(0.8, 0.95))
+    ax.set_title(forecast_title(horizon))
+    ax.set_xlabel("year")
+    ax.set_ylabel(NILE_UNITS)
+    ax.figure.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "forecast.csv", float_format="%.4f")
+    ax.figure.savefig(out / "forecast.png", dpi=120)
+    plt.close(ax.figure)
+    print(f"\n{horizon}-step forecast:\n{table.round(2).to_string()}")
+    print(f"\nwrote {out / 'forecast.csv'} and {out / 'forecast.png'} "
+          f"in {time.perf_counter() - start:.1f} s")
+    return ax.figure
+
+
+def _forecast_table(model, horizon: int):
+    """Mean, standard deviation and 80 % / 95 % bounds, one row per forecast year."""
+    import pandas as pd
+
     table = pd.concat(
-        {"mean": model.predict(fh), "std": model.predict_var(fh)["volume"] ** 0.5}, axis=1
+        {"mean": model.predict(horizon), "std": model.predict_var(horizon)["volume"] ** 0.5}, axis=1
     )
-    intervals = model.predict_interval(fh, coverage=[0.8, 0.95])
+    intervals = model.predict_interval(horizon, coverage=[0.8, 0.95])
     for (_, c, side), col in intervals.items():
         table[f"{side}_{int(round(c * 100))}"] = col
     table.index.name = "year"
-    table.to_csv(out / "forecast.csv", float_format="%.4f")
-    ax = model.plot(fh=fh, coverage=(0.8, 0.95))
-    ax.set_title("Nile flow: local level fit and 10-year forecast (80 % and 95 % bands)")
-    ax.figure.tight_layout()
-    ax.figure.savefig(out / "forecast.png", dpi=120)
-    plt.close(ax.figure)
-    print(f"\n{fh}-step forecast:\n{table.round(2).to_string()}")
-    print(f"\nwrote {out / 'forecast.csv'} and {out / 'forecast.png'} "
-          f"in {time.perf_counter() - start:.1f} s")
-    return 0
+    return table
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="probssm", description="probabilistic state-space models")
     sub = parser.add_subparsers(dest="command", metavar="command")
-    demo = sub.add_parser(
+    parser_demo = sub.add_parser(
         "demo", help="fit a local level model to the Nile data; write forecast.csv and forecast.png"
     )
-    demo.add_argument("--output", default="output", help="output folder (default: output)")
-    demo.add_argument("--horizon", type=int, default=10, help="forecast steps (default: 10)")
-    demo.add_argument("--initialization", default="exact_diffuse",
-                      choices=["exact_diffuse", "approximate_diffuse"])
-    demo.set_defaults(func=_demo)
-    args = parser.parse_args(argv)
+    parser_demo.add_argument("--output", default="output", help="output folder (default: output)")
+    parser_demo.add_argument("--horizon", type=positive_int, default=10,
+                             help="forecast years, a positive integer (default: 10)")
+    parser_demo.add_argument("--initialization", default="exact_diffuse",
+                             choices=["exact_diffuse", "approximate_diffuse"])
+    args = parser.parse_args(argv)  # bad arguments exit here (code 2), before any work
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    demo(args.output, args.horizon, args.initialization)
+    return 0

@@ -11,7 +11,9 @@ def _as_plot_x(index):
 
 def plot_forecast(est, fh=10, coverage=(0.8, 0.95), ax=None, variable=None, show_smoothed=True, X=None):
     """History, smoothed signal with a 95 % band (where the estimator has one) and forecasts with
-    nested prediction bands, for one variable of a fitted estimator. Returns the Axes."""
+    nested prediction bands, for one variable of a fitted estimator. Each forecast step gets a
+    marker and an error bar spanning the widest band, so that a 1-step forecast shows too.
+    Returns the Axes."""
     import matplotlib.pyplot as plt
 
     columns = est._y.columns
@@ -37,10 +39,20 @@ def plot_forecast(est, fh=10, coverage=(0.8, 0.95), ax=None, variable=None, show
     for k, c in enumerate(coverages):
         ax.fill_between(x_fc, intervals[(variable, c, "lower")], intervals[(variable, c, "upper")],
                         color="C1", alpha=0.18 + 0.17 * k, lw=0, label=f"{c:.0%} interval")
-    ax.plot(x_fc, mean.to_numpy(), color="C1", lw=1.8, label="forecast")
+    _draw_forecast_points(ax, x_fc, mean.to_numpy(), intervals, variable, coverages[0])
     ax.set_ylabel(variable)
     ax.legend(loc="best", fontsize="small", frameon=False)
     return ax
+
+
+def _draw_forecast_points(ax, x, mean, intervals, variable, coverage):
+    """The forecast line with a marker and an error bar (the widest interval) at every step:
+    bands and lines drawn over a single step are invisible, so a 1-step forecast needs these."""
+    lower = mean - intervals[(variable, coverage, "lower")].to_numpy()
+    upper = intervals[(variable, coverage, "upper")].to_numpy() - mean
+    ax.plot(x, mean, color="C1", lw=1.8, marker="o", ms=4, label="forecast")
+    ax.errorbar(x, mean, yerr=np.vstack([lower, upper]), fmt="none", ecolor="C1", elinewidth=1.0,
+                capsize=3)
 
 
 def plot_components(est, coverage=0.9, fig=None):
