@@ -42,8 +42,8 @@ def unfolded(y):
     the program, e.g. closed over by a jitted objective for maximum likelihood, XLA would
     otherwise evaluate its layout changes and NaN masks on the CPU at compile time (constant
     folding: 2 s for the gradient of the kernel smoother at ``T = 1e6`` on the H100 machine).
-    The kernel path reads ``y`` only through it: :func:`probssm.kalman.kernel.filter_batch` and
-    friends, and their gradients (:func:`probssm.kalman.score.filter_vjp`)."""
+    The kernel path reads ``y`` only through it: :func:`probssm.kalman.ops.filter_kernel.filter_batch` and
+    friends, and their gradients (:func:`probssm.kalman.ops.adjoint.filter_vjp`)."""
     return jax.lax.optimization_barrier(y)
 
 

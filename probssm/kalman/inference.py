@@ -18,7 +18,8 @@ import numpy as np
 from ._linalg import psd_sqrt, symmetrize
 from .batching import batch_shape_for, vmap_batch
 from .model import LGSSM
-from . import kernel, parallel, sequential
+from . import parallel, sequential
+from .ops import filter_kernel as kernel
 
 __all__ = [
     "METHODS", "GaussianState", "FilterResult", "SmoothResult", "ForecastResult",
@@ -32,7 +33,7 @@ r"""Inference methods.
 diffuse priors. ``"parallel"``: square-root associative scan, :math:`O(T)` work and
 :math:`O(\log T)` depth, for long series on accelerators; a model with a diffuse prior
 (``initial_diffuse_cov != 0``) is filtered sequentially instead, with the same results.
-``"kernel"``: the fused chunked filter and smoother of :mod:`probssm.kalman.kernel` (Pallas; Triton
+``"kernel"``: the fused chunked filter and smoother of :mod:`probssm.kalman.ops.filter_kernel` (Pallas; Triton
 on a GPU, the Pallas interpreter on a CPU, which is slow and meant for tests); models it does not
 support (time-varying, batched parameters, ``n > 8`` or ``m > 8``: static conditions) use
 ``"parallel"``, a diffuse prior the sequential recursions, with the same results. The prior is
@@ -383,7 +384,7 @@ def log_likelihood(model: LGSSM, y, *, method: str = "auto", burn: int = 0):
 
     Differentiable in the model's fields and in ``y`` (use it as an MLE objective). With
     ``method="kernel"`` it writes no per-step states, and its gradient is the exact score from
-    the kernel filter's moments (:func:`probssm.kalman.score.log_likelihood_vjp`).
+    the kernel filter's moments (:func:`probssm.kalman.ops.adjoint.log_likelihood_vjp`).
     """
     y = _check_observations(model, y)
     method = _route(_resolve_method(method, y.shape[-2]), model, y)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_parallel import check_float32, float32_problems
+from kalman.test_parallel import check_float32, float32_problems
 
 from probssm import kalman
-from probssm.kalman import kernel, kernel_algebra, kernel_scan
+from probssm.kalman.ops import chunk_scan, filter_kernel, lane_algebra
 
 
 def _model(rng, n, m, diagonal_r=True, dtype=np.float64):
@@ -54,8 +54,8 @@ def test_kernel_equals_sequential_float64(n, m, T, chunk, group, diagonal_r, top
         ref = kalman.smooth(model, y, method="sequential")
         kw = dict(chunk=chunk, block=4, group=group, top=top)
         smooth = n < 4
-        out = (kernel.smooth_batch if smooth else kernel.filter_batch)(model, jnp.asarray(y), **kw)
-        ll = kernel.filter_batch(model, jnp.asarray(y), write_states=False, **kw)
+        out = (filter_kernel.smooth_batch if smooth else filter_kernel.filter_batch)(model, jnp.asarray(y), **kw)
+        ll = filter_kernel.filter_batch(model, jnp.asarray(y), write_states=False, **kw)
     for field in ref.filtered._fields:
         if field != "log_likelihood":
             assert _max_rel(out[field], getattr(ref.filtered, field)) < 1e-9, field
@@ -69,7 +69,7 @@ def test_kernel_equals_sequential_float64(n, m, T, chunk, group, diagonal_r, top
 
 
 def test_kernel_with_row_loops_equals_sequential_float64():
-    """State dimension above ``kernel_algebra.LOOP_ROWS``: matrix products and the RTS
+    """State dimension above ``lane_algebra.LOOP_ROWS``: matrix products and the RTS
     element's solves run row by row in loops, elements load field by field and the fold takes
     its first element in the loop; filter, log-likelihood and smoother against
     ``"sequential"`` (correlated R, partial rows, several groups with a partial last one)."""
@@ -79,8 +79,8 @@ def test_kernel_with_row_loops_equals_sequential_float64():
         y = _y(rng, (2, 40, 2))
         ref = kalman.smooth(model, y, method="sequential")
         kw = dict(chunk=6, block=4, group=2)
-        out = kernel.smooth_batch(model, jnp.asarray(y), **kw)
-        ll = kernel.filter_batch(model, jnp.asarray(y), write_states=False, **kw)
+        out = filter_kernel.smooth_batch(model, jnp.asarray(y), **kw)
+        ll = filter_kernel.filter_batch(model, jnp.asarray(y), write_states=False, **kw)
     for field in ref.filtered._fields:
         if field != "log_likelihood":
             assert _max_rel(out[field], getattr(ref.filtered, field)) < 1e-9, field
@@ -96,7 +96,7 @@ def _psd(rng, shape, n, scale=1.0):
 
 
 def _lanes(a):
-    """An array as nested lists of one-lane vectors (kernel_algebra's layout)."""
+    """An array as nested lists of one-lane vectors (lane_algebra's layout)."""
     a = jnp.asarray(a)
     if a.ndim == 1:
         return [x[None] for x in a]
@@ -107,7 +107,7 @@ def test_looped_split_and_solve_equal_the_unrolled_ones():
     """Above ``LOOP_ROWS``: the LDL split fused with the absorption (rank-deficient ``J``) and
     the Gauss-Jordan solve against the unrolled split and Cholesky solves (and finite for a
     singular matrix)."""
-    ka = kernel_algebra
+    ka = lane_algebra
     rng = np.random.default_rng(5)
     n = 8
     with jax.enable_x64(True):
@@ -149,8 +149,8 @@ def _scan_inputs(rng, n, N):
                  rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
     backward = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n)]
     return [(alg, jnp.asarray(_stacked_rows(fields, alg.element_shapes)))
-            for alg, fields in ((kernel_scan.filter_algebra(n), filtering),
-                                (kernel_scan.backward_algebra(n), backward))]
+            for alg, fields in ((chunk_scan.filter_algebra(n), filtering),
+                                (chunk_scan.backward_algebra(n), backward))]
 
 
 @pytest.mark.parametrize("reverse,group", [(False, 3), (True, 3), (False, 2), (True, 2), (True, 7)])
@@ -162,14 +162,14 @@ def test_chunk_scan_kernels_equal_the_reference(reverse, group):
     n, series, chunks, N = 3, 2, 7, 16
     with jax.enable_x64(True):
         for alg, elements in _scan_inputs(rng, n, N):
-            ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
-            out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse,
+            ref = chunk_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
+            out = chunk_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse,
                                          group=group, block=2, interpret=True)
             lanes = series * chunks
             first = np.arange(lanes) % chunks == (chunks - 1 if reverse else 0)
             # The first chunk's state is "nothing yet"; the algebras ignore it. The states come
             # back with their rows padded to a power of two.
-            assert out.shape[0] == kernel_scan.pow2(ref.shape[0])
+            assert out.shape[0] == chunk_scan.pow2(ref.shape[0])
             assert _max_rel(out[:ref.shape[0], :lanes][:, ~first], ref[:, ~first]) < 1e-12
 
 
@@ -227,7 +227,7 @@ def test_predictions_from_filtered_moments():
     with jax.enable_x64(True):
         model = _model(rng, 4, 3, diagonal_r=False)
         ref = kalman.filter(model, _y(rng, (2, 25, 3)), method="sequential")
-        out = kernel.predictions_from_filtered(model, ref.mean, ref.cov)
+        out = filter_kernel.predictions_from_filtered(model, ref.mean, ref.cov)
         for field, value in out.items():
             assert _max_rel(value, getattr(ref, field)) < 1e-12, field
 
@@ -255,10 +255,10 @@ def test_kernel_float32_is_stable_over_long_series():
     for s in range(y.shape[0]):
         one = jax.tree_util.tree_map(lambda a: jnp.asarray(a[s], jnp.float32), model)
         y32 = jnp.asarray(y[s:s + 1], jnp.float32)
-        out = kernel.filter_batch(one, y32)
+        out = filter_kernel.filter_batch(one, y32)
         means.append(out["mean"][0])
         lls.append(out["log_likelihood_terms"][0].sum())
-        direct.append(kernel.filter_batch(one, y32, write_states=False)["log_likelihood"][0])
+        direct.append(filter_kernel.filter_batch(one, y32, write_states=False)["log_likelihood"][0])
     check_float32(np.stack(means), np.stack(lls), ref_mean, ref_ll)
     check_float32(np.stack(means), np.stack(direct), ref_mean, ref_ll)
 
@@ -312,18 +312,18 @@ def test_kernels_lower_to_triton_for_cuda():
     # summary, the chunk scan's fold and propagation, fix-up; the smoother adds the backward
     # summary, a second chunk scan and the backward pass. The chunk scans have three levels
     # (32 -> 8 -> 2 -> 1 chunks a series), all run by one lowered fold and one propagation.
-    assert len(kernel_scan.levels(-(-1000 // kernel.default_chunk(1000)))) == 3
-    for fn, kernels in ((lambda m_, y_: kernel.filter_batch(m_, y_, interpret=False), 4),
-                        (lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False,
+    assert len(chunk_scan.levels(-(-1000 // filter_kernel.default_chunk(1000)))) == 3
+    for fn, kernels in ((lambda m_, y_: filter_kernel.filter_batch(m_, y_, interpret=False), 4),
+                        (lambda m_, y_: filter_kernel.filter_batch(m_, y_, write_states=False,
                                                             interpret=False), 4),
-                        (lambda m_, y_: kernel.smooth_batch(m_, y_, interpret=False), 8)):
+                        (lambda m_, y_: filter_kernel.smooth_batch(m_, y_, interpret=False), 8)):
         exported = jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
     # With the top level scanned by recursive doubling (eight warps, a barrier between rounds),
     # the 32 chunks a series are that level: no fold, no propagation.
-    for fn, kernels in ((lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False, top=256,
+    for fn, kernels in ((lambda m_, y_: filter_kernel.filter_batch(m_, y_, write_states=False, top=256,
                                                             interpret=False), 3),
-                        (lambda m_, y_: kernel.smooth_batch(m_, y_, top=256, interpret=False), 6)):
+                        (lambda m_, y_: filter_kernel.smooth_batch(m_, y_, top=256, interpret=False), 6)):
         exported = jax.export.export(jax.jit(fn), platforms=["cuda"],
                                      disabled_checks=unchecked)(model, y)
         assert exported.mlir_module().count("__gpu$xla.gpu.triton") == kernels
@@ -333,7 +333,7 @@ _COUNT_TT_IMPORTS = """
 import collections, importlib._bootstrap as bootstrap
 import jax, jax.numpy as jnp, numpy as np
 from probssm import kalman
-from probssm.kalman import kernel
+from probssm.kalman.ops import filter_kernel
 tries = collections.Counter()
 find_and_load = bootstrap._find_and_load
 def counting(name, import_):
@@ -344,7 +344,7 @@ eye = np.eye(2, dtype=np.float32)
 model = kalman.LGSSM(eye, eye, np.ones((1, 2), np.float32), np.eye(1, dtype=np.float32),
                      np.zeros(2, np.float32), eye)
 unchecked = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
-jax.export.export(jax.jit(lambda m_, y_: kernel.filter_batch(m_, y_, interpret=False)),
+jax.export.export(jax.jit(lambda m_, y_: filter_kernel.filter_batch(m_, y_, interpret=False)),
                   platforms=["cuda"], disabled_checks=unchecked)(
     model, jax.ShapeDtypeStruct((1, 300, 1), jnp.float32))
 print(max(count for name, count in tries.items() if name.endswith(".tt")))
@@ -353,7 +353,7 @@ print(max(count for name, count in tries.items() if name.endswith(".tt")))
 
 def test_lowering_looks_up_the_triton_dialect_module_once():
     """MLIR's bindings import a dialect's Python module before wrapping one of its values and
-    retry after every failure; with :mod:`probssm.kalman._mlir_dialects` registered the Triton
+    retry after every failure; with :mod:`probssm.kalman.ops._jaxlib_triton_compat` registered the Triton
     dialect's module is found on the first lookup (without it: three failing imports per
     Triton pointer value, thousands per kernel). A fresh interpreter, so that no earlier
     lowering has registered it."""
@@ -383,14 +383,14 @@ def test_deep_chunk_scan_equals_the_reference(reverse):
     rng = np.random.default_rng(21 + reverse)
     n, series, chunks = 2, 3, 21
     N = series * chunks
-    assert len(kernel_scan.levels(chunks, 2)) == 5
+    assert len(chunk_scan.levels(chunks, 2)) == 5
     with jax.enable_x64(True):
         fields = [0.5 * rng.normal(size=(N, n, n)), rng.normal(size=(N, n)), _psd(rng, (N,), n),
                   rng.normal(size=(N, n)), _psd(rng, (N,), n, 0.3)]
-        alg = kernel_scan.filter_algebra(n)
+        alg = chunk_scan.filter_algebra(n)
         elements = jnp.asarray(_stacked_rows(fields, alg.element_shapes))
-        ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
-        out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=2,
+        ref = chunk_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
+        out = chunk_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=2,
                                      block=4, interpret=True)
     first = np.arange(N) % chunks == (chunks - 1 if reverse else 0)
     assert _max_rel(out[:ref.shape[0], :N][:, ~first], ref[:, ~first]) < 1e-12
@@ -407,12 +407,12 @@ def test_top_level_scan_equals_the_reference(top, reverse):
     rng = np.random.default_rng(31 + top + reverse)
     n, series, chunks = 2, 3, 21
     N = series * chunks
-    hierarchy = kernel_scan.levels(chunks, 2)
-    assert kernel_scan._top_level(hierarchy, top) == {4: 3, 8: 2, 32: 0, 64: 0}[top]
+    hierarchy = chunk_scan.levels(chunks, 2)
+    assert chunk_scan._top_level(hierarchy, top) == {4: 3, 8: 2, 32: 0, 64: 0}[top]
     with jax.enable_x64(True):
         for alg, elements in _scan_inputs(rng, n, N):
-            ref = kernel_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
-            out = kernel_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=2,
+            ref = chunk_scan.chunk_scan_reference(alg, elements, series, chunks, reverse=reverse)
+            out = chunk_scan.chunk_scan(alg, elements, series, chunks, reverse=reverse, group=2,
                                          block=4, top=top, interpret=True)
             first = np.arange(N) % chunks == (chunks - 1 if reverse else 0)
             assert _max_rel(out[:ref.shape[0], :N][:, ~first], ref[:, ~first]) < 1e-12
@@ -422,17 +422,17 @@ def test_top_level_scan_equals_the_reference(top, reverse):
 
 def test_top_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="top must be 0 or a power of two"):
-        kernel_scan._top_level(kernel_scan.levels(21, 2), 12)
+        chunk_scan._top_level(chunk_scan.levels(21, 2), 12)
 
 
 def test_chunk_scan_levels():
     """The hierarchy: counts shrink by the group size up to one group a series; a group below
     2 is refused."""
-    assert kernel_scan.levels(7813, 8) == [(7813, 977, 8), (977, 123, 8), (123, 16, 8),
+    assert chunk_scan.levels(7813, 8) == [(7813, 977, 8), (977, 123, 8), (123, 16, 8),
                                            (16, 2, 8), (2, 1, 2)]
-    assert kernel_scan.levels(1, 8) == [(1, 1, 1)]
+    assert chunk_scan.levels(1, 8) == [(1, 1, 1)]
     with pytest.raises(ValueError, match="group must be at least 2"):
-        kernel_scan.levels(10, 1)
+        chunk_scan.levels(10, 1)
 
 
 @given(st.integers(1, 10**6), st.integers(2, 64))
@@ -441,7 +441,7 @@ def test_chunk_scan_levels_cover_every_element(chunks, group):
     (``G (groups - 1) < count <= G groups``), the next level counts those groups, the last
     level is one group, and the depth is about ``2 G log_G(chunks)`` (at most one level more
     than the ceiling of the logarithm)."""
-    hierarchy = kernel_scan.levels(chunks, group)
+    hierarchy = chunk_scan.levels(chunks, group)
     assert hierarchy[0][0] == chunks and hierarchy[-1][1] == 1
     for (count, groups, G), above in zip(hierarchy, hierarchy[1:] + [None]):
         assert G == min(group, count) and G * (groups - 1) < count <= G * groups
@@ -453,7 +453,7 @@ def test_chunk_scan_levels_cover_every_element(chunks, group):
 _FIELD_SHAPES = st.one_of(
     st.integers(1, 8).map(lambda n: (n,)),
     st.tuples(st.integers(1, 8), st.integers(1, 8)),
-    st.integers(1, 8).map(kernel_algebra.symmetric))
+    st.integers(1, 8).map(lane_algebra.symmetric))
 
 
 @given(st.lists(_FIELD_SHAPES, min_size=1, max_size=5))
@@ -461,9 +461,9 @@ def test_stacked_rows_round_trip(shapes):
     """For any fields: ``unpack`` cuts ``rows(shapes)`` stacked rows into vectors, matrices
     and symmetric matrices (upper triangle row by row, mirrored), and ``pack`` restores the
     rows exactly; a symmetric field's rows are ``np.triu_indices`` of the matrix."""
-    flat = list(range(kernel_scan.rows(shapes)))
-    fields = kernel_algebra.unpack(flat, shapes)
-    assert kernel_algebra.pack(fields, shapes) == flat
+    flat = list(range(chunk_scan.rows(shapes)))
+    fields = lane_algebra.unpack(flat, shapes)
+    assert lane_algebra.pack(fields, shapes) == flat
     pos = 0
     for field, shape in zip(fields, shapes):
         if shape[0] == "symmetric":
@@ -475,4 +475,4 @@ def test_stacked_rows_round_trip(shapes):
         else:
             np.testing.assert_array_equal(np.ravel(field),
                                           np.arange(pos, pos + int(np.prod(shape))))
-        pos += kernel_algebra.field_rows(shape)
+        pos += lane_algebra.field_rows(shape)

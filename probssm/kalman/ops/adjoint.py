@@ -2,7 +2,7 @@ r"""Reverse mode of the Kalman filter and smoother from their outputs, in parall
 
 For a time-invariant model shared by ``B`` series, the gradients of functions of the filter's
 and smoother's outputs with respect to every field of the model and to the observations,
-computed from those outputs (the kernels' own, :mod:`probssm.kalman.kernel`), without
+computed from those outputs (the kernels' own, :mod:`probssm.kalman.ops.filter_kernel`), without
 differentiating or recomputing the forward pass and without inverting :math:`F`, :math:`Q`,
 :math:`R`, :math:`P_0` or a predicted covariance, so singular noise and deterministic states
 are fine: :func:`filter_vjp` (cotangents on any filter output), :func:`smoother_vjp` (and on the
@@ -55,8 +55,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
-from ._linalg import chol_psd, matmul, matvec, symmetrize, unfolded
-from .model import FIELD_NAMES, LGSSM
+from .._linalg import chol_psd, matmul, matvec, symmetrize, unfolded
+from ..model import FIELD_NAMES, LGSSM
 
 __all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
 
@@ -177,7 +177,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     ``states`` below, absent = zero), with respect to ``model`` (time-invariant, no batch axes)
     and ``y`` ``(B, T, m)`` (NaN = missing).
 
-    ``states`` (from :func:`probssm.kalman.kernel.filter_batch`): ``predicted_mean``,
+    ``states`` (from :func:`probssm.kalman.ops.filter_kernel.filter_batch`): ``predicted_mean``,
     ``mean`` ``(B, T, n)``, ``predicted_cov``, ``cov`` ``(B, T, n, n)``; cotangents also for
     ``observation_mean`` ``(B, T, m)``, ``observation_cov`` ``(B, T, m, m)``,
     ``log_likelihood_terms`` ``(B, T)``, ``next_mean`` ``(B, n)``, ``next_cov`` ``(B, n, n)``.

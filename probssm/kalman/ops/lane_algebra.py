@@ -17,7 +17,7 @@ function and costs about three times as much to trace, and a kernel at ``n = 8``
 of thousands of them. Entries may be lane vectors or 0-d values (the model's parameters) of
 one dtype; Python numbers are converted with :func:`const`.
 
-Element algebras used by :mod:`.kernel_scan` (each a ``combine`` of an earlier and a later
+Element algebras used by :mod:`.chunk_scan` (each a ``combine`` of an earlier and a later
 element and an ``apply`` of an element to a state, in scan order):
 
 * **Filtering elements** :math:`(A, b, C, \\eta, J)`: :math:`p(x_k \\mid x_j, y_{j+1:k}) =
@@ -30,7 +30,7 @@ element and an ``apply`` of an element to a state, in scan order):
   :math:`1 + d_l h_l^T C h_l \\ge 1` each, no Cholesky factor, no square root), then
   :math:`A = A_j A_i'`, :math:`b = A_j b_i' + b_j`, :math:`C = A_j C_i' A_j^T + C_j` while
   :math:`\\eta_i, J_i` gather the factors' likelihood of the start state. This equals the
-  matrix form :math:`A = A_j (I + C_i J_j)^{-1} A_i`, ... of :mod:`.parallel`. Applied to a
+  matrix form :math:`A = A_j (I + C_i J_j)^{-1} A_i`, ... of :mod:`probssm.kalman.parallel`. Applied to a
   filtered state :math:`N(m, P)` the same absorption gives the state at the element's end.
 * **Backward (smoothing) elements** :math:`(E, g, L)`: :math:`p(x_j \\mid x_k, y_{0:j'}) =
   N(E x_k + g, L)`; composition and application are affine: :math:`(E_j E_i, E_j g_i + g_j,

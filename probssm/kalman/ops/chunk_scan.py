@@ -1,7 +1,7 @@
 """Chunk-level scan of the fused kernels: a hierarchy of sequential folds, two Pallas kernels.
 
 Input: one *element* per chunk of every series (``chunks`` per series, series after series), and
-an element algebra (:mod:`.kernel_algebra`: ``combine(earlier, later)``, ``apply(state,
+an element algebra (:mod:`.lane_algebra`: ``combine(earlier, later)``, ``apply(state,
 element)``). Output: for every chunk the *exclusive* prefix as a state, i.e. the first element of
 the series applied to nothing up to the chunk's own element left out (the first chunk's state is
 zero; its element ignores its entering state).
@@ -32,9 +32,9 @@ call's configuration). ``reverse=True`` runs the scan from each series' last chu
 (the smoother); the levels above the chunks are stored in scan order.
 
 Arrays are *lane-minor*: a field of ``r`` rows over ``N`` lanes is ``(r, N)``, each element or
-state is its fields' rows stacked (:func:`probssm.kalman.kernel_algebra.pack`), so lane
+state is its fields' rows stacked (:func:`probssm.kalman.ops.lane_algebra.pack`), so lane
 vectors load and store contiguously. A symmetric field (a covariance, an information matrix)
-is its upper triangle (:func:`probssm.kalman.kernel_algebra.symmetric`), in the arrays and in
+is its upper triangle (:func:`probssm.kalman.ops.lane_algebra.symmetric`), in the arrays and in
 every loop's carry: a ``fori_loop`` carries each entry as its own value, so a
 mirrored entry would cost a register and a select (at ``n = 8`` the filtering element is 152
 rows instead of 208; the ``n = 8`` smoother compiled 0.75 s faster and ran 5 % faster on the
@@ -63,8 +63,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from . import kernel_algebra as ka
-from .kernel_algebra import field_rows, pack, symmetric, unpack
+from . import lane_algebra as ka
+from .lane_algebra import field_rows, pack, symmetric, unpack
 
 DEFAULT_SCAN_BLOCK = 32
 DEFAULT_GROUP = 4
@@ -77,7 +77,7 @@ MAX_TILE_ROWS = 64
 @dataclass(frozen=True)
 class Algebra:
     """An element algebra: field shapes (``(n,)`` vectors, ``(n, n)`` matrices,
-    :func:`~probssm.kalman.kernel_algebra.symmetric` matrices) of elements and states, the two
+    :func:`~probssm.kalman.ops.lane_algebra.symmetric` matrices) of elements and states, the two
     operations on lists of lane vectors, and the identity element (first field the identity
     matrix, the others zero): combined after an element or applied to a state it leaves it
     unchanged exactly (every product with it is a sum of products with exact zeros and ones,
@@ -411,13 +411,13 @@ def _top_kernel(alg, series, count, reverse, block, eps, trash, interpret):
 
 def call(kernel, inputs, out_shapes, lanes, block, interpret, num_warps=1):
     """One Pallas launch over ``ceil(lanes / block)`` programs with raw (``ANY``) refs; the
-    kernel runs under :func:`probssm.kalman.kernel_algebra.opaque_zero` with a zero read from
+    kernel runs under :func:`probssm.kalman.ops.lane_algebra.opaque_zero` with a zero read from
     an extra int32 input."""
     kwargs = {}
     if not interpret:
         from jax.experimental.pallas import triton as plgpu
 
-        from ._mlir_dialects import register
+        from ._jaxlib_triton_compat import register
 
         register()  # else lowering retries a failing import per Triton value (module docstring)
         kwargs["compiler_params"] = plgpu.CompilerParams(num_warps=num_warps, num_stages=1)

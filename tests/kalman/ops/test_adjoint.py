@@ -1,4 +1,4 @@
-"""The filter's reverse mode and the exact score from the filtered moments (probssm.kalman.score)
+"""The filter's reverse mode and the exact score from the filtered moments (probssm.kalman.ops.adjoint)
 against reverse-mode autodiff of the sequential filter, and the kernel gradients that use them."""
 
 import jax
@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probssm import kalman
-from probssm.kalman import score, sequential
+from probssm.kalman import sequential
+from probssm.kalman.ops import adjoint
 from probssm.kalman.model import FIELD_NAMES
 
 N, M, B, T = 3, 2, 2, 24
@@ -44,7 +45,7 @@ def _autodiff(model, y, w):
 @jax.jit
 def _closed_form(model, y, w):
     states = jax.vmap(lambda yy: sequential.filter_single(model, yy))(y)
-    return score.log_likelihood_vjp(model, y, states, w)
+    return adjoint.log_likelihood_vjp(model, y, states, w)
 
 
 def _sym(g):
@@ -146,8 +147,8 @@ def test_suffix_compositions_across_chunks_equal_the_recursion():
             lam = x + c[:, t]
             want_lam[:, t], want_Lam[:, t] = lam, Lam
         with jax.enable_x64(True):
-            _, got_lam, _, got_Lam = score._suffix_compositions(
-                tuple(map(jnp.asarray, (A, c, h, W))), score._ADJOINTS, chunk=8)
+            _, got_lam, _, got_Lam = adjoint._suffix_compositions(
+                tuple(map(jnp.asarray, (A, c, h, W))), adjoint._ADJOINTS, chunk=8)
         np.testing.assert_allclose(got_lam, want_lam, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
         np.testing.assert_allclose(got_Lam, want_Lam, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
 
@@ -161,7 +162,7 @@ _FILTER_OUTPUTS = ("mean", "cov", "predicted_mean", "predicted_cov", "observatio
 def test_filter_vjp_equals_autodiff_of_the_sequential_filter(outputs):
     """Random cotangents on the filter's outputs (all, or a few with the others absent): the
     gradient in every field and in ``y`` equals reverse-mode autodiff of the sequential filter."""
-    _check_reverse_mode(sequential.filter_single, score.filter_vjp, outputs, len(outputs), 11)
+    _check_reverse_mode(sequential.filter_single, adjoint.filter_vjp, outputs, len(outputs), 11)
 
 
 @pytest.mark.parametrize("outputs", [("smoothed_mean",), ("smoothed_cov",), ("lag_one_cov",),
@@ -171,7 +172,7 @@ def test_smoother_vjp_equals_autodiff_of_the_sequential_smoother(outputs):
     """Random cotangents on the smoothed means, covariances and lag-one covariances (and the
     filter's outputs): every field and ``y`` as reverse-mode autodiff of the sequential
     smoother (the RTS pass's adjoint written out, then the filter's)."""
-    _check_reverse_mode(sequential.smooth_single, score.smoother_vjp, outputs,
+    _check_reverse_mode(sequential.smooth_single, adjoint.smoother_vjp, outputs,
                         len(outputs) + 7, 13)
 
 

@@ -3,7 +3,7 @@
 
 The series is cut into chunks of ``L`` steps; every chunk of every series is one *lane*, and a
 program handles a block of lanes (the grid maps batches and chunks alike). Arrays between the
-passes are lane-minor (``(L, rows, lanes)``; :mod:`.kernel_scan`), so every load and store of a
+passes are lane-minor (``(L, rows, lanes)``; :mod:`.chunk_scan`), so every load and store of a
 warp is contiguous; XLA transposes the outputs to ``(B, T, ...)`` once at the end. The
 observations are read in their own layout (:func:`_observations`).
 
@@ -17,7 +17,7 @@ Filter:
    N_I(x_{enter}; \\eta, J)`: the filtering element of Särkkä & García-Fernández (2021) for the
    whole chunk, built with scalar (univariate) updates only, no matrix inverse. The first chunk
    starts from the prior instead (``A = 0``).
-2. **Chunk scan** (two kernels, :func:`probssm.kalman.kernel_scan.chunk_scan`): the filtered
+2. **Chunk scan** (two kernels, :func:`probssm.kalman.ops.chunk_scan.chunk_scan`): the filtered
    state at the end of every chunk, through a hierarchy of sequential folds over groups of
    ``G`` elements (depth about :math:`2 G \\log_G(T/L)` element operations); with ``top``, a
    third kernel scans the first level of at most ``top`` elements a series by recursive
@@ -29,7 +29,7 @@ Filter:
 
 Smoother (:func:`smooth_batch`): after the filter, a kernel composes each chunk's backward
 element :math:`x_{start} \\mid x_{next\\ chunk's\\ start}, y \\sim N(E x + g, L)` from the
-Rauch-Tung-Striebel elements of its steps (:func:`probssm.kalman.kernel_algebra.rts_element`,
+Rauch-Tung-Striebel elements of its steps (:func:`probssm.kalman.ops.lane_algebra.rts_element`,
 computed from the filtered moments); a reverse chunk scan of these affine elements gives the
 smoothed state entering every chunk from the right, and a last kernel runs the RTS recursion
 backward through each chunk from it, writing the smoothed means, covariances and lag-one
@@ -37,7 +37,7 @@ cross-covariances once.
 
 Work is :math:`O(T n^3)`, like the sequential filter; the depth is :math:`O(L + G \\log_G(T/L))`.
 Each step's observations are decorrelated inside the kernels (:math:`R_t = L D L^T` of the
-observed entries, as in :mod:`.sequential`), so every update is a scalar one and a NaN entry,
+observed entries, as in :mod:`probssm.kalman.sequential`), so every update is a scalar one and a NaN entry,
 in a whole or a partly missing row, is skipped.
 
 Supported (otherwise :func:`probssm.kalman.filter` uses ``"parallel"`` with the same results):
@@ -45,20 +45,20 @@ time-invariant model without batch axes, ``n <= 8``, ``m <= 8``, float32/float64
 conditions, :func:`supported`), and a proper prior (a value, :func:`runtime_supported`).
 Gradients (``custom_vjp``): the reverse mode of the filter and the smoother (and so the exact
 score of the log-likelihood) computed from the kernels' own outputs by backward scans of small
-matrix products (:mod:`.score`: quick to compile, no recomputation).
+matrix products (:mod:`.adjoint`: quick to compile, no recomputation).
 
 Compile time: most of Triton's compile time went to its coalescing pass, which walks the whole
 def-use slice of the kernel once for every load and store (and every ``ref[...] = v`` is a load
 and a store), i.e. (memory operations) x (kernel size) or worse. Every field, element or step's
-rows therefore move as one tile (:func:`probssm.kalman.kernel_scan.load_rows` and friends;
+rows therefore move as one tile (:func:`probssm.kalman.ops.chunk_scan.load_rows` and friends;
 arrays between kernels have their rows padded to a power of two), and loop bodies are kept small
 (the chunk scan's combination conditions on the later element's likelihood one scalar factor at
 a time, in an inner loop). XLA compiles the kernels of a program one after another (its IR
 emission runs each kernel's Triton pipeline and LLVM's NVPTX back end in turn), so a program's
 compile time is the sum over its kernels; at ``n = 8`` most of it is LLVM's, and it shrinks
 with the values live across loop iterations: symmetric fields are carried as upper triangles
-(:func:`probssm.kalman.kernel_algebra.symmetric`) and above
-:data:`probssm.kalman.kernel_algebra.LOOP_ROWS` a step's observation rows are one loop body
+(:func:`probssm.kalman.ops.lane_algebra.symmetric`) and above
+:data:`probssm.kalman.ops.lane_algebra.LOOP_ROWS` a step's observation rows are one loop body
 (:func:`_for_each_row`).
 """
 
@@ -72,11 +72,11 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from . import kernel_algebra as ka
-from . import kernel_scan as ks
-from . import score
-from ._linalg import matmul, matvec, symmetrize, unfolded
-from .model import LGSSM
+from . import lane_algebra as ka
+from . import chunk_scan as ks
+from . import adjoint
+from .._linalg import matmul, matvec, symmetrize, unfolded
+from ..model import LGSSM
 
 _LOG_2PI = math.log(2.0 * math.pi)
 MAX_STATE_DIM = 8
@@ -200,11 +200,11 @@ def _observation_rows(y, H, R, tiny, n, m):
 def _for_each_row(rows, update, carry, shapes):
     """``carry = update(row, carry)`` for each of a step's observation rows
     (:func:`_observation_rows`) in turn, ``carry`` a tuple of fields ``shapes``
-    (:mod:`.kernel_scan` field shapes).
+    (:mod:`.chunk_scan` field shapes).
 
-    Unrolled for ``n <=`` :data:`probssm.kalman.kernel_algebra.LOOP_ROWS`; otherwise a
+    Unrolled for ``n <=`` :data:`probssm.kalman.ops.lane_algebra.LOOP_ROWS`; otherwise a
     ``fori_loop`` whose body is one update, the rows turning through its carry (as in
-    :func:`probssm.kalman.kernel_algebra.by_rows`) and symmetric fields carried as upper
+    :func:`probssm.kalman.ops.lane_algebra.by_rows`) and symmetric fields carried as upper
     triangles: the update is traced and compiled once, not ``m`` times."""
     if shapes[0][0] <= ka.LOOP_ROWS or len(rows) == 1:
         for row in rows:
@@ -425,7 +425,7 @@ def _backward_summary_kernel(n, m, T, chunk, chunks, block, dtype):
 # -- smoother pass: backward RTS through every chunk --------------------------------------------
 def _smoother_outputs(n):
     """Rows of the smoother kernel's outputs: smoothed means, covariances, lag-one covariances;
-    for ``n >`` :data:`probssm.kalman.kernel_algebra.LOOP_ROWS` the covariances and lag-one
+    for ``n >`` :data:`probssm.kalman.ops.lane_algebra.LOOP_ROWS` the covariances and lag-one
     covariances in one array (``2 n^2`` rows, a power of two): one store less in the kernel,
     whose compile time grows with its stores (Triton's coalescing pass)."""
     if n > ka.LOOP_ROWS:
@@ -496,7 +496,7 @@ def _state_shapes(n, m):
 def _written(n, predictions=True):
     """The fields the fix-up kernel writes: all of them, or the filtered moments and
     log-likelihood terms only, without ``predictions`` or for ``n >``
-    :data:`probssm.kalman.kernel_algebra.LOOP_ROWS` (the predicted and observation moments then
+    :data:`probssm.kalman.ops.lane_algebra.LOOP_ROWS` (the predicted and observation moments then
     come from them in XLA, :func:`predictions_from_filtered`): every store adds to Triton's
     compile time, which at ``n = 8`` the fix-up sets."""
     if n > ka.LOOP_ROWS or not predictions:
@@ -585,8 +585,8 @@ def filter_batch(model: LGSSM, y, *, write_states=True, predictions=True, chunk=
     of the ``predicted_*`` and ``observation_*`` ones, which the kernel then does not write);
     otherwise only ``log_likelihood`` ``(B,)``. ``chunk`` steps a lane (default :func:`default_chunk`),
     ``block`` lanes a program, ``group`` elements a group at every level of the chunk scan
-    (:func:`probssm.kalman.kernel_scan.levels`), ``top`` the largest level a series that the
-    chunk scan scans in one launch (:func:`probssm.kalman.kernel_scan.chunk_scan`; 0: folds
+    (:func:`probssm.kalman.ops.chunk_scan.levels`), ``top`` the largest level a series that the
+    chunk scan scans in one launch (:func:`probssm.kalman.ops.chunk_scan.chunk_scan`; 0: folds
     up to one group a series).
     """
     if interpret is None:
@@ -665,22 +665,22 @@ def _with_reverse_mode(vjp):
 
 
 def _filtered_vjp(model, y, states, cotangents):
-    """:func:`probssm.kalman.score.filter_vjp` of a filter written without predictions (their
+    """:func:`probssm.kalman.ops.adjoint.filter_vjp` of a filter written without predictions (their
     cotangents are zero)."""
     predictions = predictions_from_filtered(model, states["mean"], states["cov"])
-    return score.filter_vjp(model, y, {**states, **predictions}, cotangents)
+    return adjoint.filter_vjp(model, y, {**states, **predictions}, cotangents)
 
 
-_filter_reverse_mode = _with_reverse_mode(score.filter_vjp)
+_filter_reverse_mode = _with_reverse_mode(adjoint.filter_vjp)
 _filtered_reverse_mode = _with_reverse_mode(_filtered_vjp)
-_smoother_reverse_mode = _with_reverse_mode(score.smoother_vjp)
+_smoother_reverse_mode = _with_reverse_mode(adjoint.smoother_vjp)
 
 
 def filter_states(model: LGSSM, y, predictions=True):
     """Differentiable kernel filter of ``y`` ``(B, T, m)``: the outputs of :func:`filter_batch`
     (without the ``predicted_*`` and ``observation_*`` fields unless ``predictions``).
     The gradient is the filter's reverse mode computed from these outputs
-    (:func:`probssm.kalman.score.filter_vjp`: one backward scan, no recomputation)."""
+    (:func:`probssm.kalman.ops.adjoint.filter_vjp`: one backward scan, no recomputation)."""
     states = filter_batch(*jax.lax.stop_gradient((model, y)), predictions=predictions)
     if predictions:
         return _filter_reverse_mode(model, y, states)
@@ -690,7 +690,7 @@ def filter_states(model: LGSSM, y, predictions=True):
 def smooth_states(model: LGSSM, y):
     """Differentiable kernel smoother of ``y`` ``(B, T, m)``: the outputs of
     :func:`smooth_batch`. The gradient is the smoother's reverse mode from these outputs
-    (:func:`probssm.kalman.score.smoother_vjp`: the RTS pass's adjoint, then the filter's; no
+    (:func:`probssm.kalman.ops.adjoint.smoother_vjp`: the RTS pass's adjoint, then the filter's; no
     recomputation)."""
     states = smooth_batch(*jax.lax.stop_gradient((model, y)))
     return _smoother_reverse_mode(model, y, states)
@@ -700,7 +700,7 @@ def smooth_states(model: LGSSM, y):
 def log_likelihood_sums(model: LGSSM, y):
     """Differentiable kernel log-likelihood of each series of ``y`` ``(B, T, m)``: ``(B,)``.
     Writes no per-step states (reads ``y`` and a few chunk summaries only). The gradient is the
-    exact score from the filtered moments (:func:`probssm.kalman.score.log_likelihood_vjp`)."""
+    exact score from the filtered moments (:func:`probssm.kalman.ops.adjoint.log_likelihood_vjp`)."""
     return filter_batch(model, y, write_states=False)["log_likelihood"]
 
 
@@ -710,7 +710,7 @@ def _log_likelihood_fwd(model, y):
 
 
 def _log_likelihood_bwd(residuals, cotangent):
-    return score.log_likelihood_vjp(*residuals, cotangent)
+    return adjoint.log_likelihood_vjp(*residuals, cotangent)
 
 
 log_likelihood_sums.defvjp(_log_likelihood_fwd, _log_likelihood_bwd)
