@@ -9,7 +9,7 @@ Models
 * probssm: the airline model SARIMAX(0,1,1)x(0,1,1)_12 and two basic structural models (local
   linear trend (LLT) + dummy seasonal(12); LLT + trigonometric seasonal(12) with all 6
   harmonics), all on log(passengers) by maximum likelihood, exact diffuse initialisation
-  (probssm's default); and the airline model fitted with NUTS (``fit(method="nuts")``: 2 chains,
+  (probssm's default); and the airline model fitted with NUTS (``method="nuts"``: 2 chains,
   500 warm-up + 500 draws, seed 0), whose forecasts are the predictive mixture over posterior
   draws (so its intervals carry parameter uncertainty; left out with ``--quick``);
 * statsmodels: the same three specifications on logs, with statsmodels' defaults (approximate
@@ -123,7 +123,7 @@ def probssm_estimator(kind, initialization="exact_diffuse"):
 def make_probssm(kind, bayes=False):
     def fit(train):
         if bayes:
-            return probssm_estimator(kind).fit(np.log(train), method="nuts", **NUTS)
+            return probssm_estimator(kind).set_params(method="nuts", **NUTS).fit(np.log(train))
         return probssm_estimator(kind).fit(np.log(train))
 
     def forecast(model):
@@ -205,7 +205,7 @@ def model_table(quick=False):
         rows.append((f"probssm {spec}", "probssm", "log", spec, *make_probssm(kind), True))
     if not quick:
         rows.append((f"probssm {SPECS['airline']} NUTS", "probssm", "log",
-                     f"{SPECS['airline']}, fit(method='nuts'), predictive mixture over posterior draws",
+                     f"{SPECS['airline']}, method='nuts', predictive mixture over posterior draws",
                      *make_probssm("airline", bayes=True), False))
     for kind, spec in SPECS.items():
         rows.append((f"statsmodels {spec}", "statsmodels", "log", spec, *make_statsmodels(kind), True))

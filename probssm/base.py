@@ -26,7 +26,10 @@ from scipy import stats
 
 from . import _data
 
-__all__ = ["NotFittedError", "BaseEstimator", "BaseForecaster", "StateEstimates", "load"]
+__all__ = [
+    "NotFittedError", "BaseEstimator", "BaseForecaster", "StateEstimates", "load", "per_series",
+    "single_series",
+]
 
 _FORMAT_VERSION = 1
 
@@ -54,16 +57,33 @@ class BaseEstimator:
         return list(_init_param_names(cls))
 
     def get_params(self, deep: bool = True) -> dict:
-        """Hyper-parameters as a dict (``deep`` is accepted for scikit-learn compatibility)."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
+        """Hyper-parameters as a dict. With ``deep``, the hyper-parameters of nested
+        estimators too, as ``<name>__<parameter>`` (scikit-learn's convention)."""
+        params = {name: getattr(self, name) for name in self._get_param_names()}
+        if deep:
+            for name, value in list(params.items()):
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    params.update({f"{name}__{k}": v for k, v in value.get_params(deep=True).items()})
+        return params
 
     def set_params(self, **params) -> "BaseEstimator":
-        """Set hyper-parameters; unknown names raise ``ValueError``. Returns ``self``."""
+        """Set hyper-parameters, nested ones as ``<name>__<parameter>``; unknown names raise
+        ``ValueError``. Returns ``self``."""
         valid = self._get_param_names()
-        for name, value in params.items():
+        nested: dict = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
             if name not in valid:
                 raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {valid}")
-            setattr(self, name, value)
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            inner = getattr(self, name)
+            if not hasattr(inner, "set_params"):
+                raise ValueError(f"{type(self).__name__}.{name} has no parameters to set {sorted(sub_params)} on")
+            inner.set_params(**sub_params)
         return self
 
     def __repr__(self) -> str:
@@ -71,7 +91,7 @@ class BaseEstimator:
             p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
         }
         shown = [
-            f"{k}={v!r}" for k, v in self.get_params().items()
+            f"{k}={v!r}" for k, v in self.get_params(deep=False).items()
             if not _same(v, defaults.get(k, inspect.Parameter.empty))
         ]
         return f"{type(self).__name__}({', '.join(shown)})"
@@ -125,6 +145,66 @@ class StateEstimates:
             parts[(col, coverage, "upper")] = self.mean[col] + z * self.std[col]
         return pd.DataFrame(parts, index=self.mean.index)
 
+    @classmethod
+    def stack(cls, parts: dict) -> "StateEstimates":
+        """The estimates of independent series (``series_id -> StateEstimates``) as one:
+        ``mean``/``std`` indexed by ``(series_id, time)``, ``cov`` ``(sum of T, n, n)`` in the
+        same row order, ``log_likelihood`` the sum (the log-likelihood of all series, which are
+        independent)."""
+        keys = list(parts)
+        return cls(
+            mean=pd.concat([parts[k].mean for k in keys], keys=keys, names=["series_id"]),
+            std=pd.concat([parts[k].std for k in keys], keys=keys, names=["series_id"]),
+            cov=np.concatenate([parts[k].cov for k in keys]),
+            log_likelihood=float(sum(parts[k].log_likelihood for k in keys)),
+        )
+
+
+def per_series(method=None, *, drop_inner_level: bool = False):
+    """Decorate a forecaster method so that, on an estimator fitted on a panel, it runs on every
+    series' estimator (``estimators_``) and returns their results stacked under a
+    ``series_id`` index level: DataFrames and Series by :func:`pandas.concat`,
+    :class:`StateEstimates` by :meth:`StateEstimates.stack`. ``drop_inner_level`` drops the
+    inner index level of the stacked result (a table with one row per series' variable).
+    A ``random_state`` argument becomes one generator shared by all series, so the draws of
+    different series are independent. On a single series the method runs as written."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(self, *args, **kwargs):
+            if getattr(self, "_panel", None) is None:
+                return fn(self, *args, **kwargs)
+            self._check_is_fitted()
+            if "random_state" in inspect.signature(fn).parameters:
+                bound = inspect.signature(fn).bind(self, *args, **kwargs)
+                bound.arguments["random_state"] = _data.random_generator(bound.arguments.get("random_state"))
+                args, kwargs = bound.args[1:], bound.kwargs
+            parts = {sid: getattr(est, fn.__name__)(*args, **kwargs) for sid, est in self.estimators_.items()}
+            first = next(iter(parts.values()))
+            if isinstance(first, StateEstimates):
+                return StateEstimates.stack(parts)
+            stacked = pd.concat(parts, names=["series_id"])
+            return stacked.droplevel(-1) if drop_inner_level else stacked
+
+        wrapper._per_series = True
+        return wrapper
+
+    return decorate if method is None else decorate(method)
+
+
+def single_series(fn):
+    """Decorate a forecaster method that works on one series only: on an estimator fitted on a
+    panel it raises ``ValueError`` pointing to ``estimators_[series_id]``."""
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        if getattr(self, "_panel", None) is not None:
+            raise ValueError(
+                f"{fn.__name__}() works on one series; this estimator was fitted on a panel: call it "
+                "on estimators_[series_id]"
+            )
+        return fn(self, *args, **kwargs)
+
+    return wrapper
+
 
 class BaseForecaster(BaseEstimator):
     """Base class implementing the forecasting contract around family-specific hooks.
@@ -133,14 +213,40 @@ class BaseForecaster(BaseEstimator):
     ``X`` (aligned with ``y``) as ``self._X`` ``(T, k)`` (``None`` without ``X``), and every
     forecasting method requires ``X`` for the forecast steps and hands it to the hooks as ``exog``
     ``(h, k)``, rows for steps ``1..h``, ``h`` the largest step asked for.
+
+    **Panels.** Families of univariate models set ``_univariate = True``: ``fit`` then reads a
+    panel (a DataFrame of several columns, rows indexed by ``(series_id, time)``, or a long frame
+    with ``unique_id``/``ds``/``y`` columns; see :func:`probssm._data.is_panel`) as many series.
+    It fits one estimator per series (``estimators_``, a dict ``series_id -> estimator``;
+    ``_fit_panel`` is the hook a family overrides to fit them all at once), and the methods
+    marked :func:`per_series` return the series' results stacked under a ``series_id`` level:
+    ``predict`` a Series indexed by ``(series_id, time)``, ``filter()``/``smooth()`` one
+    :class:`StateEstimates` indexed the same way. Fitted scalars named in
+    ``_panel_attributes`` become Series indexed by series, ``params_`` a DataFrame. Methods
+    marked :func:`single_series` (``update``, ``score``, ``plot``) raise on a panel fit.
     """
 
     _accepts_exog = False
+    _univariate = False
+    _panel_attributes: tuple = ()
 
     # -- fitting --------------------------------------------------------------------------
     def fit(self, y, X=None):
-        """Fit to ``y`` (Series, DataFrame or array ``(T,)``/``(T, m)``) and, for models with
-        regressors, exogenous data ``X`` (DataFrame or array ``(T, k)``). Returns ``self``."""
+        """Fit to ``y`` (Series, DataFrame, array ``(T,)``/``(T, m)``, or a panel for univariate
+        models) and, for models with regressors, exogenous data ``X`` (DataFrame or array
+        ``(T, k)``). Returns ``self``."""
+        self._panel = None
+        if self._univariate and _data.is_panel(y, univariate=True):
+            if X is not None:
+                raise ValueError("panel fits take no X; fit the series one by one to use regressors")
+            panel = _data.as_panel_data(y)
+            self._check_panel_fit()
+            self.estimators_ = self._fit_panel(panel)
+            self._panel = panel
+            self._collect_panel_attributes()
+            self.cutoff_ = panel.index[-1]
+            self.is_fitted_ = True
+            return self
         data = _data.as_series_data(y, min_observed=self._min_observed())
         self._X, self._exog_columns = None, None
         if X is not None:
@@ -152,6 +258,34 @@ class BaseForecaster(BaseEstimator):
         self.is_fitted_ = True
         return self
 
+    # -- panels -------------------------------------------------------------------------------
+    def _check_panel_fit(self) -> None:
+        """Raise for hyper-parameters a panel fit does not support (a hook)."""
+
+    def _fit_panel(self, panel) -> dict:
+        """Fitted estimators, one per series of ``panel`` (:class:`probssm._data.PanelData`):
+        a clone fitted on each series in turn. Families override it to fit all at once."""
+        fitted = {}
+        for i, sid in enumerate(panel.ids):
+            est = type(self)(**self.get_params(deep=False))
+            try:
+                data = panel.series_data(i, min_observed=est._min_observed())
+                fitted[sid] = est.fit(pd.Series(data.values[:, 0], index=data.index, name=panel.name))
+            except ValueError as err:  # name the series at fault
+                raise ValueError(f"fitting series {sid!r}: {err}") from err
+        return fitted
+
+    def _collect_panel_attributes(self) -> None:
+        """Per-series fitted attributes as pandas objects indexed by series id."""
+        ids = pd.Index(list(self.estimators_), name="series_id")
+        params = [est.params_ for est in self.estimators_.values()]
+        if all(isinstance(p, pd.Series) for p in params):
+            self.params_ = pd.DataFrame([p.to_numpy() for p in params], index=ids, columns=params[0].index)
+        for attr in self._panel_attributes:
+            values = [getattr(est, attr) for est in self.estimators_.values()]
+            setattr(self, attr, pd.Series(values, index=ids, name=attr))
+
+    @single_series
     def update(self, y_new, X_new=None):
         """Absorb observations that follow the training data, keeping the fitted parameters.
 
@@ -169,6 +303,7 @@ class BaseForecaster(BaseEstimator):
         return self
 
     # -- forecasting -------------------------------------------------------------------------
+    @per_series
     def predict(self, fh, X=None):
         """Point forecasts (predictive means) for horizon ``fh``.
 
@@ -180,6 +315,7 @@ class BaseForecaster(BaseEstimator):
         mean, _ = self._forecast_moments(steps, self._future_exog(X, steps))
         return self._wrap(mean, steps)
 
+    @per_series
     def predict_interval(self, fh, X=None, coverage=0.9) -> pd.DataFrame:
         """Central prediction intervals; columns ``(variable, coverage, "lower"|"upper")``."""
         self._check_is_fitted()
@@ -194,6 +330,7 @@ class BaseForecaster(BaseEstimator):
                 cols[(var, c, "upper")] = q[:, j, alphas.index(0.5 + c / 2)]
         return pd.DataFrame(cols, index=self._future(steps))
 
+    @per_series
     def predict_quantiles(self, fh, X=None, alpha=(0.05, 0.5, 0.95)) -> pd.DataFrame:
         """Predictive quantiles; columns ``(variable, alpha)``."""
         self._check_is_fitted()
@@ -203,6 +340,7 @@ class BaseForecaster(BaseEstimator):
         cols = {(var, a): q[:, j, k] for j, var in enumerate(self._y.columns) for k, a in enumerate(alphas)}
         return pd.DataFrame(cols, index=self._future(steps))
 
+    @per_series
     def predict_var(self, fh, X=None) -> pd.DataFrame:
         """Marginal predictive variances, a DataFrame with one column per variable."""
         self._check_is_fitted()
@@ -210,6 +348,7 @@ class BaseForecaster(BaseEstimator):
         _, var = self._forecast_moments(steps, self._future_exog(X, steps))
         return pd.DataFrame(var, index=self._future(steps), columns=self._y.columns)
 
+    @per_series
     def sample(self, fh, n_samples: int = 100, random_state=None, X=None) -> pd.DataFrame:
         """Joint sample paths of the forecast.
 
@@ -226,16 +365,19 @@ class BaseForecaster(BaseEstimator):
         return pd.DataFrame(draws.reshape(-1, draws.shape[-1]), index=index, columns=self._y.columns)
 
     # -- latent states and scores -----------------------------------------------------------
+    @per_series
     def filter(self) -> StateEstimates:
         """Filtered state estimates :math:`p(x_t \\mid y_{0:t})` over the data seen so far."""
         self._check_is_fitted()
         return self._filter()
 
+    @per_series
     def smooth(self) -> StateEstimates:
         """Smoothed state estimates :math:`p(x_t \\mid y_{0:T-1})` over the data seen so far."""
         self._check_is_fitted()
         return self._smooth()
 
+    @single_series
     def score(self, y, X=None) -> float:
         """Mean log predictive density of held-out ``y`` that follows the training data.
 
@@ -249,6 +391,7 @@ class BaseForecaster(BaseEstimator):
         return float(self._log_predictive(new, exog) / np.sum(~np.isnan(new.values)))
 
     # -- plotting ---------------------------------------------------------------------------
+    @single_series
     def plot(self, fh=10, coverage=(0.8, 0.95), ax=None, variable=None, show_smoothed=True, X=None):
         """Plot the history, the smoothed signal and the forecast with prediction bands
         (``X``: exogenous values for the forecast steps, for models fitted with regressors).
@@ -264,18 +407,28 @@ class BaseForecaster(BaseEstimator):
     # -- persistence ------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Save to a folder: ``estimator.json`` (class, hyper-parameters, fitted scalars, index)
-        and ``arrays.npz`` (fitted arrays). No pickle. Returns the folder's path."""
+        and ``arrays.npz`` (fitted arrays); a panel fit saves each series' estimator in a
+        sub-folder ``series_<i>``. No pickle. Returns the folder's path."""
         self._check_is_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "format": _FORMAT_VERSION,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": _to_json(self.get_params(deep=False)),
+        }
+        if getattr(self, "_panel", None) is not None:
+            ids = list(self.estimators_)
+            for i, est in enumerate(self.estimators_.values()):
+                est.save(path / f"series_{i}")
+            doc["panel"] = {"ids": _to_json({"ids": ids})["ids"], "name": self._panel.name}
+            (path / "estimator.json").write_text(json.dumps(doc, indent=2))
+            return path
         meta, arrays = self._fitted_state()
         arrays = dict(arrays, y_values=self._y.values)
         if self._X is not None:
             arrays["X_values"] = self._X
-        doc = {
-            "format": _FORMAT_VERSION,
-            "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "params": _to_json(self.get_params()),
+        doc.update({
             "fitted": meta,
             "y": {
                 "index": _data.index_to_json(self._y.index),
@@ -283,10 +436,20 @@ class BaseForecaster(BaseEstimator):
                 "is_series": self._y.is_series,
             },
             "exog_columns": self._exog_columns,
-        }
+        })
         (path / "estimator.json").write_text(json.dumps(doc, indent=2))
         np.savez(path / "arrays.npz", **arrays)
         return path
+
+    def _restore_panel(self, estimators: dict, name: str) -> None:
+        """Set the panel state from fitted per-series estimators (for :func:`load`)."""
+        ests = list(estimators.values())
+        values = np.stack([est._y.values[:, 0] for est in ests])
+        self.estimators_ = estimators
+        self._panel = _data.PanelData(values, list(estimators), ests[0]._y.index, name)
+        self._collect_panel_attributes()
+        self.cutoff_ = self._panel.index[-1]
+        self.is_fitted_ = True
 
     # -- helpers for subclasses -------------------------------------------------------------
     def _min_observed(self) -> int:
@@ -343,7 +506,7 @@ def _encode(v):
         cls = type(v)
         if not cls.__module__.startswith("probssm."):
             raise TypeError(f"cannot save a hyper-parameter of type {cls.__qualname__}")
-        return {"__object__": f"{cls.__module__}.{cls.__qualname__}", "params": _to_json(v.get_params())}
+        return {"__object__": f"{cls.__module__}.{cls.__qualname__}", "params": _to_json(v.get_params(deep=False))}
     if isinstance(v, np.ndarray) or hasattr(v, "__array__") and not np.isscalar(v):
         return {"__array__": np.asarray(v).tolist()}
     if isinstance(v, tuple):
@@ -393,8 +556,13 @@ def load(path):
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     est = cls(**_from_json(doc["params"]))
+    if "panel" in doc:
+        ids = _decode(doc["panel"]["ids"])
+        est._restore_panel({sid: load(path / f"series_{i}") for i, sid in enumerate(ids)}, doc["panel"]["name"])
+        return est
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
+    est._panel = None
     est._y = _data.SeriesData(
         arrays.pop("y_values"),
         _data.index_from_json(doc["y"]["index"]),

@@ -321,7 +321,29 @@ def _describe(name: str) -> str:
     return f"'({', '.join(_field(name).core_shape)})'"
 
 
-def approximate_diffuse(model: LGSSM, variance: float = 1e6) -> LGSSM:
+INITIALIZATIONS = ("exact_diffuse", "approximate_diffuse")
+"""How a model's diffuse (non-stationary) states start.
+
+``"exact_diffuse"``: :math:`P_\\infty` marks them (Koopman 1997; statsmodels'
+``use_exact_diffuse=True``); the log-likelihood uses every observation.
+``"approximate_diffuse"``: :func:`approximate_diffuse` with variance
+:data:`APPROXIMATE_DIFFUSE_VARIANCE`, and the first :func:`diffuse_rank` log-likelihood terms left
+out (statsmodels' default).
+"""
+
+APPROXIMATE_DIFFUSE_VARIANCE = 1e6
+"""Prior variance of the diffuse states under ``"approximate_diffuse"``: statsmodels' default
+``initial_variance``."""
+
+
+def check_initialization(initialization) -> str:
+    """``initialization`` if it is one of :data:`INITIALIZATIONS`, else ``ValueError``."""
+    if initialization not in INITIALIZATIONS:
+        raise ValueError(f"initialization must be one of {INITIALIZATIONS}, got {initialization!r}")
+    return initialization
+
+
+def approximate_diffuse(model: LGSSM, variance: float = APPROXIMATE_DIFFUSE_VARIANCE) -> LGSSM:
     """Replace the exact diffuse prior by a large finite variance.
 
     Returns the model with :math:`P_0 \\leftarrow P_0 + \\kappa P_\\infty` (``kappa = variance``)

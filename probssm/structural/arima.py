@@ -49,10 +49,13 @@ import numpy as np
 
 from ..fit.transforms import constrain_stationary, unconstrain_stationary
 from ..kalman._linalg import solve_discrete_lyapunov
-from ..kalman.model import LGSSM, approximate_diffuse
+from ..kalman.model import (
+    APPROXIMATE_DIFFUSE_VARIANCE, INITIALIZATIONS, LGSSM, approximate_diffuse, check_initialization,
+)
 
 __all__ = [
     "APPROXIMATE_DIFFUSE_VARIANCE",
+    "difference",
     "INITIALIZATIONS",
     "SarimaxSpec",
     "lag_polynomials",
@@ -63,19 +66,6 @@ __all__ = [
     "to_natural",
     "to_unconstrained",
 ]
-
-INITIALIZATIONS = ("exact_diffuse", "approximate_diffuse")
-"""How :func:`sarimax_model` starts the diffuse (differencing) states.
-
-``"exact_diffuse"``: :math:`P_\\infty` marks them (Koopman 1997; statsmodels'
-``use_exact_diffuse=True``); the log-likelihood uses every observation (``burn=0``).
-``"approximate_diffuse"``: variance :data:`APPROXIMATE_DIFFUSE_VARIANCE` and the first
-:func:`likelihood_burn` log-likelihood terms left out (statsmodels' default).
-"""
-
-APPROXIMATE_DIFFUSE_VARIANCE = 1e6
-"""Prior variance of the diffuse states under ``initialization="approximate_diffuse"``:
-statsmodels' default ``initial_variance`` for ``SARIMAX``."""
 
 _TREND_STRINGS = {"n": (), "c": (0,), "t": (1,), "ct": (0, 1), "ctt": (0, 1, 2)}
 
@@ -336,13 +326,8 @@ def likelihood_burn(spec: SarimaxSpec, initialization: str = "exact_diffuse") ->
     ``enforce_stationarity=False``). Pass it as ``burn=`` to
     :func:`probssm.kalman.log_likelihood` or :func:`probssm.kalman.filter`.
     """
-    _check_initialization(initialization)
+    check_initialization(initialization)
     return 0 if initialization == "exact_diffuse" else spec.num_diffuse_states
-
-
-def _check_initialization(initialization):
-    if initialization not in INITIALIZATIONS:
-        raise ValueError(f"initialization: expected one of {INITIALIZATIONS}, got {initialization!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -530,7 +515,7 @@ def sarimax_model(
         or non-stationary AR coefficients when ``enforce_stationarity`` (statsmodels refuses
         those too).
     """
-    _check_initialization(initialization)
+    check_initialization(initialization)
     params = _check_params(spec, params)
     if params.ndim != 1:
         raise ValueError(f"params: expected shape ({spec.k_params},), got {params.shape}; use jax.vmap for batches")
@@ -743,7 +728,10 @@ def _pull_inside(tail, limit=_START_MAX_ROOT):
     return tail
 
 
-def _difference(x, d, D, s):
+def difference(x, d: int, D: int, s: int) -> np.ndarray:
+    """:math:`\\Delta^d \\Delta_s^D x` along the first axis of ``x`` ``(T, ...)``: a float
+    array of ``T - d - sD`` rows (the leading ones have no lagged values)."""
+    x = np.asarray(x, dtype=float)
     for _ in range(D):
         x = x[s:] - x[:-s]
     for _ in range(d):
@@ -856,8 +844,8 @@ def start_params(spec: SarimaxSpec, y, exog=None) -> np.ndarray:
 
     (p, d, q), (P, D, Q, s) = spec.order, spec.seasonal_order
     offset = d + s * D
-    w = _difference(y, d, D, s)
-    Xd = _difference(exog, d, D, s)
+    w = difference(y, d, D, s)
+    Xd = difference(exog, d, D, s)
     valid = np.isfinite(w)
     n_valid = int(valid.sum())
     if n_valid < spec.k_params + 1:

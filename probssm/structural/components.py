@@ -126,10 +126,10 @@ class Component(BaseEstimator):
         return [(ctx.label or self.label, "loading")]
 
     def __eq__(self, other):
-        return type(self) is type(other) and self.get_params() == other.get_params()
+        return type(self) is type(other) and self.get_params(deep=False) == other.get_params(deep=False)
 
     def __hash__(self):
-        return hash((type(self).__name__, tuple(sorted(self.get_params().items()))))
+        return hash((type(self).__name__, tuple(sorted(self.get_params(deep=False).items()))))
 
 
 def _one(dtype):

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from ..base import per_series, single_series
 from ..fit.transforms import constrain_stationary, unconstrain_stationary
-from ..kalman.estimator import LinearGaussianForecaster
+from ..kalman.forecaster import LinearGaussianForecaster
 from ..kalman.inference import smooth as kalman_smooth
 from ..kalman.model import LGSSM
 from . import arima
@@ -36,6 +37,9 @@ class LocalLevel(LinearGaussianForecaster):
     initialization : {"exact_diffuse", "approximate_diffuse"}, default "exact_diffuse"
         Exact diffuse (Koopman 1997) or a prior variance of ``1e6`` with the first
         log-likelihood term left out (statsmodels' ``UnobservedComponents`` default).
+    method, priors, num_warmup, num_samples, num_chains, random_state
+        How the parameters are estimated: ``"mle"`` (default) or ``"nuts"`` with its priors and
+        sampler settings (see :class:`~probssm.kalman.forecaster.LinearGaussianForecaster`).
 
     Attributes
     ----------
@@ -58,8 +62,15 @@ class LocalLevel(LinearGaussianForecaster):
 
     _univariate = True
 
-    def __init__(self, initialization="exact_diffuse"):
+    def __init__(self, initialization="exact_diffuse", method="mle", priors=None, num_warmup=500,
+                 num_samples=500, num_chains=2, random_state=None):
         self.initialization = initialization
+        self.method = method
+        self.priors = priors
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.random_state = random_state
 
     def _min_observed(self) -> int:
         return 3
@@ -140,6 +151,9 @@ class UnobservedComponents(LinearGaussianForecaster):
         How non-stationary states start (AR states start stationary either way): exact diffuse
         (Koopman 1997), or variance ``1e6`` with the first ``k`` log-likelihood terms left out
         (``k`` = number of diffuse states; statsmodels' default).
+    method, priors, num_warmup, num_samples, num_chains, random_state
+        How the parameters are estimated: ``"mle"`` (default) or ``"nuts"`` with its priors and
+        sampler settings (see :class:`~probssm.kalman.forecaster.LinearGaussianForecaster`).
 
     Attributes
     ----------
@@ -158,11 +172,20 @@ class UnobservedComponents(LinearGaussianForecaster):
 
     _accepts_exog = True
     _univariate = True
+    _structure_attributes = ("components_", "_contexts", "_specs")
 
-    def __init__(self, terms=("local level",), irregular=True, initialization="exact_diffuse"):
+    def __init__(self, terms=("local level",), irregular=True, initialization="exact_diffuse",
+                 method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2,
+                 random_state=None):
         self.terms = terms
         self.irregular = irregular
         self.initialization = initialization
+        self.method = method
+        self.priors = priors
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.random_state = random_state
 
     # -- specification -----------------------------------------------------------------------
     def _resolve(self, exog_names, freq):
@@ -354,20 +377,19 @@ class UnobservedComponents(LinearGaussianForecaster):
         return names or ["dummy"]
 
     # -- results ---------------------------------------------------------------------------------
+    @per_series
     def components(self) -> pd.DataFrame:
         """Smoothed components :math:`E[z_c^T x_{c,t} \\mid y_{0:T-1}]` and their standard
         deviations, columns ``(component, "mean"|"std")`` indexed like the data. A local linear
         trend reports its ``level`` and ``slope``; fixed regression its fitted :math:`x_t^T\\hat\\beta`."""
         self._check_is_fitted()
-        if self._is_panel():
-            return self._panel_concat("components")
+        y, aux, T = self._padded_data()
         with jax.enable_x64(True):
             params = jnp.asarray(self._params)
-            aux = self._data_aux()
             model, _ = self._model(params, aux)
-            res = kalman_smooth(model, self._y.values)
-            mean, cov = np.asarray(res.mean), np.asarray(res.cov)
-            blocks = self._blocks(params, aux)
+            res = kalman_smooth(model, y)
+            mean, cov = np.asarray(res.mean)[:T], np.asarray(res.cov)[:T]
+            blocks = self._blocks(params, self._aux(self._X, 0, T))
         cols, offset = {}, 0
         T = mean.shape[0]
         for c, ctx, b in zip(self.components_, self._contexts, blocks):
@@ -384,6 +406,7 @@ class UnobservedComponents(LinearGaussianForecaster):
             offset += k
         return pd.DataFrame(cols, index=self._y.index)
 
+    @single_series
     def plot_components(self, coverage=0.9, fig=None):
         """Plot the data with the smoothed signal, and each smoothed component with a
         ``coverage`` band, one panel each. Returns the matplotlib Figure."""
@@ -436,6 +459,9 @@ class SARIMAX(LinearGaussianForecaster):
         ``d + sD`` observations are conditioned on; Stata's and statsmodels'
         ``simple_differencing=True``, whose log-likelihood ``loglik_`` then reports). Forecasts,
         filtering and smoothing still use the model in levels at those parameters.
+    method, priors, num_warmup, num_samples, num_chains, random_state
+        How the parameters are estimated: ``"mle"`` (default) or ``"nuts"`` with its priors and
+        sampler settings (see :class:`~probssm.kalman.forecaster.LinearGaussianForecaster`).
 
     Attributes
     ----------
@@ -452,10 +478,12 @@ class SARIMAX(LinearGaussianForecaster):
 
     _accepts_exog = True
     _univariate = True
+    _structure_attributes = ("_spec",)
 
     def __init__(
         self, order=(1, 0, 0), seasonal_order=(0, 0, 0, 0), trend=None, enforce_stationarity=True,
         enforce_invertibility=True, initialization="exact_diffuse", simple_differencing=False,
+        method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2, random_state=None,
     ):
         self.order = order
         self.seasonal_order = seasonal_order
@@ -464,6 +492,12 @@ class SARIMAX(LinearGaussianForecaster):
         self.enforce_invertibility = enforce_invertibility
         self.initialization = initialization
         self.simple_differencing = simple_differencing
+        self.method = method
+        self.priors = priors
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.random_state = random_state
 
     def _make_spec(self, order=None, seasonal_order=None):
         return arima.sarimax_spec(
@@ -540,11 +574,12 @@ class SARIMAX(LinearGaussianForecaster):
     def _differenced_fit(self, data, params=None):
         p, d, q = self.order
         P, D, Q, s = self.seasonal_order
-        dy = _difference(data.values[:, 0], d, D, s)
-        dX = None if self._X is None else _difference(self._X, d, D, s)
+        dy = arima.difference(data.values[:, 0], d, D, s)
+        dX = None if self._X is None else arima.difference(self._X, d, D, s)
         inner = SARIMAX(
-            (p, 0, q), (P, 0, Q, s if (P or Q) else 0), self.trend, self.enforce_stationarity,
-            self.enforce_invertibility, self.initialization,
+            (p, 0, q), (P, 0, Q, s if (P or Q) else 0), trend=self.trend,
+            enforce_stationarity=self.enforce_stationarity,
+            enforce_invertibility=self.enforce_invertibility, initialization=self.initialization,
         )
         X_frame = None if dX is None else pd.DataFrame(dX, columns=self._exog_columns)
         return inner.fit(dy, X=X_frame, params=params)
@@ -556,12 +591,3 @@ class SARIMAX(LinearGaussianForecaster):
             self.loglik_, self.aic_, self.bic_, self.hqic_ = inner.loglik_, inner.aic_, inner.bic_, inner.hqic_
             self.nobs_ = inner.nobs_
 
-
-def _difference(x, d, D, s):
-    """:math:`\\Delta^d \\Delta_s^D x` along the first axis (drops ``d + sD`` leading rows)."""
-    x = np.asarray(x, dtype=float)
-    for _ in range(D):
-        x = x[s:] - x[:-s]
-    for _ in range(d):
-        x = x[1:] - x[:-1]
-    return x

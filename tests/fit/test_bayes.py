@@ -39,8 +39,8 @@ def test_inverse_gamma_posterior_through_a_log_transform():
 def nile_fits():
     nile = load_nile()
     mle = LocalLevel().fit(nile)
-    bayes = LocalLevel().fit(nile, method="nuts", num_warmup=300, num_samples=300, num_chains=2,
-                             random_state=1)
+    bayes = LocalLevel(method="nuts", num_warmup=300, num_samples=300, num_chains=2,
+                       random_state=1).fit(nile)
     return nile, mle, bayes
 
 
@@ -76,6 +76,34 @@ def test_bayesian_fit_round_trips_and_rejects_bad_priors(nile_fits, tmp_path):
     loaded = probssm.load(bayes.save(tmp_path / "b"))
     np.testing.assert_allclose(loaded.predict_interval(3).to_numpy(), bayes.predict_interval(3).to_numpy())
     with pytest.raises(ValueError, match="unknown parameters"):
-        LocalLevel().fit(nile, method="nuts", priors={"sigma2.slope": dist.HalfNormal(1.0)})
+        LocalLevel(method="nuts", priors={"sigma2.slope": dist.HalfNormal(1.0)}).fit(nile)
     with pytest.raises(ValueError, match="method must be"):
-        LocalLevel().fit(nile, method="hmc")
+        LocalLevel(method="hmc").fit(nile)
+
+
+def test_summary_after_nuts_is_the_posterior_table(nile_fits):
+    _, mle, bayes = nile_fits
+    text = bayes.summary()
+    for word in ("posterior", "r_hat", "ess", "5%", "95%", "divergences"):
+        assert word in text
+    for word in ("std err", "P>|z|", "converged"):
+        assert word not in text
+    assert f"{bayes.posterior_summary_.loc['sigma2.level', 'mean']:.6g}" in text
+    assert "std err" in mle.summary() and "r_hat" not in mle.summary()
+
+
+@pytest.mark.parametrize("seed", [np.random.default_rng, int])
+def test_random_state_takes_an_int_or_a_generator(seed):
+    nile = load_nile()[:40]
+
+    def posterior(random_state):
+        est = LocalLevel(method="nuts", num_warmup=30, num_samples=20, num_chains=1, random_state=random_state)
+        return est.fit(nile).posterior_.to_numpy()
+
+    np.testing.assert_array_equal(posterior(seed(5)), posterior(seed(5)))
+    assert not np.array_equal(posterior(seed(5)), posterior(seed(6)))
+
+
+def test_random_state_of_the_wrong_type_is_named():
+    with pytest.raises(TypeError, match="random_state must be None, an int or a numpy Generator"):
+        LocalLevel(method="nuts", random_state="seven").fit(load_nile())
