@@ -136,6 +136,7 @@ def _residual_matrix(resid: Any) -> tuple[np.ndarray, list]:
     else:
         names = None
     arr = as_float_array(resid, "resid")
+    check_finite(arr, "resid", allow_nan=True)  # positions in the caller's shape
     if arr.ndim == 1:
         arr = arr[:, None]
     elif arr.ndim != 2:
@@ -144,7 +145,6 @@ def _residual_matrix(resid: Any) -> tuple[np.ndarray, list]:
         )
     if arr.shape[1] == 0:
         raise ValueError(f"resid has no variables (shape {arr.shape})")
-    check_finite(arr, "resid", allow_nan=True)
     if names is None:
         names = list(range(arr.shape[1]))
     return arr, names
@@ -221,6 +221,7 @@ def standardized_residuals(y, observation_mean, observation_cov, skip: int = 0, 
     if missing not in ("nan", "zero"):
         raise ValueError(f'missing must be "nan" or "zero", got {missing!r}')
     y_arr = as_float_array(y, "y")
+    check_finite(y_arr, "y", allow_nan=True)  # positions in the caller's shape
     mean = as_float_array(observation_mean, "observation_mean")
     cov = as_float_array(observation_cov, "observation_cov")
     if y_arr.ndim == 1:
@@ -241,7 +242,6 @@ def standardized_residuals(y, observation_mean, observation_cov, skip: int = 0, 
     skip = check_int(skip, "skip", 0)
     if skip >= T:
         raise ValueError(f"skip must be in [0, T) = [0, {T}), got {skip}")
-    check_finite(y_arr, "y", allow_nan=True)
 
     y_arr, mean, cov = y_arr[skip:], mean[skip:], cov[skip:]
     observed = ~np.isnan(y_arr)

@@ -150,3 +150,29 @@ def test_em_refuses_what_it_cannot_do():
                      method="em").fit(y)
     with pytest.raises(ValueError, match="estimate: unknown names"):
         KalmanFilter(np.eye(2), np.eye(2), np.eye(2), np.eye(2), estimate=("F",)).fit(y)
+
+
+def test_metrics_and_diagnostics_check_arrays_the_same_way():
+    """One input-check path (probssm._data): the same bad input, the same exception and wording."""
+    from probssm import diagnostics, metrics
+
+    resid = np.random.default_rng(0).normal(size=20)
+    words = ["a"] * 20
+    with pytest.raises(TypeError, match="y_true could not be converted to a float array"):
+        metrics.smape(words, resid)
+    with pytest.raises(TypeError, match="resid could not be converted to a float array"):
+        diagnostics.ljung_box(words)
+    bad = resid.copy()
+    bad[3] = np.inf
+    with pytest.raises(ValueError, match=r"y_true contains inf at position 3"):
+        metrics.smape(bad, resid)
+    with pytest.raises(ValueError, match=r"resid contains inf at position 3"):
+        diagnostics.jarque_bera(bad)
+    with pytest.raises(TypeError, match="sp must be an integer, got 1.5"):
+        metrics.mase(resid, resid, resid, sp=1.5)
+    with pytest.raises(TypeError, match="lags must be an integer, got 1.5"):
+        diagnostics.ljung_box(resid, lags=1.5)
+    with pytest.raises(ValueError, match="sp must be >= 1, got 0"):
+        metrics.mase(resid, resid, resid, sp=0)
+    with pytest.raises(ValueError, match="lags must be >= 1, got 0"):
+        diagnostics.ljung_box(resid, lags=0)
