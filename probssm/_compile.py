@@ -1,20 +1,33 @@
-"""``jax.jit`` for the programs probssm builds at fit time, with faster-compiling CPU options.
+"""Compilation: ``jax.jit`` with faster-compiling CPU options, and JAX's persistent cache.
 
-On a CPU, XLA's MLIR fusion emitters (``xla_cpu_use_fusion_emitters``) take about 40 % longer to
-compile the batched L-BFGS program of a structural model than the classic elemental emitters,
-and the code they give runs no faster (measured on the 2-core CI machine, JAX 0.10: compile
-1.05 s instead of 1.73 s, two passes over 64 series 35.3 ms instead of 37.3 ms). The option
-is given per program, never globally, and only where the default backend is a CPU whose XLA
-knows it; elsewhere :func:`jit` is plain ``jax.jit``.
+**Persistent cache.** An estimator's first fit in a new process compiles its programs (about a
+second for a structural model on a small CPU). :func:`use_persistent_cache` turns on JAX's
+persistent compilation cache in the user's cache folder, so later processes load them instead:
+``$PROBSSM_CACHE_DIR``, else ``$XDG_CACHE_HOME/probssm/jax``, else ``~/.cache/probssm/jax``.
+Estimators call it before they fit. It leaves JAX alone where the user has set a cache folder
+already, and does nothing when the environment variable ``PROBSSM_NO_COMPILATION_CACHE`` is set
+to a non-empty value other than ``0``.
+
+**CPU compiler options.** On a CPU, XLA's MLIR fusion emitters (``xla_cpu_use_fusion_emitters``)
+compile the batched L-BFGS program of a structural model markedly slower than the classic
+elemental emitters, and the code they give runs no faster. The option is given per program,
+never globally, and only where the default backend is a CPU whose XLA knows it; elsewhere
+:func:`jit` is plain ``jax.jit``.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import jax
 
-__all__ = ["jit"]
+__all__ = ["jit", "use_persistent_cache", "persistent_cache_dir"]
+
+# Programs that compile faster than this are not worth a file: reading one back costs about as
+# much as compiling it (JAX's own default, 1 s, would skip most of probssm's CPU programs).
+_MIN_COMPILE_SECONDS = 0.1
 
 _CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
@@ -37,3 +50,31 @@ def jit(fun, **kwargs):
     JAX for the default backend)."""
     options = dict(_compiler_options(jax.default_backend()))
     return jax.jit(fun, compiler_options=options or None, **kwargs)
+
+
+def persistent_cache_dir() -> Path | None:
+    """The folder :func:`use_persistent_cache` uses, or ``None`` when the cache is switched off
+    by ``PROBSSM_NO_COMPILATION_CACHE``."""
+    if os.environ.get("PROBSSM_NO_COMPILATION_CACHE", "0") not in ("", "0"):
+        return None
+    if os.environ.get("PROBSSM_CACHE_DIR"):
+        return Path(os.environ["PROBSSM_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "probssm" / "jax"
+
+
+@functools.cache
+def use_persistent_cache() -> bool:
+    """Turn on JAX's persistent compilation cache in :func:`persistent_cache_dir` (once per
+    process). Returns whether probssm's folder is in use: ``False`` when switched off or when
+    the user configured a cache folder of their own (theirs is kept)."""
+    folder = persistent_cache_dir()
+    if folder is None or jax.config.jax_compilation_cache_dir:
+        return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: compile as before
+        return False
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
+    return True

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _data
+from .._compile import use_persistent_cache
 from ..base import BaseForecaster, StateEstimates
 from ..fit import maximize_likelihood, observed_information
 from ..fit.batched import maximize_likelihood_batched
@@ -146,6 +147,7 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
         the order of ``params_``, used instead of estimates (statsmodels' ``smooth(params)``).
         How the parameters are estimated otherwise is set by the constructor (``method``, ...).
         """
+        use_persistent_cache()
         self._fixed_params = params
         try:
             if params is not None and self._univariate and _data.is_panel(y, univariate=True):
