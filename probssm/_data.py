@@ -139,7 +139,9 @@ def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1,
             f"{name}: the time index is not sorted increasingly (first out of order near label "
             f"{index[pos]!r}); sort it with .sort_index()"
         )
-    if columns is None if time_index is None else time_index:
+    if time_index is None:
+        time_index = columns is None  # training data; new data is checked against the training index
+    if time_index:
         index = check_time_index(index, name)
     cols = [str(c) for c in frame.columns]
     if columns is not None and is_series and len(columns) == 1:
