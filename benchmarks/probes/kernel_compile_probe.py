@@ -10,7 +10,7 @@ public API with ``method="kernel"``, the model a constant of the program as in t
 * with ``--grad``, the same for ``jax.value_and_grad`` of the log-likelihood and, with
   ``--grad-outputs loglik filter smooth``, of the filter's or smoother's outputs (:func:`gradient_program`) by each of
   ``--grad-methods`` (default the kernel, whose gradient is the filter's reverse mode of
-  :mod:`probssm.kalman.score`);
+  :mod:`probssm.kalman.ops.adjoint`);
 
 and, per Pallas kernel of the smoother's program at the first size (``--kernels``), the compile
 and run time of that kernel alone on its real inputs.
@@ -124,8 +124,8 @@ def kernel_times(model, y, runs):
     the top propagation."""
     from jax._src.pallas import pallas_call as pc
 
-    from probssm.kalman import kernel as kmod
-    from probssm.kalman import kernel_scan as ks
+    from probssm.kalman.ops import chunk_scan as ks
+    from probssm.kalman.ops import filter_kernel as kmod
 
     calls = []
     original = pc.pallas_call
@@ -141,7 +141,7 @@ def kernel_times(model, y, runs):
     def program(y_):
         calls.clear()
         kmod.smooth_batch.__wrapped__(model, y_, chunk=None, block=kmod.DEFAULT_BLOCK,
-                                      group=ks.DEFAULT_GROUP, interpret=None)
+                                      group=ks.DEFAULT_GROUP, top=0, interpret=None)
         return [c[3] for c in calls]
 
     traced = jax.jit(program)

@@ -1,9 +1,9 @@
 """Run time and compile time of the kernel filter, log-likelihood and smoother by chunk length,
 chunk-scan group size and top level (GPU).
 
-Calls :func:`probssm.kalman.kernel.filter_batch` / :func:`~probssm.kalman.kernel.smooth_batch`
-directly with ``chunk``, ``group`` and ``top`` (``--configs CHUNK:GROUP[:TOP] ...``, ``None``
-for the default; :func:`probssm.kalman.kernel_scan.chunk_scan`) on a random stable float32
+Calls :func:`probssm.kalman.ops.filter_kernel.filter_batch` (``log_likelihood_batch``,
+``smooth_batch``) directly with ``chunk``, ``group`` and ``top`` (``--configs CHUNK:GROUP[:TOP] ...``, ``None``
+for the default; :func:`probssm.kalman.ops.chunk_scan.chunk_scan`) on a random stable float32
 (``--dtype``) model (``n = --n``, ``m = 2``) and standard normal ``y`` of ``--B`` series of
 ``--T`` steps with 2 % NaN rows, all in one process: ``lower_s`` (tracing and lowering), ``xla_s`` (XLA
 compile), ``run_ms`` (median of ``--runs`` calls ending in ``block_until_ready``),
@@ -38,7 +38,7 @@ import numpy as np
 
 from parallel_kalman import mean_err
 from probssm import kalman
-from probssm.kalman import kernel
+from probssm.kalman.ops import filter_kernel as kernel
 
 
 def parse_args(argv=None):
@@ -77,8 +77,7 @@ def problem(n, B, T, m=2, seed=0, dtype=np.float32):
 def program(model, mode, kw):
     """The jitted function of one mode."""
     if mode == "loglik":
-        return jax.jit(lambda y_: kernel.filter_batch(model, y_, write_states=False,
-                                                      **kw)["log_likelihood"])
+        return jax.jit(lambda y_: kernel.log_likelihood_batch(model, y_, **kw))
     if mode == "filter":
         return jax.jit(lambda y_: kernel.filter_batch(model, y_, **kw))
     return jax.jit(lambda y_: kernel.smooth_batch(model, y_, **kw))
@@ -121,7 +120,8 @@ def main(argv=None):
             start = time.perf_counter()
             jax.block_until_ready([compiled(y) for _ in range(args.runs)])
             pipelined = (time.perf_counter() - start) / args.runs
-            loglik = out if mode == "loglik" else out["log_likelihood_terms"]
+            filtered = out.filtered if mode == "smooth" else out
+            loglik = out if mode == "loglik" else filtered.log_likelihood_terms
             first.setdefault(mode, out)
             record = dict(tag=args.tag, T=args.T, B=args.B, n=args.n, config=config, **kw,
                           mode=mode, lower_s=t1 - t0, xla_s=t2 - t1,

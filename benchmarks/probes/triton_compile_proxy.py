@@ -46,7 +46,7 @@ def dump(args):
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from probssm import kalman
-    from probssm.kalman import kernel
+    from probssm.kalman.ops import filter_kernel as kernel
 
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def dump(args):
     kw = dict(interpret=False, top=args.top)
     fn = {"smooth": lambda m_, y_: kernel.smooth_batch(m_, y_, **kw),
           "filter": lambda m_, y_: kernel.filter_batch(m_, y_, **kw),
-          "loglik": lambda m_, y_: kernel.filter_batch(m_, y_, write_states=False, **kw)}[args.mode]
+          "loglik": lambda m_, y_: kernel.log_likelihood_batch(m_, y_, **kw)}[args.mode]
     unchecked = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
     start = time.perf_counter()
     jax.export.export(jax.jit(fn), platforms=["cuda"], disabled_checks=unchecked)(model, y)
@@ -140,7 +140,7 @@ def main(argv=None):
     d.add_argument("--T", type=int, default=1_000_000)
     d.add_argument("--batch", type=int, default=1)
     d.add_argument("--n", type=int, default=4)
-    d.add_argument("--top", type=int, default=0, help="chunk scan's top level (kernel_scan)")
+    d.add_argument("--top", type=int, default=0, help="chunk scan's top level (ops.chunk_scan)")
     c = sub.add_parser("compile", help="compile Triton IR files (interpreter with triton)")
     c.add_argument("files", nargs="+")
     c.add_argument("--timing", action="store_true", help="MLIR per-pass timing")

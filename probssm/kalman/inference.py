@@ -8,6 +8,7 @@ broadcast leading batch axes of the model and the observations. Observations hav
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
@@ -19,7 +20,8 @@ from ._linalg import psd_sqrt, symmetrize
 from .batching import batch_shape_for, vmap_batch
 from .model import LGSSM
 from . import parallel, sequential
-from .ops import filter_kernel as kernel
+from .ops import filter_kernel
+from .ops.states import FilterStates, SmootherStates
 
 __all__ = [
     "METHODS", "GaussianState", "FilterResult", "SmoothResult", "ForecastResult",
@@ -33,7 +35,8 @@ r"""Inference methods.
 diffuse priors. ``"parallel"``: square-root associative scan, :math:`O(T)` work and
 :math:`O(\log T)` depth, for long series on accelerators; a model with a diffuse prior
 (``initial_diffuse_cov != 0``) is filtered sequentially instead, with the same results.
-``"kernel"``: the fused chunked filter and smoother of :mod:`probssm.kalman.ops.filter_kernel` (Pallas; Triton
+``"kernel"``: the fused chunked filter and smoother of :mod:`probssm.kalman.ops.filter_kernel`
+(Pallas; Triton
 on a GPU, the Pallas interpreter on a CPU, which is slow and meant for tests); models it does not
 support (time-varying, batched parameters, ``n > 8`` or ``m > 8``: static conditions) use
 ``"parallel"``, a diffuse prior the sequential recursions, with the same results. The prior is
@@ -153,45 +156,55 @@ def _resolve_method(method: str, num_timesteps: int) -> str:
     return method
 
 
-_CHECKED = " (values checked)"
+@dataclass(frozen=True)
+class Route:
+    """Where a call computes: ``method``, one of :data:`METHODS`, and whether the value condition
+    of the kernel and the parallel scan (a proper prior) was ``checked`` before compiling, so
+    that the program holds only that path (unchecked, it decides by ``lax.cond``, with the
+    sequential filter as the other branch). Hashable: a static argument of the jitted
+    functions."""
+
+    method: str
+    checked: bool = False
+
+    @property
+    def kernel(self) -> bool:
+        return self.method == "kernel"
 
 
-def _route(method: str, model: LGSSM, y) -> str:
+def _route(method: str, model: LGSSM, y) -> Route:
     """Decide the value-dependent fallback now where the model's values are concrete.
 
     The kernel and the parallel scan need a proper prior (``initial_diffuse_cov == 0``); a
     diffuse one goes to the sequential filter. A model built without a diffuse part
     (``LGSSM.proper_prior``, static, so also when traced, e.g. in an MLE objective under ``jit``)
     or a concrete model (also inside an outer ``jit``, e.g. ``jax.jit(lambda y: filter(model,
-    y))``) is settled here and the compiled program holds only the path taken (``"<method>
-    (values checked)"``). Otherwise (a traced diffuse part) it is decided inside the program by
-    ``lax.cond``, whose other branch is the sequential filter.
+    y))``) is settled here and the compiled program holds only the path taken
+    (``Route(method, checked=True)``). Otherwise (a traced diffuse part) it is decided inside
+    the program by ``lax.cond``, whose other branch is the sequential filter.
     """
     if method == "sequential":
-        return method
+        return Route(method)
     if getattr(model, "proper_prior", False):  # static: built without a diffuse part
         proper = True
     elif any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(model)):
-        return method
+        return Route(method)
     else:
         with jax.ensure_compile_time_eval():  # concrete values, also inside an outer jit
             proper = not bool(jnp.any(model.initial_diffuse_cov != 0))
     if not proper:
-        return "sequential"
-    if method == "kernel" and kernel.supported(model, y):
-        return "kernel" + _CHECKED
-    return "parallel" + _CHECKED
+        return Route("sequential")
+    if method == "kernel" and filter_kernel.supported(model, y):
+        return Route("kernel", checked=True)
+    return Route("parallel", checked=True)
 
 
-def _is_kernel(method: str) -> bool:
-    return method.removesuffix(_CHECKED) == "kernel"
-
-
-def _single(method: str, smooth: bool):
-    """The one-series function of a method. Per series the kernel is the parallel scan; the scan
-    defers diffuse priors to the sequential recursion, by ``lax.cond`` unless already checked."""
+def _single(route: Route, smooth: bool):
+    """The one-series function of a route, returning a dict of outputs. Per series the kernel is
+    the parallel scan; the scan defers diffuse priors to the sequential recursion, by
+    ``lax.cond`` unless already checked."""
     seq = sequential.smooth_single if smooth else sequential.filter_single
-    if method == "sequential":
+    if route.method == "sequential":
         return seq
     par = parallel.smooth_single if smooth else parallel.filter_single
 
@@ -200,7 +213,7 @@ def _single(method: str, smooth: bool):
         out.pop("cov_sqrt")
         return out
 
-    if method.endswith(_CHECKED):
+    if route.checked:
         return par_clean
     return lambda model, y: jax.lax.cond(
         jnp.any(model.initial_diffuse_cov != 0), seq, par_clean, model, y
@@ -243,43 +256,37 @@ def _results_dtype(model: LGSSM, y):
     return jax.tree_util.tree_map(lambda x: x.astype(dtype), model), y.astype(dtype)
 
 
-_PREDICTION_FIELDS = ("predicted_mean", "predicted_cov", "predicted_diffuse_cov",
-                      "observation_mean", "observation_cov")
+def _filter_result(states: FilterStates, burn) -> FilterResult:
+    terms = states.log_likelihood_terms
+    return FilterResult(**states._asdict(), log_likelihood=jnp.sum(terms[..., burn:], axis=-1))
 
 
-def _filter_result(out, burn, predictions=True) -> FilterResult:
-    terms = out["log_likelihood_terms"]
-    kept = {k: out[k] if predictions else None for k in _PREDICTION_FIELDS}
-    return FilterResult(
-        mean=out["mean"], cov=out["cov"], **kept,
-        log_likelihood_terms=terms, log_likelihood=jnp.sum(terms[..., burn:], axis=-1),
-        next_mean=out["next_mean"], next_cov=out["next_cov"],
-    )
-
-
-@partial(jax.jit, static_argnames=("burn", "method", "predictions"))
+@partial(jax.jit, static_argnames=("burn", "route", "predictions"))
 @_FULL_PRECISION
-def _filter_jit(model, y, burn, method, predictions=True):
+def _filter_jit(model, y, burn, route, predictions=True):
     model, y = _results_dtype(model, y)
-    if _is_kernel(method) and kernel.supported(model, y):
-        out = _kernel_outputs(model, y, False, method.endswith(_CHECKED), predictions)
-        return _filter_result(out, burn, predictions)
-    single = _single(method, smooth=False)
-    return vmap_batch(lambda m_, y_: _filter_result(single(m_, y_), burn, predictions), model,
-                      [y], [2])
+    if route.kernel and filter_kernel.supported(model, y):
+        return _filter_result(_kernel_outputs(model, y, False, route.checked, predictions), burn)
+    single = _single(route, smooth=False)
+    return vmap_batch(
+        lambda m_, y_: _filter_result(FilterStates.from_mapping(single(m_, y_), predictions),
+                                      burn),
+        model, [y], [2])
 
 
 def _kernel_outputs(model, y, smooth, checked, predictions=True):
-    """The kernel on all series at once (``y`` ``(*batch, T, m)``): a dict of the per-series
-    outputs with the batch axes restored (the filter's without the one-step predictions unless
-    ``predictions``). Unless the values were ``checked`` already, it falls back to the
-    sequential recursion for values it does not support (by ``lax.cond``)."""
+    """The kernel on all series at once (``y`` ``(*batch, T, m)``): its
+    :class:`~probssm.kalman.ops.states.SmootherStates` or
+    :class:`~probssm.kalman.ops.states.FilterStates` (without the one-step predictions unless
+    ``predictions``) with the batch axes restored. Unless the values were ``checked`` already,
+    it falls back to the sequential recursion for values it does not support (by
+    ``lax.cond``)."""
     batch, (T, m) = y.shape[:-2], y.shape[-2:]
     flat = y.reshape((-1, T, m))
     if smooth:
-        fast = kernel.smooth_states
+        fast = filter_kernel.smooth_states
     else:
-        fast = partial(kernel.filter_states, predictions=predictions)
+        fast = partial(filter_kernel.filter_states, predictions=predictions)
     if checked:
         out = fast(model, flat)
     else:
@@ -287,43 +294,45 @@ def _kernel_outputs(model, y, smooth, checked, predictions=True):
 
         def slow(m_, y_):
             out = jax.vmap(lambda yy: seq(m_, yy))(y_)
-            return {k: out[k] for k in jax.eval_shape(fast, m_, y_)}
+            if smooth:
+                return SmootherStates.from_mapping(out)
+            return FilterStates.from_mapping(out, predictions)
 
-        out = jax.lax.cond(kernel.runtime_supported(model, flat), fast, slow, model, flat)
+        out = jax.lax.cond(filter_kernel.runtime_supported(model, flat), fast, slow, model, flat)
     return jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
 
 
-@partial(jax.jit, static_argnames=("burn", "method"))
+@partial(jax.jit, static_argnames=("burn", "route"))
 @_FULL_PRECISION
-def _log_likelihood_jit(model, y, burn, method):
+def _log_likelihood_jit(model, y, burn, route):
     model, y = _results_dtype(model, y)
-    if _is_kernel(method) and burn == 0 and kernel.supported(model, y):
+    if route.kernel and burn == 0 and filter_kernel.supported(model, y):
         batch, (T, m) = y.shape[:-2], y.shape[-2:]
         flat = y.reshape((-1, T, m))
-        if method.endswith(_CHECKED):
-            return kernel.log_likelihood_sums(model, flat).reshape(batch)
+        if route.checked:
+            return filter_kernel.log_likelihood_sums(model, flat).reshape(batch)
         slow = lambda m_, y_: jax.vmap(  # noqa: E731
             lambda yy: sequential.filter_single(m_, yy)["log_likelihood_terms"].sum())(y_)
-        out = jax.lax.cond(kernel.runtime_supported(model, flat), kernel.log_likelihood_sums, slow,
-                           model, flat)
+        out = jax.lax.cond(filter_kernel.runtime_supported(model, flat),
+                           filter_kernel.log_likelihood_sums, slow, model, flat)
         return out.reshape(batch)
-    return _filter_jit(model, y, burn, method, False).log_likelihood
+    return _filter_jit(model, y, burn, route, False).log_likelihood
 
 
-@partial(jax.jit, static_argnames=("method",))
+@partial(jax.jit, static_argnames=("route",))
 @_FULL_PRECISION
-def _smooth_jit(model, y, method):
+def _smooth_jit(model, y, route):
     model, y = _results_dtype(model, y)
 
-    def result(out):
-        return SmoothResult(
-            out["smoothed_mean"], out["smoothed_cov"], out["lag_one_cov"], _filter_result(out, 0)
-        )
+    def result(states: SmootherStates):
+        return SmoothResult(states.smoothed_mean, states.smoothed_cov, states.lag_one_cov,
+                            _filter_result(states.filtered, 0))
 
-    if _is_kernel(method) and kernel.supported(model, y):
-        return result(_kernel_outputs(model, y, True, checked=method.endswith(_CHECKED)))
-    single = _single(method, smooth=True)
-    return vmap_batch(lambda m_, y_: result(single(m_, y_)), model, [y], [2])
+    if route.kernel and filter_kernel.supported(model, y):
+        return result(_kernel_outputs(model, y, True, checked=route.checked))
+    single = _single(route, smooth=True)
+    return vmap_batch(lambda m_, y_: result(SmootherStates.from_mapping(single(m_, y_))), model,
+                      [y], [2])
 
 
 def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0,
@@ -354,10 +363,10 @@ def filter(model: LGSSM, y, *, method: str = "auto", burn: int = 0,
         :math:`\\log p(y) = \\sum_t \\log N(y_t; H_t a_t + d_t, H_t P_t H_t^T + R_t)`.
     """
     y = _check_observations(model, y)
-    method = _route(_resolve_method(method, y.shape[-2]), model, y)
+    route = _route(_resolve_method(method, y.shape[-2]), model, y)
     if not 0 <= burn <= y.shape[-2]:
         raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
-    return _filter_jit(model, y, int(burn), method, bool(predictions))
+    return _filter_jit(model, y, int(burn), route, bool(predictions))
 
 
 def smooth(model: LGSSM, y, *, method: str = "auto") -> SmoothResult:
@@ -387,10 +396,10 @@ def log_likelihood(model: LGSSM, y, *, method: str = "auto", burn: int = 0):
     the kernel filter's moments (:func:`probssm.kalman.ops.adjoint.log_likelihood_vjp`).
     """
     y = _check_observations(model, y)
-    method = _route(_resolve_method(method, y.shape[-2]), model, y)
+    route = _route(_resolve_method(method, y.shape[-2]), model, y)
     if not 0 <= burn <= y.shape[-2]:
         raise ValueError(f"burn must be in [0, T={y.shape[-2]}], got {burn}")
-    return _log_likelihood_jit(model, y, int(burn), method)
+    return _log_likelihood_jit(model, y, int(burn), route)
 
 
 @partial(jax.jit, static_argnames=("num_timesteps", "sample_shape"))

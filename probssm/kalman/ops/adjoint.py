@@ -55,6 +55,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.linalg import cho_solve
 
+from .states import FilterStates, SmootherStates
 from .._linalg import chol_psd, matmul, matvec, symmetrize, unfolded
 from ..model import FIELD_NAMES, LGSSM
 
@@ -117,8 +118,8 @@ def _suffix_doubling(elements, algebra):
     """Every suffix composition of ``elements`` along axis 1 (of ``t .. T-1`` at ``t``), by
     recursive doubling: level ``k`` composes each window with the one ``2^k`` later (identity past
     the end). :math:`O(T \\log T)` work, but one compiled level in a ``fori_loop``, where
-    ``lax.associative_scan`` unrolls ``2 log2 T`` levels (3.6-7.6 s of XLA compile on an H100
-    at T = 1e6, ``benchmarks/score_compile_probe.py``)."""
+    ``lax.associative_scan`` unrolls ``2 log2 T`` levels, each compiled on its own (seconds of
+    XLA compile at long ``T``; ``benchmarks/README.md``)."""
     T, n = elements[0].shape[1], elements[0].shape[-1]
     identity = algebra.identity(n, elements[0].dtype)
     steps = jnp.arange(T)
@@ -170,11 +171,11 @@ def _sum_terms(*terms):
     return sum(present[1:], present[0]) if present else None
 
 
-def filter_vjp(model: LGSSM, y, states, cotangents):
+def filter_vjp(model: LGSSM, y, states: FilterStates, cotangents: FilterStates):
     """Reverse mode of the filter in parallel over time: the gradient of
     :math:`\\sum \\langle \\bar o, o \\rangle` over the filter's outputs ``o`` (``states``)
-    and their cotangents :math:`\\bar o` (``cotangents``: a dict with any of the keys of
-    ``states`` below, absent = zero), with respect to ``model`` (time-invariant, no batch axes)
+    and their cotangents :math:`\\bar o` (``cotangents``, a :class:`~.states.FilterStates`
+    whose ``None`` fields are zero), with respect to ``model`` (time-invariant, no batch axes)
     and ``y`` ``(B, T, m)`` (NaN = missing).
 
     ``states`` (from :func:`probssm.kalman.ops.filter_kernel.filter_batch`): ``predicted_mean``,
@@ -201,7 +202,8 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     + \\tfrac12 \\bar\\ell_t (h_t h_t^T - H^T S_t^{-1} H) + \\bar P_t + H^T \\bar S^o_t H`
     (the last two for the predicted and observation covariances' cotangents), started from the
     cotangents of ``next_mean`` and ``next_cov``. These maps compose associatively
-    (:func:`_compose_adjoints`), so all adjoints come from one scan (:func:`_suffix_compositions`). The
+    (:func:`_compose_adjoints`), so all adjoints come from one scan
+    (:func:`_suffix_compositions`). The
     adjoints of the filtered moments are then :math:`\\mu_t = F^T \\lambda_{t+1} + \\bar m_t`,
     :math:`\\Gamma_t = F^T \\Lambda_{t+1} F + \\bar P_{t|t}`, and each field's gradient a sum
     over steps: :math:`\\partial_F = \\sum \\lambda_{t+1} m_t^T + 2 \\Lambda_{t+1} F P_{t|t}`,
@@ -220,11 +222,11 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     y = unfolded(y)
     B, T, _ = y.shape
     dtype = y.dtype
-    a, P = states["predicted_mean"], states["predicted_cov"]
-    mean, cov = states["mean"], states["cov"]
+    a, P = states.predicted_mean, states.predicted_cov
+    mean, cov = states.mean, states.cov
 
     def cotangent(key, symmetric=False):
-        value = cotangents.get(key)
+        value = getattr(cotangents, key)
         if value is None:
             return None
         value = jnp.asarray(value, dtype)
@@ -311,7 +313,7 @@ def filter_vjp(model: LGSSM, y, states, cotangents):
     return model_ct, v_bar
 
 
-def log_likelihood_vjp(model: LGSSM, y, states, cotangent):
+def log_likelihood_vjp(model: LGSSM, y, states: FilterStates, cotangent):
     """Gradient of :math:`\\sum_b w_b \\ell_b` (``w`` = ``cotangent`` ``(B,)``) with respect to
     ``model`` (time-invariant, no batch axes) and ``y`` ``(B, T, m)`` (NaN = missing), from the
     filter's ``states``: ``predicted_mean`` ``(B, T, n)``, ``predicted_cov`` ``(B, T, n, n)``,
@@ -323,7 +325,7 @@ def log_likelihood_vjp(model: LGSSM, y, states, cotangent):
     r_{t-1}^T - N_{t-1})`)."""
     w = jnp.asarray(cotangent, y.dtype)
     terms = jnp.broadcast_to(w[:, None], y.shape[:2])
-    return filter_vjp(model, y, states, {"log_likelihood_terms": terms})
+    return filter_vjp(model, y, states, FilterStates(log_likelihood_terms=terms))
 
 
 def _rts_elements(F, Q, b, mean, cov):
@@ -338,7 +340,7 @@ def _rts_elements(F, Q, b, mean, cov):
     return E, mean - matvec(E, matvec(F, mean) + b), symmetrize(cov - matmul(E, FP))
 
 
-def _rts_adjoint(model: LGSSM, states, cotangents):
+def _rts_adjoint(model: LGSSM, states: SmootherStates, cotangents: SmootherStates):
     """Cotangents of the filtered moments and gradients in :math:`F, Q, b` from those of the
     smoothed moments, through the Rauch-Tung-Striebel pass :math:`s_t = E_t s_{t+1} + g_t`,
     :math:`S_t = E_t S_{t+1} E_t^T + L_t`, lag-one :math:`S_{t+1} E_t^T` (from the last filtered
@@ -349,12 +351,13 @@ def _rts_adjoint(model: LGSSM, states, cotangents):
     :math:`\\bar E_t = \\sigma_t s_{t+1}^T + 2 \\Sigma_t E_t S_{t+1} + \\bar C_t^T S_{t+1}`,
     and reverse-mode autodiff of :func:`_rts_elements` (no scan) gives the rest."""
     F, Q, b = model.transition_matrix, model.transition_cov, model.transition_offset
-    mean, cov = states["mean"], states["cov"]
-    s_mean, s_cov = states["smoothed_mean"], states["smoothed_cov"]
+    mean, cov = states.filtered.mean, states.filtered.cov
+    s_mean, s_cov = states.smoothed_mean, states.smoothed_cov
 
     def cotangent(key, symmetric=False):
-        value = cotangents.get(key)
-        value = jnp.zeros_like(states[key]) if value is None else jnp.asarray(value, mean.dtype)
+        value = getattr(cotangents, key)
+        value = (jnp.zeros_like(getattr(states, key)) if value is None
+                 else jnp.asarray(value, mean.dtype))
         return symmetrize(value) if symmetric else value
 
     g_mean, g_cov, g_lag = (cotangent("smoothed_mean"), cotangent("smoothed_cov", True),
@@ -374,18 +377,18 @@ def _rts_adjoint(model: LGSSM, states, cotangents):
     return (gF, gQ, gb), g_filtered_mean, g_filtered_cov
 
 
-def smoother_vjp(model: LGSSM, y, states, cotangents):
+def smoother_vjp(model: LGSSM, y, states: SmootherStates, cotangents: SmootherStates):
     """Reverse mode of the smoother: as :func:`filter_vjp`, with ``states`` and ``cotangents``
-    also holding ``smoothed_mean`` ``(B, T, n)``, ``smoothed_cov`` ``(B, T, n, n)`` and (only
-    cotangents) ``lag_one_cov`` ``(B, T - 1, n, n)``. The smoothing pass's adjoint
+    :class:`~.states.SmootherStates` (``smoothed_mean`` ``(B, T, n)``, ``smoothed_cov``
+    ``(B, T, n, n)``, ``lag_one_cov`` ``(B, T - 1, n, n)`` beside the filter's fields in
+    ``filtered``). The smoothing pass's adjoint
     (:func:`_rts_adjoint`) adds cotangents to the filtered moments and gradients in
     :math:`F, Q, b`; :func:`filter_vjp` does the rest."""
     (gF, gQ, gb), g_mean, g_cov = _rts_adjoint(model, states, cotangents)
-    smoothed = ("smoothed_mean", "smoothed_cov", "lag_one_cov")
-    filter_cts = {k: v for k, v in cotangents.items() if k not in smoothed}
-    filter_cts["mean"] = _sum_terms(filter_cts.get("mean"), g_mean)
-    filter_cts["cov"] = _sum_terms(filter_cts.get("cov"), g_cov)
-    g_model, g_y = filter_vjp(model, y, states, filter_cts)
+    filtered = cotangents.filtered
+    filter_cts = filtered._replace(mean=_sum_terms(filtered.mean, g_mean),
+                                   cov=_sum_terms(filtered.cov, g_cov))
+    g_model, g_y = filter_vjp(model, y, states.filtered, filter_cts)
     children, static = g_model.tree_flatten()
     extra = dict(transition_matrix=gF, transition_cov=symmetrize(gQ), transition_offset=gb)
     children = [c + extra[k].astype(c.dtype) if k in extra else c

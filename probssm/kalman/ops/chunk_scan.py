@@ -1,7 +1,7 @@
 """Chunk-level scan of the fused kernels: a hierarchy of sequential folds, two Pallas kernels.
 
 Input: one *element* per chunk of every series (``chunks`` per series, series after series), and
-an element algebra (:mod:`.lane_algebra`: ``combine(earlier, later)``, ``apply(state,
+an element algebra (:mod:`.scan_elements`: ``combine(earlier, later)``, ``apply(state,
 element)``). Output: for every chunk the *exclusive* prefix as a state, i.e. the first element of
 the series applied to nothing up to the chunk's own element left out (the first chunk's state is
 zero; its element ignores its entering state).
@@ -18,13 +18,14 @@ groups' elements into groups again, and so on up to one group a series (:func:`l
 
 Depth about ``2 G log_G(chunks)`` element operations (46 for the 15 625 chunks of ``T = 1e6``
 and ``G = 4``, against ``3 sqrt(chunks) = 375`` for a two-level hierarchy), work ``O(chunks)``,
-two launches a level. With ``top`` (:func:`chunk_scan`), the folds stop at the first level of
-at most ``top`` elements a series, and one launch scans that level by recursive doubling, a
-program holding whole series and meeting at a barrier between rounds (:func:`_top_kernel`):
-at ``T = 1e6`` and ``top = 256``, 3 folds, one scan of ``log2 256 = 8`` rounds and 3
-propagations instead of 6 folds and 7 propagations (the upper levels cost 5-9 µs a launch on
-the H100 whatever their width: each is a chain of dependent element operations); for 1024
-series of 32 chunks the chunks themselves, in one launch instead of five.
+two launches a level. With ``top`` (:func:`chunk_scan`; by default :func:`default_top`), the
+folds stop at the first level of at most ``top`` elements a series, and one launch scans that
+level by recursive doubling, a program holding whole series and meeting at a barrier between
+rounds (:func:`_top_kernel`): at ``T = 1e6`` and ``top = 256``, 3 folds, one scan of
+``log2 256 = 8`` rounds and 3 propagations instead of 6 folds and 7 propagations; for 1024
+series of 32 chunks the chunks themselves, in one launch instead of five. The upper levels are
+latency-bound, each launch a chain of dependent element operations whatever its width, so
+fewer launches are faster (``benchmarks/README.md``).
 Every level runs the *same* two kernels: a level's geometry (element count, group size,
 direction) is an input read at run time and every level's arrays have the same shape, so the
 Triton calls are identical and XLA compiles each kernel once (its kernel cache is keyed by the
@@ -37,225 +38,35 @@ vectors load and store contiguously. A symmetric field (a covariance, an informa
 is its upper triangle (:func:`probssm.kalman.ops.lane_algebra.symmetric`), in the arrays and in
 every loop's carry: a ``fori_loop`` carries each entry as its own value, so a
 mirrored entry would cost a register and a select (at ``n = 8`` the filtering element is 152
-rows instead of 208; the ``n = 8`` smoother compiled 0.75 s faster and ran 5 % faster on the
-H100).
+rows instead of 208), which shows in the compile and run times of the larger states.
 
-Memory access (:func:`load_rows`, :func:`store_rows`, :func:`gather_rows`,
-:func:`scatter_rows`): the rows of a field or element move as *one* ``(R, block)`` tile (``R`` the
-row count rounded up to a power of two, arrays padded to it), split into lane vectors by a tree of
-``split`` operations and joined by a tree of ``join`` operations, all in registers. Triton's
-coalescing pass walks the whole def-use slice of every memory operation, so its compile time
-grows with (memory operations) x (kernel size); one tile per field instead of one access per row
-cuts the kernels' compile time several-fold. Elements of more than :data:`MAX_TILE_ROWS` rows
-(``n > 4``) are gathered in a few power-of-two tiles without padding (:func:`gather_fields`):
-the GPU backend's address arithmetic (LLVM's straight-line strength reduction) is superlinear
-in a tile's addresses.
+Memory access: :mod:`.tiles`.
 """
 
 from __future__ import annotations
-
-import contextlib
-import gc
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from . import lane_algebra as ka
-from .lane_algebra import field_rows, pack, symmetric, unpack
+from .lane_algebra import pack, unpack
+from .launch import call, padded
+from .scan_elements import identity
+from .tiles import MAX_TILE_ROWS, gather_fields, load_rows, pow2, rows, scatter_rows, store_rows
 
 DEFAULT_SCAN_BLOCK = 32
 DEFAULT_GROUP = 4
-# Off until measured on the GPU (issue 3): the top level's recursive doubling meets at barriers
-# whose cost the CPU interpreter cannot show; 256 (eight warps) is the candidate.
-DEFAULT_TOP = 0
-MAX_TILE_ROWS = 64
+DOUBLING_LANES = 256  # lanes (eight warps) of the top level's program under default_top
 
 
-@dataclass(frozen=True)
-class Algebra:
-    """An element algebra: field shapes (``(n,)`` vectors, ``(n, n)`` matrices,
-    :func:`~probssm.kalman.ops.lane_algebra.symmetric` matrices) of elements and states, the two
-    operations on lists of lane vectors, and the identity element (first field the identity
-    matrix, the others zero): combined after an element or applied to a state it leaves it
-    unchanged exactly (every product with it is a sum of products with exact zeros and ones,
-    and no factor of its zero likelihood is absorbed)."""
-
-    element_shapes: tuple
-    state_shapes: tuple
-    combine: Callable
-    apply: Callable
-
-
-def filter_algebra(n):
-    """Filtering elements :math:`(A, b, C, \\eta, J)` on filtered states :math:`(m, P)`."""
-    mat, vec, sym = (n, n), (n,), symmetric(n)
-    return Algebra((mat, vec, sym, vec, sym), (vec, sym), ka.filter_combine, ka.filter_apply)
-
-
-def identity(alg, like):
-    """The identity element of ``alg`` (:class:`Algebra`) with entries shaped like ``like``."""
-    zero = jnp.zeros_like(like)
-
-    def field(shape):
-        if len(shape) == 1:
-            return [zero] * shape[0]
-        return ka.zeros(*((shape[1],) * 2 if shape[0] == "symmetric" else shape), like)
-
-    return (ka.eye(alg.element_shapes[0][0], like),) + tuple(map(field, alg.element_shapes[1:]))
-
-
-def backward_algebra(n):
-    """Backward elements :math:`(E, g, L)` on smoothed states :math:`(m, P)`."""
-    mat, vec, sym = (n, n), (n,), symmetric(n)
-    return Algebra((mat, vec, sym), (vec, sym), ka.backward_combine, ka.backward_apply)
-
-
-def rows(shapes):
-    """Number of rows of the stacked fields."""
-    return sum(map(field_rows, shapes))
-
-
-def pow2(count):
-    """The smallest power of two :math:`\\ge` ``count`` (Triton's tensor shapes are powers of
-    two)."""
-    return 1 << max(0, (count - 1).bit_length())
-
-
-def split_rows(tile, count):
-    """The first ``count`` rows of an ``(R, block)`` tile as lane vectors ``(block,)``."""
-    R, block = tile.shape
-    if R == 1:
-        return [tile.reshape(block)]
-    return [jax.lax.reshape(part, (block,)) for part in jax.lax.split(tile, [1] * R)][:count]
-
-
-def _bit_reverse(i, bits):
-    return int(format(i, f"0{bits}b")[::-1], 2) if bits else 0
-
-
-def join_rows(values):
-    """Lane vectors ``(block,)`` as the rows of one ``(pow2(len(values)), block)`` tile (zero
-    rows after them). A tree of two-way ``stack`` operations along a new last axis gives
-    ``(block, 2, ..., 2)`` with the first pairing in the leading bit, so the leaves go in
-    bit-reversed order."""
-    R = pow2(len(values))
-    bits = R.bit_length() - 1
-    zero = jnp.zeros_like(values[0])
-    padded_values = list(values) + [zero] * (R - len(values))
-    level = [padded_values[_bit_reverse(i, bits)] for i in range(R)]
-    while len(level) > 1:
-        level = [jax.lax.stack([level[i], level[i + 1]], axis=level[i].ndim)
-                 for i in range(0, len(level), 2)]
-    return level[0].reshape(values[0].shape[0], R).T
-
-
-def split_columns(tile, count):
-    """The first ``count`` columns of a ``(block, R)`` tile as lane vectors ``(block,)``."""
-    block, R = tile.shape
-    if R == 1:
-        return [tile.reshape(block)]
-    parts = jax.lax.split(tile, [1] * R, axis=1)
-    return [jax.lax.reshape(part, (block,)) for part in parts][:count]
-
-
-def _tile(ref, lead, count, lanes, first=0):
-    """Indexer of the ``(pow2(count), block)`` tile of rows ``first..first+pow2(count)-1`` and
-    columns ``lanes`` of ``ref`` ``(*lead, R, N)``.
-
-    ``lanes`` is clamped to ``0..N-1`` (a no-op on valid lanes): the clamp tells LLVM that the
-    int32 offsets ``row * N + lane`` do not overflow, so every row's address becomes one
-    constant offset from the lanes' address; without it LLVM's straight-line strength
-    reduction spends over a second per kernel on a gathered ``n = 8`` element's addresses. It
-    also hides that the lanes are contiguous (:func:`_contiguous`). Every index is int32 (the
-    interpreter wants one integer type; Python ints and ``fori_loop`` counters are int64 under
-    x64)."""
-    lead = tuple(jnp.asarray(i, jnp.int32) for i in lead)
-    rows = first + jnp.arange(pow2(count), dtype=jnp.int32)[:, None]
-    lanes = jnp.clip(jnp.asarray(lanes, jnp.int32), 0, ref.shape[-1] - 1)
-    return (*lead, rows, lanes[None, :])
-
-
-def _contiguous(base, block):
-    """Lanes ``base..base+block-1``, an index vector that Triton cannot prove contiguous once
-    :func:`_tile` clamps it: with a provably contiguous one Triton loads several lanes to a
-    thread and then converts them, through shared memory, to the one lane a thread of the
-    arithmetic; unproven, it lays the tile out one lane per thread (the last axis first among
-    equals), as the arithmetic on lane vectors is."""
-    return jnp.asarray(base, jnp.int32) + jnp.arange(block, dtype=jnp.int32)
-
-
-def load_rows(ref, count, base, block, *lead):
-    """Rows ``0..count-1`` of lanes ``base..base+block-1`` of ``ref`` (``(*lead, R, N)``,
-    ``R >= pow2(count)``), one load: a list of ``count`` lane vectors."""
-    return split_rows(ref[_tile(ref, lead, count, _contiguous(base, block))], count)
-
-
-def store_rows(ref, values, base, block, *lead):
-    """Inverse of :func:`load_rows`: one store of the lane vectors ``values`` (and zero rows up
-    to the next power of two)."""
-    from jax.experimental.pallas import triton as plgpu
-
-    lanes = _contiguous(base, block)
-    plgpu.store(ref.at[_tile(ref, lead, len(values), lanes)], join_rows(values))
-
-
-def _step_tile(ref, count, rows, valid):
-    """Indexer and mask of the ``(block, pow2(count))`` tile of columns ``0..count-1`` at the rows
-    ``rows`` of a time-major ``ref`` ``(N, count)``; where ``valid`` is false the row should be
-    out of bounds (``N``), an address no lane uses."""
-    columns = jnp.arange(pow2(count), dtype=jnp.int32)
-    mask = valid[:, None]
-    if pow2(count) > count:  # only then: a mask constant along a row keeps the access vectorised
-        mask = mask & (columns < count)[None, :]
-    return (jnp.asarray(rows, jnp.int32)[:, None], columns[None, :]), mask
-
-
-def load_steps(ref, count, rows, valid, other=0.0):
-    """Columns ``0..count-1`` of the rows ``rows`` (an index vector ``(block,)``) of a time-major
-    ``ref`` ``(N, count)`` (a step's observations of every lane, as one ``(block,
-    pow2(count))`` tile; ``other`` where ``valid`` is false): a list of ``count`` lane
-    vectors."""
-    from jax.experimental.pallas import triton as plgpu
-
-    index, mask = _step_tile(ref, count, rows, valid)
-    return split_columns(plgpu.load(ref.at[index], mask=mask, other=other), count)
-
-
-def gather_rows(ref, count, lanes):
-    """Rows ``0..count-1`` of the lanes ``lanes`` (an index vector ``(block,)``) of ``ref``
-    ``(R, N)``, one load."""
-    return split_rows(ref[_tile(ref, (), count, lanes)], count)
-
-
-def gather_fields(ref, shapes, lanes):
-    """The fields ``shapes`` stacked in the rows of ``ref`` ``(R, N)`` at the lanes ``lanes``: a
-    list of all rows' lane vectors, as :func:`gather_rows` of all rows. One load if they fill at
-    most :data:`MAX_TILE_ROWS` rows, else one load per power of two in the binary expansion of
-    the row count (a filtering element's 152 rows at ``n = 8``: 128 + 16 + 8), with no padding
-    rows: LLVM's straight-line strength reduction, run by the GPU backend, takes time
-    superlinear in the addresses of a tile (8.3 s for the fold's two 256-row tiles at
-    ``n = 8``)."""
-    total = rows(shapes)
-    if total <= MAX_TILE_ROWS:
-        return gather_rows(ref, total, lanes)
-    sizes = [1 << b for b in reversed(range(total.bit_length())) if total >> b & 1]
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    return [x for a, c in zip(starts, sizes)
-            for x in split_rows(ref[_tile(ref, (), c, lanes, a)], c)]
-
-
-def scatter_rows(ref, values, lanes, live, trash):
-    """Store lane ``i``'s values at column ``lanes[i]`` of ``ref`` where ``live``, else at its
-    own column ``trash + i`` of the ``block`` spare columns at the end of ``ref``: no two lanes
-    of a store share an address, so no mask is needed (a masked-off duplicate of a live address
-    would write back a stale value in the interpreter). One store."""
-    from jax.experimental.pallas import triton as plgpu
-
-    columns = jnp.where(live, lanes, trash + jnp.arange(lanes.shape[0]))
-    plgpu.store(ref.at[_tile(ref, (), len(values), columns)], join_rows(values))
+def default_top(alg):
+    """``top`` of :func:`chunk_scan` when none is given: :data:`DOUBLING_LANES` for states of
+    at most :data:`~probssm.kalman.ops.lane_algebra.LOOP_ROWS` dimensions, where the doubling
+    was measured exact and faster than folding up to one group a series (``benchmarks/README.md``),
+    and 0 (folds only) above, where it was not measured (elements of more than
+    :data:`~probssm.kalman.ops.tiles.MAX_TILE_ROWS` rows are folded whatever ``top``)."""
+    return DOUBLING_LANES if alg.state_shapes[0][0] <= ka.LOOP_ROWS else 0
 
 
 def levels(chunks, group=DEFAULT_GROUP):
@@ -409,58 +220,12 @@ def _top_kernel(alg, series, count, reverse, block, eps, trash, interpret):
     return kernel
 
 
-def call(kernel, inputs, out_shapes, lanes, block, interpret, num_warps=1):
-    """One Pallas launch over ``ceil(lanes / block)`` programs with raw (``ANY``) refs; the
-    kernel runs under :func:`probssm.kalman.ops.lane_algebra.opaque_zero` with a zero read from
-    an extra int32 input."""
-    kwargs = {}
-    if not interpret:
-        from jax.experimental.pallas import triton as plgpu
-
-        from ._jaxlib_triton_compat import register
-
-        register()  # else lowering retries a failing import per Triton value (module docstring)
-        kwargs["compiler_params"] = plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
-    spec = pl.BlockSpec(memory_space=pl.ANY)
-
-    def with_zero(zero_ref, *refs):
-        with ka.opaque_zero(zero_ref[0]):
-            kernel(*refs)
-
-    with _collector_paused():
-        return pl.pallas_call(
-            with_zero, out_shape=out_shapes, grid=(-(-lanes // block),),
-            in_specs=[spec] * (len(inputs) + 1), out_specs=[spec] * len(out_shapes),
-            interpret=interpret, **kwargs,
-        )(jnp.zeros((1,), jnp.int32), *inputs)
-
-
-@contextlib.contextmanager
-def _collector_paused():
-    """Python's cyclic garbage collector off while a kernel is traced: tracing creates some
-    10^5 objects that all stay alive (the kernel's jaxpr), which the collector would rescan
-    again and again for nothing (a tenth of the tracing time of the ``n = 8`` programs on the
-    H100 machine)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _with_identity(alg, elements, block):
     """``elements`` ``(R, N)`` with the identity element (:func:`identity`) appended in
     ``block`` lanes from lane ``N``."""
     column = jnp.stack(pack(identity(alg, jnp.zeros((1,), elements.dtype)), alg.element_shapes))
     column = jnp.pad(column, ((0, elements.shape[0] - column.shape[0]), (0, 0)))
     return jnp.concatenate([elements, jnp.tile(column, (1, block))], axis=1)
-
-
-def padded(lanes, block):
-    """``lanes`` rounded up to a whole number of blocks."""
-    return -(-lanes // block) * block
 
 
 def _top_level(hierarchy, top):
@@ -475,7 +240,7 @@ def _top_level(hierarchy, top):
 
 
 def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=DEFAULT_GROUP,
-               block=DEFAULT_SCAN_BLOCK, top=DEFAULT_TOP, interpret=False):
+               block=DEFAULT_SCAN_BLOCK, top=None, interpret=False):
     """Exclusive chunk-level scan (module docstring).
 
     ``elements``: ``(R, N)`` with ``R >= rows(alg.element_shapes)`` rows (padded here to
@@ -484,12 +249,14 @@ def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=DEFAULT_GR
     ``top`` (0 or a power of two): the folds stop at the first level of at most ``top``
     elements a series, which one launch scans by recursive doubling, ``top`` lanes a program
     (:func:`_top_kernel`), before the propagations down; 0 folds up to one group a series, and
-    so do elements of more than :data:`MAX_TILE_ROWS` rows whatever ``top``.
+    so do elements of more than :data:`MAX_TILE_ROWS` rows whatever ``top``; ``None``:
+    :func:`default_top`.
     Returns the states ``(pow2(rows(alg.state_shapes)), N + max(block, top))`` (at least), lane
     ``s * chunks + c`` holding the prefix of the chunks before ``c`` in scan order (after ``c``
     with ``reverse``) in its first ``rows(alg.state_shapes)`` rows; the other lanes and rows
     hold nothing of use.
     """
+    top = default_top(alg) if top is None else top
     dtype = elements.dtype
     eps = float(jnp.finfo(dtype).eps)
     E = pow2(rows(alg.element_shapes))
@@ -502,8 +269,8 @@ def chunk_scan(alg, elements, series, chunks, *, reverse=False, group=DEFAULT_GR
     if rows(alg.element_shapes) > MAX_TILE_ROWS:
         elements, identity_lane = _with_identity(alg, elements, block), N
     hierarchy = levels(chunks, group)
-    # Large elements are folded at every level: at n = 8 the top kernel's Triton compile on
-    # the CPU proxy (benchmarks/triton_compile_proxy.py) had not ended after 8 minutes.
+    # Large elements are folded at every level: at n = 8 the top kernel's Triton compile did
+    # not finish in minutes (benchmarks/probes/triton_compile_proxy.py).
     top_level = None if identity_lane is not None else _top_level(hierarchy, top)
     # Every level has the same arrays, grid and kernels (its geometry is an input), so XLA
     # compiles each kernel once for all levels (identical Triton calls share one compilation),

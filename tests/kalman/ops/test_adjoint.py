@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from probssm import kalman
 from probssm.kalman import sequential
 from probssm.kalman.ops import adjoint
+from probssm.kalman.ops.states import FilterStates, SmootherStates
 from probssm.kalman.model import FIELD_NAMES
 
 N, M, B, T = 3, 2, 2, 24
@@ -45,7 +46,7 @@ def _autodiff(model, y, w):
 @jax.jit
 def _closed_form(model, y, w):
     states = jax.vmap(lambda yy: sequential.filter_single(model, yy))(y)
-    return adjoint.log_likelihood_vjp(model, y, states, w)
+    return adjoint.log_likelihood_vjp(model, y, FilterStates.from_mapping(states), w)
 
 
 def _sym(g):
@@ -82,8 +83,18 @@ def _check_reverse_mode(single, vjp, outputs, seed, problem_seed):
 
         # Jitted: eager, every small operation would be a program of its own for XLA to compile.
         want = jax.jit(jax.grad(pairing, argnums=(0, 1)))(model, y)
-        got = jax.jit(vjp)(model, y, states, cotangents)
+        got = jax.jit(vjp)(model, y, *_typed(states, cotangents))
     _assert_gradients_equal(got, want, y)
+
+
+def _typed(states, cotangents):
+    """A sequential filter's or smoother's dict of outputs and a dict of cotangents on some of
+    them as the kernel's typed states (absent cotangents ``None``)."""
+    filtered = FilterStates(**{k: v for k, v in cotangents.items() if k in FilterStates._fields})
+    if "smoothed_mean" not in states:
+        return FilterStates.from_mapping(states), filtered
+    smoothed = {k: v for k, v in cotangents.items() if k in SmootherStates._fields}
+    return SmootherStates.from_mapping(states), SmootherStates(filtered, **smoothed)
 
 
 @settings(max_examples=12, deadline=None)
