@@ -7,7 +7,7 @@ A component owns ``k`` states and describes
   which its states enter the observation, and an observation offset ``(T,)`` if it has one,
 - how its states start: diffuse (non-stationary) or with their stationary covariance.
 
-:class:`~probssm.structural.UnobservedComponents` stacks the blocks,
+:func:`~probssm.structural.unobserved.uc_model` stacks the blocks,
 
 .. math::
 
@@ -34,7 +34,7 @@ __all__ = [
     "Cycle", "Autoregressive", "Regression", "Irregular",
 ]
 
-# Parameter kinds, each with its own map to the real line (see ``structural.estimator``).
+# Parameter kinds, each with its own map to the real line (see ``structural.unobserved``).
 VARIANCE, FREQUENCY, DAMPING, AR, FREE = "variance", "frequency", "damping", "ar", "free"
 # statsmodels orders parameters by group: observation variance, state variances, transition
 # parameters, regression coefficients.
@@ -518,7 +518,7 @@ class Regression(Component):
     def start(self, ctx, resid, exog, noise):
         if self.time_varying:
             return {f"sigma2.beta.{c}": 1e-3 * float(np.var(resid)) for c in ctx.exog_names}
-        return {}  # the estimator starts fixed coefficients by least squares
+        return {}  # unobserved.start_params starts fixed coefficients by least squares
 
     def state_names(self, ctx):
         return [f"beta.{c}" for c in ctx.exog_names] if self.time_varying else []

@@ -8,15 +8,10 @@ import numpy as np
 import pandas as pd
 
 from ..base import per_series, single_series
-from ..fit.transforms import constrain_stationary, unconstrain_stationary
 from ..kalman.forecaster import LinearGaussianForecaster
 from ..kalman.inference import smooth as kalman_smooth
 from ..kalman.model import LGSSM
-from . import arima
-from .components import (
-    AR, DAMPING, FREE, FREQUENCY, VARIANCE, Block, Component, Context, Cycle, Irregular, Level,
-    LocalLinearTrend, Regression, Seasonal, SmoothTrend, stationary_block_cov,
-)
+from . import arima, unobserved
 
 __all__ = ["LocalLevel", "UnobservedComponents", "SARIMAX"]
 
@@ -111,18 +106,6 @@ class LocalLevel(LinearGaussianForecaster):
         return ["level"]
 
 
-# statsmodels' names for the common trend specifications (without the irregular, which
-# ``UnobservedComponents(irregular=...)`` adds).
-TREND_SPECS = {
-    "local level": lambda: Level(),
-    "fixed level": lambda: Level(stochastic=False),
-    "local linear trend": lambda: LocalLinearTrend(),
-    "smooth trend": lambda: SmoothTrend(),
-    "random walk with drift": lambda: LocalLinearTrend(stochastic_slope=False),
-    "deterministic trend": lambda: LocalLinearTrend(stochastic_level=False, stochastic_slope=False),
-}
-
-
 class UnobservedComponents(LinearGaussianForecaster):
     """Structural time-series model: a sum of components plus an irregular, fitted by MLE.
 
@@ -133,8 +116,8 @@ class UnobservedComponents(LinearGaussianForecaster):
 
     See :mod:`probssm.structural.components` for the blocks (level, local linear trend, smooth
     trend, dummy and trigonometric seasonals, damped cycle, AR(p), regression). Parameters and
-    state layout follow statsmodels' ``UnobservedComponents``, so estimates compare by name.
-    Variances are fitted as squares of free numbers (so they can reach zero), the cycle's
+    state layout follow statsmodels' ``UnobservedComponents``, so estimates compare by name; the
+    model itself is built by :mod:`probssm.structural.unobserved`. Variances are fitted as squares of free numbers (so they can reach zero), the cycle's
     frequency and damping through logistic maps into their bounds, AR coefficients through the
     Monahan (1984) stationarity transform; standard errors come from the observed information.
 
@@ -172,7 +155,7 @@ class UnobservedComponents(LinearGaussianForecaster):
 
     _accepts_exog = True
     _univariate = True
-    _structure_attributes = ("components_", "_contexts", "_specs")
+    _structure_attributes = ("_spec",)
 
     def __init__(self, terms=("local level",), irregular=True, initialization="exact_diffuse",
                  method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2,
@@ -187,194 +170,56 @@ class UnobservedComponents(LinearGaussianForecaster):
         self.num_chains = num_chains
         self.random_state = random_state
 
-    # -- specification -----------------------------------------------------------------------
-    def _resolve(self, exog_names, freq):
-        comps = []
-        items = [self.terms] if isinstance(self.terms, (str, Component)) else list(self.terms)
-        for i, c in enumerate(items):
-            if isinstance(c, str):
-                key = c.strip().lower()
-                if key not in TREND_SPECS:
-                    raise ValueError(
-                        f"terms[{i}]: unknown trend {c!r}; choose among {sorted(TREND_SPECS)} "
-                        "or pass Component objects"
-                    )
-                c = TREND_SPECS[key]()
-            elif not isinstance(c, Component):
-                raise TypeError(f"terms[{i}]: expected a Component or a trend name, got {type(c).__name__}")
-            comps.append(c)
-        has_regression = any(isinstance(c, Regression) for c in comps)
-        if has_regression and not exog_names:
-            raise ValueError("a Regression component needs exogenous data: pass X to fit")
-        if exog_names and not has_regression:
-            comps.append(Regression())
-        if self.irregular:
-            comps.append(Irregular())
-        if not comps:
-            raise ValueError("the model has no components")
-        n_seasonal = sum(isinstance(c, Seasonal) for c in comps)
-        contexts = []
-        for c in comps:
-            label = f"seasonal_{c.period}" if isinstance(c, Seasonal) and n_seasonal > 1 else c.label
-            contexts.append(Context(tuple(exog_names), freq, label))
-        specs = [s for c, ctx in zip(comps, contexts) for s in c.params(ctx)]
-        names = [s.name for s in specs]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"components repeat the parameters {dup}; combine them into one component")
-        if not any(s.kind == VARIANCE for s in specs):
-            raise ValueError("the model has no stochastic component; add irregular=True or a stochastic component")
-        order = sorted(range(len(specs)), key=lambda i: specs[i].group)
-        self.components_ = comps
-        self._contexts = contexts
-        self._specs = [specs[i] for i in order]
+    # -- specification: the engine's, see probssm.structural.unobserved ------------------------
+    def _resolve(self, index):
+        self._spec = unobserved.uc_spec(
+            self.terms, self.irregular, self._exog_columns or (), unobserved.freq_code(index))
+        self.components_ = list(self._spec.components)
 
     def _structure(self):
-        return (self.initialization, tuple(self.components_), tuple(self._contexts))
+        return (self.initialization, self._spec)
 
     def _prepare(self, data):
         if data.values.shape[1] != 1:
             raise ValueError(f"UnobservedComponents models one series; y has {data.values.shape[1]} columns")
-        self._resolve(self._exog_columns or (), _freq_code(data.index))
-        n_states = sum(c.n_states(ctx) for c, ctx in zip(self.components_, self._contexts))
+        self._resolve(data.index)
+        k, n_states = self._spec.k_params, self._spec.num_states
         observed = int(np.sum(~np.isnan(data.values)))
-        if observed <= len(self._specs) + n_states:
+        if observed <= k + n_states:
             raise ValueError(
-                f"y has {observed} observed values; the model has {len(self._specs)} parameters "
+                f"y has {observed} observed values; the model has {k} parameters "
                 f"and {n_states} states, so more observations are needed"
             )
 
     def _restore_fitted_state(self, meta, arrays):
-        self._resolve(self._exog_columns or (), _freq_code(self._y.index))
+        self._resolve(self._y.index)
         super()._restore_fitted_state(meta, arrays)
 
     # -- parameters ----------------------------------------------------------------------------
     def _param_names(self, m):
-        return [s.name for s in self._specs]
+        return list(self._spec.param_names)
 
     def _param_kind(self, name):
-        kind = next(s.kind for s in self._specs if s.name == name)
-        return {VARIANCE: "variance", FREE: "location"}.get(kind, "bounded")
-
-    def _bounds(self, spec):
-        for c, ctx in zip(self.components_, self._contexts):
-            if isinstance(c, Cycle) and spec.name in {s.name for s in c.params(ctx)}:
-                return c.frequency_bounds(ctx)
-        raise KeyError(spec.name)
+        return unobserved.param_kind(self._spec, name)
 
     def _to_natural(self, theta):
-        return self._map(theta, natural=True)
+        return unobserved.to_natural(self._spec, theta)
 
     def _to_unconstrained(self, params):
-        return self._map(params, natural=False)
-
-    def _map(self, x, natural):
-        x = jnp.asarray(x)
-        out = [None] * len(self._specs)
-        ar_idx = [i for i, s in enumerate(self._specs) if s.kind == AR]
-        for i, s in enumerate(self._specs):
-            v = x[i]
-            if s.kind == VARIANCE:
-                out[i] = v * v if natural else jnp.sqrt(v)
-            elif s.kind == FREQUENCY:
-                lo, hi = self._bounds(s)
-                out[i] = lo + (hi - lo) * jax.nn.sigmoid(v) if natural else jnp.log((v - lo) / (hi - v))
-            elif s.kind == DAMPING:
-                out[i] = jax.nn.sigmoid(v) if natural else jnp.log(v / (1 - v))
-            elif s.kind == FREE:
-                out[i] = v
-        if ar_idx:
-            ar = x[jnp.asarray(ar_idx)]
-            ar = constrain_stationary(ar) if natural else unconstrain_stationary(ar)
-            for j, i in enumerate(ar_idx):
-                out[i] = ar[j]
-        return jnp.stack(out)
+        return unobserved.to_unconstrained(self._spec, params)
 
     def _start_params(self, values):
-        y = values[:, 0]
-        mask = ~np.isnan(y)
-        if np.ptp(y[mask]) == 0:
-            raise ValueError("y is constant; the variances of an unobserved-components model are not identified")
-        resid = y[mask]
-        start = {}
-        if self._X is not None and any(isinstance(c, Regression) and not c.time_varying for c in self.components_):
-            X = self._X[mask]
-            design = np.column_stack([X, np.ones(len(resid)), np.arange(len(resid))])
-            coef, *_ = np.linalg.lstsq(design, resid, rcond=None)
-            start.update({f"beta.{c}": float(b) for c, b in zip(self._exog_columns, coef[:X.shape[1]])})
-            resid = resid - X @ coef[:X.shape[1]]
-        noise = self._noise_scale(resid)
-        for c, ctx in zip(self.components_, self._contexts):
-            start.update(c.start(ctx, resid, self._X, noise))
-        out = []
-        for s in self._specs:
-            v = start.get(s.name, noise)
-            if s.kind == VARIANCE:
-                v = max(v, 1e-6 * noise, 1e-12)
-            out.append(v)
-        return np.asarray(out, dtype=np.float64)
-
-    def _noise_scale(self, resid):
-        """Variance of ``resid`` filtered by the product :math:`c(L)` of all components' unit-root
-        polynomials, over :math:`\\sum_j c_j^2`: the variance of white noise that, so
-        differenced, varies as much. Falls back to the variance of ``resid`` when the series is
-        too short for the differencing."""
-        poly = np.ones(1)
-        for c, ctx in zip(self.components_, self._contexts):
-            poly = np.convolve(poly, c.unit_roots(ctx))
-        if len(resid) > len(poly) + 1:
-            noise = float(np.var(np.convolve(resid, poly, mode="valid"))) / float(poly @ poly)
-        else:
-            noise = float(np.var(resid))
-        return noise if noise > 0 else float(np.var(resid))
+        return unobserved.start_params(self._spec, values[:, 0], self._X)
 
     # -- the model -------------------------------------------------------------------------------
     def _aux(self, exog, start, steps):
         return {} if exog is None else {"exog": jnp.asarray(exog)}
 
-    def _blocks(self, params, aux):
-        p = dict(zip(self._param_names(1), jnp.asarray(params)))
-        exog = aux.get("exog")
-        return [c.block(p, ctx, exog) for c, ctx in zip(self.components_, self._contexts)]
-
     def _build(self, params, aux):
-        params = jnp.asarray(params)
-        dtype = params.dtype
-        every = self._blocks(params, aux)
-        blocks = [b for b in every if b.transition.shape[-1] > 0]
-        obs_var = sum((b.obs_var for b in every if b.obs_var is not None), jnp.zeros((), dtype))
-        offsets = [b.offset for b in every if b.offset is not None]
-        if not blocks:  # only an irregular (and fixed regression): one inert state, known to be 0
-            zero = jnp.zeros((1, 1), dtype)
-            blocks = [Block(zero, zero, jnp.zeros(1, dtype), stationary=True)]
-        F = jax.scipy.linalg.block_diag(*[b.transition for b in blocks])
-        Q = jax.scipy.linalg.block_diag(*[b.state_cov for b in blocks])
-        P0 = jax.scipy.linalg.block_diag(*[stationary_block_cov(b) for b in blocks])
-        p_inf = np.concatenate([np.full(b.transition.shape[-1], 0.0 if b.stationary else 1.0) for b in blocks])
-        tv_loading = any(jnp.ndim(b.loading) == 2 for b in blocks)
-        time_varying = []
-        if tv_loading:
-            T = next(b.loading.shape[0] for b in blocks if jnp.ndim(b.loading) == 2)
-            H = jnp.concatenate([jnp.broadcast_to(b.loading, (T, b.transition.shape[-1])) for b in blocks], axis=1)[:, None, :]
-            time_varying.append("observation_matrix")
-        else:
-            H = jnp.concatenate([b.loading for b in blocks])[None, :]
-        if offsets:
-            d = sum(offsets)[:, None]
-            time_varying.append("observation_offset")
-        else:
-            d = jnp.zeros(1, dtype)
-        n = F.shape[-1]
-        return LGSSM(
-            transition_matrix=F, transition_cov=Q, observation_matrix=H,
-            observation_cov=obs_var * jnp.ones((1, 1), dtype), initial_mean=jnp.zeros(n, dtype),
-            initial_cov=P0, observation_offset=d, initial_diffuse_cov=jnp.diag(jnp.asarray(p_inf, dtype)),
-            time_varying=time_varying,
-        )
+        return unobserved.uc_model(self._spec, params, aux.get("exog"))
 
     def _state_names(self):
-        names = [n for c, ctx in zip(self.components_, self._contexts) for n in c.state_names(ctx)]
-        return names or ["dummy"]
+        return unobserved.state_names(self._spec)
 
     # -- results ---------------------------------------------------------------------------------
     @per_series
@@ -388,22 +233,8 @@ class UnobservedComponents(LinearGaussianForecaster):
             params = jnp.asarray(self._params)
             model, _ = self._model(params, aux)
             res = kalman_smooth(model, y)
-            mean, cov = np.asarray(res.mean)[:T], np.asarray(res.cov)[:T]
-            blocks = self._blocks(params, self._aux(self._X, 0, T))
-        cols, offset = {}, 0
-        T = mean.shape[0]
-        for c, ctx, b in zip(self.components_, self._contexts, blocks):
-            k = b.transition.shape[-1]
-            sl = slice(offset, offset + k)
-            for name, row in c.outputs(ctx):
-                if isinstance(row, str) and row == "offset":
-                    m_, s_ = np.asarray(b.offset), np.zeros(T)
-                else:
-                    w = np.broadcast_to(np.asarray(b.loading) if isinstance(row, str) else row, (T, k))
-                    m_ = np.einsum("tk,tk->t", w, mean[:, sl])
-                    s_ = np.sqrt(np.clip(np.einsum("tk,tkl,tl->t", w, cov[:, sl, sl], w), 0, None))
-                cols[(name, "mean")], cols[(name, "std")] = m_, s_
-            offset += k
+            cols = unobserved.component_moments(
+                self._spec, params, np.asarray(res.mean)[:T], np.asarray(res.cov)[:T], self._X)
         return pd.DataFrame(cols, index=self._y.index)
 
     @single_series
@@ -414,15 +245,6 @@ class UnobservedComponents(LinearGaussianForecaster):
 
         self._check_is_fitted()
         return plot_components(self, coverage=coverage, fig=fig)
-
-
-def _freq_code(index: pd.Index) -> str:
-    """``"A"``, ``"Q"``, ``"M"`` or ``""`` from a Period/Datetime index's frequency."""
-    freq = getattr(index, "freqstr", None) or ""
-    if isinstance(index, pd.DatetimeIndex) and not freq and len(index) > 2:
-        freq = pd.infer_freq(index) or ""
-    head = freq.upper().lstrip("0123456789")[:1]
-    return {"Y": "A", "A": "A", "Q": "Q", "M": "M"}.get(head, "")
 
 
 class SARIMAX(LinearGaussianForecaster):
