@@ -6,7 +6,9 @@ import pytest
 from sklearn.base import clone
 
 import probssm
+from probssm import KalmanFilter
 from probssm.base import StateEstimates
+from probssm.datasets import load_nile
 from probssm.structural import LocalLevel, UnobservedComponents
 from probssm.structural.components import Level, TrigSeasonal
 
@@ -91,3 +93,43 @@ def test_panel_samples_share_one_generator(panel_fit):
     pd.testing.assert_frame_equal(a, b)
     first = a.loc["s0"].to_numpy()
     assert not np.allclose(first, a.loc["s1"].to_numpy() - a.loc["s1"].to_numpy().mean() + first.mean())
+
+
+@pytest.fixture(scope="module")
+def nile():
+    return load_nile()
+
+
+def test_clone_and_params_round_trip():
+    estimators = [
+        LocalLevel(initialization="approximate_diffuse"),
+        KalmanFilter(np.eye(2), np.eye(2), [[1.0, 0.0]], [[1.0]], estimate=("transition_cov",), method="em"),
+    ]
+    for est in estimators:
+        twin = clone(est)
+        assert type(twin) is type(est)
+        for k, v in est.get_params().items():
+            assert np.array_equal(np.asarray(twin.get_params()[k]), np.asarray(v))
+        twin.set_params(max_iter=3) if isinstance(est, KalmanFilter) else twin.set_params(initialization="exact_diffuse")
+        with pytest.raises(ValueError, match="invalid parameter"):
+            twin.set_params(nonsense=1)
+    assert "approximate_diffuse" in repr(estimators[0])
+
+
+def test_save_load_is_bit_exact(tmp_path, nile):
+    model = LocalLevel().fit(nile.iloc[:90])
+    model.update(nile.iloc[90:])
+    path = model.save(tmp_path / "ll")
+    assert sorted(p.name for p in path.iterdir()) == ["arrays.npz", "estimator.json"]
+    loaded = probssm.load(path)
+    assert type(loaded) is LocalLevel
+    pd.testing.assert_series_equal(loaded.params_, model.params_, check_exact=True)
+    pd.testing.assert_series_equal(loaded.predict(7), model.predict(7), check_exact=True)
+    pd.testing.assert_frame_equal(loaded.predict_interval(7), model.predict_interval(7), check_exact=True)
+    pd.testing.assert_frame_equal(loaded.smooth().mean, model.smooth().mean, check_exact=True)
+    assert loaded.loglik_ == model.loglik_ and loaded.cutoff_ == model.cutoff_
+
+    kf = KalmanFilter([[0.8]], [[1.0]], [[1.0]], [[0.5]], initial_cov=[[2.0]],
+                      estimate=("transition_matrix",)).fit(np.sin(np.arange(50.0)))
+    again = probssm.load(kf.save(tmp_path / "kf"))
+    pd.testing.assert_series_equal(again.predict(4), kf.predict(4), check_exact=True)

@@ -1,4 +1,5 @@
-"""Estimator contract: fitting against statsmodels, forecasting, updating, persistence, cloning."""
+"""LocalLevel against statsmodels: estimates, standard errors, forecasts, updates, scores,
+sample paths, plots and forecast horizons."""
 
 import jax
 import numpy as np
@@ -6,10 +7,8 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import stats
-from sklearn.base import clone
 
-import probssm
-from probssm import KalmanFilter, LocalLevel, kalman
+from probssm import LocalLevel, kalman
 from probssm.datasets import load_nile
 
 
@@ -175,117 +174,6 @@ def test_sample_paths_have_forecast_moments(fitted):
     np.testing.assert_allclose(by_step.var().to_numpy(), var.to_numpy(), rtol=0.05)
     again = model.sample(4, n_samples=3, random_state=np.random.default_rng(1))
     pd.testing.assert_frame_equal(again, model.sample(4, n_samples=3, random_state=np.random.default_rng(1)))
-
-
-def test_clone_and_params_round_trip():
-    estimators = [
-        LocalLevel(initialization="approximate_diffuse"),
-        KalmanFilter(np.eye(2), np.eye(2), [[1.0, 0.0]], [[1.0]], estimate=("transition_cov",), method="em"),
-    ]
-    for est in estimators:
-        twin = clone(est)
-        assert type(twin) is type(est)
-        for k, v in est.get_params().items():
-            assert np.array_equal(np.asarray(twin.get_params()[k]), np.asarray(v))
-        twin.set_params(max_iter=3) if isinstance(est, KalmanFilter) else twin.set_params(initialization="exact_diffuse")
-        with pytest.raises(ValueError, match="invalid parameter"):
-            twin.set_params(nonsense=1)
-    assert "approximate_diffuse" in repr(estimators[0])
-
-
-def test_save_load_is_bit_exact(tmp_path, nile):
-    model = LocalLevel().fit(nile.iloc[:90])
-    model.update(nile.iloc[90:])
-    path = model.save(tmp_path / "ll")
-    assert sorted(p.name for p in path.iterdir()) == ["arrays.npz", "estimator.json"]
-    loaded = probssm.load(path)
-    assert type(loaded) is LocalLevel
-    pd.testing.assert_series_equal(loaded.params_, model.params_, check_exact=True)
-    pd.testing.assert_series_equal(loaded.predict(7), model.predict(7), check_exact=True)
-    pd.testing.assert_frame_equal(loaded.predict_interval(7), model.predict_interval(7), check_exact=True)
-    pd.testing.assert_frame_equal(loaded.smooth().mean, model.smooth().mean, check_exact=True)
-    assert loaded.loglik_ == model.loglik_ and loaded.cutoff_ == model.cutoff_
-
-    kf = KalmanFilter([[0.8]], [[1.0]], [[1.0]], [[0.5]], initial_cov=[[2.0]],
-                      estimate=("transition_matrix",)).fit(np.sin(np.arange(50.0)))
-    again = probssm.load(kf.save(tmp_path / "kf"))
-    pd.testing.assert_series_equal(again.predict(4), kf.predict(4), check_exact=True)
-
-
-def test_kalman_filter_mle_matches_statsmodels_ar1_plus_noise():
-    """AR(1) plus noise: probssm's MLE of (phi, sigma2_state, sigma2_obs) vs statsmodels'."""
-    rng = np.random.default_rng(0)
-    x = np.zeros(300)
-    for t in range(1, 300):
-        x[t] = 0.7 * x[t - 1] + rng.normal()
-    y = x + 0.7 * rng.normal(size=300)
-    kf = KalmanFilter([[0.5]], [[0.5]], [[1.0]], [[0.5]], initial_cov=[[1.0 / (1 - 0.25) * 0.5]],
-                      estimate=("transition_matrix", "transition_cov", "observation_cov"))
-    kf.fit(y)
-
-    class AR1Noise(sm.tsa.statespace.MLEModel):
-        def __init__(self, endog):
-            super().__init__(endog, k_states=1)
-            self["design", 0, 0] = 1.0
-            self["selection", 0, 0] = 1.0
-            self.initialize_known(np.zeros(1), np.array([[1.0 / (1 - 0.25) * 0.5]]))
-
-        @property
-        def start_params(self):
-            return np.array([0.5, 0.5, 0.5])
-
-        def update(self, params, **kwargs):
-            params = super().update(params, **kwargs)
-            self["transition", 0, 0] = params[0]
-            self["state_cov", 0, 0] = params[1]
-            self["obs_cov", 0, 0] = params[2]
-
-    ref = AR1Noise(y).fit(disp=False, method="nm", maxiter=5000, xtol=1e-10, ftol=1e-12)
-    ref = AR1Noise(y).fit(ref.params, disp=False, method="bfgs", gtol=1e-10)
-    assert kf.loglik_ >= ref.llf - 1e-6
-    np.testing.assert_allclose(kf.params_.to_numpy(), ref.params, rtol=1e-3)
-
-
-def test_kalman_filter_em_increases_likelihood_and_reaches_mle():
-    rng = np.random.default_rng(1)
-    F = np.array([[0.9, 0.2], [0.0, 0.7]])
-    x = np.zeros(2)
-    ys = []
-    for _ in range(400):
-        x = F @ x + rng.normal(size=2) * [0.5, 0.3]
-        ys.append(x @ [1.0, 1.0] + 0.4 * rng.normal())
-    y = np.array(ys)
-    y[[10, 50, 51]] = np.nan
-    common = dict(initial_cov=np.eye(2), estimate=("transition_cov", "observation_cov"))
-    em = KalmanFilter(F, np.eye(2) * 0.2, [[1.0, 1.0]], [[1.0]], method="em", max_iter=3000,
-                      tol=1e-12, **common).fit(y)
-    history = em.em_log_likelihoods_
-    assert np.all(np.diff(history) > -1e-8 * np.abs(history[1:]))  # EM never decreases log L
-    mle = KalmanFilter(F, np.eye(2) * 0.2, [[1.0, 1.0]], [[1.0]], method="mle", **common).fit(y)
-    assert em.loglik_ == pytest.approx(mle.loglik_, abs=2e-3)
-    assert em.loglik_ <= mle.loglik_ + 1e-6
-
-
-def test_kalman_filter_without_estimation_filters_given_matrices():
-    y = np.array([1.0, 2.0, np.nan, 1.5, 0.5])
-    kf = KalmanFilter([[1.0]], [[0.3]], [[1.0]], [[0.8]], initial_cov=[[2.0]]).fit(y)
-    with jax.enable_x64(True):
-        ref = kalman.filter(kalman.LGSSM([[1.0]], [[0.3]], [[1.0]], [[0.8]], [0.0], [[2.0]]), y[:, None])
-    assert kf.loglik_ == pytest.approx(float(ref.log_likelihood), rel=1e-12)
-    np.testing.assert_allclose(kf.filter().mean["state_0"], ref.mean[:, 0], rtol=1e-12)
-    assert kf.params_.empty
-
-
-def test_multivariate_kalman_filter_returns_frames():
-    rng = np.random.default_rng(2)
-    y = pd.DataFrame(rng.normal(size=(40, 2)).cumsum(axis=0), columns=["a", "b"],
-                     index=pd.date_range("2020-01-01", periods=40, freq="D"))
-    kf = KalmanFilter(np.eye(2), np.eye(2) * 0.5, np.eye(2), np.eye(2) * 0.3).fit(y)
-    pred = kf.predict(3)
-    assert list(pred.columns) == ["a", "b"] and pred.index[0] == pd.Timestamp("2020-02-10")
-    band = kf.predict_interval(2, coverage=[0.5, 0.9])
-    assert band.columns.tolist()[:2] == [("a", 0.5, "lower"), ("a", 0.5, "upper")]
-    assert np.all(band[("a", 0.9, "lower")] < band[("a", 0.5, "lower")])
 
 
 def test_plot_returns_axes(fitted):
