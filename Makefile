@@ -6,7 +6,9 @@ PIP := $(PY) -m pip
 # torch (for the `deep` extra) must come from the local CPU wheel on the CPU machines here; elsewhere
 # override, e.g. `make install-deep TORCH=torch`.
 TORCH ?= torch==2.13.0
-PYTEST_ARGS ?= -n 2 -q
+# Two workers on the 2-core CI machine; the 15 slowest tests are listed so that the suite's
+# time budget stays visible. `make test PYTEST_ARGS="-n 2 -m 'not slow'"` skips the long ones.
+PYTEST_ARGS ?= -n 2 -q --durations=15
 
 .PHONY: demo test docs install-deep bench clean
 
