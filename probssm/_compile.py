@@ -3,7 +3,8 @@
 **Persistent cache.** An estimator's first fit in a new process compiles its programs (about a
 second for a structural model on a small CPU). :func:`use_persistent_cache` turns on JAX's
 persistent compilation cache in the user's cache folder, so later processes load them instead:
-``$PROBSSM_CACHE_DIR``, else ``$XDG_CACHE_HOME/probssm/jax``, else ``~/.cache/probssm/jax``.
+``$PROBSSM_CACHE_DIR``, else ``$XDG_CACHE_HOME/probssm/jax``, else ``~/.cache/probssm/jax``,
+at most 1 GiB (least recently used entries go first; reads and writes take a file lock).
 Estimators call it before they fit. It leaves JAX alone where the user has set a cache folder
 already, and does nothing when the environment variable ``PROBSSM_NO_COMPILATION_CACHE`` is set
 to a non-empty value other than ``0``.
@@ -28,6 +29,10 @@ __all__ = ["jit", "use_persistent_cache", "persistent_cache_dir"]
 # Programs that compile faster than this are not worth a file: reading one back costs about as
 # much as compiling it (JAX's own default, 1 s, would skip most of probssm's CPU programs).
 _MIN_COMPILE_SECONDS = 0.1
+# A size limit turns on JAX's least-recently-used eviction, and with it a file lock around every
+# read and write: without it an entry is written in place, and another process (a second test
+# worker, a notebook beside a script) can read it half-written.
+_MAX_CACHE_BYTES = 2**30
 
 _CPU_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
@@ -77,4 +82,5 @@ def use_persistent_cache() -> bool:
         return False
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", _MIN_COMPILE_SECONDS)
+    jax.config.update("jax_compilation_cache_max_size", _MAX_CACHE_BYTES)
     return True
