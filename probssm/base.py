@@ -507,6 +507,8 @@ def _encode(v):
         if not cls.__module__.startswith("probssm."):
             raise TypeError(f"cannot save a hyper-parameter of type {cls.__qualname__}")
         return {"__object__": f"{cls.__module__}.{cls.__qualname__}", "params": _to_json(v.get_params(deep=False))}
+    if isinstance(v, np.random.Generator):  # its bit generator's state, restored exactly
+        return {"__generator__": v.bit_generator.state}
     if isinstance(v, np.ndarray) or hasattr(v, "__array__") and not np.isscalar(v):
         return {"__array__": np.asarray(v).tolist()}
     if isinstance(v, tuple):
@@ -525,6 +527,11 @@ def _from_json(params: dict) -> dict:
 def _decode(v):
     if isinstance(v, dict) and "__array__" in v:
         return np.asarray(v["__array__"], dtype=float)
+    if isinstance(v, dict) and "__generator__" in v:
+        state = v["__generator__"]
+        bit_generator = getattr(np.random, state["bit_generator"])()
+        bit_generator.state = state
+        return np.random.Generator(bit_generator)
     if isinstance(v, dict) and "__tuple__" in v:
         return tuple(_decode(x) for x in v["__tuple__"])
     if isinstance(v, dict) and "__object__" in v:

@@ -133,3 +133,13 @@ def test_save_load_is_bit_exact(tmp_path, nile):
                       estimate=("transition_matrix",)).fit(np.sin(np.arange(50.0)))
     again = probssm.load(kf.save(tmp_path / "kf"))
     pd.testing.assert_series_equal(again.predict(4), kf.predict(4), check_exact=True)
+
+
+def test_a_generator_hyper_parameter_saves_and_loads_with_its_state(tmp_path, nile):
+    rng = np.random.default_rng(7)
+    rng.normal(size=3)
+    est = LocalLevel(random_state=rng).fit(nile)
+    loaded = probssm.load(est.save(tmp_path / "g"))
+    restored = loaded.get_params()["random_state"]
+    assert isinstance(restored, np.random.Generator)
+    np.testing.assert_array_equal(restored.normal(size=5), rng.normal(size=5))
