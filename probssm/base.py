@@ -14,9 +14,7 @@ of it through :mod:`probssm._data`.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +22,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import _data
+from . import _data, _persistence
+from ._persistence import load
 
 __all__ = [
     "NotFittedError", "BaseEstimator", "BaseForecaster", "StateEstimates", "load", "per_series",
     "single_series",
 ]
 
-_FORMAT_VERSION = 1
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -185,7 +183,6 @@ def per_series(method=None, *, drop_inner_level: bool = False):
             stacked = pd.concat(parts, names=["series_id"])
             return stacked.droplevel(-1) if drop_inner_level else stacked
 
-        wrapper._per_series = True
         return wrapper
 
     return decorate if method is None else decorate(method)
@@ -248,6 +245,7 @@ class BaseForecaster(BaseEstimator):
             self.is_fitted_ = True
             return self
         data = _data.as_series_data(y, min_observed=self._min_observed())
+        self.__dict__.pop("estimators_", None)  # left from an earlier panel fit
         self._X, self._exog_columns = None, None
         if X is not None:
             self._check_no_exog(X)
@@ -408,38 +406,9 @@ class BaseForecaster(BaseEstimator):
     def save(self, path) -> Path:
         """Save to a folder: ``estimator.json`` (class, hyper-parameters, fitted scalars, index)
         and ``arrays.npz`` (fitted arrays); a panel fit saves each series' estimator in a
-        sub-folder ``series_<i>``. No pickle. Returns the folder's path."""
+        sub-folder ``series_<i>``. No pickle. Returns the folder's path; :func:`load` reads it."""
         self._check_is_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        doc = {
-            "format": _FORMAT_VERSION,
-            "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "params": _to_json(self.get_params(deep=False)),
-        }
-        if getattr(self, "_panel", None) is not None:
-            ids = list(self.estimators_)
-            for i, est in enumerate(self.estimators_.values()):
-                est.save(path / f"series_{i}")
-            doc["panel"] = {"ids": _to_json({"ids": ids})["ids"], "name": self._panel.name}
-            (path / "estimator.json").write_text(json.dumps(doc, indent=2))
-            return path
-        meta, arrays = self._fitted_state()
-        arrays = dict(arrays, y_values=self._y.values)
-        if self._X is not None:
-            arrays["X_values"] = self._X
-        doc.update({
-            "fitted": meta,
-            "y": {
-                "index": _data.index_to_json(self._y.index),
-                "columns": self._y.columns,
-                "is_series": self._y.is_series,
-            },
-            "exog_columns": self._exog_columns,
-        })
-        (path / "estimator.json").write_text(json.dumps(doc, indent=2))
-        np.savez(path / "arrays.npz", **arrays)
-        return path
+        return _persistence.save(self, path)
 
     def _restore_panel(self, estimators: dict, name: str) -> None:
         """Set the panel state from fitted per-series estimators (for :func:`load`)."""
@@ -493,92 +462,3 @@ class BaseForecaster(BaseEstimator):
         mean, var = self._forecast_moments(steps, exog)
         z = stats.norm.ppf(np.asarray(alphas))
         return mean[..., None] + np.sqrt(var)[..., None] * z
-
-
-def _to_json(params: dict) -> dict:
-    return {k: _encode(v) for k, v in params.items()}
-
-
-def _encode(v):
-    """JSON form of a hyper-parameter: arrays, tuples, lists and probssm objects with
-    ``get_params`` (structural components, say) are tagged so that :func:`_decode` rebuilds them."""
-    if isinstance(v, BaseEstimator):
-        cls = type(v)
-        if not cls.__module__.startswith("probssm."):
-            raise TypeError(f"cannot save a hyper-parameter of type {cls.__qualname__}")
-        return {"__object__": f"{cls.__module__}.{cls.__qualname__}", "params": _to_json(v.get_params(deep=False))}
-    if isinstance(v, np.random.Generator):  # its bit generator's state, restored exactly
-        return {"__generator__": v.bit_generator.state}
-    if isinstance(v, np.ndarray) or hasattr(v, "__array__") and not np.isscalar(v):
-        return {"__array__": np.asarray(v).tolist()}
-    if isinstance(v, tuple):
-        return {"__tuple__": [_encode(x) for x in v]}
-    if isinstance(v, list):
-        return [_encode(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def _from_json(params: dict) -> dict:
-    return {k: _decode(v) for k, v in params.items()}
-
-
-def _decode(v):
-    if isinstance(v, dict) and "__array__" in v:
-        return np.asarray(v["__array__"], dtype=float)
-    if isinstance(v, dict) and "__generator__" in v:
-        state = v["__generator__"]
-        bit_generator = getattr(np.random, state["bit_generator"])()
-        bit_generator.state = state
-        return np.random.Generator(bit_generator)
-    if isinstance(v, dict) and "__tuple__" in v:
-        return tuple(_decode(x) for x in v["__tuple__"])
-    if isinstance(v, dict) and "__object__" in v:
-        return _probssm_class(v["__object__"], BaseEstimator)(**_from_json(v["params"]))
-    if isinstance(v, list):
-        return [_decode(x) for x in v]
-    return v
-
-
-def _probssm_class(path: str, base: type) -> type:
-    """The class named ``path``, only if it is a probssm subclass of ``base``."""
-    module_name, _, class_name = path.rpartition(".")
-    if not module_name.startswith("probssm."):
-        raise ValueError(f"refusing to load non-probssm class {path!r}")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ValueError(f"{path!r} is not a probssm {base.__name__}")
-    return cls
-
-
-def load(path):
-    """Load an estimator written by ``save`` (only probssm classes are instantiated)."""
-    path = Path(path)
-    doc = json.loads((path / "estimator.json").read_text())
-    if doc.get("format") != _FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported format version {doc.get('format')!r}")
-    try:
-        cls = _probssm_class(doc["class"], BaseForecaster)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    est = cls(**_from_json(doc["params"]))
-    if "panel" in doc:
-        ids = _decode(doc["panel"]["ids"])
-        est._restore_panel({sid: load(path / f"series_{i}") for i, sid in enumerate(ids)}, doc["panel"]["name"])
-        return est
-    with np.load(path / "arrays.npz", allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    est._panel = None
-    est._y = _data.SeriesData(
-        arrays.pop("y_values"),
-        _data.index_from_json(doc["y"]["index"]),
-        doc["y"]["columns"],
-        doc["y"]["is_series"],
-    )
-    est._X = arrays.pop("X_values", None)
-    est._exog_columns = doc.get("exog_columns")
-    est._restore_fitted_state(doc["fitted"], arrays)
-    est.cutoff_ = est._y.index[-1]
-    est.is_fitted_ = True
-    return est
