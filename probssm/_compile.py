@@ -1,7 +1,7 @@
 """Compilation: ``jax.jit`` with faster-compiling CPU options, and JAX's persistent cache.
 
-**Persistent cache.** An estimator's first fit in a new process compiles its programs (about a
-second for a structural model on a small CPU). :func:`use_persistent_cache` turns on JAX's
+**Persistent cache.** An estimator's first fit in a new process compiles its programs (times
+in ``benchmarks/README.md``, ``first_fit.py``). :func:`use_persistent_cache` turns on JAX's
 persistent compilation cache in the user's cache folder, so later processes load them instead:
 ``$PROBSSM_CACHE_DIR``, else ``$XDG_CACHE_HOME/probssm/jax``, else ``~/.cache/probssm/jax``,
 at most 1 GiB (least recently used entries go first; reads and writes take a file lock).

@@ -38,8 +38,9 @@ class NotFittedError(ValueError, AttributeError):
 
 @functools.cache
 def _init_param_names(cls) -> tuple[str, ...]:
-    """The named parameters of ``cls.__init__``, once per class (``inspect.signature`` takes
-    ~0.1 ms, and model-structure keys compare components by their hyper-parameters)."""
+    """The named parameters of ``cls.__init__``, once per class (``inspect.signature`` is slow
+    for a call made this often: model-structure keys compare components by their
+    hyper-parameters)."""
     sig = inspect.signature(cls.__init__)
     return tuple(
         p.name for p in sig.parameters.values()

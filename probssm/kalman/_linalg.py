@@ -14,13 +14,13 @@ def matmul(a, b):
     For the small matrices of a state-space model over long batch axes (time steps, chunks) XLA
     fuses this into one elementwise loop. A ``dot_general`` would be a batched GEMM of tiny
     blocks, for which XLA on a GPU compiles and times cuBLAS and Triton configurations while
-    compiling (autotuning: 0.8 s of the smoother's program at ``n = 8``, 2.7 s of its gradient's
-    on the H100 machine), and a ``sum`` over a broadcast product a reduction fusion that XLA
-    compiles more slowly still (+2 s). The products are plain float32 (never TF32), with no
-    precision flag. Columns and rows are sliced keeping their axis (``j:j + 1``): an indexed
-    slice would add a reshape and a broadcast per operand (79 HLO operations for an ``8 x 8``
-    product instead of 47; XLA's HLO passes take time with the operation count, 2.5 s for the
-    gradient of the kernel log-likelihood at ``n = 8``).
+    compiling (autotuning, seconds of the kernel programs' compile time at ``n = 8``), and a
+    ``sum`` over a broadcast product a reduction fusion that XLA compiles more slowly still.
+    The products are plain float32 (never TF32), with no precision flag. Columns and rows are
+    sliced keeping their axis (``j:j + 1``): an indexed slice would add a reshape and a
+    broadcast per operand (79 HLO operations for an ``8 x 8`` product instead of 47), and XLA's
+    HLO passes take time with the operation count. Compile times:
+    ``benchmarks/README.md``.
     """
     out = a[..., :, 0:1] * b[..., 0:1, :]
     for j in range(1, a.shape[-1]):
@@ -41,7 +41,7 @@ def unfolded(y):
     """``y`` behind an optimisation barrier (a no-op at run time). Where ``y`` is a constant of
     the program, e.g. closed over by a jitted objective for maximum likelihood, XLA would
     otherwise evaluate its layout changes and NaN masks on the CPU at compile time (constant
-    folding: 2 s for the gradient of the kernel smoother at ``T = 1e6`` on the H100 machine).
+    folding, which grows with ``T``).
     The kernel path reads ``y`` only through it: :func:`probssm.kalman.ops.filter_kernel.filter_batch` and
     friends, and their gradients (:func:`probssm.kalman.ops.adjoint.filter_vjp`)."""
     return jax.lax.optimization_barrier(y)

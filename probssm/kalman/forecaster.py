@@ -39,24 +39,19 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
     Everything that configures a fit is a constructor hyper-parameter (scikit-learn's rule), so
     ``clone``, ``get_params``, grid searches and save/load see it. Every subclass takes:
 
-    Parameters
-    ----------
-    method : {"mle", "nuts"}
-        ``"mle"``: maximum likelihood, L-BFGS on exact gradients over unconstrained parameters.
-        ``"nuts"``: Bayesian fit with NumPyro's NUTS started at the MLE; ``posterior_`` holds the
-        draws, ``posterior_summary_`` means, quantiles, ``r_hat`` and ESS, and ``params_`` the
-        posterior means. Forecasts, intervals, samples and ``score`` then integrate over the
-        posterior (a mixture over up to 200 draws).
-    priors : dict, optional
-        With ``"nuts"``: ``name -> prior`` on natural parameters (a NumPyro distribution or a
-        log-density callable), overriding the defaults: half-Cauchy on standard deviations with
-        the scale of :math:`\\Delta y`; flat on bounded parameters (AR/MA coefficients, cycle
-        frequency and damping); :math:`N(0, (10 s)^2)` on location parameters, ``s`` the scale
-        of ``y`` over that of the regressor.
-    num_warmup, num_samples, num_chains : int
-        NUTS settings.
-    random_state : None, int or numpy.random.Generator
-        Seed of the sampler (an int reproduces a fit; ``None`` draws fresh entropy).
+    - ``method`` (``"mle"`` or ``"nuts"``): ``"mle"``, maximum likelihood, L-BFGS on exact
+      gradients over unconstrained parameters; ``"nuts"``, a Bayesian fit with NumPyro's NUTS
+      started at the MLE: ``posterior_`` holds the draws, ``posterior_summary_`` means,
+      quantiles, ``r_hat`` and ESS, and ``params_`` the posterior means. Forecasts, intervals,
+      samples and ``score`` then integrate over the posterior (a mixture over up to 200 draws).
+    - ``priors`` (dict, optional): with ``"nuts"``, ``name -> prior`` on natural parameters (a
+      NumPyro distribution or a log-density callable), overriding the defaults: half-Cauchy on
+      standard deviations with the scale of :math:`\\Delta y`; flat on bounded parameters (AR/MA
+      coefficients, cycle frequency and damping); :math:`N(0, (10 s)^2)` on location
+      parameters, ``s`` the scale of ``y`` over that of the regressor.
+    - ``num_warmup``, ``num_samples``, ``num_chains`` (int): NUTS settings.
+    - ``random_state`` (None, int or ``numpy.random.Generator``): seed of the sampler (an int
+      reproduces a fit; ``None`` draws fresh entropy).
 
     ``fit(y, X=None, *, params=None)`` takes data; ``params`` (by name, or in the order of
     ``params_``) fixes the parameters at known values instead of estimating them, as
