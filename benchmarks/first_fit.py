@@ -16,8 +16,8 @@ Each timing is one call (a *first* fit cannot be repeated); a second fit at the 
 reported too (``warm``). probssm keeps compiled programs in JAX's persistent compilation cache
 (``PROBSSM_CACHE_DIR``): ``--compilation-cache cold`` (default) measures with an empty one, as
 on a user's first day; ``warm`` first runs the same measurement once in a child process to fill
-it, as for every later session. Target (issue 16, item 12): the first fit of a new length under
-0.2 s for both models. Ratios are ``statsmodels time / probssm time`` (above 1: probssm faster).
+it, as in every later process. Target: the first fit of a new length under 0.2 s for both
+models. Ratios are ``statsmodels time / probssm time`` (above 1: probssm faster).
 
 Agreement: probssm's default is the exact diffuse initialisation, so every fit is checked
 against statsmodels' ``use_exact_diffuse=True`` fit of the same data (an extra fit, not

@@ -1,4 +1,4 @@
-"""Float32 stability of probssm's Kalman filters on long series (issue 3's device test).
+"""Float32 stability of probssm's Kalman filters on long series, against float64 (GPU).
 
 For each of ``--seeds`` random stable models (time-invariant, ``n`` states, ``m`` observations)
 one series of ``T`` steps is simulated in float64, with about 5 % of the rows missing (NaN) and

@@ -1,4 +1,5 @@
-"""Structural time-series estimators: :class:`LocalLevel` and :class:`UnobservedComponents`."""
+"""Structural time-series estimators: :class:`LocalLevel`, :class:`UnobservedComponents` and
+:class:`SARIMAX`."""
 
 from __future__ import annotations
 

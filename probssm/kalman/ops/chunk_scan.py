@@ -63,9 +63,10 @@ DOUBLING_LANES = 256  # lanes (eight warps) of the top level's program under def
 def default_top(alg):
     """``top`` of :func:`chunk_scan` when none is given: :data:`DOUBLING_LANES` for states of
     at most :data:`~probssm.kalman.ops.lane_algebra.LOOP_ROWS` dimensions, where the doubling
-    was measured exact and faster than folding up to one group a series (``benchmarks/README.md``),
-    and 0 (folds only) above, where it was not measured (elements of more than
-    :data:`~probssm.kalman.ops.tiles.MAX_TILE_ROWS` rows are folded whatever ``top``)."""
+    was measured exact, faster than folding up to one group a series at ``n = 4`` and even with
+    it at ``n = 2`` (``benchmarks/README.md``), and 0 (folds only) above, where it was not
+    measured (elements of more than :data:`~probssm.kalman.ops.tiles.MAX_TILE_ROWS` rows are
+    folded whatever ``top``)."""
     return DOUBLING_LANES if alg.state_shapes[0][0] <= ka.LOOP_ROWS else 0
 
 
