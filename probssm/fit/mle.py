@@ -72,9 +72,14 @@ def maximize_likelihood(
             options={"maxiter": max_iter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20},
         )
         # L-BFGS-B may stop on a relative-reduction test a hair short of the optimum; a few
-        # Newton-free BFGS polishing steps from there cost little and tighten the maximiser.
-        polish = optimize.minimize(fun, res.x, jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 200})
-        best = polish if polish.fun <= res.fun else res
+        # BFGS polishing steps from there tighten the maximiser. Where it stopped on the gradient
+        # test there is nothing to polish: BFGS would only spend evaluations on line searches
+        # against the round-off of the objective.
+        best, polish_steps, polished = res, 0, False
+        if float(np.max(np.abs(res.jac), initial=0.0)) > gtol:
+            polish = optimize.minimize(fun, res.x, jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 200})
+            polish_steps, polished = int(getattr(polish, "nit", 0)), bool(polish.success)
+            best = polish if polish.fun <= res.fun else res
         # Both optimisers may stop when the line search cannot improve on the round-off of the
         # objective (large approximate diffuse variances make it ~1e-10 relative). With the
         # objective scaled to O(1), a gradient below 1e-3 there is a maximum up to that noise.
@@ -82,9 +87,9 @@ def maximize_likelihood(
         return MLEResult(
             theta=np.asarray(best.x),
             log_likelihood=-float(best.fun) * scale,
-            converged=bool(res.success or polish.success or flat),
+            converged=bool(res.success or polished or flat),
             message=str(res.message),
-            iterations=int(res.nit) + int(getattr(polish, "nit", 0)),
+            iterations=int(res.nit) + polish_steps,
         )
 
 

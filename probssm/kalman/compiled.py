@@ -34,17 +34,18 @@ __all__ = [
 ]
 
 # Lengths up to this are padded to the next power of two: a filter over at most twice the steps
-# costs microseconds there, and one program then serves every length of an octave.
-_POWER_OF_TWO_UP_TO = 512
-# Longer series are padded to the next multiple of 1/8 of their octave (at most 12.5 % more
-# steps, 8 programs an octave).
-_STEPS_PER_OCTAVE = 8
+# costs a few milliseconds there, and one program then serves every length of an octave.
+_POWER_OF_TWO_UP_TO = 128
+# Longer series are padded to the next multiple of 1/4 of their octave (at most 25 % more steps,
+# 4 programs an octave).
+_STEPS_PER_OCTAVE = 4
 _MIN_BUCKET = 16
 
 
 def bucket_length(num_timesteps: int) -> int:
-    """The padded length of a series of ``num_timesteps`` steps: the next power of two (at least
-    16) up to 512 steps, beyond that the next multiple of :math:`2^{\\lfloor\\log_2 T\\rfloor - 3}`."""
+    """The padded length of a series of ``num_timesteps = T`` steps: the next power of two (at
+    least 16) up to 128 steps, beyond that the next multiple of
+    :math:`2^{\\lfloor\\log_2 T\\rfloor - 2}` (at most 25 % more steps)."""
     T = int(num_timesteps)
     if T <= _POWER_OF_TWO_UP_TO:
         return max(_MIN_BUCKET, 1 << max(T - 1, 0).bit_length())

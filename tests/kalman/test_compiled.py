@@ -22,7 +22,7 @@ from probssm.structural import SARIMAX, LocalLevel
 def test_bucket_lengths_cover_with_bounded_padding(T):
     b = compiled.bucket_length(T)
     assert b >= T and b >= 16
-    assert b <= max(16, 2 * T) if T <= 512 else b <= T * 1.125 + 1
+    assert b <= max(16, 2 * T) if T <= 128 else b <= T * 1.25 + 1
     assert compiled.bucket_length(b) == b  # a bucket is its own bucket
     assert compiled.bucket_length(T + 1) >= b  # monotone
 
