@@ -58,7 +58,6 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 import warnings
@@ -68,6 +67,7 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax
+from machine import cpu_machine
 import numpy as np
 import statsforecast.models as sfm
 import statsmodels.api as sm
@@ -287,26 +287,7 @@ def mle_agreement(rows):
 # Machine and versions
 # ------------------------------------------------------------------------------------------------
 def machine_info():
-    model_name = None
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = None
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
-    return {"cpu_model": model_name, "cpu_count": os.cpu_count(), "cpus_usable": usable,
-            "platform": platform.platform(), "jax_devices": [str(d) for d in jax.devices()],
-            "load_average_start": load}
+    return cpu_machine(jax_devices=[str(d) for d in jax.devices()])
 
 
 def versions():

@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from machine import cpu_machine
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,26 +177,7 @@ def run_model(model: str, series: np.ndarray, warmup: int, lengths: list[int]) -
 # Machine and versions
 # ------------------------------------------------------------------------------------------------
 def machine_info() -> dict:
-    model_name = None
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = None
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
-    return {"cpu_model": model_name, "cpu_count": os.cpu_count(), "cpus_usable": usable,
-            "platform": platform.platform(), "load_average_start": load,
-            "jax_compilation_cache_dir": os.environ.get("JAX_COMPILATION_CACHE_DIR")}
+    return cpu_machine(jax_compilation_cache_dir=os.environ.get("PROBSSM_CACHE_DIR"))
 
 
 def versions() -> dict:

@@ -65,6 +65,7 @@ jax.config.update("jax_enable_x64", True)  # every library computes in float64
 
 import jax.numpy as jnp  # noqa: E402
 
+from machine import cpu_machine, load_average  # noqa: E402
 from probssm import kalman  # noqa: E402
 
 RESULTS_DEFAULT = Path(__file__).resolve().parent / "results" / "kalman_cpu.json"
@@ -267,43 +268,12 @@ def time_runs(fn, *, first_seconds, target_seconds, min_repeats, max_repeats):
 
 
 def machine_info():
-    model_name = None
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.strip().startswith("Model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    if model_name is None and Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-                break
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    return {
-        "processor": platform.processor(),
-        "cpu_model": model_name,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": affinity,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "jax_devices": [str(d) for d in jax.devices()],
-        "threads": "library defaults" if DEFAULT_THREADS else "pinned to one thread",
-        "threads_env": {k: os.environ.get(k) for k in SINGLE_THREAD_ENV},
-        "load_average_start": _loadavg(),
-    }
-
-
-def _loadavg():
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
+    return cpu_machine(
+        processor=platform.processor(), machine=platform.machine(),
+        jax_devices=[str(d) for d in jax.devices()],
+        threads="library defaults" if DEFAULT_THREADS else "pinned to one thread",
+        threads_env={k: os.environ.get(k) for k in SINGLE_THREAD_ENV},
+    )
 
 
 def _git_revision():
@@ -497,7 +467,7 @@ def main(argv=None):
     meta["agreement"] = {"passed": passed, "rel_tol": REL_TOL, "max_rel_diff": max_rel,
                          "max_abs_diff": max_abs, "failures": failures}
     meta["results"] = rows
-    meta["machine"]["load_average_end"] = _loadavg()
+    meta["machine"]["load_average_end"] = load_average()
     print(f"\nload average at end (1, 5, 15 min): {meta['machine']['load_average_end']}")
     print(f"max |loglik - probssm|: {max_abs:.3e} (relative {max_rel:.3e}) over {len(checked)} checks")
     if args.json:
