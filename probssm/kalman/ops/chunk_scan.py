@@ -60,14 +60,18 @@ DEFAULT_GROUP = 4
 DOUBLING_LANES = 256  # lanes (eight warps) of the top level's program under default_top
 
 
+# The state dimension at which the top level's doubling was measured faster than folding: at
+# n = 4 the log-likelihood gains 7-13 % and the smoother 3-5 % of device time; at n = 2 it is a
+# wash that costs compile time; other sizes were not measured (benchmarks/README.md).
+_DOUBLING_STATE_DIMS = (4,)
+
+
 def default_top(alg):
-    """``top`` of :func:`chunk_scan` when none is given: :data:`DOUBLING_LANES` for states of
-    at most :data:`~probssm.kalman.ops.lane_algebra.LOOP_ROWS` dimensions, where the doubling
-    was measured exact, faster than folding up to one group a series at ``n = 4`` and even with
-    it at ``n = 2`` (``benchmarks/README.md``), and 0 (folds only) above, where it was not
-    measured (elements of more than :data:`~probssm.kalman.ops.tiles.MAX_TILE_ROWS` rows are
-    folded whatever ``top``)."""
-    return DOUBLING_LANES if alg.state_shapes[0][0] <= ka.LOOP_ROWS else 0
+    """``top`` of :func:`chunk_scan` when none is given: :data:`DOUBLING_LANES` for the state
+    dimensions where the doubling was measured exact and faster than folding up to one group a
+    series (``n = 4``, ``benchmarks/README.md``), 0 (folds only) for the others (elements of more
+    than :data:`~probssm.kalman.ops.tiles.MAX_TILE_ROWS` rows are folded whatever ``top``)."""
+    return DOUBLING_LANES if alg.state_shapes[0][0] in _DOUBLING_STATE_DIMS else 0
 
 
 def levels(chunks, group=DEFAULT_GROUP):

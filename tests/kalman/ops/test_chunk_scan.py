@@ -133,14 +133,15 @@ def test_chunk_scan_levels_cover_every_element(chunks, group):
 
 def test_default_top_level():
     """The default top level (:func:`~probssm.kalman.ops.chunk_scan.default_top`): recursive
-    doubling in programs of 256 lanes for states of at most ``LOOP_ROWS`` dimensions, where it
-    was measured, folds only above; the default scan equals the reference (both algebras, both
+    doubling in programs of 256 lanes at ``n = 4``, where it was measured faster, folds only
+    for other state sizes; the default scan equals the reference (both algebras, both
     directions, two series of 21 chunks: the doubling at the chunks)."""
-    assert [chunk_scan.default_top(scan_elements.filter_algebra(n)) for n in (1, 4, 5, 8)] == [
-        256, 256, 0, 0]
+    assert [chunk_scan.default_top(scan_elements.filter_algebra(n)) for n in (1, 2, 3, 4, 5, 8)] == [
+        0, 0, 0, 256, 0, 0]
+    assert chunk_scan.default_top(scan_elements.backward_algebra(4)) == 256
     assert chunk_scan.default_top(scan_elements.backward_algebra(6)) == 0
     rng = np.random.default_rng(41)
-    n, series, chunks = 2, 2, 21
+    n, series, chunks = 4, 2, 21
     N = series * chunks
     with jax.enable_x64(True):
         for reverse in (False, True):
