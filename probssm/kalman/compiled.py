@@ -33,22 +33,22 @@ __all__ = [
     "panel_maps", "panel_filter", "state_after",
 ]
 
-# Lengths up to this are padded to the next power of two: a filter over at most twice the steps
-# costs a few milliseconds there, and one program then serves every length of an octave.
-_POWER_OF_TWO_UP_TO = 128
+# Series up to this many steps all share one program: a filter over at most 128 steps costs a
+# few milliseconds an evaluation even for a seasonal ARIMA's 14 states, while tracing and
+# compiling a new length costs a second.
+_MIN_BUCKET = 128
 # Longer series are padded to the next multiple of 1/4 of their octave (at most 25 % more steps,
 # 4 programs an octave).
 _STEPS_PER_OCTAVE = 4
-_MIN_BUCKET = 16
 
 
 def bucket_length(num_timesteps: int) -> int:
-    """The padded length of a series of ``num_timesteps = T`` steps: the next power of two (at
-    least 16) up to 128 steps, beyond that the next multiple of
-    :math:`2^{\\lfloor\\log_2 T\\rfloor - 2}` (at most 25 % more steps)."""
+    """The padded length of a series of ``num_timesteps = T`` steps: 128 up to 128 steps,
+    beyond that the next multiple of :math:`2^{\\lfloor\\log_2 T\\rfloor - 2}` (at most 25 %
+    more steps)."""
     T = int(num_timesteps)
-    if T <= _POWER_OF_TWO_UP_TO:
-        return max(_MIN_BUCKET, 1 << max(T - 1, 0).bit_length())
+    if T <= _MIN_BUCKET:
+        return _MIN_BUCKET
     step = 1 << (T.bit_length() - 1 - int(np.log2(_STEPS_PER_OCTAVE)))
     return -(-T // step) * step
 
