@@ -6,9 +6,11 @@ PIP := $(PY) -m pip
 # torch (for the `deep` extra) must come from the local CPU wheel on the CPU machines here; elsewhere
 # override, e.g. `make install-deep TORCH=torch`.
 TORCH ?= torch==2.13.0
-# Two workers on the 2-core CI machine; the 15 slowest tests are listed so that the suite's
-# time budget stays visible. `make test PYTEST_ARGS="-n 2 -m 'not slow'"` skips the long ones.
-PYTEST_ARGS ?= -n 2 -q --durations=15
+# Two workers on the 2-core CI machine; tests that share a problem built once a process carry
+# one `xdist_group` and run on the same worker (--dist loadgroup). The 15 slowest tests are listed
+# so that the suite's time budget stays visible. `make test PYTEST_ARGS="-n 2 -m 'not slow'"`
+# skips the long ones.
+PYTEST_ARGS ?= -n 2 --dist loadgroup -q --durations=15
 
 .PHONY: demo test docs install-deep bench clean
 

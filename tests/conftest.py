@@ -1,5 +1,6 @@
 """Test-session setup shared by every test module."""
 
+import os
 import resource
 
 # XLA's CPU compiler recurses deeply on the long sequential smoother programs and overflowed the
@@ -8,3 +9,13 @@ import resource
 _soft, _hard = resource.getrlimit(resource.RLIMIT_STACK)
 if _soft != resource.RLIM_INFINITY and (_hard == resource.RLIM_INFINITY or _soft < _hard):
     resource.setrlimit(resource.RLIMIT_STACK, (_hard, _hard))
+
+# One XLA compute thread a test process (set before JAX is imported; the notebook kernels and
+# benchmark scripts the tests start inherit it). `make test` runs one pytest worker per core, and
+# the suite's time is XLA compilation and small programs: each worker's own thread pool of one
+# thread per core only oversubscribed the cores (about 15 % slower). Results do not depend on it.
+# Left alone where XLA_FLAGS already names either setting.
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_cpu_multi_thread_eigen" not in _flags and "intra_op_parallelism_threads" not in _flags:
+    os.environ["XLA_FLAGS"] = (
+        _flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()

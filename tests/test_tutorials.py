@@ -63,7 +63,10 @@ def test_tutorial_executes(path: Path, tmp_path: Path):
 
     workdir = tmp_path / "run"
     workdir.mkdir()
-    env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # Test-size settings: notebooks that read PROBSSM_TUTORIAL_QUICK shorten their series (every
+    # cell and every check still runs).
+    env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1",
+               PROBSSM_TUTORIAL_QUICK="1")
     client = nbclient.NotebookClient(
         nb,
         km=_kernel_manager(tmp_path),

@@ -13,6 +13,7 @@ flipped.
 
 from __future__ import annotations
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -568,20 +569,27 @@ def test_sample_moments_match_dense_joint():
     assert np.max(np.abs(cov_err)) < 5, np.max(np.abs(cov_err))
 
 
+@functools.cache
+def _jitted_psd_sqrt():
+    from probssm.kalman._linalg import psd_sqrt
+
+    return jax.jit(psd_sqrt)
+
+
 @given(k=st.integers(1, 6), rank=st.integers(0, 6), seed=st.integers(0, 2**31 - 1))
 @settings(max_examples=40, deadline=None)
 def test_psd_square_root_of_any_rank(k, rank, seed):
     """The sampling square root: ``S S^T = a`` for symmetric PSD ``a`` of any rank (zero, singular,
     full) and batch axes, with ``S`` finite; it uses no LAPACK call (a batched ``eigh`` hung
     XLA's CPU thread pool under ``vmap``)."""
-    from probssm.kalman._linalg import psd_sqrt
-
     rng = np.random.default_rng(seed)
     b = rng.normal(size=(3, k, min(rank, k))) * rng.uniform(0.1, 10.0)
     a = b @ np.swapaxes(b, -1, -2)
     with jax.enable_x64(True):
-        S = np.asarray(psd_sqrt(jnp.asarray(a)))
-        lowered = str(jax.jit(psd_sqrt).lower(jnp.asarray(a)).as_text())
+        # One jitted program a shape (k), reused by the examples that share it.
+        compiled = _jitted_psd_sqrt()
+        S = np.asarray(compiled(jnp.asarray(a)))
+        lowered = str(compiled.lower(jnp.asarray(a)).as_text())
     assert np.all(np.isfinite(S)) and S.shape == a.shape
     scale = max(np.max(np.abs(a)), 1e-300)
     np.testing.assert_allclose(S @ np.swapaxes(S, -1, -2), a, atol=1e-11 * scale, rtol=0)

@@ -1,5 +1,7 @@
 """method="parallel" (square-root associative scan) against method="sequential"."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -158,10 +160,17 @@ def test_auto_is_sequential_on_cpu():
     np.testing.assert_array_equal(auto.mean, seq.mean)
 
 
+# Built once a test process: the float32 stability tests of the parallel scan and of the kernel
+# share it (their ``xdist_group`` puts them on the same worker). Callers must not modify the arrays.
+LONG_SERIES_GROUP = "float32_long_series"
+
+
+@functools.cache
 def float32_problems(seeds=20, T=100_000, n=4, m=2):
     """Random stable models (one per seed, stacked on a batch axis, numpy float64) and their
     series ``(seeds, T, m)``: spectral radius in [0.5, 0.99], non-zero offsets, stationary prior,
-    diagonal R for even seeds and correlated R for odd ones, ~5 % NaN rows and ~5 % NaN entries."""
+    diagonal R for even seeds and correlated R for odd ones, ~5 % NaN rows and ~5 % NaN entries;
+    with the float64 sequential filter's log-likelihoods and filtered means. Read-only arrays."""
     rng = np.random.default_rng(2026)
     fields = {k: [] for k in ("F", "Q", "H", "R", "m0", "P0", "u", "d")}
     for s in range(seeds):
@@ -192,7 +201,9 @@ def float32_problems(seeds=20, T=100_000, n=4, m=2):
                          observation_offset=f["d"], time_varying=())
     with jax.enable_x64(True):
         ref = kalman.filter(model, y, method="sequential")
-        ref_ll, ref_mean = np.asarray(ref.log_likelihood), np.asarray(ref.mean)
+        ref_ll, ref_mean = np.array(ref.log_likelihood), np.array(ref.mean)
+    for a in (y, ref_ll, ref_mean):
+        a.flags.writeable = False
     return model, y, ref_ll, ref_mean
 
 
@@ -206,6 +217,8 @@ def check_float32(mean, ll, ref_mean, ref_ll):
         assert np.max(np.abs(mean[s] - ref_mean[s])) / np.max(np.abs(ref_mean[s])) < 1e-3, s
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group(LONG_SERIES_GROUP)
 def test_float32_parallel_is_stable_over_long_series():
     """T = 1e5, 20 random stable models with NaN rows and entries: finite and close to the
     float64 sequential filter (the device script benchmarks/float32_stability.py runs T = 1e6)."""

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from kalman.ops.arrays import max_rel
-from kalman.test_parallel import check_float32, float32_problems
+from kalman.test_parallel import LONG_SERIES_GROUP, check_float32, float32_problems
 
 from probssm import kalman
 from probssm.kalman.ops import chunk_scan, filter_kernel
@@ -162,6 +162,8 @@ def test_kernel_float32_matches_float64():
     assert max_rel(out.cov, ref.cov) < 1e-4
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group(LONG_SERIES_GROUP)
 def test_kernel_float32_is_stable_over_long_series():
     """T = 1e5, 20 random stable models (correlated R for half), NaN rows and entries: the kernel
     in float32 stays finite and close to the float64 sequential filter, through both of its
