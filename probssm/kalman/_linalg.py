@@ -78,15 +78,38 @@ def ldl(a):
 
 
 def psd_sqrt(a):
-    r"""A matrix ``S`` with ``S S^T = a`` for symmetric PSD ``a`` ``(..., k, k)``:
-    :math:`S = L\,\mathrm{diag}(D)^{1/2}` from :func:`ldl`, so singular ``a`` is fine.
+    r"""A matrix ``S`` with ``S S^T = a`` for symmetric PSD ``a`` ``(..., k, k)`` of any rank.
+
+    Outer-product elimination with diagonal pivoting: step ``j`` takes the largest diagonal
+    entry :math:`d = C_{pp}` of the remaining Schur complement :math:`C` (initially ``a``), sets
+    column ``j`` of ``S`` to :math:`c = C_{:,p} / \sqrt d` and continues with
+    :math:`C - c c^T`, so that :math:`a = \sum_j c_j c_j^T = S S^T`. Pivoting keeps every
+    division by the largest remaining pivot: once that is zero up to round-off, so is all of
+    :math:`C` (:math:`|C_{ik}| \le \sqrt{C_{ii} C_{kk}}`), and the remaining columns are zero. An
+    unpivoted factorisation of a singular ``a`` divides by a pivot that is zero only up to
+    round-off, amplifying it.
 
     Plain JAX operations, no LAPACK call: under ``vmap`` (sample paths over posterior draws) a
     batched ``eigh`` on the CPU hung for good now and then: jaxlib's LAPACK kernels split a batch
     over XLA's CPU thread pool and wait for it from a thread of that pool, and with two such
     calls in flight on a 2-core machine no thread was left to run the work (gdb)."""
-    lower, d = jnp.vectorize(ldl, signature="(k,k)->(k,k),(k)")(symmetrize(a))
-    return lower * jnp.sqrt(d)[..., None, :]
+    return jnp.vectorize(_pivoted_sqrt, signature="(k,k)->(k,k)")(symmetrize(a))
+
+
+def _pivoted_sqrt(a):
+    k = a.shape[-1]
+    scale = jnp.max(jnp.abs(jnp.diagonal(a)))
+    tiny = 100 * k * jnp.finfo(a.dtype).eps * jnp.where(scale > 0, scale, 1.0)
+
+    def column(j, carry):
+        schur, factor = carry
+        diag = jnp.diagonal(schur)
+        p = jnp.argmax(diag)
+        positive = diag[p] > tiny
+        col = jnp.where(positive, schur[:, p] / jnp.sqrt(jnp.where(positive, diag[p], 1.0)), 0.0)
+        return schur - jnp.outer(col, col), factor.at[:, j].set(col)
+
+    return jax.lax.fori_loop(0, k, column, (a, jnp.zeros_like(a)))[1]
 
 
 def chol_psd(a):
