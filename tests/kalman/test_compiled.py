@@ -27,8 +27,9 @@ def test_bucket_lengths_cover_with_bounded_padding(T):
     assert compiled.bucket_length(T + 1) >= b  # monotone
 
 
+# Few lengths (each compiles the filter), many values.
 @settings(max_examples=15, deadline=None)
-@given(st.integers(2, 40), st.integers(0, 30), st.integers(0, 2**31 - 1))
+@given(st.sampled_from([2, 23]), st.sampled_from([0, 9]), st.integers(0, 2**31 - 1))
 def test_padding_with_missing_steps_changes_nothing_observed(T, extra, seed):
     rng = np.random.default_rng(seed)
     y = rng.normal(size=(T, 2))

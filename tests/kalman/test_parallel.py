@@ -52,7 +52,9 @@ def _rel(a, b):
 
 
 # Few distinct shapes, many values: each new shape costs a compilation, each new value does not.
-@settings(max_examples=30, deadline=None)
+# A shape combination met for the first time compiles (about a second); 15 examples meet about
+# half of the 24, each with new values.
+@settings(max_examples=15, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1), n=st.sampled_from([1, 3]), m=st.sampled_from([1, 2]),
     T=st.sampled_from([1, 9]),
