@@ -68,7 +68,7 @@ class SeriesData:
 
 
 def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1,
-                   time_index: bool | None = None) -> SeriesData:
+                   time_index: bool = True) -> SeriesData:
     """Validate ``y`` and return a :class:`SeriesData` holding a float64 copy.
 
     Accepts a ``pd.Series`` (one variable), a ``pd.DataFrame`` (columns are variables), or an array
@@ -82,9 +82,9 @@ def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1,
     regular one whose frequency is inferred (and set on the returned index). A DatetimeIndex with
     gaps, string or float labels, or unevenly spaced integers raise ``ValueError`` saying how to
     regularise the data (e.g. ``y.asfreq("D")``), so that ``fit`` fails rather than a later
-    ``predict``. By default (``None``) this holds for training data, recognised by ``columns``
-    being ``None``; data that continues a fitted series (``update``, ``score``) is checked
-    against the training index by :func:`check_continuation` instead.
+    ``predict``. Data that continues a fitted series (``update``, ``score``) passes
+    ``time_index=False``: it is checked against the training index by
+    :func:`check_continuation` instead.
     """
     if isinstance(y, pd.Series):
         frame, is_series = y.to_frame(name=y.name if y.name is not None else name), True
@@ -139,8 +139,6 @@ def as_series_data(y, *, name: str = "y", columns=None, min_observed: int = 1,
             f"{name}: the time index is not sorted increasingly (first out of order near label "
             f"{index[pos]!r}); sort it with .sort_index()"
         )
-    if time_index is None:
-        time_index = columns is None  # training data; new data is checked against the training index
     if time_index:
         index = check_time_index(index, name)
     cols = [str(c) for c in frame.columns]

@@ -168,13 +168,16 @@ def per_series(method=None, *, drop_inner_level: bool = False):
     A ``random_state`` argument becomes one generator shared by all series, so the draws of
     different series are independent. On a single series the method runs as written."""
     def decorate(fn):
+        signature = inspect.signature(fn)
+        shares_generator = "random_state" in signature.parameters
+
         @functools.wraps(fn)
         def wrapper(self, *args, **kwargs):
             if getattr(self, "_panel", None) is None:
                 return fn(self, *args, **kwargs)
             self._check_is_fitted()
-            if "random_state" in inspect.signature(fn).parameters:
-                bound = inspect.signature(fn).bind(self, *args, **kwargs)
+            if shares_generator:
+                bound = signature.bind(self, *args, **kwargs)
                 bound.arguments["random_state"] = _data.random_generator(bound.arguments.get("random_state"))
                 args, kwargs = bound.args[1:], bound.kwargs
             parts = {sid: getattr(est, fn.__name__)(*args, **kwargs) for sid, est in self.estimators_.items()}
@@ -291,7 +294,8 @@ class BaseForecaster(BaseEstimator):
         ``y_new`` must continue the training index. Later forecasts start after it.
         """
         self._check_is_fitted()
-        new = _data.as_series_data(y_new, name="y_new", columns=self._y.columns, min_observed=0)
+        new = _data.as_series_data(y_new, name="y_new", columns=self._y.columns, min_observed=0,
+                                   time_index=False)
         _data.check_continuation(self._y.index, new.index)
         exog = self._exog_for(X_new, new.index, "X_new", "the new observations")
         self._update(new, exog)
@@ -384,7 +388,7 @@ class BaseForecaster(BaseEstimator):
         observed values in ``y`` (higher is better).
         """
         self._check_is_fitted()
-        new = _data.as_series_data(y, columns=self._y.columns)
+        new = _data.as_series_data(y, columns=self._y.columns, time_index=False)
         _data.check_continuation(self._y.index, new.index, name="y")
         exog = self._exog_for(X, new.index, "X", "the scored observations")
         return float(self._log_predictive(new, exog) / np.sum(~np.isnan(new.values)))

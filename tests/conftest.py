@@ -1,4 +1,4 @@
-"""Test-session setup shared by every test module."""
+"""Setup shared by every test module: the stack limit and XLA's thread count."""
 
 import os
 import resource

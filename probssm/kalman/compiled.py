@@ -142,9 +142,12 @@ def state_after(result, num_timesteps):
     """The prediction :math:`p(x_T \\mid y_{0:T-1})` of the state after the first
     ``num_timesteps = T`` steps of a filter ``result`` over ``T`` or more (padded) steps:
     ``(mean (*batch, n), cov (*batch, n, n))``. ``num_timesteps`` may be traced."""
-    means = jnp.concatenate([result.predicted_mean, result.next_mean[..., None, :]], axis=-2)
-    covs = jnp.concatenate([result.predicted_cov, result.next_cov[..., None, :, :]], axis=-3)
-    return means[..., num_timesteps, :], covs[..., num_timesteps, :, :]
+    length = result.predicted_mean.shape[-2]
+    inside = num_timesteps < length  # padded: the filter's one-step prediction at step T
+    step = jnp.minimum(num_timesteps, length - 1)
+    mean = jnp.where(inside, jnp.take(result.predicted_mean, step, axis=-2), result.next_mean)
+    cov = jnp.where(inside, jnp.take(result.predicted_cov, step, axis=-3), result.next_cov)
+    return mean, cov
 
 
 def _filter_at(params, y, aux, num_timesteps, *, template, burn):
