@@ -1,6 +1,6 @@
 """probssm: probabilistic state-space models behind one estimator interface.
 
-Submodules: :mod:`probssm.kalman` (linear-Gaussian engine), :mod:`probssm.structural`,
+Submodules: :mod:`probssm.kalman` (linear-Gaussian engine), :mod:`probssm.structural`, :mod:`probssm.gp`,
 :mod:`probssm.fit`, :mod:`probssm.metrics`, :mod:`probssm.datasets`. Estimators are importable
 from the top level; they load on first use so ``import probssm`` stays light.
 """
@@ -16,10 +16,11 @@ _LAZY = {
     "LocalLevel": "probssm.structural.estimator",
     "UnobservedComponents": "probssm.structural.estimator",
     "SARIMAX": "probssm.structural.estimator",
+    "GaussianProcess": "probssm.gp.estimator",
     "load": "probssm.base",
     "NotFittedError": "probssm.base",
 }
-_SUBMODULES = ("kalman", "structural", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
+_SUBMODULES = ("kalman", "structural", "gp", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _data
 
-__all__ = ["FORMAT_VERSION", "save", "load"]
+__all__ = ["FORMAT_VERSION", "save", "load", "encode", "decode"]
 
 FORMAT_VERSION = 1
 """Version of the folder layout; :func:`load` refuses others."""
@@ -72,6 +72,9 @@ def _encode(v):
         if not cls.__module__.startswith("probssm."):
             raise TypeError(f"cannot save a hyper-parameter of type {cls.__qualname__}")
         return {"__object__": f"{cls.__module__}.{cls.__qualname__}", "params": _to_json(v.get_params(deep=False))}
+    if hasattr(v, "to_config") and type(v).__module__.startswith("probssm."):
+        cls = type(v)
+        return {"__config__": f"{cls.__module__}.{cls.__qualname__}", "config": _encode(v.to_config())}
     if isinstance(v, np.random.Generator):  # its bit generator's state, restored exactly
         return {"__generator__": v.bit_generator.state}
     if isinstance(v, np.ndarray) or hasattr(v, "__array__") and not np.isscalar(v):
@@ -80,6 +83,8 @@ def _encode(v):
         return {"__tuple__": [_encode(x) for x in v]}
     if isinstance(v, list):
         return [_encode(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _encode(x) for k, x in v.items()}
     if isinstance(v, np.generic):
         return v.item()
     return v
@@ -97,6 +102,8 @@ def _decode(v):
         bit_generator = getattr(np.random, state["bit_generator"])()
         bit_generator.state = state
         return np.random.Generator(bit_generator)
+    if isinstance(v, dict) and "__config__" in v:
+        return _probssm_class(v["__config__"], object).from_config(_decode(v["config"]))
     if isinstance(v, dict) and "__tuple__" in v:
         return tuple(_decode(x) for x in v["__tuple__"])
     if isinstance(v, dict) and "__object__" in v:
@@ -105,6 +112,8 @@ def _decode(v):
         return _probssm_class(v["__object__"], BaseEstimator)(**_from_json(v["params"]))
     if isinstance(v, list):
         return [_decode(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _decode(x) for k, x in v.items()}
     return v
 
 
@@ -150,6 +159,12 @@ def load(path):
     est._X = arrays.pop("X_values", None)
     est._exog_columns = doc.get("exog_columns")
     est._restore_fitted_state(doc["fitted"], arrays)
-    est.cutoff_ = est._y.index[-1]
+    est._restore_cutoff()
     est.is_fitted_ = True
     return est
+
+
+encode = _encode
+"""The JSON form of a hyper-parameter or fitted object (for estimators' ``_fitted_state``)."""
+decode = _decode
+"""Inverse of :data:`encode`."""

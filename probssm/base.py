@@ -85,6 +85,24 @@ class BaseEstimator:
             inner.set_params(**sub_params)
         return self
 
+    # Execution settings that do not change results (sktime's ``set_config``), per class.
+    _config_defaults: dict = {}
+
+    def set_config(self, **config) -> "BaseEstimator":
+        """Set execution settings (they never change results, so they are not hyper-parameters
+        and survive ``clone`` only as sktime's ``clone`` keeps them). Unknown keys raise
+        ``ValueError``. Returns ``self``."""
+        unknown = sorted(set(config) - set(self._config_defaults))
+        if unknown:
+            raise ValueError(f"unknown configuration {unknown} for {type(self).__name__}; "
+                             f"valid: {sorted(self._config_defaults)}")
+        self._config = {**self.get_config(), **config}
+        return self
+
+    def get_config(self) -> dict:
+        """The execution settings: the class defaults updated by :meth:`set_config`."""
+        return {**self._config_defaults, **getattr(self, "_config", {})}
+
     def __repr__(self) -> str:
         defaults = {
             p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
@@ -414,6 +432,10 @@ class BaseForecaster(BaseEstimator):
         sub-folder ``series_<i>``. No pickle. Returns the folder's path; :func:`load` reads it."""
         self._check_is_fitted()
         return _persistence.save(self, path)
+
+    def _restore_cutoff(self) -> None:
+        """Set ``cutoff_`` after :func:`load` restored the data (the last label)."""
+        self.cutoff_ = self._y.index[-1]
 
     def _restore_panel(self, estimators: dict, name: str) -> None:
         """Set the panel state from fitted per-series estimators (for :func:`load`)."""

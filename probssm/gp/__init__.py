@@ -7,12 +7,16 @@ kernel observed at sorted times into a :class:`probssm.kalman.LGSSM`, and the fu
 :mod:`probssm.kalman` pass per call.
 """
 
-from .inference import Posterior, log_marginal_likelihood, posterior, sample_posterior
+from .estimator import GaussianProcess
+from .inference import Posterior, log_marginal_likelihood, posterior, posterior_joint, sample_posterior
 from .kernels import *  # noqa: F403
 from .kernels import __all__ as _kernel_names
+from .likelihoods import Bernoulli, Gaussian, Likelihood, Poisson, StudentT
 from .model import state_space_model
 
 __all__ = [
-    *_kernel_names,
-    "state_space_model", "log_marginal_likelihood", "posterior", "sample_posterior", "Posterior",
+    "GaussianProcess", *_kernel_names,
+    "Likelihood", "Gaussian", "Poisson", "Bernoulli", "StudentT",
+    "state_space_model", "log_marginal_likelihood", "posterior", "posterior_joint", "sample_posterior",
+    "Posterior",
 ]

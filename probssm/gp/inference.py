@@ -24,7 +24,8 @@ from .. import kalman
 from .kernels.base import as_times
 from .model import check_kernel, state_space_model
 
-__all__ = ["Posterior", "log_marginal_likelihood", "posterior", "sample_posterior", "check_data"]
+__all__ = ["Posterior", "log_marginal_likelihood", "posterior", "posterior_joint", "sample_posterior",
+           "check_data"]
 
 
 class Posterior(NamedTuple):
@@ -146,6 +147,45 @@ def posterior(kernel, t, y, t_new=None, noise=0.0, *, method: str = "auto") -> P
     t, y, noise = check_data(kernel, t, y, noise)
     t_new = t if t_new is None else as_times(t_new, "t_new")
     return _posterior(kernel, t, y, noise, t_new, method)
+
+
+@partial(jax.jit, static_argnames=("method",))
+def _posterior_joint(kernel, t, y, noise, t_new, method):
+    t_all, y_all, noise_all = _merged(t, y, noise, t_new)
+    order, inverse, ts, (ys, ns) = _sorted(t_all, y_all, noise_all)
+    model = state_space_model(kernel, ts, ns)
+    filtered = kalman.filter(model, ys[:, None], method=method)
+    smoothed = kalman.smooth(model, ys[:, None], method=method)
+    H = model.observation_matrix[0]
+    # RTS gains G_k = P_{k|k} A_k^T P_{k+1|k}^+ (pseudo-inverse: deterministic kernels, e.g.
+    # Periodic, have singular predictions), so Cov(x_i, x_j | y) = G_i ... G_{j-1} P_{j|T}.
+    gains = jnp.einsum("kij,klj->kil", filtered.cov[:-1], model.transition_matrix[:-1])
+    gains = gains @ jnp.linalg.pinv(filtered.predicted_cov[1:], hermitian=True)
+    gains = jnp.concatenate([gains, jnp.zeros_like(gains[:1])])
+    start = inverse[t.shape[0]:]  # sorted positions of the new times, (T*,)
+
+    def step(rows, inputs):
+        k, gain, cov = inputs
+        rows = jnp.where((start == k)[:, None], H, rows)  # a row starts at its own time
+        column = jnp.where(start <= k, rows @ cov @ H, 0.0)
+        return rows @ gain, column
+
+    rows0 = jnp.zeros((start.shape[0], H.shape[0]), H.dtype)
+    _, columns = jax.lax.scan(step, rows0, (jnp.arange(ts.shape[0]), gains, smoothed.cov))
+    lower = columns[start]  # lower[b, a] = Cov(f*_a, f*_b) where the time of a <= that of b
+    cov = jnp.where(start[None, :] <= start[:, None], lower, lower.T)
+    mean = (smoothed.mean @ H)[inverse][t.shape[0]:]
+    return mean, 0.5 * (cov + cov.T)
+
+
+def posterior_joint(kernel, t, y, t_new, noise=0.0, *, method: str = "auto"):
+    """Posterior mean ``(T*,)`` and joint covariance ``(T*, T*)`` of :math:`f(t^*)` (one output,
+    ``y`` ``(T,)``), from one filtering and smoothing pass and the smoother gains, in
+    :math:`O((T + T^*) \, T^* n^2)`."""
+    t, y, noise = check_data(kernel, t, y, noise)
+    if y.ndim != 1:
+        raise ValueError(f"posterior_joint takes one output, y of shape (T,); got {y.shape}")
+    return _posterior_joint(kernel, t, y, noise, as_times(t_new, "t_new"), method)
 
 
 @partial(jax.jit, static_argnames=("num_samples", "method"))

@@ -245,6 +245,25 @@ class Kernel:
         its terms' with prefixes ``k1__``, ``k2__``, ... (scikit-learn's style)."""
         return {name: getattr(self, name) for name in self.hyperparameter_names}
 
+    def to_config(self) -> dict:
+        """JSON-ready description (for ``save``): hyperparameter values and static settings."""
+        return {
+            "hyperparameters": {name: float(getattr(self, name)) for name in self.hyperparameter_names},
+            "static": {name: getattr(self, name) for name in self.static_names},
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Kernel":
+        """Inverse of :meth:`to_config` (the static settings are restored as saved, not chosen
+        again)."""
+        kernel = object.__new__(cls)
+        for name in cls.hyperparameter_names:
+            object.__setattr__(kernel, name, config["hyperparameters"][name])
+        for name in cls.static_names:
+            value = config["static"][name]
+            object.__setattr__(kernel, name, tuple(value) if isinstance(value, list) else value)
+        return kernel
+
     def _static_repr(self) -> list[str]:
         return []
 
@@ -291,6 +310,13 @@ class _Composite(Kernel):
     @property
     def stationary(self) -> bool:
         return all(k.stationary for k in self.kernels)
+
+    def to_config(self) -> dict:
+        return {"kernels": list(self.kernels)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Kernel":
+        return _unflatten_composite(cls, config["kernels"])
 
     @property
     def hyperparameters(self) -> dict:

@@ -1,0 +1,90 @@
+"""Iterated linearisation: a damped fixed-point loop whose every step is one smoothing pass.
+
+Gauss-Newton / posterior-linearisation methods (Laplace approximations of non-Gaussian
+likelihoods, iterated extended and sigma-point smoothers) share one loop: linearise the model
+around the current trajectory, which gives a linear-Gaussian model and pseudo-observations;
+smooth it with :func:`probssm.kalman.smooth`; move towards the smoothed trajectory. Here that loop
+lives once, the linearisation is the caller's.
+
+.. math::
+
+    z^{(i+1)} = z^{(i)} + \\gamma \\, \\big(S(z^{(i)}) - z^{(i)}\\big),
+
+with :math:`S(z)` the smoothed state means of the model linearised at :math:`z` and damping
+:math:`0 < \\gamma \\le 1`, until :math:`\\max |z^{(i+1)} - z^{(i)}| \\le \\text{tol}
+\\, (1 + \\max |z^{(i)}|)` or ``max_iter`` passes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .inference import smooth
+
+__all__ = ["IterationResult", "iterated_smoothing"]
+
+
+class IterationResult(NamedTuple):
+    """Outcome of :func:`iterated_smoothing`.
+
+    Attributes
+    ----------
+    mean : ``(*batch, T, n)``
+        The last iterate :math:`z`.
+    iterations : int array
+        Smoothing passes run.
+    converged : bool array
+        Whether the step-size test was met before ``max_iter``.
+    """
+
+    mean: jax.Array
+    iterations: jax.Array
+    converged: jax.Array
+
+
+def iterated_smoothing(linearise: Callable, initial_mean, *, max_iter: int = 50, tol: float = 1e-9,
+                       damping: float = 1.0, method: str = "auto") -> IterationResult:
+    """Iterate linearise -> :func:`probssm.kalman.smooth` -> damped step to a fixed point.
+
+    Parameters
+    ----------
+    linearise : callable
+        ``linearise(mean) -> (model, y)``: the :class:`~probssm.kalman.LGSSM` and observations
+        ``(*batch, T, m)`` of the problem linearised at the state means ``mean``.
+    initial_mean : array ``(*batch, T, n)``
+        The starting trajectory.
+    max_iter, tol, damping
+        Stopping rule and step length :math:`\\gamma` (see the module docstring).
+    method : str
+        The :mod:`probssm.kalman` method of each pass.
+
+    Returns
+    -------
+    IterationResult
+        The loop runs under ``lax.while_loop`` (forward-mode differentiable only); to
+        differentiate through the fixed point, take one more differentiable pass from
+        ``jax.lax.stop_gradient(result.mean)``: for a Newton iteration its derivative is the
+        implicit one.
+    """
+
+    def smoothed(mean):
+        model, y = linearise(mean)
+        return smooth(model, y, method=method).mean
+
+    def keep_going(state):
+        _, i, change, scale = state
+        return (i < max_iter) & (change > tol * (1.0 + scale))
+
+    def step(state):
+        mean, i, _, _ = state
+        new = mean + damping * (smoothed(mean) - mean)
+        return new, i + 1, jnp.max(jnp.abs(new - mean)), jnp.max(jnp.abs(mean))
+
+    mean0 = jnp.asarray(initial_mean)
+    inf = jnp.asarray(jnp.inf, mean0.dtype)
+    mean, iterations, change, scale = jax.lax.while_loop(
+        keep_going, step, (mean0, jnp.asarray(0), inf, jnp.zeros((), mean0.dtype)))
+    return IterationResult(mean, iterations, change <= tol * (1.0 + scale))
