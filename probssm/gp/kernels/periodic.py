@@ -209,7 +209,19 @@ class Periodic(Kernel):
         return self.variance * jnp.exp(-2.0 * s * s)
 
 
-_MATERNS = {0.5: Matern12, 1.5: Matern32, 2.5: Matern52, 3.5: Matern72}
+_MATERNS = {cls.__name__: cls for cls in (Matern12, Matern32, Matern52, Matern72)}
+
+
+def _matern_name(matern) -> str:
+    """The Matérn's class name (static settings stay JSON-ready) from a class, name or smoothness."""
+    if isinstance(matern, numbers.Real) and not isinstance(matern, bool):
+        matern = {0.5: "Matern12", 1.5: "Matern32", 2.5: "Matern52", 3.5: "Matern72"}.get(float(matern), matern)
+    if isinstance(matern, type) and _MATERNS.get(matern.__name__) is matern:
+        return matern.__name__
+    if isinstance(matern, str) and matern in _MATERNS:
+        return matern
+    raise ValueError(f"QuasiPeriodic: matern must be one of Matern12, Matern32, Matern52, Matern72 "
+                     f"(class or name) or a smoothness in (0.5, 1.5, 2.5, 3.5), got {matern!r}")
 
 
 def _rebuild(cls, **attributes):
@@ -246,8 +258,9 @@ class QuasiPeriodic(Kernel):
     decay : float, optional
         :math:`\\ell_d > 0`, how long the pattern keeps its shape, in the units of the time
         stamps; default ten periods.
-    matern : Matern12, Matern32, Matern52 or Matern72 class, or its smoothness 0.5, 1.5, 2.5, 3.5
-        The decay's Matérn kernel (default ``Matern32``).
+    matern : Matern12, Matern32, Matern52 or Matern72 (class or name), or its smoothness
+        0.5, 1.5, 2.5, 3.5
+        The decay's Matérn kernel (default ``Matern32``); stored as the class name.
     order, tolerance
         As for :class:`Periodic`.
     """
@@ -257,10 +270,7 @@ class QuasiPeriodic(Kernel):
 
     def __init__(self, period=1.0, *, lengthscale=1.0, variance=1.0, decay=None, matern=Matern32,
                  order=None, tolerance=1e-6):
-        matern = _MATERNS.get(matern, matern) if isinstance(matern, numbers.Real) else matern
-        if matern not in _MATERNS.values():
-            raise ValueError(f"QuasiPeriodic: matern must be one of Matern12, Matern32, Matern52, "
-                             f"Matern72 or a smoothness in (0.5, 1.5, 2.5, 3.5), got {matern!r}")
+        matern = _matern_name(matern)
         periodic = Periodic(period, lengthscale=lengthscale, variance=variance, order=order,
                             tolerance=tolerance)
         decay = 10 * period if decay is None else decay
@@ -274,7 +284,7 @@ class QuasiPeriodic(Kernel):
         """``Periodic(...) * Matern(decay, variance=1)``, the kernel this one delegates to."""
         periodic = _rebuild(Periodic, variance=self.variance, period=self.period,
                             lengthscale=self.lengthscale, order=self.order, tolerance=self.tolerance)
-        return Product(periodic, _rebuild(self.matern, variance=1.0, lengthscale=self.decay))
+        return Product(periodic, _rebuild(_MATERNS[self.matern], variance=1.0, lengthscale=self.decay))
 
     @property
     def truncation_error(self) -> float:
@@ -282,7 +292,7 @@ class QuasiPeriodic(Kernel):
         return truncation_error(self.lengthscale, self.order)
 
     def _static_repr(self) -> list[str]:
-        return [f"matern={self.matern.__name__}", f"order={self.order}"]
+        return [f"matern={self.matern}", f"order={self.order}"]
 
     @property
     def state_dim(self) -> int:
