@@ -181,7 +181,7 @@ def _posterior_joint(kernel, t, y, noise, t_new, method):
 def posterior_joint(kernel, t, y, t_new, noise=0.0, *, method: str = "auto"):
     """Posterior mean ``(T*,)`` and joint covariance ``(T*, T*)`` of :math:`f(t^*)` (one output,
     ``y`` ``(T,)``), from one filtering and smoothing pass and the smoother gains, in
-    :math:`O((T + T^*) \, T^* n^2)`."""
+    :math:`O((T + T^*) \\, T^* n^2)`."""
     t, y, noise = check_data(kernel, t, y, noise)
     if y.ndim != 1:
         raise ValueError(f"posterior_joint takes one output, y of shape (T,); got {y.shape}")

@@ -25,9 +25,10 @@ found under ``stop_gradient`` and one more differentiable Newton pass from it gi
 :math:`\\partial \\hat f / \\partial \\theta` (Newton's map has zero derivative in :math:`f` at its
 fixed point), so ``jax.grad`` of :func:`log_marginal_likelihood` is the exact derivative of
 :math:`\\log q(y)`, including the dependence of :math:`W` on :math:`\\hat f`. Likelihoods that are
-not log-concave (Student-t) use the Fisher information for :math:`W`: a Gauss-Newton iteration
-with the same fixed point, whose marginal likelihood is the Gaussian approximation with that
-curvature, and whose gradient leaves out the term through :math:`\\hat f`.
+not log-concave (Student-t) bound :math:`W` below by the Fisher information: a Gauss-Newton
+iteration with the same fixed point (the mode), whose marginal likelihood is the Gaussian
+approximation with that curvature, and whose gradient leaves out the term through the
+curvature's bound.
 """
 
 from __future__ import annotations

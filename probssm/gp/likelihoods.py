@@ -176,8 +176,8 @@ class Bernoulli(Likelihood):
 class StudentT(Likelihood):
     """Heavy-tailed noise: :math:`y_i = f(t_i) + s \\, \\epsilon_i`, :math:`\\epsilon_i \\sim
     t_\\nu`; the squared scale :math:`s^2` is the estimator's ``noise``. Not log-concave: the
-    curvature is the Fisher information :math:`W = (\\nu + 1) / ((\\nu + 3) s^2)` (see
-    :mod:`probssm.gp.laplace`).
+    curvature is :math:`W = \\max(-\\partial_f^2 \\log p, \\; (\\nu + 1) / ((\\nu + 3) s^2))`, the
+    Newton curvature bounded below by the Fisher information (see :mod:`probssm.gp.laplace`).
 
     Parameters
     ----------
@@ -204,8 +204,12 @@ class StudentT(Likelihood):
 
     def gradient_curvature(self, y, f, noise):
         nu, r = self.df, y - f
-        fisher = (nu + 1) / ((nu + 3) * noise) * jnp.ones_like(f)
-        return (nu + 1) * r / (nu * noise + r**2), fisher
+        spread = nu * noise + r**2
+        hessian = (nu + 1) * (nu * noise - r**2) / spread**2
+        # Newton's curvature where it exceeds the Fisher information; the Fisher information
+        # where the residual is an outlier (negative curvature). With the Fisher information
+        # alone the iteration converged too slowly (1e-5 after 100 passes).
+        return (nu + 1) * r / spread, jnp.maximum(hessian, (nu + 1) / ((nu + 3) * noise))
 
     def predictive_moments(self, mean, var, noise):
         extra = noise * self.df / (self.df - 2) if self.df > 2 else np.inf
