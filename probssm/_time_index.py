@@ -206,6 +206,9 @@ def _index_values_to_json(index: pd.Index) -> dict:
             "freq": index.freqstr if index.freq is not None else None,
             "tz": str(index.tz) if index.tz is not None else None,
         }
+    if pd.api.types.is_numeric_dtype(index.dtype) and not pd.api.types.is_bool_dtype(index.dtype):
+        # Python floats print exactly in JSON (pandas' to_json keeps 10 significant digits).
+        return {"kind": "values", "dtype": str(index.dtype), "values": index.tolist()}
     return {"kind": "values", "dtype": str(index.dtype),
             "values": json.loads(pd.Series(index).to_json(orient="values"))}
 
