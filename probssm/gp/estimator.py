@@ -14,12 +14,13 @@ from .fitting import fit_hyperparameters
 from .kernels.base import as_times
 from .likelihoods import Gaussian, resolve_likelihood
 from .model import check_kernel, state_space_model
+from .posterior import PosteriorMixin
 from .time_axis import TimeAxis
 
 __all__ = ["GaussianProcess"]
 
 
-class GaussianProcess(BaseForecaster):
+class GaussianProcess(PosteriorMixin, BaseForecaster):
     """Gaussian-process regression and forecasting in time, exact at :math:`O(T)` cost.
 
     .. math::
@@ -48,13 +49,21 @@ class GaussianProcess(BaseForecaster):
         then the noise.
     optimizer : ``"lbfgs"`` or None
         ``None`` keeps the given hyperparameters (scikit-learn's convention).
-    method : ``"auto"`` or ``"mle"``
-        How hyperparameters are estimated: by maximising the (approximate) log marginal
-        likelihood; ``"auto"`` is ``"mle"`` unless ``optimizer`` is ``None``.
+    method : ``"auto"``, ``"mle"`` or ``"nuts"``
+        How hyperparameters are estimated: ``"mle"`` maximises the (approximate) log marginal
+        likelihood; ``"nuts"`` then samples their posterior with NUTS from there
+        (:mod:`probssm.gp.posterior`), and predictions integrate over it; ``"auto"`` is ``"mle"``
+        (no estimation when ``optimizer`` is ``None``).
+    priors : dict, optional
+        ``{hyperparameter name: numpyro distribution or log-density callable}`` for NUTS, names
+        as in ``params_`` (``"lengthscale"``, ``"k1__variance"``, ``"noise"``, ...); others get
+        the default log-normal prior of :mod:`probssm.gp.posterior`.
+    num_warmup, num_samples, num_chains : int
+        NUTS settings.
     n_restarts_optimizer : int
         Further optimiser starts at random log-scale perturbations of the given hyperparameters.
     random_state : None, int or numpy.random.Generator
-        Seeds the restarts.
+        Seeds the restarts and NUTS.
 
     Notes
     -----
@@ -75,13 +84,18 @@ class GaussianProcess(BaseForecaster):
     _config_defaults = {"inference": "auto"}
 
     def __init__(self, kernel, likelihood="gaussian", noise=None, optimizer="lbfgs", method="auto",
-                 n_restarts_optimizer=0, random_state=None):
+                 n_restarts_optimizer=0, priors=None, num_warmup=500, num_samples=500, num_chains=2,
+                 random_state=None):
         self.kernel = kernel
         self.likelihood = likelihood
         self.noise = noise
         self.optimizer = optimizer
         self.method = method
         self.n_restarts_optimizer = n_restarts_optimizer
+        self.priors = priors
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
         self.random_state = random_state
 
     # -- data -------------------------------------------------------------------------------
@@ -120,9 +134,13 @@ class GaussianProcess(BaseForecaster):
         check_kernel(self.kernel)
         if self.optimizer not in ("lbfgs", None):
             raise ValueError(f"optimizer must be 'lbfgs' or None, got {self.optimizer!r}")
-        if self.method not in ("auto", "mle"):
-            raise ValueError(f"method must be 'auto' or 'mle', got {self.method!r}")
+        if self.method not in ("auto", "mle", "nuts"):
+            raise ValueError(f"method must be 'auto', 'mle' or 'nuts', got {self.method!r}")
+        if self.method == "nuts" and self.optimizer is None:
+            raise ValueError("method='nuts' starts from the maximum likelihood estimate: keep optimizer='lbfgs'")
         _data.check_int(self.n_restarts_optimizer, "n_restarts_optimizer", 0)
+        for name in ("num_warmup", "num_samples", "num_chains"):
+            _data.check_int(getattr(self, name), name, 1)
 
     def _observations(self):
         """Times ``(T,)`` and values ``(T,)`` or ``(T, k)`` for the inference functions."""
@@ -130,6 +148,7 @@ class GaussianProcess(BaseForecaster):
         return self._axis.times(), values[:, 0] if values.shape[1] == 1 else values
 
     def _fit_hyperparameters(self):
+        self._draws = None
         t, y = self._observations()
         has_white = bool(np.asarray(self.kernel.white_noise_variance) > 0)
         uses_noise = self._likelihood.uses_noise
@@ -147,12 +166,14 @@ class GaussianProcess(BaseForecaster):
                 start = 0.1 * float(np.nanvar(y)) if estimate_noise else None
                 if start is not None and not start > 0:
                     start = 1.0
+                objective = self._likelihood.marginal_likelihood_function(self._inference_method())
                 self.kernel_, self.noise_, _, result = fit_hyperparameters(
-                    self._likelihood.marginal_likelihood_function(self._inference_method()),
-                    self.kernel, t, y, noise=start, fixed_noise=self._fixed_noise(t),
+                    objective, self.kernel, t, y, noise=start, fixed_noise=self._fixed_noise(t),
                     restarts=int(self.n_restarts_optimizer),
                     rng=_data.random_generator(self.random_state))
                 self.converged_ = bool(result.converged)
+                if self.method == "nuts":
+                    self._sample_hyperparameters(objective, t, y, self._fixed_noise(t), start)
             self.log_marginal_likelihood_ = float(np.sum(self._likelihood.log_marginal_likelihood(
                 self.kernel_, t, y, self.noise_, method=self._inference_method())))
         self._set_params_table()
@@ -183,6 +204,11 @@ class GaussianProcess(BaseForecaster):
         return self._axis.horizon(fh)
 
     def _posterior(self, t_new):
+        """Mean and variance of :math:`f` at ``t_new``, ``(T*, k)`` each (of the posterior
+        predictive mixture after NUTS)."""
+        if self._draws is not None:
+            mean, var = self._mixture_moments(t_new)
+            return mean.mean(0), var.mean(0) + mean.var(0)
         t, y = self._observations()
         with jax.enable_x64(True):
             post = self._likelihood.posterior(self.kernel_, t, y, t_new, self.noise_,
@@ -211,6 +237,9 @@ class GaussianProcess(BaseForecaster):
             raise ValueError("at most one of return_std and return_cov may be True (as in scikit-learn)")
         times, labels = self._new_times(fh)
         if return_cov:
+            if self._draws is not None:
+                raise ValueError("return_cov is not available after method='nuts' (the predictive "
+                                 "distribution is a mixture); use sample_y")
             mean, cov = self._joint(times, include_noise)
             return self._shaped(mean, labels), cov
         mean, var = self._posterior(times)
@@ -279,6 +308,9 @@ class GaussianProcess(BaseForecaster):
 
     def _quantiles(self, fh, alphas):
         times, labels = self._new_times(fh)
+        if self._draws is not None:
+            q = self._mixture_quantiles(times, alphas)
+            return q, labels if labels is not None else pd.Index(times, name="t")
         mean, var = self._posterior(times)
         q = self._likelihood.predictive_quantiles(mean, var, self._noise_at_new_times(), np.asarray(alphas))
         return q, labels if labels is not None else pd.Index(times, name="t")
@@ -294,6 +326,8 @@ class GaussianProcess(BaseForecaster):
     def _draw_f(self, times, n_samples, random_state):
         n_samples = _data.check_int(n_samples, "n_samples", 1)
         key = jax.random.PRNGKey(int(_data.random_generator(random_state).integers(2**31)))
+        if self._draws is not None:
+            return self._mixture_draws(times, n_samples, key)
         t, y = self._observations()
         with jax.enable_x64(True):
             draws = self._likelihood.sample_posterior(self.kernel_, t, y, key, n_samples, times,
@@ -423,6 +457,9 @@ class GaussianProcess(BaseForecaster):
                 "log_marginal_likelihood_": self.log_marginal_likelihood_,
                 "converged_": getattr(self, "converged_", None)}
         arrays = {"noise_": np.asarray(self.noise_, dtype=np.float64)}
+        if self._draws is not None:
+            arrays["posterior_draws"] = self._draws
+            meta.update(posterior_names=list(self.posterior_.columns), divergences_=self.divergences_)
         return meta, arrays
 
     def _restore_fitted_state(self, meta, arrays):
@@ -436,6 +473,10 @@ class GaussianProcess(BaseForecaster):
             self.converged_ = meta["converged_"]
         self._likelihood = resolve_likelihood(self.likelihood)
         self._set_params_table()
+        self._draws = None
+        if "posterior_draws" in arrays:
+            self._set_posterior(arrays["posterior_draws"], meta["posterior_names"])
+            self.divergences_ = meta["divergences_"]
 
     def _restore_cutoff(self):
         self.cutoff_ = self._y.index[np.argmax(self._axis.times())]

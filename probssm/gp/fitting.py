@@ -18,7 +18,7 @@ import numpy as np
 from ..fit.mle import maximize_likelihood
 from .kernels.base import Kernel
 
-__all__ = ["Hyperparameters", "fit_hyperparameters"]
+__all__ = ["Hyperparameters", "fit_hyperparameters", "objective_for"]
 
 
 class Hyperparameters:
@@ -57,6 +57,12 @@ def _objective(treedef, fit_noise: bool, marginal_likelihood: Callable):
     return objective
 
 
+def objective_for(space: Hyperparameters, marginal_likelihood: Callable) -> Callable:
+    """The compiled-once objective ``theta, t, y, fixed_noise -> log p(y | theta)`` of a
+    hyperparameter space."""
+    return _objective(space.treedef, space.fit_noise, marginal_likelihood)
+
+
 def fit_hyperparameters(marginal_likelihood: Callable, kernel: Kernel, t, y, *, noise=None,
                         fixed_noise=0.0, restarts: int = 0, rng: np.random.Generator | None = None,
                         max_iter: int = 1000):
@@ -70,7 +76,7 @@ def fit_hyperparameters(marginal_likelihood: Callable, kernel: Kernel, t, y, *, 
     the winning :class:`probssm.fit.mle.MLEResult`.
     """
     space = Hyperparameters(kernel, noise)
-    objective = _objective(space.treedef, space.fit_noise, marginal_likelihood)
+    objective = objective_for(space, marginal_likelihood)
     starts = [space.theta0]
     if restarts:
         rng = rng if rng is not None else np.random.default_rng()
