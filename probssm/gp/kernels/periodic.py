@@ -87,6 +87,15 @@ def _order_for(lengthscale: float, tolerance: float) -> int:
     return int(np.argmax(tails[1:] <= tolerance))
 
 
+def _oscillators(first, blocks):
+    """:math:`B_0 \\oplus B_1 \\oplus \\dots \\oplus B_J` from ``first`` ``(1, 1)`` and
+    ``blocks`` ``(J, 2, 2)``: ``(2J + 1, 2J + 1)``, built without a Python loop over the
+    harmonics (one operation whatever :math:`J`)."""
+    J = blocks.shape[0]
+    diagonal = jnp.einsum("jk,jab->jakb", jnp.eye(J, dtype=blocks.dtype), blocks).reshape(2 * J, 2 * J)
+    return jax.scipy.linalg.block_diag(first, diagonal)
+
+
 def _check_tolerance(kernel: str, tolerance):
     if not isinstance(tolerance, numbers.Real) or not MIN_TOLERANCE <= tolerance < 1:
         raise ValueError(f"{kernel}: tolerance must be in [{MIN_TOLERANCE:g}, 1), got {tolerance!r}")
@@ -178,8 +187,8 @@ class Periodic(Kernel):
     def sde(self) -> SDE:
         dtype = self._dtype()
         n = self.state_dim
-        feedback = jax.scipy.linalg.block_diag(
-            jnp.zeros((1, 1), dtype), *[generator(w, dtype) for w in self._frequencies(dtype)])
+        generators = self._frequencies(dtype)[:, None, None] * generator(1.0, dtype)
+        feedback = _oscillators(jnp.zeros((1, 1), dtype), generators)
         return SDE(feedback, jnp.zeros((n, 1), dtype), jnp.zeros((1, 1), dtype),
                    self.measurement(), self.marginal_cov(None))
 
@@ -194,11 +203,7 @@ class Periodic(Kernel):
 
     def stationary_transition_matrix(self, dt):
         dtype = self._dtype(dt)
-        rotations = rotation(self._frequencies(dtype) * dt)  # (J, 2, 2)
-        J = self.order
-        # Block diagonal of the rotations without a Python loop: (J, 2, J, 2) -> (2J, 2J).
-        blocks = jnp.einsum("jk,jab->jakb", jnp.eye(J, dtype=dtype), rotations).reshape(2 * J, 2 * J)
-        return jax.scipy.linalg.block_diag(jnp.ones((1, 1), dtype), blocks)
+        return _oscillators(jnp.ones((1, 1), dtype), rotation(self._frequencies(dtype) * dt))
 
     def transition(self, t, dt):
         A = self.stationary_transition_matrix(dt)

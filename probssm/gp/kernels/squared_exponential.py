@@ -82,17 +82,15 @@ def approximation_error(order: int) -> float:
     approximation: independent of :math:`\\ell` and :math:`\\sigma^2`, found on a grid of
     step :math:`0.002 \\ell` over :math:`[0, 12 \\ell]`."""
     F_hat, P_hat, _ = _unit_model(order)
-    block = 200
-    offsets = np.arange(block) * _GRID_STEP
-    first_rows = linalg.expm(F_hat[None] * offsets[:, None, None])[:, 0, :]  # (block, N)
-    jump = linalg.expm(F_hat * block * _GRID_STEP)
-    state = P_hat[:, 0]  # Cov[z(s), f(0)] at s = start of the block
-    worst = 0.0
-    for start in np.arange(0.0, _GRID_END, block * _GRID_STEP):
-        s = start + offsets
-        worst = max(worst, float(np.max(np.abs(first_rows @ state - np.exp(-0.5 * s**2)))))
-        state = jump @ state
-    return worst
+    # k_N(s) = e_0^T e^{F s} P e_0 through the eigendecomposition of F: a few LAPACK calls for
+    # the whole grid (a matrix-exponential march took thousands of small BLAS calls, slow on
+    # a busy machine). Its eigenvectors are ill-conditioned (1e11 at N = 20), which costs
+    # 1e-13 in k_N: the error agrees with the march to 6e-7 of itself at N = 20.
+    eigenvalues, vectors = np.linalg.eig(F_hat)
+    weights = vectors[0, :] * np.linalg.solve(vectors, P_hat[:, 0])
+    s = np.arange(0.0, _GRID_END, _GRID_STEP)
+    k_N = np.real(np.exp(np.outer(s, eigenvalues)) @ weights)
+    return float(np.max(np.abs(k_N - np.exp(-0.5 * s**2))))
 
 
 def order_for(tolerance: float) -> int:
