@@ -20,6 +20,7 @@ Every :math:`q_j^2 > 0` and :math:`\\sum_j q_j^2 = 1`, so keeping :math:`j \\le 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import numbers
 
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from .base import Kernel, Product, SDE, _is_concrete, register_kernel
+from .base import SDE, Kernel, Product, _is_concrete, register_kernel
 from .cosine import generator, rotation
 from .matern import Matern12, Matern32, Matern52, Matern72
 
@@ -38,8 +39,8 @@ __all__ = ["Periodic", "QuasiPeriodic"]
 #: many harmonics (:math:`J \\approx 3.5 \\sqrt{2x}` for tolerance 1e-6: 49 at the edge,
 #: state dimension 99).
 MIN_LENGTHSCALE = 0.1
-# Terms of the power series of I_j. 90 reach 1e-14 at x = 100; 128 keep that accuracy for
-# traced lengthscales somewhat below the edge too.
+# Terms of the power series of I_j: 90 reach 1e-15 at x = 100; 128 keep that down to
+# lengthscale 0.08 (x = 150), for traced lengthscales a fit moves below the edge.
 _SERIES_TERMS = 128
 # Harmonics summed for a truncation error: 200 past the order (2 ive(200, 100) < 1e-80).
 _TAIL_HARMONICS = 200
@@ -81,10 +82,8 @@ def truncation_error(lengthscale: float, order: int) -> float:
 
 
 def _order_for(lengthscale: float, tolerance: float) -> int:
-    x = 1.0 / lengthscale**2
-    weights = 2.0 * special.ive(np.arange(_TAIL_HARMONICS + 1), x)
-    tails = np.cumsum(weights[::-1])[::-1]  # tails[j] = sum of weights j..end
-    return int(np.argmax(tails[1:] <= tolerance))
+    # Ends: at the supported edges (lengthscale 0.1, tolerance 1e-12) J = 73.
+    return next(J for J in itertools.count() if truncation_error(lengthscale, J) <= tolerance)
 
 
 def _oscillators(first, blocks):
@@ -94,18 +93,6 @@ def _oscillators(first, blocks):
     J = blocks.shape[0]
     diagonal = jnp.einsum("jk,jab->jakb", jnp.eye(J, dtype=blocks.dtype), blocks).reshape(2 * J, 2 * J)
     return jax.scipy.linalg.block_diag(first, diagonal)
-
-
-def _check_tolerance(kernel: str, tolerance):
-    if not isinstance(tolerance, numbers.Real) or not MIN_TOLERANCE <= tolerance < 1:
-        raise ValueError(f"{kernel}: tolerance must be in [{MIN_TOLERANCE:g}, 1), got {tolerance!r}")
-
-
-def _check_lengthscale(kernel: str, lengthscale):
-    if _is_concrete(lengthscale) and float(lengthscale) < MIN_LENGTHSCALE:
-        raise ValueError(
-            f"{kernel}: lengthscale={float(lengthscale):g} is below the supported {MIN_LENGTHSCALE} "
-            "(the number of harmonics grows like 1/lengthscale)")
 
 
 @register_kernel
@@ -119,13 +106,14 @@ class Periodic(Kernel):
 
     .. math::
 
-        F = 0 \\oplus \\omega_0 J_2 \\oplus \\dots \\oplus J \\omega_0 J_2, \\quad
+        F = 0 \\oplus \\omega_0 S \\oplus \\dots \\oplus J \\omega_0 S, \\quad
         P_\\infty = \\sigma^2 (q_0^2 \\oplus q_1^2 I_2 \\oplus \\dots \\oplus q_J^2 I_2), \\quad
         H = (1, 1, 0, \\dots, 1, 0),
 
+    with :math:`S = \\begin{pmatrix} 0 & -1 \\\\ 1 & 0 \\end{pmatrix}`;
     :math:`A(\\Delta) = 1 \\oplus R(\\omega_0 \\Delta) \\oplus \\dots \\oplus R(J \\omega_0
-    \\Delta)` (rotations, exact) and :math:`Q = 0`; ``noise_effect`` and ``spectral_density``
-    are zero ``(n, 1)`` and ``(1, 1)``.
+    \\Delta)` with the rotations :math:`R(\\theta) = e^{\\theta S}` (exact) and :math:`Q = 0`;
+    ``noise_effect`` and ``spectral_density`` are zero ``(n, 1)`` and ``(1, 1)``.
 
     **Accuracy.** :math:`\\sup_\\tau |k_J(\\tau) - k(\\tau)| / \\sigma^2 = 1 - \\sum_{j \\le J}
     q_j^2` (:attr:`truncation_error`), which depends on :math:`\\ell` alone. ``order=None``
@@ -155,8 +143,11 @@ class Periodic(Kernel):
 
     def __init__(self, period=1.0, *, lengthscale=1.0, variance=1.0, order=None, tolerance=1e-6):
         self._set_hyperparameters(variance=variance, period=period, lengthscale=lengthscale)
-        _check_lengthscale("Periodic", lengthscale)
-        _check_tolerance("Periodic", tolerance)
+        if _is_concrete(lengthscale) and float(lengthscale) < MIN_LENGTHSCALE:
+            raise ValueError(f"Periodic: lengthscale={float(lengthscale):g} is below the supported "
+                             f"{MIN_LENGTHSCALE} (the number of harmonics grows like 1/lengthscale)")
+        if not isinstance(tolerance, numbers.Real) or not MIN_TOLERANCE <= tolerance < 1:
+            raise ValueError(f"Periodic: tolerance must be in [{MIN_TOLERANCE:g}, 1), got {tolerance!r}")
         if order is None:
             order = _order_for(float(lengthscale), float(tolerance))
         elif isinstance(order, bool) or not isinstance(order, numbers.Integral) or order < 0:
@@ -276,10 +267,11 @@ class QuasiPeriodic(Kernel):
     def __init__(self, period=1.0, *, lengthscale=1.0, variance=1.0, decay=None, matern=Matern32,
                  order=None, tolerance=1e-6):
         matern = _matern_name(matern)
-        periodic = Periodic(period, lengthscale=lengthscale, variance=variance, order=order,
-                            tolerance=tolerance)
         decay = 10 * period if decay is None else decay
         self._set_hyperparameters(variance=variance, period=period, lengthscale=lengthscale, decay=decay)
+        # The periodic factor checks the lengthscale's range and chooses the order.
+        periodic = Periodic(period, lengthscale=lengthscale, variance=variance, order=order,
+                            tolerance=tolerance)
         object.__setattr__(self, "matern", matern)
         object.__setattr__(self, "order", periodic.order)
         object.__setattr__(self, "tolerance", periodic.tolerance)

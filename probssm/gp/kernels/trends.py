@@ -17,7 +17,7 @@ import numpy as np
 
 from .base import SDE, Kernel, _is_concrete, register_kernel
 
-__all__ = ["Linear", "Wiener", "IntegratedWiener"]
+__all__ = ["IntegratedWiener", "Linear", "Wiener"]
 
 
 def _check_real(kernel: str, name: str, value) -> float:

@@ -30,7 +30,7 @@ _transition = jax.jit(lambda kernel, t, dt: kernel.transition(t, dt))
 _marginal_cov = jax.jit(lambda kernel, t: kernel.marginal_cov(t))
 
 
-class compiled:  # noqa: N801 - used like a function
+class compiled:
     """``kernel`` with ``sde``, ``transition`` and ``marginal_cov`` compiled once per kernel
     structure (hyperparameters are arguments), for :func:`implied_covariance`: eager dispatch
     compiled every operation anew for every state dimension and dominated the tests' time.

@@ -62,7 +62,8 @@ def test_closed_forms():
     np.testing.assert_allclose(IntegratedWiener(2.0).evaluate(s, t), 2.0 * (m**3 / 3 + d * m**2 / 2), rtol=1e-14)
     for q in (2, 3):  # the finite sum against the integral it stands for
         for a, b in [(0.5, 1.0), (2.0, 3.0), (3.5, 1.0)]:
-            integral = integrate.quad(lambda u: (a - u) ** q * (b - u) ** q, 0.0, min(a, b), epsabs=0, epsrel=1e-13)[0]
+            integral = integrate.quad(lambda u, a=a, b=b, q=q: (a - u) ** q * (b - u) ** q, 0.0, min(a, b),
+                                      epsabs=0, epsrel=1e-13)[0]
             assert float(IntegratedWiener(order=q).evaluate(a, b)) == pytest.approx(integral / math.factorial(q) ** 2,
                                                                                     rel=1e-13)
 
@@ -83,7 +84,7 @@ def test_transition_is_the_exact_discretisation(order):
 
 
 def test_no_cancellation_far_from_the_origin():
-    A, Q = Wiener(2.0).transition(1e9, 1e-3)
+    _, Q = Wiener(2.0).transition(1e9, 1e-3)
     assert float(Q[0, 0]) == 2.0 * 1e-3  # sigma^2 dt itself, not P(t + dt) - P(t)
     _, Q = IntegratedWiener(order=1).transition(1e9, 1e-3)
     np.testing.assert_allclose(Q, [[1e-9 / 3, 1e-6 / 2], [1e-6 / 2, 1e-3]], rtol=1e-15)
@@ -114,7 +115,7 @@ def test_times_before_the_origin():
             call()
     # Traced, the process is zero before the origin, and a step across it carries only the
     # noise after it: still the covariance of one process.
-    A, Q = jax.jit(IntegratedWiener(2.0, origin=1.0).transition)(0.5, 1.5)
+    _, Q = jax.jit(IntegratedWiener(2.0, origin=1.0).transition)(0.5, 1.5)
     np.testing.assert_allclose(Q, IntegratedWiener(2.0, origin=1.0).marginal_cov(2.0), rtol=1e-15)
     K = jax.jit(kernel.evaluate)(np.array([0.5, 2.0]), np.array([[3.0], [0.0]]))
     np.testing.assert_array_equal(K, [[0.0, 1.0], [0.0, 0.0]])
