@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 
 from .. import _data, _persistence
-from ..base import BaseForecaster, StateEstimates, single_series
+from ..base import BaseForecaster, StateEstimates, per_series, single_series
 from . import inference
 from .fitting import fit_hyperparameters
 from .kernels.base import as_times
 from .likelihoods import Gaussian, resolve_likelihood
 from .model import check_kernel, state_space_model
+from .panel import fit_panel
 from .posterior import PosteriorMixin
 from .time_axis import TimeAxis
 
@@ -82,6 +83,7 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
     """
 
     _config_defaults = {"inference": "auto"}
+    _panel_attributes = ("log_marginal_likelihood_",)
 
     def __init__(self, kernel, likelihood="gaussian", noise=None, optimizer="lbfgs", method="auto",
                  n_restarts_optimizer=0, priors=None, num_warmup=500, num_samples=500, num_chains=2,
@@ -106,11 +108,28 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
           :mod:`probssm.gp.time_axis`; a DatetimeIndex with a frequency counts time in steps,
           one without in days), or an array ``(T,)``/``(T, k)`` observed at ``0..T-1``;
         - ``fit(t, y)``: times ``t`` ``(T,)`` (any order, repeats allowed) and values ``y``
-          ``(T,)`` or ``(T, k)`` (``k`` independent outputs sharing the kernel).
+          ``(T,)`` or ``(T, k)`` (``k`` independent outputs sharing the kernel);
+        - ``fit(panel)``: many series, rows indexed by ``(series_id, time)`` (or a long
+          ``unique_id``/``ds``/``y`` frame) on a regular time grid, each with its own
+          hyperparameters, all fitted in one compiled program (:mod:`probssm.gp.panel`);
+          ``estimators_`` holds one fitted GP per series, and ``predict`` / intervals /
+          quantiles / samples / ``smooth`` return them stacked under a ``series_id`` level.
+
+        A DataFrame of several columns is several outputs of one GP (they share the kernel's
+        hyperparameters), not a panel.
 
         NaN values are missing. Returns ``self``.
         """
         self._check_hyperparameters()
+        if y is None and _data.is_panel(t, univariate=False):
+            panel = _data.as_panel_data(t)
+            self.estimators_ = fit_panel(self, panel)
+            self._panel, self._X, self._exog_columns = panel, None, None
+            self._collect_panel_attributes()
+            self.cutoff_ = panel.index[-1]
+            self.is_fitted_ = True
+            return self
+        self.__dict__.pop("estimators_", None)
         if y is None:
             data = _data.as_series_data(t, time_index=False)
             axis = TimeAxis.from_index(data.index)
@@ -222,8 +241,19 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
                              "new points is unknown (predict f with include_noise=False)")
         return float(self.noise_) + float(self.kernel_.white_noise_variance)
 
-    @single_series
     def predict(self, fh, return_std=False, return_cov=False, include_noise=False):
+        """Posterior mean of :math:`f` (see :meth:`_predict_single`); on a panel fit, a
+        horizon or an index of labels only, stacked by series."""
+        if getattr(self, "_panel", None) is not None and (
+                return_std or return_cov or isinstance(fh, (np.ndarray, jax.Array))):
+            raise ValueError("on a panel fit predict takes a horizon (or an index of labels) and gives "
+                             "one Series indexed by (series_id, time); for time stamps or return_std/"
+                             "return_cov call estimators_[series_id].predict")
+        return self._predict_single(fh, return_std=return_std, return_cov=return_cov,
+                                    include_noise=include_noise)
+
+    @per_series
+    def _predict_single(self, fh, return_std=False, return_cov=False, include_noise=False):
         """Posterior mean of :math:`f` (``include_noise``: of :math:`y`; the same for a Gaussian
         likelihood, :math:`E[y]` otherwise) at new times.
 
@@ -275,14 +305,14 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
         labels = labels if labels is not None else pd.Index(times, name="t")
         return mean, var, labels
 
-    @single_series
+    @per_series
     def predict_var(self, fh) -> pd.DataFrame:
         """Predictive variances of :math:`y`, one column per output."""
         self._check_is_fitted()
         _, var, labels = self._predictive(fh)
         return pd.DataFrame(var, index=labels, columns=self._y.columns)
 
-    @single_series
+    @per_series
     def predict_interval(self, fh, coverage=0.9) -> pd.DataFrame:
         """Central predictive intervals of :math:`y`; columns ``(variable, coverage,
         "lower"|"upper")``."""
@@ -297,7 +327,7 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
                 cols[(var, c, "upper")] = q[:, j, alphas.index(0.5 + c / 2)]
         return pd.DataFrame(cols, index=labels)
 
-    @single_series
+    @per_series
     def predict_quantiles(self, fh, alpha=(0.05, 0.5, 0.95)) -> pd.DataFrame:
         """Predictive quantiles of :math:`y`; columns ``(variable, alpha)``."""
         self._check_is_fitted()
@@ -334,7 +364,7 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
                                                       self.noise_, method=self._inference_method())
         return np.asarray(draws)
 
-    @single_series
+    @per_series
     def sample(self, fh, n_samples: int = 100, random_state=None) -> pd.DataFrame:
         """Joint predictive sample paths of :math:`y` (posterior draws of :math:`f` plus
         observation noise), a long DataFrame indexed by ``(sample, time)``."""
@@ -370,11 +400,13 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
         return StateEstimates(pd.DataFrame(mean, index=index, columns=columns),
                               pd.DataFrame(std, index=index, columns=columns), cov, loglik)
 
+    @per_series
     def filter(self) -> StateEstimates:
         """Filtered states :math:`p(x_k \\mid y_{0:k})` at the sorted training times."""
         self._check_is_fitted()
         return self._states(smoothed=False)
 
+    @per_series
     def smooth(self) -> StateEstimates:
         """Smoothed states :math:`p(x_k \\mid y)` at the sorted training times."""
         self._check_is_fitted()

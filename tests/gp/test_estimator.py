@@ -135,3 +135,20 @@ def test_unfitted_and_configuration_errors():
     with pytest.raises(ValueError, match="unknown configuration"):
         gp.set_config(backend="dask")
     assert gp.set_config(inference="parallel").get_config() == {"inference": "parallel"}
+
+
+def test_panel_fits_equal_one_fit_per_series():
+    index = pd.date_range("2020-01-01", periods=T, freq="D")
+    rng = np.random.default_rng(4)
+    series = {f"s{i}": np.sin(np.arange(T) / (3 + i)) + 0.2 * rng.standard_normal(T) for i in range(3)}
+    long = pd.concat([pd.DataFrame({"unique_id": k, "ds": index, "y": v}) for k, v in series.items()])
+    panel = GaussianProcess(Matern32(5.0)).fit(long)
+    for sid, values in series.items():
+        alone = GaussianProcess(Matern32(5.0)).fit(pd.Series(values, index=index))
+        np.testing.assert_allclose(panel.log_marginal_likelihood_[sid], alone.log_marginal_likelihood_, rtol=1e-7)
+        np.testing.assert_allclose(panel.params_.loc[sid].to_numpy(), alone.params_.to_numpy(), rtol=1e-3)
+    forecast = panel.predict(2)
+    assert forecast.index.names == ["series_id", "ds"] and len(forecast) == 6
+    np.testing.assert_allclose(forecast.loc["s1"].to_numpy(), panel.estimators_["s1"].predict(2).to_numpy())
+    with pytest.raises(ValueError, match="panel fit"):
+        panel.predict(np.array([1.0]), return_std=True)
