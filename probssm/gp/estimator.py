@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .. import _data, _persistence
+from .. import _data, _persistence, kalman
 from ..base import BaseForecaster, StateEstimates, per_series, single_series
 from . import inference
 from .fitting import fit_hyperparameters
@@ -386,7 +386,6 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
         if y.ndim != 1:
             raise ValueError("filter() and smooth() are available for one output only")
         order = np.argsort(t, kind="stable")
-        from .. import kalman
         with jax.enable_x64(True):
             model = state_space_model(self.kernel_, jnp.asarray(t[order]),
                                       jnp.broadcast_to(jnp.asarray(self.noise_), t.shape)[order])
@@ -470,8 +469,10 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
         both_y = both_y[:, 0] if both_y.shape[1] == 1 else both_y
         with jax.enable_x64(True):
             method = self._inference_method()
-            joint = np.sum(inference.log_marginal_likelihood(self.kernel_, both_t, both_y, self.noise_, method=method))
-            alone = np.sum(inference.log_marginal_likelihood(self.kernel_, t0, y0, self.noise_, method=method))
+            joint = np.sum(np.asarray(inference.log_marginal_likelihood(
+                self.kernel_, both_t, both_y, self.noise_, method=method)))
+            alone = np.sum(np.asarray(inference.log_marginal_likelihood(
+                self.kernel_, t0, y0, self.noise_, method=method)))
         return float((joint - alone) / np.sum(~np.isnan(values)))
 
     @single_series
