@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _data, _persistence, kalman
+from .._compile import use_persistent_cache
 from ..base import BaseForecaster, StateEstimates, per_series, single_series
 from . import inference
 from .fitting import fit_hyperparameters
@@ -121,6 +122,7 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
         NaN values are missing. Returns ``self``.
         """
         self._check_hyperparameters()
+        use_persistent_cache()
         if y is None and _data.is_panel(t, univariate=False):
             panel = _data.as_panel_data(t)
             self.estimators_ = fit_panel(self, panel)
