@@ -103,7 +103,7 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
 
     # -- data -------------------------------------------------------------------------------
     def fit(self, t, y=None):
-        """Fit to ``y`` observed at times ``t``. Two forms:
+        """Fit to ``y`` observed at times ``t``, in one of three forms:
 
         - ``fit(y)``: ``y`` a Series/DataFrame whose index gives the times (see
           :mod:`probssm.gp.time_axis`; a DatetimeIndex with a frequency counts time in steps,
@@ -168,19 +168,25 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
         values = self._y.values
         return self._axis.times(), values[:, 0] if values.shape[1] == 1 else values
 
+    def _estimates_noise(self, likelihood) -> bool:
+        """Whether the noise variance is estimated with the kernel (see ``noise``); raises for
+        settings that contradict each other."""
+        if not likelihood.uses_noise and self.noise is not None:
+            raise ValueError(f"likelihood={likelihood.name!r} has no observation noise; leave noise=None")
+        has_white = bool(np.asarray(self.kernel.white_noise_variance) > 0)
+        estimate = likelihood.uses_noise and self.noise is None and not has_white
+        if estimate and self.optimizer is None:
+            raise ValueError("optimizer=None keeps the hyperparameters as given: give noise= "
+                             "(or a WhiteNoise term) too")
+        return estimate
+
     def _fit_hyperparameters(self):
         self._draws = None
+        self.__dict__.pop("converged_", None)
         t, y = self._observations()
-        has_white = bool(np.asarray(self.kernel.white_noise_variance) > 0)
-        uses_noise = self._likelihood.uses_noise
-        if not uses_noise and self.noise is not None:
-            raise ValueError(f"likelihood={self._likelihood.name!r} has no observation noise; leave noise=None")
-        estimate_noise = uses_noise and self.noise is None and not has_white
+        estimate_noise = self._estimates_noise(self._likelihood)
         with jax.enable_x64(True):
             if self.optimizer is None:
-                if estimate_noise:
-                    raise ValueError("optimizer=None keeps the hyperparameters as given: give noise= "
-                                     "(or a WhiteNoise term) too")
                 self.kernel_ = self.kernel
                 self.noise_ = self._fixed_noise(t)
             else:

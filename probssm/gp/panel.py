@@ -34,13 +34,8 @@ def fit_panel(template, panel: _data.PanelData) -> dict:
             likelihood.check_observations(panel.values[i][:, None])
         except ValueError as err:
             raise ValueError(f"fitting series {sid!r}: {err}") from err
-    estimate_noise = (likelihood.uses_noise and template.noise is None
-                      and not bool(np.asarray(template.kernel.white_noise_variance) > 0))
-    if estimate_noise and template.optimizer is None:
-        raise ValueError("optimizer=None keeps the hyperparameters as given: give noise= (or a WhiteNoise term) too")
+    estimate_noise = template._estimates_noise(likelihood)
     fixed_noise = 0.0 if template.noise is None else float(template.noise)
-    if not likelihood.uses_noise and template.noise is not None:
-        raise ValueError(f"likelihood={likelihood.name!r} has no observation noise; leave noise=None")
     starts = [Hyperparameters(template.kernel, _start_noise(row) if estimate_noise else None) for row in panel.values]
     space = starts[0]
     method = template.get_config()["inference"]
