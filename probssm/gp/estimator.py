@@ -16,7 +16,7 @@ from .kernels.base import as_times
 from .likelihoods import Gaussian, resolve_likelihood
 from .model import check_kernel, state_space_model
 from .panel import fit_panel
-from .posterior import PosteriorMixin
+from .bayes import PosteriorMixin
 from .time_axis import TimeAxis
 
 __all__ = ["GaussianProcess"]
@@ -54,12 +54,12 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
     method : ``"auto"``, ``"mle"`` or ``"nuts"``
         How hyperparameters are estimated: ``"mle"`` maximises the (approximate) log marginal
         likelihood; ``"nuts"`` then samples their posterior with NUTS from there
-        (:mod:`probssm.gp.posterior`), and predictions integrate over it; ``"auto"`` is ``"mle"``
+        (:mod:`probssm.gp.bayes`), and predictions integrate over it; ``"auto"`` is ``"mle"``
         (no estimation when ``optimizer`` is ``None``).
     priors : dict, optional
         ``{hyperparameter name: numpyro distribution or log-density callable}`` for NUTS, names
         as in ``params_`` (``"lengthscale"``, ``"k1__variance"``, ``"noise"``, ...); others get
-        the default log-normal prior of :mod:`probssm.gp.posterior`.
+        the default log-normal prior of :mod:`probssm.gp.bayes`.
     num_warmup, num_samples, num_chains : int
         NUTS settings.
     n_restarts_optimizer : int

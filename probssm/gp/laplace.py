@@ -10,7 +10,9 @@ regressions on pseudo-observations (Rasmussen & Williams 2006, sec. 3.4):
     g_i = \\partial_f \\log p(y_i \\mid \\hat f_i), \\quad W_i = -\\partial_f^2 \\log p(y_i \\mid \\hat f_i),
 
 each solved exactly by one :mod:`probssm.kalman` smoothing pass
-(:func:`probssm.kalman.iterated.iterated_smoothing`). At the mode :math:`\\hat f` the Laplace
+(:func:`probssm.kalman.iterated.iterated_smoothing`), started where each observation alone puts
+:math:`f` (:meth:`~probssm.gp.Likelihood.initial_f`, e.g. :math:`\\log(y + 1/2)` for counts);
+an iteration that has not converged after ``MAX_ITER`` passes gives a NaN marginal likelihood. At the mode :math:`\\hat f` the Laplace
 posterior :math:`N(\\hat f, (K^{-1} + W)^{-1})` is the Gaussian posterior of the
 pseudo-observations, so predictions reuse :mod:`probssm.gp.inference`, and the approximate log
 marginal likelihood is
@@ -70,9 +72,13 @@ def _laplace_sorted(likelihood, kernel, ts, ys, noise, method):
         y_tilde, r_tilde = _pseudo(likelihood, yb, mean @ H, noise)
         return with_noise(r_tilde), y_tilde[..., None]
 
-    start = jnp.zeros(yb.shape + (kernel.state_dim,), base.transition_matrix.dtype)
-    mode = jax.lax.stop_gradient(
-        iterated_smoothing(linearise, start, max_iter=MAX_ITER, tol=TOL, method=method).mean)
+    # Start where each observation alone puts f (log counts for Poisson): from f = 0, Newton's
+    # first steps overshoot by about the counts themselves (f = 44 for counts of 150). A state
+    # with H x = f_0 is f_0 H^T / |H|^2.
+    f0 = likelihood.initial_f(yb)
+    start = (f0[..., None] * H / (H @ H)).astype(base.transition_matrix.dtype)
+    result = iterated_smoothing(linearise, start, max_iter=MAX_ITER, tol=TOL, method=method)
+    mode = jax.lax.stop_gradient(result.mean)
     model, y_tilde = linearise(mode)
     f = kalman.smooth(model, y_tilde, method=method).mean @ H  # the differentiable Newton pass
     y_tilde, r_tilde = _pseudo(likelihood, yb, f, noise)
@@ -81,6 +87,9 @@ def _laplace_sorted(likelihood, kernel, ts, ys, noise, method):
     gaussian_terms = -0.5 * (jnp.log(2 * jnp.pi * r_tilde) + (jnp.where(observed, y_tilde, f) - f) ** 2 / r_tilde)
     correction = jnp.sum(jnp.where(observed, likelihood.log_prob(y0, f, noise) - gaussian_terms, 0.0), axis=-1)
     lml = kalman.log_likelihood(with_noise(r_tilde), y_tilde[..., None], method=method) + correction
+    # Not converged: no approximation to report (NaN, which the optimiser steps back from and
+    # the estimator reports), rather than a value at some iterate.
+    lml = jnp.where(result.converged, lml, jnp.nan)
     return lml, _from_batch(y_tilde, ys.ndim), _from_batch(r_tilde, ys.ndim)
 
 

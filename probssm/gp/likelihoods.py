@@ -36,6 +36,11 @@ class Likelihood:
     def check_observations(self, values: np.ndarray) -> None:
         """Raise ``ValueError`` for values outside the likelihood's support."""
 
+    def initial_f(self, y):
+        """Where the Laplace iteration starts, per observation (traced; NaN where missing is
+        allowed): 0 unless the likelihood knows better."""
+        return jnp.zeros_like(jnp.nan_to_num(y))
+
     # -- the Gaussian problem that stands for this one --------------------------------------
     def gaussian_problem(self, kernel, t, y, noise, method):
         """``(y, noise)`` of the Gaussian regression whose posterior is this one's."""
@@ -124,6 +129,9 @@ class Poisson(Likelihood):
         if bad.size:
             raise ValueError(f"likelihood='poisson' needs non-negative integer counts; got {v[bad[0]]} "
                              f"(observed value number {int(bad[0])})")
+
+    def initial_f(self, y):
+        return jnp.log(jnp.nan_to_num(y) + 0.5)
 
     def log_prob(self, y, f, noise):
         return y * f - jnp.exp(f) - gammaln(y + 1.0)

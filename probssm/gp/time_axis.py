@@ -70,9 +70,12 @@ class TimeAxis:
         return np.asarray(_data.forecast_steps(labels, self.index), dtype=np.float64) + len(self.index) - 1
 
     def horizon(self, fh) -> tuple[np.ndarray, pd.Index]:
-        """Times and labels of a forecasting horizon ``fh`` (an int ``h`` for steps ``1..h``, a
-        list of steps, or an index of future labels), after the last training label."""
+        """Times and labels of a forecasting horizon ``fh``: an int ``h`` for steps ``1..h`` or a
+        list of steps after the last training label, or an index of labels (on a regular axis,
+        training labels too, e.g. the dates of missing values)."""
         if self.kind == "steps":
+            if isinstance(fh, pd.Index):
+                return self._positions(fh), fh
             steps = _data.forecast_steps(fh, self.index)
             return np.asarray(steps, dtype=np.float64) + len(self.index) - 1, _data.future_index(self.index, steps)
         if isinstance(fh, pd.Index):
@@ -80,6 +83,15 @@ class TimeAxis:
         raise ValueError(
             f"this GP's time stamps are irregular ({self.kind}); a horizon of steps is not defined: "
             "pass the new time stamps (an array, or a DatetimeIndex for dates)")
+
+    def _positions(self, labels: pd.Index) -> np.ndarray:
+        """Step times of labels on a regular axis: a training label's position, or ``T - 1 +
+        step`` for a future one (labels between the grid's points raise)."""
+        position = self.index.get_indexer(labels).astype(np.float64)
+        future = position < 0
+        if future.any():
+            position[future] = self.label_times(labels[future])
+        return position
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "index": _data.index_to_json(self.index)}

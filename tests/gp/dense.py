@@ -29,11 +29,12 @@ def posterior(kernel, t, y, t_new, noise):
     return mean, cov
 
 
-def laplace(kernel, t, y, gradient_curvature, log_prob, iterations=100):
-    """Newton's method on log p(y | f) + log N(f; 0, K) (Rasmussen & Williams, algorithm 3.1),
-    and the Laplace log marginal likelihood (their eq. 3.32): ``(mode, log q(y))``."""
+def laplace(kernel, t, y, gradient_curvature, log_prob, iterations=100, start=None):
+    """Newton's method on log p(y | f) + log N(f; 0, K) (Rasmussen & Williams, algorithm 3.1)
+    from ``start`` (default 0), and the Laplace log marginal likelihood (their eq. 3.32):
+    ``(mode, log q(y))``."""
     K = np.asarray(kernel(t), dtype=np.float64)
-    f = np.zeros(len(t))
+    f = np.zeros(len(t)) if start is None else np.asarray(start, dtype=np.float64)
     for _ in range(iterations):
         g, W = gradient_curvature(y, f)
         sw = np.sqrt(W)

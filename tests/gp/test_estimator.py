@@ -80,6 +80,16 @@ def test_contract_on_a_dated_series():
     assert gp.predict(1).index[0] == pd.Timestamp("2024-07-31")
 
 
+def test_labels_of_missing_values_and_future_labels_on_a_regular_index():
+    index = pd.date_range("2020-01-04", periods=T, freq="W-SAT")
+    y = pd.Series(VALUES, index=index)
+    y.iloc[[5, 6]] = np.nan
+    gp = GaussianProcess(Matern32(3.0), noise=0.05, optimizer=None).fit(y)
+    labels = index[[5, 6]].append(pd.DatetimeIndex([index[-1] + 2 * index.freq]))
+    np.testing.assert_allclose(gp.predict(labels).to_numpy(), gp.predict(np.array([5.0, 6.0, T + 1.0])),
+                               atol=1e-12)
+
+
 def test_irregular_dates_count_time_in_days():
     index = pd.DatetimeIndex(pd.Timestamp("2022-01-01") + pd.to_timedelta(TIMES, unit="D"))
     gp = GaussianProcess(Matern32(3.0), noise=0.1, optimizer=None).fit(pd.Series(VALUES, index=index))

@@ -67,6 +67,17 @@ def test_methods_agree_with_sequential(method):
                                rtol=1e-11)
 
 
+def test_short_gaps_keep_the_process_noise_factorable():
+    """Over a gap of 5e-3 lengthscales P - A P A^T rounded to an indefinite matrix (an
+    eigenvalue of -9e-18) and the square-root parallel filter returned NaN."""
+    t = np.sort(np.random.default_rng(0).uniform(0, 120, 200))
+    y = np.sin(t / 7)
+    values = [inference.log_marginal_likelihood(Matern52(24.0), t, y, 0.1, method=m)
+              for m in ("sequential", "parallel")]
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-12)
+    np.testing.assert_allclose(values[0], dense.log_marginal_likelihood(Matern52(24.0), t, y, 0.1), rtol=1e-9)
+
+
 def _dense_lml_jax(kernel, t, y, noise):
     K = kernel(t) + noise * jnp.eye(t.shape[0])
     L = jnp.linalg.cholesky(K)

@@ -94,3 +94,18 @@ def test_missing_counts_are_skipped():
         laplace.log_marginal_likelihood(likelihood, kernel, t, y_missing, 0.0, "sequential"),
         laplace.log_marginal_likelihood(likelihood, kernel, t[keep], y[keep], 0.0, "sequential"),
         rtol=1e-10)
+
+
+def test_large_counts_converge_to_the_dense_mode():
+    """Counts in the thousands: Newton from f = 0 overshot (a wrong value for counts of 150, NaN
+    for 1000); the iteration starts at log(y + 1/2)."""
+    likelihood = Poisson()
+    kernel = Matern32(10.0, variance=30.0)
+    t, rng = _times(4)
+    y = rng.poisson(1000.0 * np.exp(np.sin(t / 5))).astype(float)
+    mode, expected = dense.laplace(kernel, t, y, _numpy_poisson,
+                                   lambda y_, f_: np.asarray(likelihood.log_prob(y_, f_, 0.0)),
+                                   start=np.log(y + 0.5))
+    assert np.all(np.abs(mode - np.log(y)) < 0.1)
+    np.testing.assert_allclose(laplace.log_marginal_likelihood(likelihood, kernel, t, y, 0.0, "sequential"),
+                               expected, rtol=1e-10)

@@ -178,11 +178,16 @@ class Kernel:
     def transition(self, t, dt):
         """:math:`(A(\\Delta), Q(t, \\Delta))` from time ``t`` to ``t + dt`` (scalars,
         ``dt >= 0``); each ``(n, n)``. For a stationary kernel :math:`Q = P_\\infty - A
-        P_\\infty A^T`."""
+        P_\\infty A^T` (plus :math:`16 \\epsilon \\max_i P_{\\infty,ii} I` against round-off)."""
         A = self.stationary_transition_matrix(dt)
         P = self.sde().stationary_cov
         Q = P - A @ P @ A.T
-        return A, 0.5 * (Q + Q.T)
+        # The subtraction rounds at eps |P|, so over a short gap Q can come out indefinite by
+        # that much (an eigenvalue of -9e-18 at unit variance), which the square-root filters
+        # cannot factor. Adding 16 eps max(diag P) I keeps it PSD and changes covariances by a
+        # relative 4e-15 at most.
+        jitter = 16 * jnp.finfo(Q.dtype).eps * jnp.max(jnp.diagonal(P))
+        return A, 0.5 * (Q + Q.T) + jitter * jnp.eye(Q.shape[0], dtype=Q.dtype)
 
     def measurement(self):
         """:math:`H`, shape ``(n,)``."""
