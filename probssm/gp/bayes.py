@@ -29,6 +29,7 @@ from .fitting import Hyperparameters, objective_for
 __all__ = ["PosteriorMixin", "DEFAULT_PRIOR_LOG_SD"]
 
 DEFAULT_PRIOR_LOG_SD = 2.0
+"""Standard deviation, on the log scale, of the default log-normal prior of a hyperparameter."""
 _PREDICTIVE_DRAWS = 100
 _QUANTILE_DRAWS = 4000
 

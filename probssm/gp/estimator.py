@@ -203,6 +203,10 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
                     self._sample_hyperparameters(objective, t, y, self._fixed_noise(t), start)
             self.log_marginal_likelihood_ = float(np.sum(self._likelihood.log_marginal_likelihood(
                 self.kernel_, t, y, self.noise_, method=self._inference_method())))
+        if not np.isfinite(self.log_marginal_likelihood_):
+            raise ValueError(f"the log marginal likelihood is not finite at {self.kernel_!r} (for "
+                             f"likelihood={self._likelihood.name!r}: the Laplace iteration did not "
+                             "converge); try other starting hyperparameters")
         self._set_params_table()
 
     def _set_params_table(self):

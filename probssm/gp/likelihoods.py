@@ -228,6 +228,7 @@ class StudentT(Likelihood):
 
 
 LIKELIHOODS = {"gaussian": Gaussian, "poisson": Poisson, "bernoulli": Bernoulli, "student_t": StudentT}
+"""The likelihoods by the names ``GaussianProcess(likelihood=...)`` accepts."""
 
 
 def resolve_likelihood(likelihood) -> Likelihood:
