@@ -96,6 +96,39 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # every library computes in float64
 
+
+def _one_thread_xla_pool():
+    """Start JAX's CPU client while the process may run on one CPU only, then give every thread
+    all the CPUs back. XLA sizes its intra-op thread pool by the CPUs the process may use when
+    the client starts: a pool of one. With the pool of two of the 2-core machine, probssm's
+    ``method="parallel"`` program hung for good (every thread asleep) within 300 calls at
+    T = 5000: two batched LAPACK custom calls (``dorgqr``, ``trsm``) ran at once, each waiting in
+    ``ParallelBatchMap`` for work items that only the other's thread could run. Returns the
+    intra-op pool size."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        jax.devices()
+    finally:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except OSError:  # a thread that has exited since the listing
+                pass
+    return _xla_pool_threads()
+
+
+def _xla_pool_threads():
+    try:
+        return sum(Path(f"/proc/self/task/{tid}/comm").read_text().strip() == "tf_XLAEigen"
+                   for tid in os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+XLA_POOL_THREADS = (_one_thread_xla_pool() if not DEFAULT_THREADS and hasattr(os, "sched_setaffinity")
+                    else _xla_pool_threads())
+
 import jax.numpy as jnp  # noqa: E402
 
 from machine import cpu_machine, load_average  # noqa: E402
@@ -352,7 +385,8 @@ def main(argv=None):
         "machine": cpu_machine(
             jax_devices=[str(d) for d in jax.devices()],
             threads="library defaults" if DEFAULT_THREADS else "pinned to one thread",
-            threads_env={k: os.environ.get(k) for k in SINGLE_THREAD_ENV}),
+            threads_env={k: os.environ.get(k) for k in SINGLE_THREAD_ENV},
+            xla_intra_op_pool_threads=XLA_POOL_THREADS),
         "versions": versions(),
         "settings": {
             "sizes": sizes, "seed": args.seed, "dtype": "float64", "min_repeats": min_repeats,
@@ -371,7 +405,8 @@ def main(argv=None):
     print("== GP log marginal likelihood + gradient benchmark (CPU, float64) ==")
     print(f"date (UTC): {meta['date_utc']}\ncommand:    {meta['command']}")
     print(f"machine:    {mi['cpu_model']!r}, {mi['cpu_count']} cores (usable {mi['cpus_usable']}), "
-          f"{mi['platform']}; JAX devices {mi['jax_devices']}; threads {mi['threads']}")
+          f"{mi['platform']}; JAX devices {mi['jax_devices']}; threads {mi['threads']} (XLA intra-op pool: "
+          f"{mi['xla_intra_op_pool_threads']})")
     print(f"load average at start (1, 5, 15 min): {mi['load_average_start']}")
     print("versions:   " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()))
     for name, spec in meta["models"].items():
