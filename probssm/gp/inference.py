@@ -116,7 +116,7 @@ def log_marginal_likelihood(kernel, t, y, noise=0.0, *, method: str = "auto"):
 
 def _merged(t, y, noise, t_new):
     """Training and new times in one sorted grid, the new ones as missing observations."""
-    dtype = jnp.result_type(t, y, float)
+    dtype = jnp.result_type(t, y, 1.0)
     T_new = t_new.shape[0]
     missing = jnp.full((T_new,) + y.shape[1:], jnp.nan, dtype)
     t_all = jnp.concatenate([t, t_new.astype(t.dtype)])

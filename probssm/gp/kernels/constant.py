@@ -34,12 +34,12 @@ class Constant(Kernel):
         return 1
 
     def sde(self) -> SDE:
-        dtype = jnp.result_type(self.variance, float)
+        dtype = jnp.result_type(self.variance, 1.0)
         zero = jnp.zeros((1, 1), dtype)
         return SDE(zero, zero, zero, jnp.ones(1, dtype), jnp.reshape(self.variance, (1, 1)).astype(dtype))
 
     def stationary_transition_matrix(self, dt):
-        return jnp.ones((1, 1), jnp.result_type(dt, self.variance, float))
+        return jnp.ones((1, 1), jnp.result_type(dt, self.variance, 1.0))
 
     def evaluate(self, t1, t2):
         return self.variance * jnp.ones(jnp.broadcast_shapes(jnp.shape(t1), jnp.shape(t2)))

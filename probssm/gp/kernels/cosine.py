@@ -62,7 +62,7 @@ class Cosine(Kernel):
         return 2 * math.pi / self.period
 
     def sde(self) -> SDE:
-        dtype = jnp.result_type(self.period, self.variance, float)
+        dtype = jnp.result_type(self.period, self.variance, 1.0)
         return SDE(
             feedback=generator(self.frequency, dtype),
             noise_effect=jnp.zeros((2, 1), dtype),

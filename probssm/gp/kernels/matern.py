@@ -84,7 +84,7 @@ class _Matern(Kernel):
 
     def sde(self) -> SDE:
         P_hat, intensity = _unit_stationary_cov(self.p)
-        dtype = jnp.result_type(self.lengthscale, self.variance, float)
+        dtype = jnp.result_type(self.lengthscale, self.variance, 1.0)
         n = self.state_dim
         L = np.zeros((n, 1))
         L[-1, 0] = 1.0
@@ -100,7 +100,7 @@ class _Matern(Kernel):
 
     def stationary_transition_matrix(self, dt):
         x = self.rate * dt
-        powers = jnp.asarray(_nilpotent_powers(self.p), jnp.result_type(x, float))
+        powers = jnp.asarray(_nilpotent_powers(self.p), jnp.result_type(x, 1.0))
         # Powers by products, not x ** j: the gradient of a float power is NaN at x = 0 (dt = 0
         # between repeated time stamps).
         coefficients = [jnp.ones_like(x)]

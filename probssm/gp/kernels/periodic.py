@@ -64,7 +64,7 @@ def harmonic_weights(lengthscale, order: int):
     with a fixed number of terms, accurate to 1e-14 for :math:`\\ell \\ge 0.1`.
     """
     exponents, log_factorials = _series_constants(order)
-    dtype = jnp.result_type(lengthscale, float)
+    dtype = jnp.result_type(lengthscale, 1.0)
     # log(x / 2) from log(lengthscale): finite for every positive lengthscale, also where x
     # itself underflows.
     log_half_x = -2.0 * jnp.log(lengthscale) - math.log(2.0)
@@ -173,7 +173,7 @@ class Periodic(Kernel):
         return 2 * math.pi / self.period * jnp.arange(1, self.order + 1, dtype=dtype)
 
     def _dtype(self, *extra):
-        return jnp.result_type(self.variance, self.period, self.lengthscale, *extra, float)
+        return jnp.result_type(self.variance, self.period, self.lengthscale, *extra, 1.0)
 
     def sde(self) -> SDE:
         dtype = self._dtype()

@@ -170,7 +170,7 @@ class SquaredExponential(Kernel):
 
     def sde(self) -> SDE:
         F_hat, P_hat, intensity = _unit_model(self.order)
-        dtype = jnp.result_type(self.lengthscale, self.variance, float)
+        dtype = jnp.result_type(self.lengthscale, self.variance, 1.0)
         n = self.order
         L = np.zeros((n, 1))
         L[-1, 0] = 1.0
@@ -185,7 +185,7 @@ class SquaredExponential(Kernel):
         )
 
     def stationary_transition_matrix(self, dt):
-        F_hat = jnp.asarray(_unit_model(self.order)[0], jnp.result_type(dt, self.lengthscale, float))
+        F_hat = jnp.asarray(_unit_model(self.order)[0], jnp.result_type(dt, self.lengthscale, 1.0))
         return jax.scipy.linalg.expm(F_hat * (dt / self.lengthscale))
 
     def evaluate(self, t1, t2):

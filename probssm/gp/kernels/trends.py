@@ -74,16 +74,16 @@ class Linear(Kernel):
         return [f"offset={self.offset:g}"]
 
     def sde(self) -> SDE:
-        dtype = jnp.result_type(self.variance, float)
+        dtype = jnp.result_type(self.variance, 1.0)
         return SDE(jnp.asarray([[0.0, 1.0], [0.0, 0.0]], dtype), jnp.zeros((2, 1), dtype),
                    jnp.zeros((1, 1), dtype), jnp.asarray([1.0, 0.0], dtype), None)
 
     def marginal_cov(self, t):
-        u = jnp.asarray(t, jnp.result_type(t, self.variance, float)) - self.offset
+        u = jnp.asarray(t, jnp.result_type(t, self.variance, 1.0)) - self.offset
         return self.variance * jnp.stack([jnp.stack([u * u, u]), jnp.stack([u, jnp.ones_like(u)])])
 
     def transition(self, t, dt):
-        dt = jnp.asarray(dt, jnp.result_type(t, dt, self.variance, float))
+        dt = jnp.asarray(dt, jnp.result_type(t, dt, self.variance, 1.0))
         A = jnp.stack([jnp.stack([jnp.ones_like(dt), dt]), jnp.stack([jnp.zeros_like(dt), jnp.ones_like(dt)])])
         return A, jnp.zeros_like(A)
 
@@ -175,7 +175,7 @@ class IntegratedWiener(Kernel):
                     f"(position {int(before[0])}: {values[before[0]]:g}); the process starts there")
 
     def _dtype(self, *times):
-        return jnp.result_type(*times, self.variance, float)
+        return jnp.result_type(*times, self.variance, 1.0)
 
     def sde(self) -> SDE:
         dtype = self._dtype()

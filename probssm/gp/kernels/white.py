@@ -38,4 +38,4 @@ class WhiteNoise(Kernel):
 
     def evaluate(self, t1, t2):
         return jnp.zeros(jnp.broadcast_shapes(jnp.shape(t1), jnp.shape(t2)),
-                         jnp.result_type(self.variance, float))
+                         jnp.result_type(self.variance, 1.0))
