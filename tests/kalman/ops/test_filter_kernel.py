@@ -2,6 +2,8 @@
 its own reverse mode, on CPU through the Pallas interpreter, and its lowering to Triton for
 CUDA."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,18 @@ def _y(rng, shape, partial=True, dtype=np.float64):
     return y.astype(dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("smooth", "chunk", "block", "group", "top"))
+def _kernel_and_log_likelihood(model, y, smooth, chunk=None, block=filter_kernel.DEFAULT_BLOCK,
+                               group=chunk_scan.DEFAULT_GROUP, top=None):
+    """The kernel smoother (``smooth``) or filter and the log-likelihood kernel of one
+    configuration, as one program: XLA compiles the summary and chunk scan they share once
+    (compiled as two programs they took a third more compile time, which is most of these
+    tests' time)."""
+    kw = dict(chunk=chunk, block=block, group=group, top=top)
+    out = (filter_kernel.smooth_batch if smooth else filter_kernel.filter_batch)(model, y, **kw)
+    return out, filter_kernel.log_likelihood_batch(model, y, **kw)
+
+
 @pytest.mark.parametrize("n,m,T,chunk,group,diagonal_r,top", [
     (1, 1, 1, 128, 8, True, 0), (2, 1, 37, 8, 2, True, 0), (3, 2, 64, 4, 3, False, 0),
     (4, 3, 50, 7, 8, False, 0), (2, 2, 61, 4, 2, False, 4), (3, 1, 40, 4, 3, True, 16)])
@@ -46,11 +60,9 @@ def test_kernel_equals_sequential_float64(n, m, T, chunk, group, diagonal_r, top
         model = _model(rng, n, m, diagonal_r=diagonal_r)
         y = _y(rng, (3, T, m))
         ref = kalman.smooth(model, y, method="sequential")
-        kw = dict(chunk=chunk, block=4, group=group, top=top)
         smooth = n < 4
-        out = (filter_kernel.smooth_batch if smooth else filter_kernel.filter_batch)(
-            model, jnp.asarray(y), **kw)
-        ll = filter_kernel.log_likelihood_batch(model, jnp.asarray(y), **kw)
+        out, ll = _kernel_and_log_likelihood(model, jnp.asarray(y), smooth, chunk=chunk, block=4,
+                                             group=group, top=top)
     filtered = out.filtered if smooth else out
     for field in ref.filtered._fields:
         if field != "log_likelihood":
@@ -74,9 +86,8 @@ def test_kernel_with_row_loops_equals_sequential_float64():
         model = _model(rng, 6, 2, diagonal_r=False)
         y = _y(rng, (2, 40, 2))
         ref = kalman.smooth(model, y, method="sequential")
-        kw = dict(chunk=6, block=4, group=2)
-        out = filter_kernel.smooth_batch(model, jnp.asarray(y), **kw)
-        ll = filter_kernel.log_likelihood_batch(model, jnp.asarray(y), **kw)
+        out, ll = _kernel_and_log_likelihood(model, jnp.asarray(y), True, chunk=6, block=4,
+                                             group=2)
     for field in ref.filtered._fields:
         if field != "log_likelihood":
             assert max_rel(getattr(out.filtered, field), getattr(ref.filtered, field)) < 1e-9, field
@@ -94,15 +105,19 @@ def test_kernel_method_through_the_public_api():
     with jax.enable_x64(True):
         model = _model(rng, 3, 2)
         y = _y(rng, (2, 2, 40, 2))
-        seq = kalman.filter(model, y, method="sequential")
-        ker = kalman.filter(model, y, method="kernel")
+        # The entry points of each method traced into one program (the kernel's filter and
+        # smoother then compile their shared forward pass once). The model is a concrete
+        # constant, as in an eager call, so the calls take the eager call's route.
+        ker, ll, ker_s = jax.jit(lambda y_: (
+            kalman.filter(model, y_, method="kernel"),
+            kalman.log_likelihood(model, y_, method="kernel"),
+            kalman.smooth(model, y_, method="kernel")))(y)
+        seq, seq_s = jax.jit(lambda y_: (kalman.filter(model, y_, method="sequential"),
+                                         kalman.smooth(model, y_, method="sequential")))(y)
         for field in seq._fields:
             assert max_rel(getattr(ker, field), getattr(seq, field)) < 1e-9, field
         assert ker.log_likelihood.shape == (2, 2)
-        ll = kalman.log_likelihood(model, y, method="kernel")
         assert max_rel(ll, seq.log_likelihood) < 1e-9
-        ker_s = kalman.smooth(model, y, method="kernel")
-        seq_s = kalman.smooth(model, y, method="sequential")
         for field in ("mean", "cov", "lag_one_cov"):
             assert max_rel(getattr(ker_s, field), getattr(seq_s, field)) < 1e-9, field
         assert max_rel(ker_s.filtered.cov, seq_s.filtered.cov) < 1e-9
@@ -173,10 +188,10 @@ def test_kernel_float32_is_stable_over_long_series():
     for s in range(y.shape[0]):
         one = jax.tree_util.tree_map(lambda a: jnp.asarray(a[s], jnp.float32), model)
         y32 = jnp.asarray(y[s:s + 1], jnp.float32)
-        out = filter_kernel.filter_batch(one, y32)
+        out, ll = _kernel_and_log_likelihood(one, y32, False)
         means.append(out.mean[0])
         lls.append(out.log_likelihood_terms[0].sum())
-        direct.append(filter_kernel.log_likelihood_batch(one, y32)[0])
+        direct.append(ll[0])
     check_float32(np.stack(means), np.stack(lls), ref_mean, ref_ll)
     check_float32(np.stack(means), np.stack(direct), ref_mean, ref_ll)
 
