@@ -1,6 +1,8 @@
 """The filter's reverse mode and the exact score from the filtered moments (probssm.kalman.ops.adjoint)
 against reverse-mode autodiff of the sequential filter, and the kernel gradients that use them."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,21 +70,36 @@ def _assert_gradients_equal(got, want, y):
                                atol=1e-9)
 
 
+def _every_series(single, model, y):
+    return jax.vmap(lambda yy: single(model, yy))(y)
+
+
+# Module-level jitted functions, so that the parametrised tests of one recursion (``single`` a
+# static argument) share one compiled program for its outputs and one for their autodiff.
+_outputs = jax.jit(_every_series, static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _autodiff_vjp(single, model, y, cotangents):
+    """Reverse-mode autodiff of ``single`` over the series of ``y``: the ``(model, y)``
+    gradient of the pairing of its outputs with ``cotangents`` (one for every output)."""
+    _, pullback = jax.vjp(functools.partial(_every_series, single), model, y)
+    return pullback(cotangents)
+
+
 def _check_reverse_mode(single, vjp, outputs, seed, problem_seed):
     """``vjp`` against reverse-mode autodiff of ``single`` (a sequential filter or smoother of
-    one series) for random cotangents on ``outputs``."""
+    one series) for random cotangents on ``outputs``. The reference pairs every output with a
+    cotangent, zero on those not in ``outputs`` (the same gradient as a pairing of ``outputs``
+    alone, and one program for all choices of ``outputs``); ``vjp`` gets ``None`` for them."""
     rng = np.random.default_rng(seed)
     with jax.enable_x64(True):
         model, y, _ = _problem(problem_seed, False, True, False)
-        states = jax.vmap(lambda yy: single(model, yy))(y)
-        cotangents = {k: jnp.asarray(rng.normal(size=states[k].shape)) for k in outputs}
-
-        def pairing(model, y):
-            out = jax.vmap(lambda yy: single(model, yy))(y)
-            return sum(jnp.sum(cotangents[k] * out[k]) for k in outputs)
-
         # Jitted: eager, every small operation would be a program of its own for XLA to compile.
-        want = jax.jit(jax.grad(pairing, argnums=(0, 1)))(model, y)
+        states = _outputs(single, model, y)
+        cotangents = {k: jnp.asarray(rng.normal(size=states[k].shape)) for k in outputs}
+        every = {k: cotangents.get(k, jnp.zeros_like(v)) for k, v in states.items()}
+        want = _autodiff_vjp(single, model, y, every)
         got = jax.jit(vjp)(model, y, *_typed(states, cotangents))
     _assert_gradients_equal(got, want, y)
 
@@ -168,6 +185,9 @@ _FILTER_OUTPUTS = ("mean", "cov", "predicted_mean", "predicted_cov", "observatio
                    "observation_cov", "log_likelihood_terms", "next_mean", "next_cov")
 
 
+# Each test function's cases on one worker (--dist loadgroup), where they share the compiled
+# outputs and autodiff of their recursion.
+@pytest.mark.xdist_group("filter_reverse_mode")
 @pytest.mark.parametrize("outputs", [_FILTER_OUTPUTS, ("mean",), ("cov", "next_cov"),
                                      ("predicted_cov", "observation_cov")])
 def test_filter_vjp_equals_autodiff_of_the_sequential_filter(outputs):
@@ -176,6 +196,7 @@ def test_filter_vjp_equals_autodiff_of_the_sequential_filter(outputs):
     _check_reverse_mode(sequential.filter_single, adjoint.filter_vjp, outputs, len(outputs), 11)
 
 
+@pytest.mark.xdist_group("smoother_reverse_mode")
 @pytest.mark.parametrize("outputs", [("smoothed_mean",), ("smoothed_cov",), ("lag_one_cov",),
                                      ("smoothed_mean", "smoothed_cov", "mean", "cov",
                                       "log_likelihood_terms")])
