@@ -123,16 +123,42 @@ def test_kernel_method_through_the_public_api():
         assert max_rel(ker_s.filtered.cov, seq_s.filtered.cov) < 1e-9
 
 
-@pytest.mark.parametrize("method", ["sequential", "parallel", "kernel"])
-def test_filter_without_predictions(method):
-    """``predictions=False``: the five prediction fields are None, the filtered moments and
-    log-likelihood those of the full sequential filter, and so is the gradient (the kernel's
-    reverse mode then rebuilds the predictions from the filtered moments)."""
+def _filter_objective(theta, model, y, method, predictions):
+    m_ = model.replace(transition_matrix=theta[0] * model.transition_matrix,
+                       observation_cov=jnp.exp(theta[1]) * model.observation_cov)
+    out = kalman.filter(m_, y, method=method, predictions=predictions)
+    return out.log_likelihood.sum() + jnp.sum(out.mean ** 2) * 1e-3 + out.cov.sum()
+
+
+# Jitted: eagerly, a gradient compiles its forward and backward passes (and many small
+# operations) as programs of their own.
+_filter_objective_gradient = jax.jit(jax.grad(_filter_objective),
+                                     static_argnames=("method", "predictions"))
+
+
+@functools.cache
+def _without_predictions_reference():
+    """The problem of :func:`test_filter_without_predictions`, its full sequential filter and the
+    gradient of its objective through it: computed once a process (its cases share an xdist
+    group)."""
     rng = np.random.default_rng(11)
     with jax.enable_x64(True):
         model = _model(rng, 3, 2, diagonal_r=False)
         y = _y(rng, (2, 33, 2))
         ref = kalman.filter(model, y, method="sequential")
+        theta = jnp.array([0.9, -0.3])
+        grad = _filter_objective_gradient(theta, model, y, method="sequential", predictions=True)
+    return model, y, ref, theta, grad
+
+
+@pytest.mark.xdist_group("filter_without_predictions")
+@pytest.mark.parametrize("method", ["sequential", "parallel", "kernel"])
+def test_filter_without_predictions(method):
+    """``predictions=False``: the five prediction fields are None, the filtered moments and
+    log-likelihood those of the full sequential filter, and so is the gradient (the kernel's
+    reverse mode then rebuilds the predictions from the filtered moments)."""
+    model, y, ref, theta, ref_grad = _without_predictions_reference()
+    with jax.enable_x64(True):
         out = kalman.filter(model, y, method=method, predictions=False)
         for field in ("predicted_mean", "predicted_cov", "predicted_diffuse_cov",
                       "observation_mean", "observation_cov"):
@@ -140,16 +166,9 @@ def test_filter_without_predictions(method):
         for field in ("mean", "cov", "log_likelihood_terms", "log_likelihood", "next_mean",
                       "next_cov"):
             assert max_rel(getattr(out, field), getattr(ref, field)) < 1e-9, field
-
-        def objective(theta, method, predictions):
-            m_ = model.replace(transition_matrix=theta[0] * model.transition_matrix,
-                               observation_cov=jnp.exp(theta[1]) * model.observation_cov)
-            out = kalman.filter(m_, y, method=method, predictions=predictions)
-            return out.log_likelihood.sum() + jnp.sum(out.mean ** 2) * 1e-3 + out.cov.sum()
-
-        theta = jnp.array([0.9, -0.3])
-        np.testing.assert_allclose(jax.grad(objective)(theta, method, False),
-                                   jax.grad(objective)(theta, "sequential", True), rtol=1e-9)
+        np.testing.assert_allclose(
+            _filter_objective_gradient(theta, model, y, method=method, predictions=False),
+            ref_grad, rtol=1e-9)
 
 
 def test_predictions_from_filtered_moments():
@@ -226,11 +245,15 @@ def test_unsupported_inputs_fall_back_with_the_same_results(case):
             model = model.replace(transition_matrix=np.stack([model.transition_matrix] * 20))
         if case == "batched_model":
             model = model.replace(transition_cov=np.stack([model.transition_cov] * 2), time_varying=())
-        seq = kalman.smooth(model, y, method="sequential")
-        ker = kalman.filter(model, y, method="kernel")
-        ll = kalman.log_likelihood(model, y, method="kernel")
-        if case in ("diffuse", "time_varying"):
-            assert max_rel(kalman.smooth(model, y, method="kernel").mean, seq.mean) < 1e-9
+        smoothed = case in ("diffuse", "time_varying")
+        # One program for the case (the model a concrete constant: routed as an eager call).
+        seq, ker, ll, ker_s = jax.jit(lambda y_: (
+            kalman.smooth(model, y_, method="sequential"),
+            kalman.filter(model, y_, method="kernel"),
+            kalman.log_likelihood(model, y_, method="kernel"),
+            kalman.smooth(model, y_, method="kernel") if smoothed else None))(y)
+        if smoothed:
+            assert max_rel(ker_s.mean, seq.mean) < 1e-9
     assert max_rel(ker.mean, seq.filtered.mean) < 1e-9
     assert max_rel(ll, seq.log_likelihood) < 1e-9
 
