@@ -1,7 +1,9 @@
-"""Setup shared by every test module: the stack limit and XLA's thread count."""
+"""Setup shared by every test module: the stack limit, XLA's thread count and xdist groups."""
 
 import os
 import resource
+
+import pytest
 
 # XLA's CPU compiler recurses deeply on the long sequential smoother programs and overflowed the
 # default 8 MB main-thread stack (a segfault in tests/kalman run on its own). On Linux the main
@@ -19,3 +21,24 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_cpu_multi_thread_eigen" not in _flags and "intra_op_parallelism_threads" not in _flags:
     os.environ["XLA_FLAGS"] = (
         _flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``xdist_group`` on one worker under ``--dist loadgroup``, also on pytest 9.
+
+    pytest-xdist (3.8) asks for it by appending ``@<group>`` to ``item._nodeid`` in the worker;
+    pytest 9 reads the node id from ``item._id`` instead, so the suffix never reached the
+    scheduler and a group's tests were spread over both workers (each then built what the group
+    shares, e.g. the float32 long-series problem). Here the suffix is set where it is read; a
+    node id that already carries it (an xdist that sets it itself) is left alone."""
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers under loadgroup
+        return
+    for item in items:
+        names = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                 for mark in item.iter_markers("xdist_group")}
+        suffix = "@" + "_".join(sorted(names))
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(item.nodeid + suffix)
