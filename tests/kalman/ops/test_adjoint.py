@@ -154,6 +154,12 @@ def test_kernel_log_likelihood_gradient_in_every_field():
                                atol=1e-9)
 
 
+# Jitted: eagerly, each of its small operations compiled as a program of its own (some 30 a
+# length).
+_suffix_compositions = jax.jit(adjoint._suffix_compositions, static_argnums=1,
+                               static_argnames="chunk")
+
+
 def test_suffix_compositions_across_chunks_equal_the_recursion():
     """The chunked scan (sequential in chunks, doubling across them) against the backward maps
     run step by step, :math:`\\lambda_t = A_t^T \\lambda_{t+1} + c_t`, :math:`\\Lambda_t =
@@ -175,7 +181,7 @@ def test_suffix_compositions_across_chunks_equal_the_recursion():
             lam = x + c[:, t]
             want_lam[:, t], want_Lam[:, t] = lam, Lam
         with jax.enable_x64(True):
-            _, got_lam, _, got_Lam = adjoint._suffix_compositions(
+            _, got_lam, _, got_Lam = _suffix_compositions(
                 tuple(map(jnp.asarray, (A, c, h, W))), adjoint._ADJOINTS, chunk=8)
         np.testing.assert_allclose(got_lam, want_lam, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")
         np.testing.assert_allclose(got_Lam, want_Lam, rtol=1e-12, atol=1e-12, err_msg=f"T={T}")

@@ -177,7 +177,8 @@ def test_predictions_from_filtered_moments():
     with jax.enable_x64(True):
         model = _model(rng, 4, 3, diagonal_r=False)
         ref = kalman.filter(model, _y(rng, (2, 25, 3)), method="sequential")
-        out = filter_kernel.predictions_from_filtered(model, ref.mean, ref.cov)
+        # Jitted: eagerly, each of its small operations compiled as a program of its own.
+        out = jax.jit(filter_kernel.predictions_from_filtered)(model, ref.mean, ref.cov)
         for field, value in out.items():
             assert max_rel(value, getattr(ref, field)) < 1e-12, field
 
@@ -227,9 +228,12 @@ def test_kernel_gradients_equal_sequential():
             return (kalman.log_likelihood(m_, y, method=method).sum()
                     + jnp.sum(kalman.filter(m_, y, method=method).mean ** 2) * 1e-3)
 
+        # Jitted, both gradients one program (eager, each compiled its forward and backward
+        # passes and many small operations as programs of their own).
         theta = jnp.array([0.2, -0.4])
-        np.testing.assert_allclose(jax.grad(objective)(theta, "kernel"),
-                                   jax.grad(objective)(theta, "sequential"), rtol=1e-9)
+        kernel, sequential = jax.jit(lambda t: (jax.grad(objective)(t, "kernel"),
+                                                jax.grad(objective)(t, "sequential")))(theta)
+        np.testing.assert_allclose(kernel, sequential, rtol=1e-9)
 
 
 @pytest.mark.parametrize("case", ["diffuse", "time_varying", "batched_model", "large_state"])
