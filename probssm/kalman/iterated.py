@@ -2,7 +2,8 @@
 
 Gauss-Newton / posterior-linearisation methods (Laplace approximations of non-Gaussian
 likelihoods, iterated extended and sigma-point smoothers) share one loop: linearise the model
-around the current trajectory, which gives a linear-Gaussian model and pseudo-observations;
+around the current trajectory (its means, or its means and covariances for posterior
+linearisation), which gives a linear-Gaussian model and pseudo-observations;
 smooth it with :func:`probssm.kalman.smooth`; move towards the smoothed trajectory. Here that loop
 lives once, the linearisation is the caller's.
 
@@ -34,6 +35,8 @@ class IterationResult(NamedTuple):
     ----------
     mean : ``(*batch, T, n)``
         The last iterate :math:`z`.
+    cov : ``(*batch, T, n, n)`` or None
+        The last iterate's covariances, when the loop carries them (``initial_cov`` given).
     iterations : int array
         Smoothing passes run.
     converged : bool array
@@ -41,21 +44,28 @@ class IterationResult(NamedTuple):
     """
 
     mean: jax.Array
+    cov: jax.Array | None
     iterations: jax.Array
     converged: jax.Array
 
 
-def iterated_smoothing(linearise: Callable, initial_mean, *, max_iter: int = 50, tol: float = 1e-9,
-                       damping: float = 1.0, method: str = "auto") -> IterationResult:
+def iterated_smoothing(linearise: Callable, initial_mean, initial_cov=None, *, max_iter: int = 50,
+                       tol: float = 1e-9, damping: float = 1.0,
+                       method: str = "auto") -> IterationResult:
     """Iterate linearise -> :func:`probssm.kalman.smooth` -> damped step to a fixed point.
 
     Parameters
     ----------
     linearise : callable
-        ``linearise(mean) -> (model, y)``: the :class:`~probssm.kalman.LGSSM` and observations
-        ``(*batch, T, m)`` of the problem linearised at the state means ``mean``.
+        ``linearise(mean) -> (model, y)`` (or ``linearise(mean, cov)`` when ``initial_cov`` is
+        given): the :class:`~probssm.kalman.LGSSM` and observations ``(*batch, T, m)`` of the
+        problem linearised at the state means ``mean`` (and covariances ``cov``).
     initial_mean : array ``(*batch, T, n)``
         The starting trajectory.
+    initial_cov : array ``(*batch, T, n, n)``, optional
+        Starting covariances: the loop then also carries the smoothed covariances, damped as the
+        means, :math:`P^{(i+1)} = P^{(i)} + \\gamma (S_P(\\cdot) - P^{(i)})` (a convex
+        combination, so positive semi-definite).
     max_iter, tol, damping
         Stopping rule and step length :math:`\\gamma` (see the module docstring).
     method : str
@@ -70,21 +80,27 @@ def iterated_smoothing(linearise: Callable, initial_mean, *, max_iter: int = 50,
         implicit one.
     """
 
-    def smoothed(mean):
-        model, y = linearise(mean)
-        return smooth(model, y, method=method).mean
+    carries_cov = initial_cov is not None
+
+    def smoothed(mean, cov):
+        model, y = linearise(mean, cov) if carries_cov else linearise(mean)
+        result = smooth(model, y, method=method)
+        return result.mean, result.cov if carries_cov else None
 
     def keep_going(state):
-        _, i, change, scale = state
+        _, _, i, change, scale = state
         return (i < max_iter) & (change > tol * (1.0 + scale))
 
     def step(state):
-        mean, i, _, _ = state
-        new = mean + damping * (smoothed(mean) - mean)
-        return new, i + 1, jnp.max(jnp.abs(new - mean)), jnp.max(jnp.abs(mean))
+        mean, cov, i, _, _ = state
+        target_mean, target_cov = smoothed(mean, cov)
+        new = mean + damping * (target_mean - mean)
+        new_cov = cov + damping * (target_cov - cov) if carries_cov else None
+        return new, new_cov, i + 1, jnp.max(jnp.abs(new - mean)), jnp.max(jnp.abs(mean))
 
     mean0 = jnp.asarray(initial_mean)
+    cov0 = jnp.asarray(initial_cov, mean0.dtype) if carries_cov else None
     inf = jnp.asarray(jnp.inf, mean0.dtype)
-    mean, iterations, change, scale = jax.lax.while_loop(
-        keep_going, step, (mean0, jnp.asarray(0), inf, jnp.zeros((), mean0.dtype)))
-    return IterationResult(mean, iterations, change <= tol * (1.0 + scale))
+    mean, cov, iterations, change, scale = jax.lax.while_loop(
+        keep_going, step, (mean0, cov0, jnp.asarray(0), inf, jnp.zeros((), mean0.dtype)))
+    return IterationResult(mean, cov, iterations, change <= tol * (1.0 + scale))

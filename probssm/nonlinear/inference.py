@@ -1,0 +1,247 @@
+"""The functional interface: ``filter`` and ``smooth`` of a nonlinear model.
+
+Both take a :class:`probssm.ssm.StateSpaceModel` (or :class:`~probssm.ssm.AdditiveGaussianSSM`)
+and observations ``y`` ``(*batch, T, m)`` (NaN entries missing), follow the dtype of their inputs,
+and work under ``jit``, ``vmap`` and ``grad`` (the filter's log-likelihood is the MLE
+objective). On concrete inputs they check ``y`` and, after the pass, that every evaluation of
+the user's functions was finite (the error names the function and the first time step).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import kalman
+from ..kalman._linalg import chol_psd
+from ..kalman.iterated import iterated_smoothing
+from ..ssm import StateSpaceModel
+from .filtering import NonlinearFilterResult, filter_single, linearised_model
+from .rules import Extended, linearise, resolve_rule
+
+__all__ = ["filter", "smooth", "NonlinearFilterResult", "NonlinearSmoothResult"]
+
+
+class NonlinearSmoothResult(NamedTuple):
+    """Outcome of :func:`probssm.nonlinear.smooth`.
+
+    Attributes
+    ----------
+    mean : ``(*batch, T, n)``
+        Smoothed means :math:`E[x_t \\mid y_{0:T-1}]` (approximate); for the iterated extended
+        smoother the MAP path.
+    cov : ``(*batch, T, n, n)``
+        Smoothed covariances (of the last linearisation).
+    log_likelihood : ``(*batch,)``
+        The approximate log-likelihood of the last linearised model.
+    iterations : int array ``(*batch,)``
+        Smoothing passes of the iteration (0 when not iterated).
+    converged : bool array ``(*batch,)``
+        Whether the iteration met its tolerance (``True`` when not iterated).
+    linearised : LGSSM
+        The linear-Gaussian model of the last linearisation.
+    """
+
+    mean: jax.Array
+    cov: jax.Array
+    log_likelihood: jax.Array
+    iterations: jax.Array
+    converged: jax.Array
+    linearised: kalman.LGSSM
+
+
+def _check_model(model):
+    if not isinstance(model, StateSpaceModel):
+        raise TypeError(f"model must be a probssm.ssm.StateSpaceModel or AdditiveGaussianSSM, "
+                        f"got {type(model).__name__}")
+
+
+def _check_y(model, y):
+    if isinstance(y, jax.core.Tracer):
+        arr = y
+    else:
+        arr = jnp.asarray(y)
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            arr = arr.astype(model.initial_moments()[0].dtype)
+    m = model.observation_dim
+    if arr.ndim < 2 or arr.shape[-1] != m:
+        raise ValueError(f"y: expected shape (*batch, T, m) with m={m} (the emission's dimension), "
+                         f"got {tuple(arr.shape)}")
+    if not isinstance(arr, jax.core.Tracer) and bool(jnp.any(jnp.isinf(arr))):
+        pos = tuple(int(i) for i in np.argwhere(np.isinf(np.asarray(arr)))[0])
+        raise ValueError(f"y contains an infinite value at index {pos}; use NaN for missing values")
+    return arr
+
+
+def _batched(fn, y, *args):
+    """``fn(y_single, *args)`` mapped over the leading axes of ``y``."""
+    for _ in range(y.ndim - 2):
+        fn = jax.vmap(fn, in_axes=(0,) + (None,) * len(args))
+    return fn(y, *args)
+
+
+def _check_finite(flags: dict, message: str):
+    """Raise naming the function and the first time step where ``flags[name]`` is False."""
+    for name, ok in flags.items():
+        if isinstance(ok, jax.core.Tracer):
+            return
+        ok = np.asarray(ok)
+        if not ok.all():
+            bad = np.argwhere(~ok)[0]
+            where = f"time step {int(bad[-1])}" + (f" of series {tuple(int(i) for i in bad[:-1])}"
+                                                    if bad.size > 1 else "")
+            raise FloatingPointError(f"{name} returned a non-finite value at {where} {message}")
+
+
+@partial(jax.jit, static_argnames=("rule",))
+def _filter_jit(model, y, rule):
+    def one(y_):
+        out, next_mean, next_cov = filter_single(model, y_, rule)
+        m0, P0 = model.initial_moments()
+        lin = linearised_model(m0, P0, out)
+        result = NonlinearFilterResult(out["mean"], out["cov"], jnp.sum(out["loglik"]),
+                                       out["predicted_mean"], out["predicted_cov"], next_mean,
+                                       next_cov, lin)
+        return result, {"f": out["finite_f"], "h": out["finite_h"]}
+    return _batched(one, y)
+
+
+def filter(model: StateSpaceModel, y, rule="extended") -> NonlinearFilterResult:
+    """Gaussian filter of a nonlinear model (extended, unscented, cubature or Gauss-Hermite).
+
+    Parameters
+    ----------
+    model : StateSpaceModel
+    y : array ``(*batch, T, m)``
+        NaN entries are missing (whole rows or single entries).
+    rule : ``"extended"``, ``"unscented"``, ``"cubature"``, ``"gauss_hermite"`` or an instance
+        (``Unscented(alpha, beta, kappa)``, ``GaussHermite(order)``); see
+        :mod:`probssm.nonlinear.rules`.
+
+    Returns
+    -------
+    NonlinearFilterResult
+        ``mean (*batch, T, n)``, ``cov (*batch, T, n, n)``, ``log_likelihood (*batch,)``, the
+        predictions and the linearised model.
+    """
+    _check_model(model)
+    y = _check_y(model, y)
+    result, finite = _filter_jit(model, y, resolve_rule(rule))
+    _check_finite({"f (the transition)": finite["f"], "h (the emission)": finite["h"]},
+                  "while filtering")
+    return result
+
+
+def _linearise_path(model, rule, mean, cov, regularization):
+    """The linear-Gaussian model of ``model`` linearised along the trajectory ``N(mean_t,
+    cov_t)`` (``(T, n)``, ``(T, n, n)``); the pseudo-observations ``x_t = mean_t`` with noise
+    ``I / regularization`` make the Levenberg-Marquardt step."""
+    T, n = mean.shape
+    chol = jax.vmap(chol_psd)(cov) if not isinstance(rule, Extended) else jnp.zeros_like(cov)
+    steps = jnp.arange(T)
+
+    def at(t, m_, c_):
+        F, b, Q, ok_f = linearise(rule, lambda x: model.transition_moments(x, t), m_, c_, model.additive)
+        H, d, R, ok_h = linearise(rule, lambda x: model.emission_moments(x, t), m_, c_, model.additive)
+        return dict(F=F, b=b, Q=Q, H=H, d=d, R=R), ok_f & ok_h
+
+    pieces, ok = jax.vmap(at)(steps, mean, chol)
+    if regularization:
+        eye = jnp.broadcast_to(jnp.eye(n, dtype=mean.dtype), (T, n, n))
+        m = pieces["H"].shape[1]
+        pieces["H"] = jnp.concatenate([pieces["H"], eye], axis=1)
+        pieces["d"] = jnp.concatenate([pieces["d"], jnp.zeros_like(mean)], axis=1)
+        R = jnp.zeros((T, m + n, m + n), mean.dtype)
+        R = R.at[:, :m, :m].set(pieces["R"]).at[:, m:, m:].set(eye / regularization)
+        pieces["R"] = R
+    m0, P0 = model.initial_moments()
+    return linearised_model(m0, P0, pieces), ok
+
+
+@partial(jax.jit, static_argnames=("rule", "iterated", "method", "max_iter", "tol", "damping",
+                                   "regularization"))
+def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regularization):
+    def one(y_):
+        out, _, _ = filter_single(model, y_, rule)
+        m0, P0 = model.initial_moments()
+        lin = linearised_model(m0, P0, out)
+        first = kalman.smooth(lin, y_, method=method)
+        ok = out["finite_f"] & out["finite_h"]
+        if not iterated:
+            return NonlinearSmoothResult(first.mean, first.cov, first.log_likelihood, jnp.asarray(0),
+                                         jnp.asarray(True), lin), ok
+
+        def observations(mean):
+            if not regularization:
+                return y_
+            return jnp.concatenate([y_, mean], axis=1)
+
+        def build(mean, cov=None):
+            model_, _ = _linearise_path(model, rule, mean, first.cov if cov is None else cov,
+                                        regularization)
+            return model_, observations(mean)
+
+        carries_cov = not isinstance(rule, Extended)
+        loop = iterated_smoothing(build, first.mean, initial_cov=first.cov if carries_cov else None,
+                                  max_iter=max_iter, tol=tol, damping=damping, method=method)
+        final_cov = loop.cov if carries_cov else first.cov
+        lin_final, ok_final = _linearise_path(model, rule, loop.mean, final_cov, 0.0)
+        last = kalman.smooth(lin_final, y_, method=method)
+        return NonlinearSmoothResult(last.mean, last.cov, last.log_likelihood, loop.iterations,
+                                     loop.converged, lin_final), ok & ok_final
+    return _batched(one, y)
+
+
+def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False,
+           method: str = "sequential", max_iter: int = 20, tol: float = 1e-8,
+           damping: float = 1.0, regularization: float = 0.0) -> NonlinearSmoothResult:
+    """Gaussian smoother of a nonlinear model, optionally iterated to a fixed point.
+
+    Parameters
+    ----------
+    model : StateSpaceModel
+    y : array ``(*batch, T, m)``
+        NaN entries are missing.
+    rule : see :func:`filter`.
+    iterated : bool
+        ``False``: the rule's RTS smoother (one filter pass, one smoothing pass). ``True``: the
+        iterated smoother, started from that: linearise the whole model along the current
+        smoothed trajectory (the extended rule at the means: Gauss-Newton, whose fixed point is
+        the MAP path; a sigma-point rule under the smoothed marginals: iterated posterior
+        linearisation), smooth the linear-Gaussian model with :func:`probssm.kalman.smooth`,
+        repeat (:func:`probssm.kalman.iterated.iterated_smoothing`).
+    method : ``"sequential"``, ``"parallel"`` or ``"kernel"``
+        The :mod:`probssm.kalman` method of each smoothing pass: ``"parallel"`` runs in
+        :math:`O(\\log T)` depth.
+    max_iter, tol : int, float
+        The iteration stops when the largest change of a mean is at most
+        ``tol * (1 + max |mean|)``, or after ``max_iter`` passes.
+    damping : float in (0, 1]
+        Step length towards each pass's result (1: the full step).
+    regularization : float >= 0
+        Levenberg-Marquardt: each pass also observes :math:`x_t` at the current iterate with
+        noise covariance :math:`I/\\lambda`, which shortens steps where the linearisation is poor
+        and leaves the fixed point unchanged.
+
+    Returns
+    -------
+    NonlinearSmoothResult
+    """
+    _check_model(model)
+    y = _check_y(model, y)
+    if method not in ("sequential", "parallel", "kernel"):
+        raise ValueError(f"method must be 'sequential', 'parallel' or 'kernel', got {method!r}")
+    if not 0.0 < damping <= 1.0:
+        raise ValueError(f"damping must be in (0, 1], got {damping}")
+    if regularization < 0:
+        raise ValueError(f"regularization must be >= 0, got {regularization}")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
+    result, ok = _smooth_jit(model, y, resolve_rule(rule), bool(iterated), method, int(max_iter),
+                             float(tol), float(damping), float(regularization))
+    _check_finite({"f or h": ok}, "along the smoothed trajectory")
+    return result
