@@ -1,7 +1,7 @@
 """probssm: probabilistic state-space models behind one estimator interface.
 
 Submodules: :mod:`probssm.kalman` (linear-Gaussian engine), :mod:`probssm.structural`, :mod:`probssm.gp`,
-:mod:`probssm.fit`, :mod:`probssm.metrics`, :mod:`probssm.datasets`. Estimators are importable
+:mod:`probssm.ssm` (general model specifications), :mod:`probssm.nonlinear`, :mod:`probssm.fit`, :mod:`probssm.metrics`, :mod:`probssm.datasets`. Estimators are importable
 from the top level; they load on first use so ``import probssm`` stays light.
 """
 
@@ -17,10 +17,12 @@ _LAZY = {
     "UnobservedComponents": "probssm.structural.estimator",
     "SARIMAX": "probssm.structural.estimator",
     "GaussianProcess": "probssm.gp.estimator",
+    "ExtendedKalmanFilter": "probssm.nonlinear.estimator",
+    "UnscentedKalmanFilter": "probssm.nonlinear.estimator",
     "load": "probssm.base",
     "NotFittedError": "probssm.base",
 }
-_SUBMODULES = ("kalman", "structural", "gp", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
+_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

@@ -2,7 +2,8 @@
 
 A fitted estimator is a folder: ``estimator.json`` (format version, class path,
 hyper-parameters, fitted scalars, the time index, column names) and ``arrays.npz`` (fitted
-arrays and the data). Hyper-parameters that are arrays, tuples, probssm objects (structural
+arrays and the data). Hyper-parameters that are code (a nonlinear model's functions, named in
+the estimator's ``_code_params``) are not stored: :func:`load` takes them again as keywords. Hyper-parameters that are arrays, tuples, probssm objects (structural
 components) or ``numpy.random.Generator`` are tagged so they come back as they were; only probssm
 classes are ever instantiated. A panel fit writes one sub-folder ``series_<i>`` per series.
 """
@@ -31,7 +32,7 @@ def save(est, path) -> Path:
     doc = {
         "format": FORMAT_VERSION,
         "class": f"{type(est).__module__}.{type(est).__qualname__}",
-        "params": _to_json(est.get_params(deep=False)),
+        "params": _to_json(_stored_params(est)),
     }
     if getattr(est, "_panel", None) is not None:
         ids = list(est.estimators_)
@@ -58,6 +59,19 @@ def save(est, path) -> Path:
     return path
 
 
+def _stored_params(est) -> dict:
+    """The hyper-parameters, with those that are code replaced by a marker naming their type."""
+    params = est.get_params(deep=False)
+    for name in getattr(est, "_code_params", ()):
+        value = params[name]
+        params[name] = _CodeMarker(f"{type(value).__module__}.{type(value).__qualname__}")
+    return params
+
+
+class _CodeMarker(str):
+    """A hyper-parameter that is code: saved as the name of its type only."""
+
+
 def _to_json(params: dict) -> dict:
     return {k: _encode(v) for k, v in params.items()}
 
@@ -67,6 +81,8 @@ def _encode(v):
     ``get_params`` (structural components, say) are tagged so that :func:`_decode` rebuilds them."""
     from .base import BaseEstimator
 
+    if isinstance(v, _CodeMarker):
+        return {"__code__": str(v)}
     if isinstance(v, BaseEstimator):
         cls = type(v)
         if not cls.__module__.startswith("probssm."):
@@ -128,10 +144,14 @@ def _probssm_class(path: str, base: type) -> type:
     return cls
 
 
-def load(path):
+def load(path, **code):
     """Load an estimator written by :meth:`~probssm.base.BaseForecaster.save` (also
     ``probssm.load``); only probssm classes are instantiated. Raises ``ValueError`` for another
-    format version or a class outside probssm."""
+    format version or a class outside probssm.
+
+    ``code``: the hyper-parameters that are code and so were not saved, e.g. the model
+    specification of a nonlinear filter, ``probssm.load(path, model=spec)``; the error names
+    the ones missing."""
     from .base import BaseForecaster
 
     path = Path(path)
@@ -142,10 +162,21 @@ def load(path):
         cls = _probssm_class(doc["class"], BaseForecaster)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    est = cls(**_from_json(doc["params"]))
+    params = _from_json(doc["params"])
+    needed = {k: v["__code__"] for k, v in doc["params"].items() if isinstance(v, dict) and "__code__" in v}
+    missing = sorted(set(needed) - set(code))
+    if missing:
+        raise ValueError(f"{path}: {cls.__name__} was saved without its {', '.join(missing)} (code, "
+                         f"of type {', '.join(needed[k] for k in missing)}); pass "
+                         f"{', '.join(f'{k}=...' for k in missing)} to load")
+    unknown = sorted(set(code) - set(needed))
+    if unknown:
+        raise ValueError(f"{path}: unexpected keywords {unknown}; this file needs {sorted(needed) or 'none'}")
+    params.update(code)
+    est = cls(**params)
     if "panel" in doc:
         ids = _decode(doc["panel"]["ids"])
-        est._restore_panel({sid: load(path / f"series_{i}") for i, sid in enumerate(ids)}, doc["panel"]["name"])
+        est._restore_panel({sid: load(path / f"series_{i}", **code) for i, sid in enumerate(ids)}, doc["panel"]["name"])
         return est
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
