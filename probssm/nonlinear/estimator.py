@@ -51,7 +51,8 @@ class _NonlinearForecaster(BaseForecaster):
 
     def _fit(self, data):
         self._check_hyper()
-        m = self._space.model.observation_dim
+        with jax.enable_x64(True):
+            m = self._space.model.observation_dim
         if data.values.shape[1] != m:
             raise ValueError(f"y has {data.values.shape[1]} variables but the model's emission has "
                              f"dimension {m}")
