@@ -25,6 +25,7 @@ from ..ssm import StateSpaceModel
 __all__ = ["ParameterSpace", "CONSTRAINTS"]
 
 CONSTRAINTS = ("real", "positive", "cov")
+"""The constraint names of :class:`ParameterSpace`."""
 _FIELDS = ("Q", "R", "m0", "P0")
 
 
