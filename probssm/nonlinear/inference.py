@@ -197,7 +197,7 @@ def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regula
 
 
 def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False,
-           method: str = "sequential", max_iter: int = 20, tol: float = 1e-8,
+           method: str = "sequential", max_iter: int = 20, tol: float | None = None,
            damping: float = 1.0, regularization: float = 0.0) -> NonlinearSmoothResult:
     """Gaussian smoother of a nonlinear model, optionally iterated to a fixed point.
 
@@ -219,7 +219,8 @@ def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False
         :math:`O(\\log T)` depth.
     max_iter, tol : int, float
         The iteration stops when the largest change of a mean is at most
-        ``tol * (1 + max |mean|)``, or after ``max_iter`` passes.
+        ``tol * (1 + max |mean|)``, or after ``max_iter`` passes. ``tol=None``: ``1e-8``, or
+        ``100 eps`` of the data's dtype where that is larger (``1.2e-5`` in float32).
     damping : float in (0, 1]
         Step length towards each pass's result (1: the full step).
     regularization : float >= 0
@@ -239,6 +240,8 @@ def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False
         raise ValueError(f"damping must be in (0, 1], got {damping}")
     if regularization < 0:
         raise ValueError(f"regularization must be >= 0, got {regularization}")
+    if tol is None:
+        tol = max(1e-8, 100 * float(jnp.finfo(y.dtype).eps))
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
     result, ok = _smooth_jit(model, y, resolve_rule(rule), bool(iterated), method, int(max_iter),

@@ -134,6 +134,7 @@ class GaussHermite(SigmaPointRule):
 
 RULES = {"extended": Extended, "unscented": Unscented, "cubature": Cubature,
          "gauss_hermite": GaussHermite}
+"""Rule names (the ``rule=`` strings) and their classes."""
 
 
 def resolve_rule(rule):
