@@ -1,0 +1,34 @@
+"""Deep selective state-space models in PyTorch (the ``deep`` extra: ``pip install probssm[deep]``).
+
+Submodules, loaded on first access so that ``import probssm.deep`` does not import torch:
+
+- :mod:`probssm.deep.ops`: the sequence operators (the selective scan, the chunked
+  state-space-duality scan, the diagonal linear recurrence);
+- :mod:`probssm.deep.layers`: the sequence layers built on them (``Mamba``, ``Mamba2``, ``S4D``,
+  ``LRU``), each with a recurrent ``step`` equal to its full-sequence forward.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_SUBMODULES = ("ops", "layers")
+
+__all__ = list(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:  # the extra is optional; say how to get it
+            raise ImportError(
+                f"probssm.deep.{name} needs PyTorch: install the deep extra "
+                "(pip install 'probssm[deep]')"
+            ) from exc
+        return importlib.import_module(f"probssm.deep.{name}")
+    raise AttributeError(f"module 'probssm.deep' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,15 @@
+"""Sequence operators of the deep state-space layers, in PyTorch.
+
+- :func:`selective_scan`: Mamba's selective scan with per-step time gaps and missing steps;
+- :func:`ssd`: the chunked state-space-duality scan of Mamba-2 (scalar decay per head), in matmuls;
+- :func:`linear_scan`: the diagonal linear recurrence both reduce to, parallel over time.
+
+Each operator is pure PyTorch and differentiable by autograd (the CPU path and the reference).
+"""
+
+from .linear_scan import linear_scan
+from .selective_scan import selective_scan
+from .selective_scan_ref import selective_scan_ref
+from .ssd import ssd
+
+__all__ = ["selective_scan", "selective_scan_ref", "ssd", "linear_scan"]
