@@ -1,0 +1,533 @@
+"""Sequential importance resampling: the particle filter core.
+
+For :math:`t = 0, \\dots, T-1`, with ``N`` particles :math:`x_t^i` and normalised weights
+:math:`W_t^i` (see :mod:`.proposals` for :math:`G_t` and the look-ahead :math:`\\eta_t`):
+
+1. (:math:`t \\ge 1`) selection weights :math:`\\tilde W^i \\propto W_{t-1}^i \\eta_t(x_{t-1}^i)`,
+   :math:`c_t = \\sum_i W_{t-1}^i \\eta_t(x_{t-1}^i)`. If
+   :math:`\\mathrm{ESS}(\\tilde W) < \\tau N` (``ess_threshold`` :math:`\\tau`), draw ancestors
+   :math:`a^j \\sim \\tilde W` (:mod:`.resampling`) and give particle ``j`` the weight
+   :math:`\\bar w^j = c_t / (N \\eta_t(x_{t-1}^{a^j}))`; otherwise :math:`a^j = j`,
+   :math:`\\bar w^j = W_{t-1}^j`. (Without look-ahead :math:`\\eta \\equiv 1`,
+   :math:`\\bar w^j = 1/N`.)
+2. Move :math:`x_t^j \\sim q_t(\\cdot \\mid x_{t-1}^{a^j}, y_t)` and weight
+   :math:`w_t^j = \\bar w^j G_t(x_{t-1}^{a^j}, x_t^j)`.
+3. :math:`\\hat p(y_t \\mid y_{0:t-1}) = \\sum_j w_t^j`, :math:`W_t^j = w_t^j / \\sum_k w_t^k`.
+
+Then :math:`\\hat Z = \\prod_t \\hat p(y_t \\mid y_{0:t-1})` is an unbiased estimate of the
+likelihood :math:`p(y_{0:T-1})` (its log, returned, is biased downwards by about half its
+variance). Everything is in log-weights. Filtering expectations are
+:math:`\\sum_j W_t^j \\varphi(x_t^j)`.
+
+One step holds :math:`O(N)` memory (particles ``(N, n)``, log-weights ``(N,)``); only
+``history=True`` keeps the :math:`O(NT)` particle system (for smoothing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..ssm import StateSpaceModel, _vector
+from . import proposals as _proposals
+from .resampling import RESAMPLERS, ess as _ess, normalize
+
+__all__ = ["filter", "ParticleFilterResult", "ParticleHistory", "DegenerateWeightsError"]
+
+
+class DegenerateWeightsError(ValueError):
+    """All particle weights are zero (log-weight :math:`-\\infty`), or a weight is NaN or
+    :math:`+\\infty`, at some step; the message names the step. Under ``jit``/``vmap`` (where no
+    error can be raised) the filter instead returns ``log_likelihood = -inf`` and the step in
+    ``degenerate_step``, and continues from equal weights (so no NaN enters the estimates)."""
+
+
+class ParticleHistory(NamedTuple):
+    """The particle system of every step (``history=True``), leading batch axes ``(*batch,)``
+    omitted below.
+
+    Attributes
+    ----------
+    particles : ``(T, N, n)``
+        :math:`x_t^j`.
+    log_weights : ``(T, N)``
+        Normalised :math:`\\log W_t^j`.
+    ancestors : int ``(T, N)``
+        :math:`a_t^j`: the index of the step-:math:`(t-1)` particle that :math:`x_t^j` moved
+        from (the identity at ``t = 0`` and at steps without resampling).
+    """
+
+    particles: jax.Array
+    log_weights: jax.Array
+    ancestors: jax.Array
+
+
+class ParticleFilterResult(NamedTuple):
+    """Outcome of :func:`probssm.smc.filter` (leading batch axes ``(*batch,)`` on every field).
+
+    Attributes
+    ----------
+    log_likelihood : ``(*batch,)``
+        :math:`\\log \\hat Z`, the log of an unbiased likelihood estimate (``-inf`` after a
+        degenerate step, see :class:`DegenerateWeightsError`).
+    mean : ``(*batch, T, n)``
+        Filtering means :math:`\\sum_j W_t^j x_t^j \\approx E[x_t \\mid y_{0:t}]`.
+    cov : ``(*batch, T, n, n)``
+        Weighted particle covariances :math:`\\approx \\mathrm{Cov}[x_t \\mid y_{0:t}]`.
+    log_likelihood_increments : ``(*batch, T)``
+        :math:`\\log \\hat p(y_t \\mid y_{0:t-1})`.
+    ess : ``(*batch, T)``
+        Effective sample size of :math:`W_t`, in :math:`[1, N]`.
+    resampled : bool ``(*batch, T)``
+        Whether ancestors were resampled before step ``t``.
+    particles : ``(*batch, N, n)``
+        The particles of the last step.
+    log_weights : ``(*batch, N)``
+        Their normalised log-weights.
+    expectations : ``(*batch, T, k)`` or None
+        :math:`\\sum_j W_t^j \\varphi(x_t^j)` of ``functions=`` :math:`\\varphi`.
+    quantiles : ``(*batch, T, n, q)`` or None
+        Weighted marginal quantiles of each state component (``quantiles=``).
+    degenerate_step : int ``(*batch,)``
+        The first step whose weights were degenerate, ``-1`` if none.
+    history : ParticleHistory or None
+        The whole particle system, with ``history=True``.
+    """
+
+    log_likelihood: jax.Array
+    mean: jax.Array
+    cov: jax.Array
+    log_likelihood_increments: jax.Array
+    ess: jax.Array
+    resampled: jax.Array
+    particles: jax.Array
+    log_weights: jax.Array
+    expectations: Optional[jax.Array]
+    quantiles: Optional[jax.Array]
+    degenerate_step: jax.Array
+    history: Optional[ParticleHistory]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Static settings of one compiled filter (hashable: a ``jit`` static argument)."""
+
+    n_particles: int
+    resampling: str = "systematic"
+    ess_threshold: float = 0.5
+    proposal: _proposals._Resolved = _proposals._Resolved()
+    functions: Optional[Callable] = None
+    quantiles: Optional[tuple] = None
+    history: bool = False
+    differentiable: bool = False
+
+
+def make_config(n_particles=1000, proposal="bootstrap", resampling="systematic", ess_threshold=0.5,
+                functions=None, quantiles=None, history=False, differentiable=False) -> Config:
+    """A checked :class:`Config` (``ValueError``/``TypeError`` naming the bad argument)."""
+    if isinstance(n_particles, (bool, np.bool_)) or not isinstance(n_particles, (int, np.integer)):
+        raise TypeError(f"n_particles must be an integer >= 2, got {n_particles!r}")
+    if n_particles < 2:
+        raise ValueError(f"n_particles must be an integer >= 2, got {n_particles}")
+    if resampling not in RESAMPLERS:
+        raise ValueError(f"resampling must be one of {sorted(RESAMPLERS)}, got {resampling!r}")
+    try:
+        tau = float(ess_threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}") from None
+    if not 0.0 <= tau <= 1.0:
+        raise ValueError(f"ess_threshold must be in [0, 1] (0: never resample, 1: always), got {tau}")
+    if functions is not None and not callable(functions):
+        raise TypeError(f"functions must be a callable x (n,) -> (k,), got {type(functions).__name__}")
+    if quantiles is not None:
+        quantiles = tuple(float(q) for q in np.atleast_1d(quantiles))
+        if not all(0.0 <= q <= 1.0 for q in quantiles):
+            raise ValueError(f"quantiles must lie in [0, 1], got {quantiles}")
+    return Config(int(n_particles), resampling, tau, _proposals.resolve(proposal), functions, quantiles,
+                  bool(history), bool(differentiable))
+
+
+# ----------------------------------------------------------------------------------------------
+# moving and weighting particles
+# ----------------------------------------------------------------------------------------------
+def _log_density(distribution, x):
+    """:math:`\\log q(x)` summed over the components of ``x`` ``(n,)``."""
+    shape = tuple(distribution.batch_shape) + tuple(distribution.event_shape)
+    return jnp.sum(distribution.log_prob(jnp.reshape(x, shape)))
+
+
+def _emission_log_probs(model, x, y, t):
+    return jax.vmap(model.emission_log_prob, (0, None, None))(x, y, t)
+
+
+def _gaussian_block(key, means, cov):
+    from ..kalman._linalg import psd_sqrt
+    noise = jax.random.normal(key, means.shape, means.dtype)
+    return means + noise @ psd_sqrt(cov).T
+
+
+def _initial(model, config: Config, key, y0, t0):
+    """Particles :math:`x_0^j` ``(N, n)`` and :math:`\\log G_0` ``(N,)``."""
+    N, prop = config.n_particles, config.proposal
+    if prop.initial is None:
+        if model.additive:
+            x = _gaussian_block(key, jnp.broadcast_to(model.m0, (N,) + model.m0.shape), model.P0)
+        else:
+            x = jax.vmap(model._sample_initial)(jax.random.split(key, N))
+        return x, _emission_log_probs(model, x, y0, t0)
+
+    def one(k):
+        q = _proposals.initial_proposal(prop, model, y0)
+        x = _vector(q.sample(k))
+        return x, (model.emission_log_prob(x, y0, t0) + _log_density(model.initial_distribution(), x)
+                   - _log_density(q, x))
+
+    return jax.vmap(one)(jax.random.split(key, N))
+
+
+def _move(model, config: Config, key, x_prev, y, t):
+    """Particles :math:`x_t^j` ``(N, n)`` from ancestors ``x_prev`` ``(N, n)``, and
+    :math:`\\log G_t` ``(N,)``."""
+    N, prop = config.n_particles, config.proposal
+    if prop.transition is None:
+        if model.additive:
+            means = jax.vmap(model.transition_mean, (0, None))(x_prev, t - 1)
+            x = _gaussian_block(key, means, model.Q)
+        else:
+            x = jax.vmap(model._sample_transition, (0, 0, None))(jax.random.split(key, N), x_prev, t - 1)
+        return x, _emission_log_probs(model, x, y, t)
+
+    def one(k, xp):
+        q = _proposals.transition_proposal(prop, model, xp, y, t)
+        x = _vector(q.sample(k))
+        return x, (model.emission_log_prob(x, y, t) + _log_density(model.transition_distribution(xp, t - 1), x)
+                   - _log_density(q, x))
+
+    return jax.vmap(one)(jax.random.split(key, N), x_prev)
+
+
+def _select(model, config: Config, key, x_prev, lw_prev, y, t):
+    """Ancestor indices ``(N,)``, the weights :math:`\\log \\bar w` ``(N,)`` they carry, and
+    whether they were resampled (step 1 of the module docstring)."""
+    N, prop = config.n_particles, config.proposal
+    if prop.look_ahead is None:
+        log_eta = jnp.zeros_like(lw_prev)
+    else:
+        log_eta = jax.vmap(lambda xp: _proposals.log_look_ahead(prop, model, xp, y, t))(x_prev)
+        log_eta = jnp.where(jnp.isfinite(log_eta), log_eta, -jnp.inf)
+    sel, log_c = normalize(lw_prev + log_eta)
+    # a look-ahead that rules out every particle: select by the weights alone
+    usable = jnp.isfinite(log_c)
+    log_eta = jnp.where(usable, log_eta, 0.0)
+    sel, log_c = normalize(lw_prev + log_eta)
+    if config.ess_threshold >= 1.0:
+        do = jnp.array(True)
+    elif config.ess_threshold <= 0.0:
+        do = jnp.array(False)
+    else:
+        do = _ess(sel) < config.ess_threshold * N
+    idx = RESAMPLERS[config.resampling](key, sel)
+    identity = jnp.arange(N, dtype=jnp.int32)
+    idx = jnp.where(do, idx, identity)
+    carried = -math.log(N) + log_c - log_eta[idx]
+    if config.differentiable:  # value unchanged; gradient of log W_{t-1}^{a} (Scibior & Wood 2021)
+        carried = carried + sel[idx] - jax.lax.stop_gradient(sel[idx])
+    return idx, jnp.where(do, carried, lw_prev), do
+
+
+# ----------------------------------------------------------------------------------------------
+# summaries of one step
+# ----------------------------------------------------------------------------------------------
+def _weighted_quantiles(x, w, qs):
+    """Marginal quantiles ``(n, q)``: the smallest particle value whose cumulative weight reaches
+    each level."""
+    order = jnp.argsort(x, axis=0)
+    xs = jnp.take_along_axis(x, order, axis=0)
+    cw = jnp.cumsum(w[order], axis=0)
+    levels = jnp.asarray(qs, dtype=x.dtype)
+
+    def column(c, v):
+        i = jnp.clip(jnp.searchsorted(c, levels * c[-1], side="left"), 0, c.shape[0] - 1)
+        return v[i]
+
+    return jax.vmap(column, in_axes=(1, 1))(cw, xs)
+
+
+def _summaries(config: Config, x, lw):
+    w = jnp.exp(lw)
+    mean = w @ x
+    centred = x - mean
+    cov = (centred * w[:, None]).T @ centred
+    out = {"mean": mean, "cov": 0.5 * (cov + cov.T), "ess": _ess(lw)}
+    if config.functions is not None:
+        values = jax.vmap(lambda xi: jnp.reshape(config.functions(xi), (-1,)))(x)
+        out["expectations"] = w @ values
+    if config.quantiles is not None:
+        out["quantiles"] = _weighted_quantiles(x, w, config.quantiles)
+    return out
+
+
+def _reweight(config: Config, lw_carried, log_g):
+    """Normalised log-weights ``(N,)``, the log-likelihood increment and whether the step was
+    degenerate (then the weights restart equal and the increment is ``-inf``)."""
+    lw, increment = normalize(lw_carried + log_g)
+    bad = ~jnp.isfinite(increment) | jnp.any(jnp.isnan(lw))
+    N = config.n_particles
+    lw = jnp.where(bad, -math.log(N), lw)
+    increment = jnp.where(bad, -jnp.inf, increment)
+    return lw, increment, bad
+
+
+# ----------------------------------------------------------------------------------------------
+# the pass
+# ----------------------------------------------------------------------------------------------
+def run(model, y, key, config: Config, start=0, state=None):
+    """The filter over ``y`` ``(T, m)`` for one series (traceable; no checks).
+
+    ``start`` is the time step of ``y[0]``; ``state = (particles (N, n), log_weights (N,))``
+    continues a filter (step ``start`` then moves these particles) instead of starting from the
+    initial distribution. Returns ``(ParticleFilterResult, per-step bad flags (T,))``.
+    """
+    T = y.shape[0]
+    keys = jax.random.split(key, T)
+    N = config.n_particles
+
+    def step(carry, inputs):
+        x_prev, lw_prev = carry
+        t, y_t, key_t = inputs
+        k_sel, k_move = jax.random.split(key_t)
+        idx, carried, did = _select(model, config, k_sel, x_prev, lw_prev, y_t, t)
+        x, log_g = _move(model, config, k_move, x_prev[idx], y_t, t)
+        lw, inc, bad = _reweight(config, carried, log_g)
+        out = dict(_summaries(config, x, lw), increment=inc, resampled=did, bad=bad)
+        if config.history:
+            out["history"] = (x, lw, idx)
+        return (x, lw), out
+
+    ts = start + jnp.arange(T)
+    if state is None:
+        k0, k_rest = jax.random.split(keys[0])
+        x0, log_g0 = _initial(model, config, k0, y[0], ts[0])
+        lw0, inc0, bad0 = _reweight(config, jnp.full((N,), -math.log(N), x0.dtype), log_g0)
+        first = dict(_summaries(config, x0, lw0), increment=inc0, resampled=jnp.array(False), bad=bad0)
+        if config.history:
+            first["history"] = (x0, lw0, jnp.arange(N, dtype=jnp.int32))
+        (x_last, lw_last), rest = jax.lax.scan(step, (x0, lw0), (ts[1:], y[1:], keys[1:]))
+        outs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    else:
+        (x_last, lw_last), outs = jax.lax.scan(step, tuple(state), (ts, y, keys))
+    bad = outs["bad"]
+    first_bad = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
+    history = ParticleHistory(*outs["history"]) if config.history else None
+    result = ParticleFilterResult(
+        log_likelihood=jnp.sum(outs["increment"]), mean=outs["mean"], cov=outs["cov"],
+        log_likelihood_increments=outs["increment"], ess=outs["ess"], resampled=outs["resampled"],
+        particles=x_last, log_weights=lw_last, expectations=outs.get("expectations"),
+        quantiles=outs.get("quantiles"), degenerate_step=first_bad.astype(jnp.int32), history=history)
+    return result
+
+
+def _run_batched(model, y, key, config, start=0, state=None):
+    """``run`` over leading batch axes of ``y`` ``(*batch, T, m)`` (independent keys)."""
+    batch = y.shape[:-2]
+    if not batch:
+        return run(model, y, key, config, start, state)
+    count = math.prod(batch)
+    keys = jax.random.split(key, count)
+    flat = y.reshape((count,) + y.shape[-2:])
+    if state is None:
+        out = jax.vmap(lambda yy, kk: run(model, yy, kk, config, start))(flat, keys)
+    else:
+        st = tuple(s.reshape((count,) + s.shape[len(batch):]) for s in state)
+        out = jax.vmap(lambda yy, kk, s: run(model, yy, kk, config, start, s))(flat, keys, st)
+    return jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
+
+
+_compiled = jax.jit(_run_batched, static_argnames=("config",))
+
+
+# ----------------------------------------------------------------------------------------------
+# checks on the user's model and data
+# ----------------------------------------------------------------------------------------------
+def _is_concrete(*trees) -> bool:
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(trees))
+
+
+def check_model(model) -> None:
+    """``TypeError`` for a non-model; on concrete values ``ValueError`` naming a non-finite
+    parameter."""
+    if not isinstance(model, StateSpaceModel):
+        raise TypeError(f"model must be a probssm.ssm.StateSpaceModel or AdditiveGaussianSSM, "
+                        f"got {type(model).__name__}")
+    named = {"params": model.params}
+    if model.additive:
+        named.update(Q=model.Q, R=model.R, m0=model.m0, P0=model.P0)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(named)[0]:
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        arr = np.asarray(leaf)
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            name = _path_name(path)
+            raise ValueError(f"model parameter {name} is not finite: {arr if arr.size < 10 else 'contains nan/inf'}")
+
+
+def _path_name(path) -> str:
+    """``params['mu']``, ``Q``, ``params[1]`` from a pytree key path."""
+    parts = [getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path]
+    return str(parts[0]) + "".join(f"[{p!r}]" for p in parts[1:])
+
+
+def _name(fn_name, params):
+    return fn_name if params is None else fn_name.replace(")", ", params)")
+
+
+def _evaluate(label, fn, *args):
+    try:
+        return jax.eval_shape(fn, *args)
+    except (ValueError, TypeError) as error:
+        raise type(error)(f"{label} failed: {error}") from error
+
+
+def check_functions(model, config: Config, y) -> int:
+    """Check the shapes the user's functions give a particle; returns the state dimension ``n``.
+    Errors name the function and the expected and actual shapes."""
+    key = jax.random.PRNGKey(0)
+    x0 = _evaluate("sampling the initial distribution", model._sample_initial, key)
+    if len(x0.shape) != 1:
+        raise ValueError(f"the initial distribution gives particles of shape {x0.shape}; expected (n,)")
+    n = x0.shape[0]
+    y0 = jax.ShapeDtypeStruct(y.shape[-1:], y.dtype)
+    x_spec = jax.ShapeDtypeStruct((n,), x0.dtype)
+    x1 = _evaluate("the transition", lambda k, x: model._sample_transition(k, x, 0), key, x_spec)
+    if x1.shape != (n,):
+        raise ValueError(f"the transition moves a particle of shape ({n},) to shape {x1.shape}; expected "
+                         f"({n},) (the state dimension of the initial distribution)")
+    lg = _evaluate("the emission log-density", lambda x, yy: model.emission_log_prob(x, yy, 0), x_spec, y0)
+    if lg.shape != ():
+        raise ValueError(f"the emission log-density of one particle has shape {lg.shape}; expected a scalar")
+    prop = config.proposal
+    if prop.transition is not None:
+        q1 = _evaluate(f"the proposal {_name('proposal(x_prev, y, t)', model.params)}",
+                       lambda k, x, yy: _vector(_proposals.transition_proposal(prop, model, x, yy, 1).sample(k)),
+                       key, x_spec, y0)
+        if q1.shape != (n,):
+            raise ValueError(f"the proposal {_name('proposal(x_prev, y, t)', model.params)} samples particles "
+                             f"of shape {q1.shape}; expected ({n},)")
+    if prop.initial is not None:
+        q0 = _evaluate(f"the initial proposal {_name('initial(y0)', model.params)}",
+                       lambda k, yy: _vector(_proposals.initial_proposal(prop, model, yy).sample(k)), key, y0)
+        if q0.shape != (n,):
+            raise ValueError(f"the initial proposal {_name('initial(y0)', model.params)} samples particles "
+                             f"of shape {q0.shape}; expected ({n},)")
+    if prop.look_ahead is not None:
+        la = _evaluate("the look-ahead", lambda x, yy: _proposals.log_look_ahead(prop, model, x, yy, 1),
+                       x_spec, y0)
+        if la.shape != ():
+            raise ValueError(f"the look-ahead log eta(x_prev, y, t) has shape {la.shape}; expected a scalar")
+    if config.functions is not None:
+        v = _evaluate("functions(x)", config.functions, x_spec)
+        if len(getattr(v, "shape", ())) > 1:
+            raise ValueError(f"functions(x) must return a scalar or a vector (k,), got shape {v.shape}")
+    return n
+
+
+def check_y(model, y, name="y"):
+    """``y`` as a floating array ``(*batch, T, m)`` of the model's dtype (never the caller's
+    buffer mutated); ``ValueError`` naming the shape or the position of an infinite value."""
+    if isinstance(y, jax.core.Tracer):
+        arr = y
+    else:
+        arr = jnp.asarray(np.asarray(y, dtype=float) if not hasattr(y, "dtype") else y)
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    m = model.observation_dim
+    if arr.ndim == 1 and m == 1:
+        arr = arr[:, None]
+    if arr.ndim < 2 or arr.shape[-1] != m or arr.shape[-2] < 1:
+        raise ValueError(f"{name}: expected shape (*batch, T, m) with T >= 1 and m={m} (the emission's "
+                         f"dimension), got {tuple(arr.shape)}")
+    if not isinstance(arr, jax.core.Tracer) and bool(jnp.any(jnp.isinf(arr))):
+        pos = tuple(int(i) for i in np.argwhere(np.isinf(np.asarray(arr)))[0])
+        raise ValueError(f"{name} contains an infinite value at index {pos}; use NaN for missing values")
+    return arr
+
+
+def raise_if_degenerate(result: ParticleFilterResult, y, start=0) -> None:
+    """Raise :class:`DegenerateWeightsError` for the first degenerate step (concrete results)."""
+    steps = np.asarray(result.degenerate_step)
+    if not np.any(steps >= 0):
+        return
+    where = tuple(int(i) for i in np.argwhere(steps >= 0)[0])
+    t = int(steps[where])
+    batch = f" (batch index {where})" if where else ""
+    y_t = np.asarray(y)[where + (t,)]
+    raise DegenerateWeightsError(
+        f"particle weights degenerate at step t={start + t}{batch}: every particle's weight is zero "
+        f"(or one is NaN/+inf); y[{t}] = {y_t} is impossible under all {result.particles.shape[-2]} "
+        "particles. Check the model and parameters at this step, use more particles or a guided "
+        "proposal, or pass errors='ignore' to get log_likelihood = -inf and degenerate_step instead")
+
+
+# ----------------------------------------------------------------------------------------------
+# public entry point
+# ----------------------------------------------------------------------------------------------
+def filter(model, y, key, n_particles=1000, proposal="bootstrap", resampling="systematic",
+           ess_threshold=0.5, *, functions=None, quantiles=None, history=False,
+           differentiable=False, errors="raise") -> ParticleFilterResult:
+    """Particle filter (sequential importance resampling) of a :mod:`probssm.ssm` model.
+
+    Parameters
+    ----------
+    model : StateSpaceModel
+        :math:`p(x_0)`, :math:`p(x_{t+1} \\mid x_t)`, :math:`p(y_t \\mid x_t)`.
+    y : array ``(*batch, T, m)``
+        Observations (``(T,)`` for ``m = 1``); NaN entries are missing and contribute no weight.
+        Leading batch axes run independent filters (``vmap``), each with its own key.
+    key : jax.random key
+    n_particles : int
+        ``N >= 2``.
+    proposal : ``"bootstrap"``, ``"auxiliary"``, callable, :class:`~probssm.smc.Guided` or :class:`~probssm.smc.Auxiliary`
+        ``"bootstrap"``: :math:`q_t = p(x_t \\mid x_{t-1})`; a callable
+        ``q(x_prev, y_t, t[, params])`` returning a NumPyro distribution of :math:`x_t`: a guided
+        filter; ``"auxiliary"``: the auxiliary filter with the predictive-mean look-ahead
+        (see :mod:`probssm.smc.proposals`).
+    resampling : ``"systematic"``, ``"stratified"``, ``"residual"`` or ``"multinomial"``
+    ess_threshold : float in [0, 1]
+        Resample when :math:`\\mathrm{ESS} < \\tau N` (1: every step, 0: never).
+    functions : callable, optional
+        :math:`\\varphi(x)` ``(n,) -> (k,)`` (or scalar): filtering expectations ``(T, k)``.
+    quantiles : sequence of float, optional
+        Levels of weighted marginal quantiles ``(T, n, q)``.
+    history : bool
+        Keep the particle system of every step (:math:`O(NT)` memory, for smoothing).
+    differentiable : bool
+        Stop-gradient resampling, so ``jax.grad`` of the log-likelihood estimate is a consistent
+        estimate of the score (see :func:`probssm.smc.differentiable_log_likelihood`).
+    errors : ``"raise"`` or ``"ignore"``
+        On concrete inputs, raise :class:`DegenerateWeightsError` naming the first degenerate
+        step (``"raise"``), or return ``log_likelihood = -inf`` with ``degenerate_step``.
+
+    Returns
+    -------
+    ParticleFilterResult
+        ``log_likelihood (*batch,)``, ``mean (*batch, T, n)``, ``cov (*batch, T, n, n)``, ...
+
+    Works under ``jit``, ``vmap`` and ``grad`` (with the model as an argument). Compiled once per
+    model structure, shapes and settings.
+    """
+    config = make_config(n_particles, proposal, resampling, ess_threshold, functions, quantiles,
+                         history, differentiable)
+    if errors not in ("raise", "ignore"):
+        raise ValueError(f"errors must be 'raise' or 'ignore', got {errors!r}")
+    check_model(model)
+    y = check_y(model, y)
+    check_functions(model, config, y)
+    result = _compiled(model, y, key, config)
+    if errors == "raise" and _is_concrete(result.degenerate_step):
+        raise_if_degenerate(result, y)
+    return result
