@@ -50,9 +50,11 @@ def default_chunk(T: int) -> int:
 
 
 def supported(model: LGSSM, y) -> bool:
-    """Static (shape and dtype) conditions for the kernel."""
+    """Static (shape and dtype) conditions for the kernel: a model without batch axes
+    (time-invariant, or with time-varying fields of the series' length ``T``), ``n <= 8``,
+    ``m <= 8``, float32/float64 observations (which may carry batch axes)."""
     return (
-        not model.time_varying
+        model.num_timesteps in (None, y.shape[-2])
         and model.batch_shape == ()
         and 1 <= model.state_dim <= MAX_STATE_DIM
         and 1 <= model.observation_dim <= MAX_OBS_DIM
@@ -113,11 +115,12 @@ def _forward(model, y, written, chunk, block, group, top, interpret):
     n = model.state_dim
     dtype = y.dtype
     chunk, chunks, lanes, padded_lanes = _geometry(T, B, chunk, block)
-    params = programs.pack_parameters(model)
+    varying = programs.varying_keys(model)
+    params = _parameter_inputs(model, varying)
     y = y.reshape(B * T, m)
     alg = elements.filter_algebra(n)
     (chunk_elements,) = launch.call(
-        programs.summary_kernel(n, m, T, B, chunk, chunks, block, dtype), [params, y],
+        programs.summary_kernel(n, m, T, B, chunk, chunks, block, dtype, varying), params + [y],
         [jax.ShapeDtypeStruct((tiles.pow2(tiles.rows(alg.element_shapes)), padded_lanes), dtype)],
         lanes, block, interpret)
     states = chunk_scan(alg, chunk_elements, B, chunks, group=group, top=top,
@@ -128,34 +131,51 @@ def _forward(model, y, written, chunk, block, group, top, interpret):
                 for f in written]
     else:
         outs = [jax.ShapeDtypeStruct((1, padded_lanes), dtype)]
-    result = launch.call(programs.fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, written),
-                         [params, states, y], outs, lanes, block, interpret)
+    result = launch.call(
+        programs.fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, written, varying),
+        params + [states, y], outs, lanes, block, interpret)
     return result, (chunk, chunks, lanes, padded_lanes, params)
 
 
-def _predicted_moments(model, mean, cov):
-    """:math:`F m + u`, :math:`F P F^T + Q` over leading axes."""
-    F = model.transition_matrix
-    return (matvec(F, mean) + model.transition_offset,
-            matmul(matmul(F, cov), F.T) + model.transition_cov)
+def _parameter_inputs(model, varying):
+    """The kernels' parameter inputs: the flat vector of the time-invariant fields, and with
+    time-varying fields ``varying`` their time-major rows ``(T, width)``
+    (:func:`probssm.kalman.ops.filter_programs.pack_varying`)."""
+    params = [programs.pack_parameters(model)]
+    if varying:
+        params.append(programs.pack_varying(model, varying))
+    return params
+
+
+def transition_at(model: LGSSM, steps):
+    """:math:`F, Q, b` of the time steps ``steps`` (an index or slice of the time axis) where
+    they vary, else the time-invariant fields."""
+    return tuple(getattr(model, k)[steps] if k in model.time_varying else getattr(model, k)
+                 for k in ("transition_matrix", "transition_cov", "transition_offset"))
+
+
+def _predicted_moments(F, Q, b, mean, cov):
+    """:math:`F m + b`, :math:`F P F^T + Q` over leading axes."""
+    return matvec(F, mean) + b, matmul(matmul(F, cov), F.mT) + Q
 
 
 def predictions_from_filtered(model: LGSSM, mean, cov):
     """The one-step predictions from the filtered moments ``mean`` ``(B, T, n)``, ``cov``
-    ``(B, T, n, n)`` of a time-invariant model with a proper prior: ``predicted_mean``
-    :math:`a_t = F m_{t-1} + u`, ``predicted_cov`` :math:`P_t = F P_{t-1|t-1} F^T + Q` (the
-    prior at ``t = 0``), ``observation_mean`` :math:`H a_t + d` ``(B, T, m)`` and
-    ``observation_cov`` :math:`H P_t H^T + R` ``(B, T, m, m)``."""
+    ``(B, T, n, n)`` of a model with a proper prior (time-invariant, or time-varying without
+    batch axes): ``predicted_mean`` :math:`a_t = F_{t-1} m_{t-1} + b_{t-1}`, ``predicted_cov``
+    :math:`P_t = F_{t-1} P_{t-1|t-1} F_{t-1}^T + Q_{t-1}` (the prior at ``t = 0``),
+    ``observation_mean`` :math:`H_t a_t + d_t` ``(B, T, m)`` and ``observation_cov``
+    :math:`H_t P_t H_t^T + R_t` ``(B, T, m, m)``."""
     B, n = mean.shape[0], model.state_dim
     H = model.observation_matrix
     prior_mean = jnp.broadcast_to(model.initial_mean, (B, 1, n)).astype(mean.dtype)
     prior_cov = jnp.broadcast_to(model.initial_cov, (B, 1, n, n)).astype(cov.dtype)
-    a, P = _predicted_moments(model, mean[:, :-1], cov[:, :-1])
+    a, P = _predicted_moments(*transition_at(model, slice(None, -1)), mean[:, :-1], cov[:, :-1])
     a = jnp.concatenate([prior_mean, a], axis=1)
     P = symmetrize(jnp.concatenate([prior_cov, P], axis=1))
     return dict(predicted_mean=a, predicted_cov=P,
                 observation_mean=matvec(H, a) + model.observation_offset,
-                observation_cov=symmetrize(matmul(matmul(H, P), H.T) + model.observation_cov))
+                observation_cov=symmetrize(matmul(matmul(H, P), H.mT) + model.observation_cov))
 
 
 def _states_result(model, outs, B, T, chunks, written, predictions) -> FilterStates:
@@ -168,7 +188,8 @@ def _states_result(model, outs, B, T, chunks, written, predictions) -> FilterSta
         fields.update(predictions_from_filtered(model, fields["mean"], fields["cov"]))
     if predictions:
         fields["predicted_diffuse_cov"] = jnp.zeros_like(fields["predicted_cov"])
-    next_mean, next_cov = _predicted_moments(model, fields["mean"][:, -1], fields["cov"][:, -1])
+    next_mean, next_cov = _predicted_moments(*transition_at(model, -1), fields["mean"][:, -1],
+                                             fields["cov"][:, -1])
     return FilterStates(**fields, next_mean=next_mean, next_cov=next_cov)
 
 
@@ -222,18 +243,19 @@ def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
     written = _written(n)
     fixup, (chunk, chunks, lanes, padded_lanes, params) = _forward(
         model, y, written, chunk, block, group, top, interpret)
+    varying = programs.varying_keys(model)
     backward_algebra = elements.backward_algebra(n)
     (backward,) = launch.call(
-        programs.backward_summary_kernel(n, m, T, chunk, chunks, block, dtype),
-        [params, fixup[0], fixup[1]],
+        programs.backward_summary_kernel(n, m, T, chunk, chunks, block, dtype, varying),
+        params + [fixup[0], fixup[1]],
         [jax.ShapeDtypeStruct((tiles.pow2(tiles.rows(backward_algebra.element_shapes)),
                                padded_lanes), dtype)],
         lanes, block, interpret)
     right = chunk_scan(backward_algebra, backward, B, chunks, reverse=True, group=group, top=top,
                        interpret=interpret)
     s_mean, s_cov, *lag = launch.call(
-        programs.smoother_kernel(n, m, T, chunk, chunks, block, dtype),
-        [params, right, fixup[0], fixup[1]],
+        programs.smoother_kernel(n, m, T, chunk, chunks, block, dtype, varying),
+        params + [right, fixup[0], fixup[1]],
         [jax.ShapeDtypeStruct((chunk, tiles.pow2(r), padded_lanes), dtype)
          for r in programs.smoother_outputs(n)],
         lanes, block, interpret)

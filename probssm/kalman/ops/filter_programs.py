@@ -53,6 +53,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 
@@ -74,17 +75,72 @@ def _layout(n, m):
     return offsets, pos
 
 
+# The model's fields by their short names in the kernels.
+FIELD_KEYS = dict(transition_matrix="F", transition_cov="Q", transition_offset="u",
+                  observation_matrix="H", observation_cov="R", observation_offset="d")
+# The order of the time-varying fields in a step's row (:func:`pack_varying`).
+VARYING_ORDER = ("F", "Q", "u", "H", "R", "d")
+_SYMMETRIC = ("Q", "R")
+
+
+def varying_keys(model: LGSSM):
+    """The short names of ``model``'s time-varying fields, in :data:`VARYING_ORDER`: the kernels'
+    static flag (empty for a time-invariant model, whose programs it leaves unchanged)."""
+    keys = {FIELD_KEYS[name] for name in model.time_varying}
+    return tuple(k for k in VARYING_ORDER if k in keys)
+
+
+def _core_shape(key, n, m):
+    return dict(F=(n, n), Q=(n, n), u=(n,), H=(m, n), R=(m, m), d=(m,))[key]
+
+
+def _varying_layout(n, m, varying):
+    """Columns of each time-varying field in a step's row: ``{key: (offset, size)}`` (covariances
+    as upper triangles, :func:`probssm.kalman.ops.lane_algebra.upper`), and the row width."""
+    layout, pos = {}, 0
+    for k in varying:
+        shape = _core_shape(k, n, m)
+        size = shape[0] * (shape[0] + 1) // 2 if k in _SYMMETRIC else math.prod(shape)
+        layout[k] = (pos, size)
+        pos += size
+    return layout, pos
+
+
 def pack_parameters(model: LGSSM):
-    """The model as one flat vector (read as scalars inside the kernels)."""
+    """The model's time-invariant fields as one flat vector (read as scalars inside the kernels);
+    the time-varying fields (:func:`pack_varying`) hold zeros of their core shape there."""
     R = model.observation_cov
     m = R.shape[-1]
     tiny = 100 * m * jnp.finfo(R.dtype).eps  # times the scale of R, as in ``_linalg.ldl``
+
+    def static(name):
+        x = getattr(model, name)
+        if name in model.time_varying:
+            return jnp.zeros(x.shape[1:], x.dtype).ravel()
+        return x.ravel()
+
     return jnp.concatenate([
-        model.transition_matrix.ravel(), model.transition_cov.ravel(),
-        model.observation_matrix.ravel(), R.ravel(), model.transition_offset,
-        model.observation_offset, model.initial_mean, model.initial_cov.ravel(),
+        static("transition_matrix"), static("transition_cov"),
+        static("observation_matrix"), static("observation_cov"), static("transition_offset"),
+        static("observation_offset"), model.initial_mean, model.initial_cov.ravel(),
         jnp.full((1,), tiny, R.dtype),
     ])
+
+
+def pack_varying(model: LGSSM, varying):
+    """The time-varying fields ``varying`` (:func:`varying_keys`) as one time-major array
+    ``(T, width)``: row ``t`` holds :math:`F_t, Q_t, b_t, H_t, R_t, d_t` (those that vary, in
+    that order; :math:`Q_t`, :math:`R_t` as upper triangles), which a lane reads with one load
+    at step ``t`` (:func:`_step_parameters`)."""
+    names = {k: name for name, k in FIELD_KEYS.items()}
+    columns = []
+    for k in varying:
+        x = getattr(model, names[k])
+        if k in _SYMMETRIC:
+            i, j = np.triu_indices(x.shape[-1])
+            x = x[:, i, j]
+        columns.append(x.reshape(x.shape[0], -1))
+    return jnp.concatenate(columns, axis=1)
 
 
 def _read(p_ref, n, m):
@@ -228,14 +284,52 @@ def _observations(y_ref, p, m, block, chunks, chunk, B, T):
     lane = pl.program_id(0) * block + jnp.arange(block, dtype=jnp.int32)
     s, start = lane // chunks, lane % chunks * chunk
 
-    def ys(k):
+    def ys(k, offset=p["d"]):
         t = start + jnp.asarray(k, jnp.int32)
         valid = (s < B) & (t < T)
         rows = jnp.where(valid, s * T + t, B * T)
         values = tiles.load_steps(y_ref, m, rows, valid, other=float("nan"))
-        return [lax.sub(v, d) for v, d in zip(values, p["d"])]
+        return [lax.sub(v, d) for v, d in zip(values, offset)]
 
     return ys
+
+
+def _step_parameters(v_ref, p, n, m, varying, block, chunks, chunk, T):
+    """``params(k)``: the parameters ``p`` (:func:`_read`) with the time-varying fields
+    ``varying`` of step ``start + k`` of each lane, read from the time-major rows ``v_ref``
+    ``(T, width)`` (:func:`pack_varying`) as one ``(block, width)`` tile a step, as
+    :func:`_observations` reads ``y``. The step is clamped to ``0 .. T - 1`` (steps before the
+    series, ``k = -1`` in the first chunk, and past its end are read but never used). Without
+    time-varying fields, ``params(k)`` is ``p``."""
+    if not varying:
+        return lambda k: p
+    layout, width = _varying_layout(n, m, varying)
+    lane = pl.program_id(0) * block + jnp.arange(block, dtype=jnp.int32)
+    start = lane % chunks * chunk
+    everywhere = jnp.ones((block,), jnp.bool_)
+
+    def params(k):
+        t = jnp.clip(start + jnp.asarray(k, jnp.int32), 0, T - 1)
+        row = tiles.load_steps(v_ref, width, t, everywhere)
+        out = dict(p)
+        for key, (offset, size) in layout.items():
+            values = row[offset:offset + size]
+            shape = _core_shape(key, n, m)
+            if key in _SYMMETRIC:
+                out[key] = ka.from_upper(values, shape[0])
+            elif len(shape) == 1:
+                out[key] = values
+            else:
+                out[key] = [values[i * shape[1]:(i + 1) * shape[1]] for i in range(shape[0])]
+        return out
+
+    return params
+
+
+def _split_refs(refs, varying):
+    """``(v_ref, rest)``: the time-varying rows' ref (``None`` without time-varying fields)
+    leading a kernel's refs after the parameters."""
+    return (refs[0], refs[1:]) if varying else (None, refs)
 
 
 def _flat(M):
@@ -247,13 +341,19 @@ def _square(flat, n):
 
 
 # -- pass 1: chunk summaries --------------------------------------------------------------------
-def summary_kernel(n, m, T, B, chunk, chunks, block, dtype):
-    """The filtering element of every chunk, lane-minor rows ``A, b, C, eta, J``."""
+def summary_kernel(n, m, T, B, chunk, chunks, block, dtype, varying=()):
+    """The filtering element of every chunk, lane-minor rows ``A, b, C, eta, J``. With
+    time-varying fields ``varying`` (:func:`varying_keys`), step ``t`` updates with
+    :math:`H_t, R_t, d_t` and predicts with :math:`F_t, Q_t, b_t`, and a chunk ``c > 0``
+    starts from the transition of step ``start - 1`` into it."""
     shapes = elements.filter_algebra(n).element_shapes
 
-    def kernel(p_ref, y_ref, out_ref):
+    def kernel(p_ref, *refs):
+        v_ref, (y_ref, out_ref) = _split_refs(refs, varying)
         p = _read(p_ref, n, m)
-        F, Q, u = p["F"], p["Q"], p["u"]
+        params = _step_parameters(v_ref, p, n, m, varying, block, chunks, chunk, T)
+        entering = params(-1)  # the transition into the chunk, of step start - 1
+        F, Q, u = entering["F"], entering["Q"], entering["u"]
         base, c, start = _lanes(block, chunks, chunk)
         observations = _observations(y_ref, p, m, block, chunks, chunk, B, T)
         first = c == 0
@@ -287,11 +387,13 @@ def summary_kernel(n, m, T, B, chunk, chunks, block, dtype):
 
         def step(k, flat):
             t = start + k
-            rows = _observation_rows(observations(k), p["H"], p["R"], p["tiny"], n, m)
+            pt = params(k)
+            rows = _observation_rows(observations(k, pt["d"]), pt["H"], pt["R"], p["tiny"], n,
+                                     m)
             A, b, C, eta, J = _for_each_row(rows, update, ka.unpack(flat, shapes), shapes)
             go = (k + 1 < chunk) & (t + 1 < T)
-            b_next, C_next = _predict(p, b, C)
-            moved = _keep(go, ka.pack((ka.matmul(F, A), b_next, C_next), shapes[:3]),
+            b_next, C_next = _predict(pt, b, C)
+            moved = _keep(go, ka.pack((ka.matmul(pt["F"], A), b_next, C_next), shapes[:3]),
                           ka.pack((A, b, C), shapes[:3]))
             return moved + ka.pack((eta, J), shapes[3:])
 
@@ -302,19 +404,22 @@ def summary_kernel(n, m, T, B, chunk, chunks, block, dtype):
 
 
 # -- pass 3: fix-up -----------------------------------------------------------------------------
-def fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, written):
+def fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, written, varying=()):
     """The sequential filter through every chunk from its entering prediction: every step's
     fields ``written`` (names of :class:`~.states.FilterStates` fields, in the order of
-    ``out_refs``), or (``written`` empty) only the chunk's log-likelihood."""
+    ``out_refs``), or (``written`` empty) only the chunk's log-likelihood. Time-varying fields
+    ``varying`` as in :func:`summary_kernel`."""
     shapes = elements.filter_algebra(n).state_shapes
 
-    def kernel(p_ref, state_ref, y_ref, *out_refs):
+    def kernel(p_ref, *refs):
+        v_ref, (state_ref, y_ref, *out_refs) = _split_refs(refs, varying)
         p = _read(p_ref, n, m)
+        params = _step_parameters(v_ref, p, n, m, varying, block, chunks, chunk, T)
         base, c, start = _lanes(block, chunks, chunk)
         observations = _observations(y_ref, p, m, block, chunks, chunk, B, T)
         end_of_previous = ka.unpack(tiles.load_rows(state_ref, tiles.rows(shapes), base, block),
                                     shapes)
-        a, P = _predict(p, *end_of_previous)
+        a, P = _predict(params(-1), *end_of_previous)
         first = c == 0
         zero = jnp.zeros(block, dtype)
         a = [ka.where(first, p["m0"][i], a[i]) for i in range(n)]
@@ -324,19 +429,20 @@ def fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, written):
             *moments, total = carry
             a, P = ka.unpack(moments, shapes)
             t = start + k
-            mean, cov, loglik = _update(p, a, P, observations(k), n, m)
+            pt = params(k)
+            mean, cov, loglik = _update(pt, a, P, observations(k, pt["d"]), n, m)
             total = lax.add(total, ka.where(t < T, loglik, 0.0))
             if written:
-                H = p["H"]
-                y_mean = ka.plus(ka.matvec(H, a), p["d"])
-                y_cov = ka.congruence(H, P, plus=p["R"])
+                H = pt["H"]
+                y_mean = ka.plus(ka.matvec(H, a), pt["d"])
+                y_cov = ka.congruence(H, P, plus=pt["R"])
                 values = dict(mean=mean, cov=_flat(cov), predicted_mean=a,
                               predicted_cov=_flat(P), observation_mean=y_mean,
                               observation_cov=_flat(y_cov), log_likelihood_terms=[loglik])
                 for ref, field in zip(out_refs, written):
                     tiles.store_rows(ref, values[field], base, block, k)
             go = (k + 1 < chunk) & (t + 1 < T)
-            moved = _keep(go, ka.pack(_predict(p, mean, cov), shapes), ka.pack((a, P), shapes))
+            moved = _keep(go, ka.pack(_predict(pt, mean, cov), shapes), ka.pack((a, P), shapes))
             return moved + [total]
 
         total = jax.lax.fori_loop(0, chunk, step, ka.pack((a, P), shapes) + [zero])[-1]
@@ -347,15 +453,18 @@ def fixup_kernel(n, m, T, B, chunk, chunks, block, dtype, written):
 
 
 # -- smoother passes ----------------------------------------------------------------------------
-def backward_summary_kernel(n, m, T, chunk, chunks, block, dtype):
+def backward_summary_kernel(n, m, T, chunk, chunks, block, dtype, varying=()):
     """The backward element of every chunk, :math:`x_{start} \\mid x_{start + L}, y \\sim
     N(E x + g, L)`, composed step by step from the filtered moments (for the chunk holding the
-    last step, :math:`E = 0`: its element is the smoothed state at its start)."""
+    last step, :math:`E = 0`: its element is the smoothed state at its start); step ``t``'s
+    element from :math:`F_t, Q_t, b_t` (``varying`` as in :func:`summary_kernel`)."""
     eps = float(jnp.finfo(dtype).eps)
     shapes = elements.backward_algebra(n).element_shapes
 
-    def kernel(p_ref, mean_ref, cov_ref, out_ref):
+    def kernel(p_ref, *refs):
+        v_ref, (mean_ref, cov_ref, out_ref) = _split_refs(refs, varying)
         p = _read(p_ref, n, m)
+        params = _step_parameters(v_ref, p, n, m, varying, block, chunks, chunk, T)
         base, _, start = _lanes(block, chunks, chunk)
         zero = jnp.zeros(block, dtype)
 
@@ -363,7 +472,8 @@ def backward_summary_kernel(n, m, T, chunk, chunks, block, dtype):
             t = start + k
             mean = tiles.load_rows(mean_ref, n, base, block, k)
             cov = _square(tiles.load_rows(cov_ref, n * n, base, block, k), n)
-            element, _ = elements.rts_element(mean, cov, p["F"], p["Q"], p["u"], eps)
+            pt = params(k)
+            element, _ = elements.rts_element(mean, cov, pt["F"], pt["Q"], pt["u"], eps)
             element = _keep(t == T - 1, (ka.zeros(n, n, zero), mean, cov), element)
             composed = elements.backward_combine(element, ka.unpack(flat, shapes))
             return _keep(t < T, ka.pack(composed, shapes), flat)
@@ -386,15 +496,19 @@ def smoother_outputs(n):
     return (n, n * n, n * n)
 
 
-def smoother_kernel(n, m, T, chunk, chunks, block, dtype):
+def smoother_kernel(n, m, T, chunk, chunks, block, dtype, varying=()):
     """From the smoothed state entering each chunk from the right, the RTS recursion backward
     through the chunk's filtered moments: smoothed mean, covariance and lag-one covariance
-    (:func:`smoother_outputs`)."""
+    (:func:`smoother_outputs`); step ``t`` with :math:`F_t, Q_t, b_t` (``varying`` as in
+    :func:`summary_kernel`)."""
     eps = float(jnp.finfo(dtype).eps)
     state_shapes = elements.backward_algebra(n).state_shapes
 
-    def kernel(p_ref, right_ref, mean_ref, cov_ref, s_mean_ref, s_cov_ref, *lag_ref):
+    def kernel(p_ref, *refs):
+        v_ref, (right_ref, mean_ref, cov_ref, s_mean_ref, s_cov_ref, *lag_ref) = _split_refs(
+            refs, varying)
         p = _read(p_ref, n, m)
+        params = _step_parameters(v_ref, p, n, m, varying, block, chunks, chunk, T)
         base, _, start = _lanes(block, chunks, chunk)
         right = tiles.load_rows(right_ref, tiles.rows(state_shapes), base, block)
 
@@ -404,7 +518,8 @@ def smoother_kernel(n, m, T, chunk, chunks, block, dtype):
             t = start + k
             mean = tiles.load_rows(mean_ref, n, base, block, k)
             cov = _square(tiles.load_rows(cov_ref, n * n, base, block, k), n)
-            (E, g, L), _ = elements.rts_element(mean, cov, p["F"], p["Q"], p["u"], eps)
+            pt = params(k)
+            (E, g, L), _ = elements.rts_element(mean, cov, pt["F"], pt["Q"], pt["u"], eps)
             s_mean, s_cov = elements.backward_apply(state, (E, g, L))
             last = t == T - 1
             s_mean, s_cov = _keep(last, (mean, cov), (s_mean, s_cov))
