@@ -9,7 +9,9 @@ FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def shape_str(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    """``(2, 3)``, and ``(4,)`` for one axis, as Python writes tuples."""
+    parts = [str(s) for s in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
 def expect_tensor(fn: str, name: str, value) -> torch.Tensor:
