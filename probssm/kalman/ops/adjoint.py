@@ -1,6 +1,7 @@
 r"""Reverse mode of the Kalman filter and smoother from their outputs, in parallel over time.
 
-For a time-invariant model shared by ``B`` series, the gradients of functions of the filter's
+For a model shared by ``B`` series (time-invariant, or with time-varying fields ``(T, ...)``),
+the gradients of functions of the filter's
 and smoother's outputs with respect to every field of the model and to the observations,
 computed from those outputs (the kernels' own, :mod:`probssm.kalman.ops.filter_kernel`), without
 differentiating or recomputing the forward pass and without inverting :math:`F`, :math:`Q`,
@@ -43,7 +44,12 @@ compiled once). Then, with
     \partial_{y_t} \ell &= -u_t,
 
 observation terms restricted to the observed entries (zero for missing ones). The covariance
-gradients are symmetric (the derivative along symmetric directions).
+gradients are symmetric (the derivative along symmetric directions). For a time-varying model
+(:math:`F_t` maps :math:`x_t` to :math:`x_{t+1}`) every :math:`F, Q, H, R, b, d` above carries
+the index of its step, and the gradient of a time-varying field is the term of each step,
+not the sum: e.g. :math:`\partial_{F_t} \ell = r_t m_t^T + G_t F_t P_{t|t}` and
+:math:`\partial_{R_t} \ell = \tfrac12 (u_t u_t^T - S_t^{-1} - K_t^T \tilde N_t K_t)`, so
+:math:`F_{T-1}, Q_{T-1}, b_{T-1}` (which only predict past the data) get zero.
 """
 
 from __future__ import annotations
@@ -175,7 +181,8 @@ def filter_vjp(model: LGSSM, y, states: FilterStates, cotangents: FilterStates):
     """Reverse mode of the filter in parallel over time: the gradient of
     :math:`\\sum \\langle \\bar o, o \\rangle` over the filter's outputs ``o`` (``states``)
     and their cotangents :math:`\\bar o` (``cotangents``, a :class:`~.states.FilterStates`
-    whose ``None`` fields are zero), with respect to ``model`` (time-invariant, no batch axes)
+    whose ``None`` fields are zero), with respect to ``model`` (no batch axes; time-varying
+    fields get per-step gradients, ``(T, ...)``, the sums below taken over the series only)
     and ``y`` ``(B, T, m)`` (NaN = missing).
 
     ``states`` (from :func:`probssm.kalman.ops.filter_kernel.filter_batch`): ``predicted_mean``,
@@ -286,25 +293,35 @@ def filter_vjp(model: LGSSM, y, states: FilterStates, cotangents: FilterStates):
         None if gl is None else 0.5 * gl2 * (_outer(z, z) - Sinv),
         -symmetrize(_outer(matvec(KT, mu), z)), matmul(KT, matmul(Gamma, K)))
 
-    def total(x):
-        return jnp.sum(x, axis=(0, 1))
+    def totals(name):
+        """The sum of per-step terms over the series, and over the steps unless field ``name``
+        varies in time (its gradient is then per step)."""
+        axes = 0 if name in model.time_varying else (0, 1)
+        return lambda x: jnp.sum(x, axis=axes)
 
+    total = totals("transition_matrix")
     gF = total(_outer(lam_next, mean) + 2.0 * matmul(Lam_next, matmul(F, cov)))
+    total = totals("observation_matrix")
     gH = total(-_outer(v_bar, a) + 2.0 * matmul(S_bar, HoP) + _outer(z, matvec(P, mu))
                - 2.0 * matmul(KT, matmul(Gamma, P)))
-    gR = total(S_bar)
-    gd = -total(v_bar)
     if g_omean is not None:
         gH = gH + total(_outer(g_omean, a))
-        gd = gd + total(g_omean)
     if g_ocov is not None:
         gH = gH + 2.0 * total(matmul(g_ocov, matmul(H, P)))
+    total = totals("observation_cov")
+    gR = total(S_bar)
+    if g_ocov is not None:
         gR = gR + total(g_ocov)
-    grads = dict(transition_matrix=gF, transition_cov=symmetrize(total(Lam_next)),
+    total = totals("observation_offset")
+    gd = -total(v_bar)
+    if g_omean is not None:
+        gd = gd + total(g_omean)
+    grads = dict(transition_matrix=gF,
+                 transition_cov=symmetrize(totals("transition_cov")(Lam_next)),
                  observation_matrix=gH, observation_cov=symmetrize(gR),
                  initial_mean=jnp.sum(lam[:, 0], axis=0),
                  initial_cov=symmetrize(jnp.sum(Lam[:, 0], axis=0)),
-                 transition_offset=total(lam_next), observation_offset=gd,
+                 transition_offset=totals("transition_offset")(lam_next), observation_offset=gd,
                  initial_diffuse_cov=jnp.zeros_like(model.initial_diffuse_cov))
     children, static = model.tree_flatten()
     model_ct = LGSSM.tree_unflatten(static, [
@@ -315,7 +332,7 @@ def filter_vjp(model: LGSSM, y, states: FilterStates, cotangents: FilterStates):
 
 def log_likelihood_vjp(model: LGSSM, y, states: FilterStates, cotangent):
     """Gradient of :math:`\\sum_b w_b \\ell_b` (``w`` = ``cotangent`` ``(B,)``) with respect to
-    ``model`` (time-invariant, no batch axes) and ``y`` ``(B, T, m)`` (NaN = missing), from the
+    ``model`` (no batch axes; per-step gradients of time-varying fields) and ``y`` ``(B, T, m)`` (NaN = missing), from the
     filter's ``states``: ``predicted_mean`` ``(B, T, n)``, ``predicted_cov`` ``(B, T, n, n)``,
     ``mean``, ``cov`` (filtered, same shapes). Returns ``(model_cotangent, y_cotangent)``, an
     :class:`LGSSM` of gradients (zero for ``initial_diffuse_cov``) and ``(B, T, m)``: the
@@ -350,7 +367,9 @@ def _rts_adjoint(model: LGSSM, states: SmootherStates, cotangents: SmootherState
     time. Then :math:`\\bar g_t = \\sigma_t`, :math:`\\bar L_t = \\Sigma_t`,
     :math:`\\bar E_t = \\sigma_t s_{t+1}^T + 2 \\Sigma_t E_t S_{t+1} + \\bar C_t^T S_{t+1}`,
     and reverse-mode autodiff of :func:`_rts_elements` (no scan) gives the rest."""
-    F, Q, b = model.transition_matrix, model.transition_cov, model.transition_offset
+    # The smoother uses the transitions of steps 0 .. T-2 (F_{T-1} only predicts past the data).
+    F, Q, b = (getattr(model, k)[:-1] if k in model.time_varying else getattr(model, k)
+               for k in ("transition_matrix", "transition_cov", "transition_offset"))
     mean, cov = states.filtered.mean, states.filtered.cov
     s_mean, s_cov = states.smoothed_mean, states.smoothed_cov
 
@@ -374,7 +393,14 @@ def _rts_adjoint(model: LGSSM, states: SmootherStates, cotangents: SmootherState
     gF, gQ, gb, g_filtered_mean, g_filtered_cov = pullback((E_bar, sigma[:, :-1], Sigma[:, :-1]))
     g_filtered_mean = jnp.concatenate([g_filtered_mean, sigma[:, -1:]], axis=1)
     g_filtered_cov = jnp.concatenate([g_filtered_cov, Sigma[:, -1:]], axis=1)
-    return (gF, gQ, gb), g_filtered_mean, g_filtered_cov
+
+    def every_step(g, name):  # a time-varying field's gradient: zero at the last step
+        if name not in model.time_varying:
+            return g
+        return jnp.concatenate([g, jnp.zeros_like(g[:1])], axis=0)
+
+    return ((every_step(gF, "transition_matrix"), every_step(gQ, "transition_cov"),
+             every_step(gb, "transition_offset")), g_filtered_mean, g_filtered_cov)
 
 
 def smoother_vjp(model: LGSSM, y, states: SmootherStates, cotangents: SmootherStates):
