@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from ..ops.linear_scan import linear_scan
+from ..ops.recurrence import linear_scan
 from ._sequence import check_sequence, check_state
 
 __all__ = ["LRU"]
@@ -32,6 +32,9 @@ class LRU(nn.Module):
     decay to the power :math:`\tau_t` (the input term is not scaled); a missing step
     (``mask`` :math:`m_t = 0`) keeps the state and reads it out with a zero skip term.
 
+    Shapes: ``(batch, length, d_model)`` to ``(batch, length, d_model)``; the state is a complex
+    tensor ``(batch, d_state)``. The forward pass runs :func:`probssm.deep.ops.linear_scan`.
+
     Parameters
     ----------
     d_model : int
@@ -42,9 +45,6 @@ class LRU(nn.Module):
         Ring of the initial eigenvalue moduli, ``0 <= r_min < r_max <= 1``.
     max_phase : float
         Largest initial eigenvalue phase.
-
-    Shapes: ``(batch, length, d_model)`` to ``(batch, length, d_model)``; the state is a complex
-    tensor ``(batch, d_state)``. The forward pass runs :func:`probssm.deep.ops.linear_scan`.
     """
 
     def __init__(self, d_model: int, d_state: int = 64, r_min: float = 0.9, r_max: float = 0.999,

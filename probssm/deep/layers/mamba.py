@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.selective_scan import selective_scan
+from ..ops.selective import selective_scan
 from ._conv import CausalDepthwiseConv
 from ._init import step_size_bias
 from ._sequence import check_sequence, check_state
@@ -48,6 +48,13 @@ class Mamba(nn.Module):
     time gaps :math:`\tau` (``dt``) and the observed flags :math:`m` (``mask``) of
     :func:`probssm.deep.ops.selective_scan`.
 
+    Shapes: ``forward(x)`` maps ``(batch, length, d_model)`` to ``(batch, length, d_model)``;
+    ``step(x_t, state)`` maps ``(batch, d_model)`` and a :class:`MambaState` to the output
+    ``(batch, d_model)`` and the next state.
+
+    Missing steps (``mask`` False) carry the scan state over; their input is replaced by zeros
+    before the projection (so it may be NaN), which the convolution then sees as a zero input.
+
     Parameters
     ----------
     d_model : int
@@ -64,13 +71,6 @@ class Mamba(nn.Module):
         Range of the initial step sizes (log-uniform).
     conv_bias, bias : bool
         Biases of the convolution and of the input/output projections.
-
-    Shapes: ``forward(x)`` maps ``(batch, length, d_model)`` to ``(batch, length, d_model)``;
-    ``step(x_t, state)`` maps ``(batch, d_model)`` and a :class:`MambaState` to the output
-    ``(batch, d_model)`` and the next state.
-
-    Missing steps (``mask`` False) carry the scan state over; their input is replaced by zeros
-    before the projection (so it may be NaN), which the convolution then sees as a zero input.
     """
 
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,

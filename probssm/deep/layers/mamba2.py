@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.ssd import ssd
+from ..ops.duality import ssd
 from ._conv import CausalDepthwiseConv
 from ._init import step_size_bias
 from ._norm import GatedRMSNorm
@@ -49,6 +49,9 @@ class Mamba2(nn.Module):
     uses :func:`probssm.deep.ops.ssd` (chunks of ``chunk_size`` steps as matmuls); ``step`` runs
     the recurrence. ``dt`` and ``mask`` as in :class:`Mamba`.
 
+    Shapes: ``(batch, length, d_model)`` to ``(batch, length, d_model)``; ``step`` maps
+    ``(batch, d_model)`` and a :class:`Mamba2State` to ``(batch, d_model)`` and the next state.
+
     Parameters
     ----------
     d_model : int
@@ -71,9 +74,6 @@ class Mamba2(nn.Module):
         :math:`-a` is initialised uniform in this range.
     conv_bias, bias : bool
         Biases of the convolution and of the projections.
-
-    Shapes: ``(batch, length, d_model)`` to ``(batch, length, d_model)``; ``step`` maps
-    ``(batch, d_model)`` and a :class:`Mamba2State` to ``(batch, d_model)`` and the next state.
     """
 
     def __init__(self, d_model: int, d_state: int = 64, d_conv: int = 4, expand: int = 2,

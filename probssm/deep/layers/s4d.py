@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.linear_scan import linear_scan
+from ..ops.recurrence import linear_scan
 from ._sequence import check_sequence, check_state
 
 __all__ = ["S4D"]
@@ -37,6 +37,9 @@ class S4D(nn.Module):
     a missing step keeps the state) the model is time-varying and the forward pass runs the
     recurrence by :func:`probssm.deep.ops.linear_scan` instead.
 
+    Shapes: ``(batch, length, d_model)`` to ``(batch, length, d_model)``; the state is a complex
+    tensor ``(batch, d_model, d_state)``.
+
     Parameters
     ----------
     d_model : int
@@ -45,9 +48,6 @@ class S4D(nn.Module):
         Complex modes per feature (the real state size is twice this).
     dt_min, dt_max : float
         Range of the initial step sizes :math:`\Delta` (log-uniform).
-
-    Shapes: ``(batch, length, d_model)`` to ``(batch, length, d_model)``; the state is a complex
-    tensor ``(batch, d_model, d_state)``.
     """
 
     def __init__(self, d_model: int, d_state: int = 32, dt_min: float = 1e-3,

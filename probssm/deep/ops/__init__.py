@@ -7,9 +7,9 @@
 Each operator is pure PyTorch and differentiable by autograd (the CPU path and the reference).
 """
 
-from .linear_scan import linear_scan
-from .selective_scan import selective_scan
-from .selective_scan_ref import selective_scan_ref
-from .ssd import ssd
+from .recurrence import linear_scan
+from .selective import selective_scan
+from .selective_reference import selective_scan_ref
+from .duality import ssd
 
 __all__ = ["selective_scan", "selective_scan_ref", "ssd", "linear_scan"]

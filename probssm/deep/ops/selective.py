@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks as chk
-from .selective_scan_ref import selective_scan_ref
+from .selective_reference import selective_scan_ref
 
 __all__ = ["selective_scan"]
 
@@ -89,7 +89,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     Notes
     -----
     Every device runs the pure-PyTorch reference
-    (:func:`~probssm.deep.ops.selective_scan_ref.selective_scan_ref`): a chunked parallel scan,
+    (:func:`~probssm.deep.ops.selective_scan_ref`): a chunked parallel scan,
     differentiable by autograd. The value checks (NaN, gaps) read the data once, which
     synchronises with an accelerator.
     """

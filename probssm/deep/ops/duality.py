@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks as chk
-from .linear_scan import linear_scan
+from .recurrence import linear_scan
 
 __all__ = ["ssd"]
 

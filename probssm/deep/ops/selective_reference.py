@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .linear_scan import linear_scan
+from .recurrence import linear_scan
 
 __all__ = ["selective_scan_ref"]
 
