@@ -52,17 +52,6 @@ def check_sequence(module, x, dt, mask, *, token=False):
     return x, dt, mask
 
 
-def step_sizes(base: torch.Tensor, dt, mask) -> torch.Tensor:
-    """``base`` scaled by the time gaps and zeroed at missing steps (same leading shape as
-    ``dt``/``mask``; ``base`` may carry trailing axes)."""
-    extra = base.dim() - (dt.dim() if dt is not None else mask.dim() if mask is not None else 0)
-    if dt is not None:
-        base = base * dt.reshape(*dt.shape, *([1] * extra)).to(base.dtype)
-    if mask is not None:
-        base = torch.where(mask.reshape(*mask.shape, *([1] * extra)), base, 0.0)
-    return base
-
-
 def check_state(module, name: str, value, expected: tuple, labels: str) -> None:
     fn = f"{type(module).__name__}"
     chk.expect_tensor(fn, name, value)
