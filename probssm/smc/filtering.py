@@ -171,6 +171,35 @@ def _gaussian_block(key, means, cov):
     return means + noise @ psd_sqrt(cov).T
 
 
+def _batched_sample(make, key, xs, n):
+    """Draws ``(N, n)`` from the distributions ``make(x)`` of each row of ``xs`` ``(N, ...)``
+    and the distributions themselves, batched: the per-particle distributions are built under
+    ``vmap`` and sampled once (NumPyro's ``promote_batch_shape``), which needs one key, not
+    ``N``. Distributions that cannot be batched this way are sampled one by one with split
+    keys (same law, slower)."""
+    from numpyro.distributions.batch_util import promote_batch_shape
+
+    N = xs.shape[0]
+    try:
+        d = promote_batch_shape(jax.vmap(make)(xs))
+        draw = d.sample(key)
+        if draw.shape[0] != N or math.prod(draw.shape[1:]) != n:
+            raise ValueError("unbatched")
+        return jnp.reshape(draw, (N, n)), d
+    except (NotImplementedError, ValueError, TypeError, AttributeError):
+        draws = jax.vmap(lambda k, x: _vector(make(x).sample(k)))(jax.random.split(key, N), xs)
+        return draws, None
+
+
+def _batched_log_density(make, d, xs, draws):
+    """:math:`\\log q(x^j)` ``(N,)`` of ``draws`` under the distributions of :func:`_batched_sample`."""
+    if d is not None:
+        shape = (draws.shape[0],) + tuple(d.batch_shape[1:]) + tuple(d.event_shape)
+        lp = d.log_prob(jnp.reshape(draws, shape))
+        return jnp.sum(jnp.reshape(lp, (draws.shape[0], -1)), axis=-1)
+    return jax.vmap(lambda x, v: _log_density(make(x), v))(xs, draws)
+
+
 def _initial(model, config: Config, key, y0, t0):
     """Particles :math:`x_0^j` ``(N, n)`` and :math:`\\log G_0` ``(N,)``."""
     N, prop = config.n_particles, config.proposal
@@ -178,37 +207,36 @@ def _initial(model, config: Config, key, y0, t0):
         if model.additive:
             x = _gaussian_block(key, jnp.broadcast_to(model.m0, (N,) + model.m0.shape), model.P0)
         else:
-            x = jax.vmap(model._sample_initial)(jax.random.split(key, N))
+            d = model.initial_distribution()
+            x = jnp.reshape(d.sample(key, (N,)), (N, -1))
         return x, _emission_log_probs(model, x, y0, t0)
-
-    def one(k):
-        q = _proposals.initial_proposal(prop, model, y0)
-        x = _vector(q.sample(k))
-        return x, (model.emission_log_prob(x, y0, t0) + _log_density(model.initial_distribution(), x)
-                   - _log_density(q, x))
-
-    return jax.vmap(one)(jax.random.split(key, N))
+    q = _proposals.initial_proposal(prop, model, y0)
+    x = jnp.reshape(q.sample(key, (N,)), (N, -1))
+    log_q = jax.vmap(lambda v: _log_density(q, v))(x)
+    log_p0 = jax.vmap(lambda v: _log_density(model.initial_distribution(), v))(x)
+    return x, _emission_log_probs(model, x, y0, t0) + log_p0 - log_q
 
 
 def _move(model, config: Config, key, x_prev, y, t):
     """Particles :math:`x_t^j` ``(N, n)`` from ancestors ``x_prev`` ``(N, n)``, and
     :math:`\\log G_t` ``(N,)``."""
-    N, prop = config.n_particles, config.proposal
+    prop = config.proposal
+    n = x_prev.shape[-1]
     if prop.transition is None:
         if model.additive:
             means = jax.vmap(model.transition_mean, (0, None))(x_prev, t - 1)
             x = _gaussian_block(key, means, model.Q)
         else:
-            x = jax.vmap(model._sample_transition, (0, 0, None))(jax.random.split(key, N), x_prev, t - 1)
+            x, _ = _batched_sample(lambda xp: model.transition_distribution(xp, t - 1), key, x_prev, n)
         return x, _emission_log_probs(model, x, y, t)
 
-    def one(k, xp):
-        q = _proposals.transition_proposal(prop, model, xp, y, t)
-        x = _vector(q.sample(k))
-        return x, (model.emission_log_prob(x, y, t) + _log_density(model.transition_distribution(xp, t - 1), x)
-                   - _log_density(q, x))
+    def make(xp):
+        return _proposals.transition_proposal(prop, model, xp, y, t)
 
-    return jax.vmap(one)(jax.random.split(key, N), x_prev)
+    x, d = _batched_sample(make, key, x_prev, n)
+    log_q = _batched_log_density(make, d, x_prev, x)
+    log_f = jax.vmap(lambda xp, v: _log_density(model.transition_distribution(xp, t - 1), v))(x_prev, x)
+    return x, _emission_log_probs(model, x, y, t) + log_f - log_q
 
 
 def _select(model, config: Config, key, x_prev, lw_prev, y, t):
@@ -451,7 +479,7 @@ def check_y(model, y, name="y"):
     if arr.ndim < 2 or arr.shape[-1] != m or arr.shape[-2] < 1:
         raise ValueError(f"{name}: expected shape (*batch, T, m) with T >= 1 and m={m} (the emission's "
                          f"dimension), got {tuple(arr.shape)}")
-    if not isinstance(arr, jax.core.Tracer) and bool(jnp.any(jnp.isinf(arr))):
+    if not isinstance(arr, jax.core.Tracer) and np.any(np.isinf(np.asarray(arr))):
         pos = tuple(int(i) for i in np.argwhere(np.isinf(np.asarray(arr)))[0])
         raise ValueError(f"{name} contains an infinite value at index {pos}; use NaN for missing values")
     return arr
