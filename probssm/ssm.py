@@ -107,6 +107,7 @@ class StateSpaceModel:
         self.transition = transition
         self.emission = emission
         self.params = params
+        _check_distributions(self)
 
     # pytree: parameters are leaves, functions static
     def tree_flatten(self):
@@ -120,7 +121,12 @@ class StateSpaceModel:
         return obj
 
     def replace(self, params) -> "StateSpaceModel":
-        """The same model with other parameters (a pytree of the same structure)."""
+        """The same model with other parameters (a pytree of the same structure, leaves of the
+        same shapes; anything else raises ``ValueError``)."""
+        _check_params_like(self.params, params)
+        return self._with_params(params)
+
+    def _with_params(self, params) -> "StateSpaceModel":
         children, aux = self.tree_flatten()
         return type(self).tree_unflatten(aux, (params, *children[1:]))
 
@@ -240,6 +246,66 @@ def _check_covariance(name, value):
         raise ValueError(f"{name} is not positive semi-definite (smallest eigenvalue {smallest:.3g})")
 
 
+def _reraise(error, message):
+    """Raise ``error``'s type with ``message`` (a ``TypeError`` where that type does not take a
+    message alone), chained to ``error``."""
+    try:
+        new = type(error)(message)
+    except Exception:
+        new = TypeError(message)
+    raise new from error
+
+
+def _check_params_like(old, new):
+    """``new`` has the pytree structure and leaf shapes of ``old``."""
+    old_def, new_def = jax.tree_util.tree_structure(old), jax.tree_util.tree_structure(new)
+    if old_def != new_def:
+        raise ValueError(f"params: expected a pytree of structure {old_def} (the model's), got {new_def}")
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(old)[0], jax.tree_util.tree_leaves(new)):
+        if jnp.shape(a) != jnp.shape(b):
+            raise ValueError(f"params{jax.tree_util.keystr(path)}: expected shape {jnp.shape(a)} "
+                             f"(the model's), got {jnp.shape(b)}")
+
+
+def _event_shape(distribution):
+    return tuple(distribution.batch_shape) + tuple(distribution.event_shape)
+
+
+def _check_distributions(model: "StateSpaceModel"):
+    """Shapes of the three distributions of a generic model (abstract evaluation): ``x_0`` and
+    the transition over ``(n,)`` (or a scalar for ``n = 1``), the emission over ``(m,)`` (or a
+    scalar); the error names the function and the shapes."""
+    params = model.params
+    with_params = params is not None
+
+    def evaluate(signature, fn, *args):
+        try:
+            return jax.eval_shape(fn, *args).shape
+        except Exception as error:  # the user's function failed: say which one and with what
+            structure = jax.tree_util.tree_structure(params)
+            _reraise(error, f"{signature} raised {type(error).__name__}: {error} (params {structure})")
+
+    initial = evaluate("initial(params)" if with_params else "initial()",
+                       lambda p: jnp.zeros(_event_shape(model._with_params(p).initial_distribution())),
+                       params)
+    if len(initial) > 1:
+        raise ValueError(f"initial{'(params)' if with_params else '()'} must be a distribution over a "
+                         f"vector (n,) or a scalar, got shape {initial}")
+    n = initial[0] if initial else 1
+    x = jax.ShapeDtypeStruct((n,), jnp.result_type(float))
+    signature = "(x, t, params)" if with_params else "(x, t)"
+    trans = evaluate("transition" + signature, lambda x_, p: jnp.zeros(
+        _event_shape(model._with_params(p).transition_distribution(x_, 0))), x, params)
+    if trans != (n,) and not (n == 1 and trans == ()):
+        raise ValueError(f"transition{signature} returned a distribution of shape {trans}, expected "
+                         f"({n},) (the shape of the initial distribution)")
+    emit = evaluate("emission" + signature, lambda x_, p: jnp.zeros(
+        _event_shape(model._with_params(p).emission_distribution(x_, 0))), x, params)
+    if len(emit) > 1:
+        raise ValueError(f"emission{signature} must return a distribution over a vector (m,) or a "
+                         f"scalar, got shape {emit}")
+
+
 def _check_function(name, fn, x, params, expected: int, what: str):
     """Evaluate the shape of ``fn(x, 0[, params])`` and name the function when it is wrong."""
     signature = f"{name}(x, t)" if params is None else f"{name}(x, t, params)"
@@ -247,8 +313,8 @@ def _check_function(name, fn, x, params, expected: int, what: str):
         out = jax.eval_shape(lambda x_, p_: _call(fn, (x_, 0), p_), x, params)
     except Exception as error:  # the user's function failed: say which one and with what
         structure = jax.tree_util.tree_structure(params)
-        raise type(error)(f"{signature} raised {type(error).__name__}: {error} (called with x of shape "
-                          f"{tuple(jnp.shape(x))} and params {structure})") from error
+        _reraise(error, f"{signature} raised {type(error).__name__}: {error} (called with x of shape "
+                        f"{tuple(jnp.shape(x))} and params {structure})")
     if not hasattr(out, "shape"):
         raise TypeError(f"{signature} must return an array, got {type(out).__name__}")
     if tuple(out.shape) != (expected,):

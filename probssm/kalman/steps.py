@@ -77,8 +77,9 @@ def update(mean, chol, y, H, R, d):
     observed, H, R, base = _masked_observation(y, H, R, d)
     s_sqrt, gain_sqrt, post_sqrt = _update_factors(chol, H, chol_psd(R))
     white = solve_triangular(s_sqrt, base - H @ mean, lower=True)
-    # The triangular factor's diagonal may be negative (QR's sign convention); a missing entry's
-    # pivot is one (unit variance, zero row), so it adds nothing to the determinant.
-    log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(s_sqrt))))
+    # The triangular factor's diagonal may be negative (QR's sign convention). A missing entry's
+    # row is decoupled (zero row of H, unit variance), so its pivot is one up to the jitter of
+    # chol_psd: it is left out, and a step without observations has log-density exactly zero.
+    log_det = jnp.sum(jnp.where(observed, jnp.log(jnp.abs(jnp.diagonal(s_sqrt))), 0.0))
     log_density = -0.5 * (jnp.sum(observed) * _LOG_2PI + white @ white) - log_det
     return mean + gain_sqrt @ white, post_sqrt, log_density

@@ -74,6 +74,16 @@ def linearised_model(initial_mean, initial_cov, pieces: dict) -> LGSSM:
                                "observation_cov", "transition_offset", "observation_offset"))
 
 
+STAGES = ("emission", "update", "transition", "prediction")
+"""What each column of the filter's ``finite`` flags ``(T, 4)`` checks at a time step, in the
+order of evaluation: the emission's values (and covariances) under the prediction, the updated
+state, the transition's values under the filtered state, and the predicted state."""
+
+
+def _all_finite(*arrays):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
+
+
 def _transition(model, t):
     return lambda x: model.transition_moments(x, t)
 
@@ -102,9 +112,12 @@ def filter_from(model, y, rule, mean, chol, start, prior):
         mean, chol, loglik = kalman_steps.update(pred_mean, pred_chol, y_t, H, R, d)
         F, b, Q, finite_f = linearise(rule, _transition(model, t), mean, chol, additive)
         next_mean, next_chol = kalman_steps.predict(mean, chol, F, Q, b)
+        # in the order of evaluation, so that the first failure is the cause (see STAGES)
+        finite = jnp.stack([finite_h, _all_finite(mean, chol, loglik), finite_f,
+                            _all_finite(next_mean, next_chol)])
         out = dict(mean=mean, cov=chol @ chol.T, loglik=loglik, predicted_mean=pred_mean,
                    predicted_cov=pred_chol @ pred_chol.T, F=F, b=b, Q=Q, H=H, d=d, R=R,
-                   finite_f=finite_f, finite_h=finite_h)
+                   finite=finite)
         return (next_mean, next_chol), out
 
     steps = start + jnp.arange(y.shape[0])

@@ -71,6 +71,8 @@ def _check_y(model, y):
     if arr.ndim < 2 or arr.shape[-1] != m:
         raise ValueError(f"y: expected shape (*batch, T, m) with m={m} (the emission's dimension), "
                          f"got {tuple(arr.shape)}")
+    if arr.shape[-2] < 1:
+        raise ValueError(f"y: expected at least one time step, got shape {tuple(arr.shape)}")
     if not isinstance(arr, jax.core.Tracer) and bool(jnp.any(jnp.isinf(arr))):
         pos = tuple(int(i) for i in np.argwhere(np.isinf(np.asarray(arr)))[0])
         raise ValueError(f"y contains an infinite value at index {pos}; use NaN for missing values")
@@ -84,17 +86,43 @@ def _batched(fn, y, *args):
     return fn(y, *args)
 
 
-def _check_finite(flags: dict, message: str):
-    """Raise naming the function and the first time step where ``flags[name]`` is False."""
-    for name, ok in flags.items():
-        if isinstance(ok, jax.core.Tracer):
-            return
-        ok = np.asarray(ok)
-        if not ok.all():
-            bad = np.argwhere(~ok)[0]
-            where = f"time step {int(bad[-1])}" + (f" of series {tuple(int(i) for i in bad[:-1])}"
-                                                    if bad.size > 1 else "")
-            raise FloatingPointError(f"{name} returned a non-finite value at {where} {message}")
+def _stage_messages(model):
+    """What went wrong, for each column of the finiteness flags (:data:`.filtering.STAGES`, then
+    the smoother's own state)."""
+    if model.additive:
+        emission, transition = "h (the emission) returned a non-finite value", \
+            "f (the transition) returned a non-finite value"
+    else:
+        emission = ("emission(x, t) gave a non-finite mean or variance, or a covariance that is not "
+                    "positive semi-definite,")
+        transition = ("transition(x, t) gave a non-finite mean, or a covariance that is not positive "
+                      "semi-definite,")
+    return (emission,
+            "the update gave a non-finite state (the linearised emission's covariance is not positive "
+            "semi-definite, or the values overflow)",
+            transition,
+            "the prediction gave a non-finite state (the linearised transition's covariance is not "
+            "positive semi-definite, or the values overflow)",
+            "the smoother gave a non-finite state")
+
+
+def _check_finite(flags, messages, context: str):
+    """Raise at the first failing check: ``flags`` ``(*batch, T, k)`` (concrete; under tracing
+    nothing is checked), checks in order of evaluation within a time step, ``messages[j]`` what
+    failing check ``j`` means."""
+    if isinstance(flags, jax.core.Tracer):
+        return
+    ok = np.asarray(flags)
+    if ok.all():
+        return
+    batch, (T, k) = ok.shape[:-2], ok.shape[-2:]
+    per_series = (~ok).reshape(-1, T * k)
+    series = int(np.argmax(per_series.any(axis=1)))
+    t, check = divmod(int(np.argmax(per_series[series])), k)
+    where = f"time step {t}"
+    if batch:
+        where += f" of series {tuple(int(i) for i in np.unravel_index(series, batch))}"
+    raise FloatingPointError(f"{messages[check]} at {where} {context}")
 
 
 @partial(jax.jit, static_argnames=("rule",))
@@ -106,7 +134,7 @@ def _filter_jit(model, y, rule):
         result = NonlinearFilterResult(out["mean"], out["cov"], jnp.sum(out["loglik"]),
                                        out["predicted_mean"], out["predicted_cov"], next_mean,
                                        next_cov, lin)
-        return result, {"f": out["finite_f"], "h": out["finite_h"]}
+        return result, out["finite"]
     return _batched(one, y)
 
 
@@ -131,8 +159,7 @@ def filter(model: StateSpaceModel, y, rule="extended") -> NonlinearFilterResult:
     _check_model(model)
     y = _check_y(model, y)
     result, finite = _filter_jit(model, y, resolve_rule(rule))
-    _check_finite({"f (the transition)": finite["f"], "h (the emission)": finite["h"]},
-                  "while filtering")
+    _check_finite(finite, _stage_messages(model), "while filtering")
     return result
 
 
@@ -147,7 +174,7 @@ def _linearise_path(model, rule, mean, cov, regularization):
     def at(t, m_, c_):
         F, b, Q, ok_f = linearise(rule, lambda x: model.transition_moments(x, t), m_, c_, model.additive)
         H, d, R, ok_h = linearise(rule, lambda x: model.emission_moments(x, t), m_, c_, model.additive)
-        return dict(F=F, b=b, Q=Q, H=H, d=d, R=R), ok_f & ok_h
+        return dict(F=F, b=b, Q=Q, H=H, d=d, R=R), jnp.stack([ok_h, ok_f])
 
     pieces, ok = jax.vmap(at)(steps, mean, chol)
     if regularization:
@@ -170,10 +197,21 @@ def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regula
         m0, P0 = model.initial_moments()
         lin = linearised_model(m0, P0, out)
         first = kalman.smooth(lin, y_, method=method)
-        ok = out["finite_f"] & out["finite_h"]
+        ok = out["finite"]
+
+        def checks(last, at_path=None):
+            """The filter's checks and the smoother's state; the emission and transition columns
+            also cover the linearisation along the final trajectory."""
+            if at_path is not None:
+                ok_ = ok.at[:, 0].set(ok[:, 0] & at_path[:, 0]).at[:, 2].set(ok[:, 2] & at_path[:, 1])
+            else:
+                ok_ = ok
+            smoothed = jnp.all(jnp.isfinite(last.mean), axis=-1) & jnp.all(
+                jnp.isfinite(last.cov), axis=(-2, -1))
+            return jnp.concatenate([ok_, smoothed[:, None]], axis=1)
         if not iterated:
             return NonlinearSmoothResult(first.mean, first.cov, first.log_likelihood, jnp.asarray(0),
-                                         jnp.asarray(True), lin), ok
+                                         jnp.asarray(True), lin), checks(first)
 
         def observations(mean):
             if not regularization:
@@ -192,7 +230,7 @@ def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regula
         lin_final, ok_final = _linearise_path(model, rule, loop.mean, final_cov, 0.0)
         last = kalman.smooth(lin_final, y_, method=method)
         return NonlinearSmoothResult(last.mean, last.cov, last.log_likelihood, loop.iterations,
-                                     loop.converged, lin_final), ok & ok_final
+                                     loop.converged, lin_final), checks(last, ok_final)
     return _batched(one, y)
 
 
@@ -246,5 +284,7 @@ def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False
         raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
     result, ok = _smooth_jit(model, y, resolve_rule(rule), bool(iterated), method, int(max_iter),
                              float(tol), float(damping), float(regularization))
-    _check_finite({"f or h": ok}, "along the smoothed trajectory")
+    messages = _stage_messages(model)
+    _check_finite(ok[..., :-1], messages, "while smoothing")  # the causes before their effects
+    _check_finite(ok[..., -1:], messages[-1:], "while smoothing")
     return result

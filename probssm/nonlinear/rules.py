@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from ..kalman._linalg import symmetrize
+from ..kalman._linalg import chol_psd, symmetrize
 
 __all__ = ["Extended", "Unscented", "Cubature", "GaussHermite", "RULES", "resolve_rule", "linearise"]
 
@@ -157,6 +157,12 @@ def _factor_inverse_solve(chol, rhs):
     return solve_triangular(safe.T, rhs.T, lower=False).T
 
 
+def _is_psd(cov):
+    """Whether a conditional covariance ``(d, d)`` that a model returned is positive
+    semi-definite (up to the round-off that :func:`~probssm.kalman._linalg.chol_psd` absorbs)."""
+    return jnp.all(jnp.isfinite(chol_psd(cov)))
+
+
 def linearise(rule, moments: Callable, mean, chol, additive: bool):
     """:math:`(A, b, \\Omega)` of ``moments`` (``x -> (g(x), Sigma(x))``) under
     :math:`N(\\mu, U U^T)`; see the module docstring.
@@ -174,7 +180,7 @@ def linearise(rule, moments: Callable, mean, chol, additive: bool):
     Returns
     -------
     A ``(d, n)``, b ``(d,)``, Omega ``(d, d)``, and whether every evaluation of ``g`` (and
-    ``Sigma``) was finite.
+    ``Sigma``) was finite (and, unless ``additive``, each ``Sigma`` positive semi-definite).
     """
     def g(x):
         return moments(x)[0]
@@ -183,6 +189,8 @@ def linearise(rule, moments: Callable, mean, chol, additive: bool):
         value, cov = moments(mean)
         A = jax.jacfwd(g)(mean)
         finite = jnp.all(jnp.isfinite(value)) & jnp.all(jnp.isfinite(A)) & jnp.all(jnp.isfinite(cov))
+        if not additive:
+            finite &= _is_psd(cov)
         return A, value - A @ mean, cov, finite
     xi_np, wm_np, wc_np = rule.unit_points(mean.shape[0])
     xi, wm, wc = (jnp.asarray(a, mean.dtype) for a in (xi_np, wm_np, wc_np))
@@ -194,6 +202,7 @@ def linearise(rule, moments: Callable, mean, chol, additive: bool):
     else:
         values, covs = jax.vmap(moments)(points)
         expected_cov = jnp.einsum("i,ijk->jk", wm, covs)
+        psd = jnp.all(jax.vmap(_is_psd)(covs))
     z_mean = wm @ values
     dev = values - z_mean
     A = _factor_inverse_solve(chol, (wc[:, None] * dev).T @ xi)
@@ -201,4 +210,6 @@ def linearise(rule, moments: Callable, mean, chol, additive: bool):
     AU = A @ chol
     omega = symmetrize(spread - AU @ AU.T + expected_cov)
     finite = jnp.all(jnp.isfinite(values)) & jnp.all(jnp.isfinite(expected_cov))
+    if not additive:
+        finite &= psd
     return A, z_mean - A @ mean, omega, finite
