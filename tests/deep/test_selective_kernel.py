@@ -1,0 +1,88 @@
+"""The fused Triton selective scan under Triton's interpreter (TRITON_INTERPRET=1) against the
+plain per-step loop: values, final state and every gradient, every option and B/C layout."""
+
+import math
+import os
+
+import pytest
+
+# Read by Triton when the kernel module is first imported, so set before any call below.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+from probssm.deep.ops import selective_scan_kernel  # noqa: E402
+
+from .scan_reference import (  # noqa: E402
+    assert_close, loop_scan, make_inputs, run_with_grads)
+
+if os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("the interpreter tests need TRITON_INTERPRET=1", allow_module_level=True)
+
+ALL = ("z", "D", "delta_bias", "softplus", "initial_state", "dt", "mask")
+# Small shapes: the interpreter runs every program op by op in Python. Ten steps in chunks of
+# four exercise three checkpoints and a ragged last chunk; two batch rows the summed parameter
+# gradients.
+SHAPE = {"batch": 2, "dim": 4, "state": 3, "length": 10}
+CASES = [((), "dim", "dim"), (ALL, "groups", "groups"), (ALL, "dim", "groups"),
+         (ALL, "batch", "batch"), (ALL, "groups", "dim")]
+
+
+def _kernel(**kw):
+    return selective_scan_kernel(**kw, return_final_state=True, chunk_size=4)
+
+
+@pytest.mark.parametrize("options,layout_b,layout_c", CASES,
+                         ids=[f"{'all' if o else 'plain'}-B_{b}-C_{c}" for o, b, c in CASES])
+def test_matches_loop(options, layout_b, layout_c):
+    kw = make_inputs(options, layout_b, layout_c, seed=len(options) + len(layout_b), **SHAPE)
+    want_y, want_h, want_g = run_with_grads(loop_scan, kw, torch.float64)
+    got_y, got_h, got_g = run_with_grads(_kernel, kw, torch.float32)
+    assert_close(got_y, want_y, 1e-5, "y")
+    assert_close(got_h, want_h, 1e-5, "final state")
+    assert set(got_g) == set(want_g)
+    for name in want_g:
+        assert_close(got_g[name], want_g[name], 1e-5, f"gradient of {name}")
+
+
+def test_missing_steps_with_nan_and_a_loss_on_the_final_state_only():
+    kw = make_inputs(ALL, "groups", "groups", seed=3, **SHAPE)
+    missing = ~kw["mask"]
+    clean = {k: (v.float().requires_grad_() if k in ("u", "delta", "dt", "A") else
+                 v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+             for k, v in kw.items()}
+    dirty = dict(clean)
+    dirty["u"] = clean["u"].masked_fill(missing[:, None, :], math.nan)
+    dirty["delta"] = clean["delta"].masked_fill(missing[:, None, :], math.nan)
+    dirty["dt"] = clean["dt"].masked_fill(missing, math.nan)
+    dirty["B"] = clean["B"].masked_fill(missing[:, None, None, :], math.nan)
+    _, h = _kernel(**dirty)
+    _, h_want = loop_scan(**{k: (v.detach().double() if isinstance(v, torch.Tensor)
+                                 and v.is_floating_point() else v) for k, v in clean.items()})
+    assert_close(h, h_want, 1e-5, "final state")
+    grads = torch.autograd.grad(h.sum(), [clean["u"], clean["delta"], clean["dt"], clean["A"]])
+    for g in grads:
+        assert torch.isfinite(g).all()
+    assert (grads[0].masked_select(missing[:, None, :].expand_as(grads[0])) == 0).all()
+    assert (grads[2][missing] == 0).all()
+
+
+def test_bfloat16_inputs_keep_a_float32_state():
+    kw = make_inputs(ALL, "groups", "groups", seed=11, **SHAPE)
+    low = {k: (v.to(torch.bfloat16) if k in ("u", "delta", "z", "B", "C") else v.float()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+           for k, v in kw.items()}
+    y, h = _kernel(**low)
+    assert y.dtype == torch.bfloat16 and h.dtype == torch.float32
+    want_y, want_h = loop_scan(**{k: (v.double() if isinstance(v, torch.Tensor)
+                                      and v.is_floating_point() else v) for k, v in low.items()})
+    assert_close(y, want_y, 2 * torch.finfo(torch.bfloat16).eps, "y")
+    assert_close(h, want_h, 1e-5, "final state")
+
+
+def test_float64_is_refused():
+    kw = make_inputs((), "dim", "dim", **SHAPE)
+    with pytest.raises(TypeError, match="inputs must be float32, bfloat16 or float16, got u "
+                                        "torch.float64"):
+        selective_scan_kernel(**kw)
