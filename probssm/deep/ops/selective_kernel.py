@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 
 import torch
 
@@ -19,8 +20,6 @@ _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 def kernel_available(device: torch.device | str | None = None) -> bool:
     """Whether :func:`selective_scan_kernel` can run on ``device``: Triton is installed and the
     device is a CUDA GPU, or any device under Triton's interpreter (``TRITON_INTERPRET=1``)."""
-    import os
-
     if importlib.util.find_spec("triton") is None:
         return False
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -47,7 +46,7 @@ class _SelectiveScan(torch.autograd.Function):
         groups_c = C.shape[1] if c_var else 1
         per_b, per_c = dim // groups_b, dim // groups_c
         block_d = _block_d(dim, math.gcd(per_b, per_c))
-        block_n = max(2, triton_next_pow2(state))
+        block_n = max(2, _next_pow2(state))
         n_chunks = -(-length // chunk)
         f32 = torch.float32
         y = torch.empty_like(u)
@@ -121,7 +120,7 @@ def _or(x, default):
     return default if x is None else x
 
 
-def triton_next_pow2(n: int) -> int:
+def _next_pow2(n: int) -> int:
     return 1 << (max(n, 1) - 1).bit_length()
 
 
@@ -135,11 +134,10 @@ def selective_scan_kernel(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     steps), unchecked: call it through ``selective_scan`` unless the inputs are known good.
     Inputs float32, bfloat16 or float16 (``u``, ``delta``, ``z``, per-step ``B``/``C``); the
     state is float32. One program per batch row and block of channels walks time with its state
-    in registers; the backward pass recomputes the states chunk by chunk from checkpoints taken
-    every 64 steps, then runs the adjoint recurrence backwards, so no ``(batch, dim, state,
-    length)`` tensor is stored. Runs on CUDA GPUs, and on any device under
-    ``TRITON_INTERPRET=1`` (how the tests run it on a CPU). ``chunk_size`` is the number of
-    steps between checkpoints (a power of two).
+    in registers. The backward pass recomputes the states chunk by chunk from checkpoints taken
+    every ``chunk_size`` steps (a power of two), then runs the adjoint recurrence backwards, so no
+    ``(batch, dim, state, length)`` tensor is stored. Runs on CUDA GPUs, and on any device under
+    ``TRITON_INTERPRET=1`` (how the tests run it on a CPU).
     """
     if u.dtype not in _KERNEL_DTYPES:
         raise TypeError(f"selective_scan_kernel: inputs must be float32, bfloat16 or float16, "
