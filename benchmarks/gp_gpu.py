@@ -14,10 +14,11 @@ row                           what is called
 probssm parallel / kernel /   ``gp.log_marginal_likelihood(Matern32(l, variance=v), t, y,
 sequential                    s2, method=...)``: sorts ``t``, builds the per-step
                               ``(A_k, Q_k)`` with ``jax.vmap(kernel.transition)`` and runs one
-                              ``probssm.kalman.log_likelihood``. ``"kernel"`` (the fused Pallas
-                              filter) supports time-invariant models only, so here it falls
-                              back to ``"parallel"`` (the script says whether the two programs
-                              are identical)
+                              ``probssm.kalman.log_likelihood``. ``"kernel"``: the fused Pallas
+                              filter on the time-varying model (it reads ``A_k``, ``Q_k``,
+                              ``r_k`` per step), its gradient the exact score from the kernel's
+                              filtered moments (``probssm.kalman.ops.adjoint``) chained to
+                              ``theta`` through the per-step ``A_k``, ``Q_k``, ``r_k`` by XLA
 cuthbert parallel             ``cuthbert.filter(build_filter(...), inputs, parallel=True)``
                               on the same per-step ``(A_k, Q_k)`` (probssm's
                               ``kernel.transition`` of the same gaps), with closed-form 2x2
@@ -36,16 +37,17 @@ regular-grid kernel (proxy)   probssm ``method="kernel"`` (the fused Pallas filt
 
 Checks before timing (``--check-T``, default 1e4, float64): probssm parallel against sequential
 (value <= 1e-8 relative, gradient <= 1e-6 of its largest component) and cuthbert against
-probssm (value <= 1e-8). Every timed row then reports its value difference against probssm's
+probssm (value <= 1e-8); with a float64 kernel row (``--kernel-dtypes``), the kernel against
+probssm parallel at that size, the same tolerances. Every timed row then reports its value difference against probssm's
 float64 parallel result on the same inputs (float32 rows: the float64 program run on the
 float32-rounded ``t`` and ``y``, so the difference is the arithmetic's alone); a non-finite value
 or gradient is never timed as a result.
 
 Timing: ahead-of-time compile (reported apart), one warm-up call, then the median of
 ``>= --min-repeats`` calls each ending in ``block_until_ready``. At ``--breakdown-T`` the
-script times the parts of probssm's path: the sort, building the per-step matrices, the scan
-alone (value), the scan's value and gradient with respect to the model arrays, and the
-value only of the whole path.
+script times the parts of probssm's path for each of ``--breakdown-methods``: the sort,
+building the per-step matrices and its backward pass, the scan alone (value), the scan's value
+and gradient with respect to the model arrays, and the value only of the whole path.
 
 Bytes per step (roofline): ``counted`` = the per-step ``A_k``, ``Q_k`` (2x2 each) and ``y_k``
 read once, 9 words (no per-step outputs: the result is a value and 3 derivatives);
@@ -218,15 +220,17 @@ def bd_build(theta, ts):
     return m.transition_matrix, m.transition_cov, m.observation_cov, m.initial_cov
 
 
-def _scan_value(A, Q, R, P0, ys):
-    from probssm.gp.model import _TIME_VARYING
-    m = kalman.LGSSM(A, Q, jnp.asarray([[1.0, 0.0]], A.dtype), R, jnp.zeros(2, A.dtype), P0,
-                     time_varying=_TIME_VARYING)
-    return kalman.log_likelihood(m, ys[:, None], method="parallel")
+def scan_value(method):
+    def f(A, Q, R, P0, ys):
+        from probssm.gp.model import _TIME_VARYING
+        m = kalman.LGSSM(A, Q, jnp.asarray([[1.0, 0.0]], A.dtype), R, jnp.zeros(2, A.dtype), P0,
+                         time_varying=_TIME_VARYING)
+        return kalman.log_likelihood(m, ys[:, None], method=method)
+    return f
 
 
-def bd_scan_value_and_grad(A, Q, R, P0, ys):
-    return jax.value_and_grad(_scan_value, argnums=(0, 1, 2, 3))(A, Q, R, P0, ys)
+def scan_value_and_grad(method):
+    return lambda *a: jax.value_and_grad(scan_value(method), argnums=(0, 1, 2, 3))(*a)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -406,8 +410,13 @@ def parse_args(argv=None):
     p.add_argument("--breakdown-T", type=int, default=None, help="default: the largest size")
     p.add_argument("--no-breakdown", action="store_true")
     p.add_argument("--breakdown-dtypes", nargs="+", default=["float64"], choices=list(DTYPES))
+    p.add_argument("--breakdown-methods", nargs="+", default=["parallel"],
+                   choices=["parallel", "kernel"])
     p.add_argument("--kernel-T", type=int, nargs="*", default=None,
                    help="sizes with a method='kernel' row (default: the largest size)")
+    p.add_argument("--kernel-dtypes", nargs="+", default=None, choices=list(DTYPES),
+                   help="dtypes of the method='kernel' rows (default: --dtypes); a float64 row "
+                        "is checked against probssm parallel")
     p.add_argument("--keep-triton-gemm", action="store_true",
                    help="leave XLA's Triton GEMM fusion on (off by default, see the source)")
     p.add_argument("--autotune-level", type=int, default=None,
@@ -440,6 +449,7 @@ def main(argv=None):
         args.check_T = min(args.check_T, max(sizes))
     Tc = args.check_T
     kernel_T = set(args.kernel_T if args.kernel_T is not None else [max(sizes)])
+    kernel_dtypes = args.kernel_dtypes or args.dtypes
     bd_T = None if args.no_breakdown else (args.breakdown_T or max(sizes))
     dense_specs = [(d, sorted((int(c) for c in cs.split(",")), reverse=True))
                    for d, cs in (spec.split(":") for spec in args.dense_T)]
@@ -524,10 +534,13 @@ def main(argv=None):
     if cuthbert:
         plan.append(("cuthbert parallel", Tc, "float64"))
     for T in sizes:
-        for dtype in args.dtypes:
+        for dtype in sorted(set(args.dtypes) | (set(kernel_dtypes) if T in kernel_T else set()),
+                            key=list(DTYPES).index):
             plan.append(("probssm parallel", T, dtype))
-            if T in kernel_T:
+            if T in kernel_T and dtype in kernel_dtypes:
                 plan.append(("probssm kernel", T, dtype))
+            if dtype not in args.dtypes:
+                continue
             if cuthbert:
                 plan.append(("cuthbert parallel", T, dtype))
             if T == max(sizes):
@@ -579,10 +592,16 @@ def main(argv=None):
                     "sort (argsort + 2 gathers)": (bd_sort, (t, y)),
                     "build A_k, Q_k (vmap kernel.transition)": (bd_build, (theta, ts)),
                     "build + its backward (vjp to theta)": (build_vjp, (theta, ts)),
-                    "scan, value only (model arrays given)": (_scan_value, (A, Q, R, P0, ys)),
-                    "scan, value + grad w.r.t. A, Q, R, P0": (bd_scan_value_and_grad, (A, Q, R, P0, ys)),
-                    "whole path, value only": (fns["probssm parallel"], (theta, t, y)),
                 }
+                for method in args.breakdown_methods:
+                    parts.update({
+                        f"{method}: scan, value only (model arrays given)":
+                            (scan_value(method), (A, Q, R, P0, ys)),
+                        f"{method}: scan, value + grad w.r.t. A, Q, R, P0":
+                            (scan_value_and_grad(method), (A, Q, R, P0, ys)),
+                        f"{method}: whole path, value only":
+                            (fns[f"probssm {method}"], (theta, t, y)),
+                    })
                 for name, (fn, a) in parts.items():
                     bd[(name, dtype)] = add(("breakdown", name, dtype), fn, bd_T, dtype, a, grad=False)
             except Exception as e:
@@ -722,8 +741,21 @@ def main(argv=None):
                              "what the fused kernel costs when A, Q are not read per step"}
         run_row(key, check=key[0] != "regular-grid kernel (proxy)", extra=extra)
 
+    for r in rows:  # the kernel in float64 against the float64 parallel scan, same inputs
+        if r["library"] == "probssm kernel" and r["dtype"] == "float64" and "value" in r:
+            vd, gd = r.get("value_rel_diff_vs_f64"), r.get("grad_diff_vs_f64")
+            ok = vd is not None and gd is not None and vd <= VALUE_TOL and gd <= GRAD_TOL
+            meta["checks"].append({"check": "probssm kernel vs probssm parallel", "T": r["T"],
+                                   "dtype": "float64", "value_rel_diff": vd, "grad_diff": gd,
+                                   "value_tol": VALUE_TOL, "grad_tol": GRAD_TOL, "passed": ok})
+            log(f"check probssm kernel vs parallel at T = {r['T']} (float64): value {vd}, "
+                f"gradient {gd} " + ("ok" if ok else "FAILED"))
+            if not ok:
+                failures.append(f"check kernel vs parallel T={r['T']}: value {vd}, gradient {gd}")
+    write()
+
     if bd:
-        log(f"\n-- breakdown of probssm's parallel path at T = {bd_T} --")
+        log(f"\n-- breakdown of probssm's path at T = {bd_T} --")
         for (name, dtype), prog in bd.items():
             if time.perf_counter() > deadline:
                 break
@@ -804,7 +836,7 @@ def main(argv=None):
         name = f"lml + grad through the kernel path at T = {Tmax} under 5 ms ({dtype})"
         if k is not None:
             targets.append({"target": name, "status": "met" if k["seconds"] < 5e-3 else "not met",
-                            "detail": f"probssm method='kernel' (runs the parallel scan) "
+                            "detail": f"probssm method='kernel' (fused kernel, time-varying model) "
                                       f"{k['seconds'] * 1e3:.2f} ms"})
         elif kn is not None:
             targets.append({"target": name, "status": "not met (non-finite result)",

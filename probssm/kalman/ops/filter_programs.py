@@ -136,9 +136,8 @@ def pack_varying(model: LGSSM, varying):
     columns = []
     for k in varying:
         x = getattr(model, names[k])
-        if k in _SYMMETRIC:
-            i, j = np.triu_indices(x.shape[-1])
-            x = x[:, i, j]
+        if k in _SYMMETRIC:  # static slices (one fusion with the concatenation), no gather
+            x = jnp.stack([x[:, i, j] for i, j in zip(*np.triu_indices(x.shape[-1]))], axis=1)
         columns.append(x.reshape(x.shape[0], -1))
     return jnp.concatenate(columns, axis=1)
 
