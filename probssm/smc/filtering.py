@@ -162,13 +162,37 @@ def _log_density(distribution, x):
 
 
 def _emission_log_probs(model, x, y, t):
-    return jax.vmap(model.emission_log_prob, (0, None, None))(x, y, t)
+    """:math:`\\log p(y_t \\mid x_t^j)` ``(N,)`` over the observed entries of ``y``."""
+    if not model.additive:
+        return jax.vmap(model.emission_log_prob, (0, None, None))(x, y, t)
+    # AdditiveGaussianSSM.emission_log_prob for all particles at once: one whitening matmul
+    from ..kalman.parallel import _masked_observation
+    means = jax.vmap(model.emission_mean, (0, None))(x, t)                  # (N, m)
+    m = means.shape[-1]
+    observed, _, R, base = _masked_observation(y, jnp.eye(m, dtype=means.dtype), model.R,
+                                               jnp.zeros(m, means.dtype))
+    resid = jnp.where(observed, base - means, 0.0)
+    L = jnp.linalg.cholesky(R)
+    L_inv = jax.scipy.linalg.solve_triangular(L, jnp.eye(m, dtype=means.dtype), lower=True)
+    white = resid @ L_inv.T
+    k = jnp.sum(observed)
+    return -0.5 * (k * math.log(2 * math.pi) + 2 * jnp.sum(jnp.log(jnp.diagonal(L)))
+                   + jnp.sum(white**2, axis=-1))
 
 
-def _gaussian_block(key, means, cov):
-    from ..kalman._linalg import psd_sqrt
+def _gaussian_block(key, means, sqrt):
+    """``means + noise @ sqrt^T``, ``means`` ``(N, n)``, ``sqrt`` ``(n, n)`` a square root of
+    the covariance."""
     noise = jax.random.normal(key, means.shape, means.dtype)
-    return means + noise @ psd_sqrt(cov).T
+    return means + noise @ sqrt.T
+
+
+def _square_roots(model):
+    """Square roots of ``P0`` and ``Q`` of an additive model, computed once per pass (any rank)."""
+    if not model.additive:
+        return None
+    from ..kalman._linalg import psd_sqrt
+    return {"P0": psd_sqrt(model.P0), "Q": psd_sqrt(model.Q)}
 
 
 def _batched_sample(make, key, xs, n):
@@ -200,12 +224,13 @@ def _batched_log_density(make, d, xs, draws):
     return jax.vmap(lambda x, v: _log_density(make(x), v))(xs, draws)
 
 
-def _initial(model, config: Config, key, y0, t0):
+def _initial(model, config: Config, key, y0, t0, roots=None):
     """Particles :math:`x_0^j` ``(N, n)`` and :math:`\\log G_0` ``(N,)``."""
     N, prop = config.n_particles, config.proposal
     if prop.initial is None:
         if model.additive:
-            x = _gaussian_block(key, jnp.broadcast_to(model.m0, (N,) + model.m0.shape), model.P0)
+            x = _gaussian_block(key, jnp.broadcast_to(model.m0, (N,) + model.m0.shape),
+                                _square_roots(model)["P0"] if roots is None else roots["P0"])
         else:
             d = model.initial_distribution()
             x = jnp.reshape(d.sample(key, (N,)), (N, -1))
@@ -217,7 +242,7 @@ def _initial(model, config: Config, key, y0, t0):
     return x, _emission_log_probs(model, x, y0, t0) + log_p0 - log_q
 
 
-def _move(model, config: Config, key, x_prev, y, t):
+def _move(model, config: Config, key, x_prev, y, t, roots=None):
     """Particles :math:`x_t^j` ``(N, n)`` from ancestors ``x_prev`` ``(N, n)``, and
     :math:`\\log G_t` ``(N,)``."""
     prop = config.proposal
@@ -225,7 +250,7 @@ def _move(model, config: Config, key, x_prev, y, t):
     if prop.transition is None:
         if model.additive:
             means = jax.vmap(model.transition_mean, (0, None))(x_prev, t - 1)
-            x = _gaussian_block(key, means, model.Q)
+            x = _gaussian_block(key, means, _square_roots(model)["Q"] if roots is None else roots["Q"])
         else:
             x, _ = _batched_sample(lambda xp: model.transition_distribution(xp, t - 1), key, x_prev, n)
         return x, _emission_log_probs(model, x, y, t)
@@ -259,9 +284,8 @@ def _select(model, config: Config, key, x_prev, lw_prev, y, t):
         do = jnp.array(False)
     else:
         do = _ess(sel) < config.ess_threshold * N
-    idx = RESAMPLERS[config.resampling](key, sel)
     identity = jnp.arange(N, dtype=jnp.int32)
-    idx = jnp.where(do, idx, identity)
+    idx = jax.lax.cond(do, lambda: RESAMPLERS[config.resampling](key, sel), lambda: identity)
     carried = -math.log(N) + log_c - log_eta[idx]
     if config.differentiable:  # value unchanged; gradient of log W_{t-1}^{a} (Scibior & Wood 2021)
         carried = carried + sel[idx] - jax.lax.stop_gradient(sel[idx])
@@ -324,13 +348,26 @@ def run(model, y, key, config: Config, start=0, state=None):
     T = y.shape[0]
     keys = jax.random.split(key, T)
     N = config.n_particles
+    roots = _square_roots(model)
+
+    def advance(x_prev, lw_prev, t, y_t, key_t):
+        k_sel, k_move = jax.random.split(key_t)
+        idx, carried, did = _select(model, config, k_sel, x_prev, lw_prev, y_t, t)
+        x, log_g = _move(model, config, k_move, x_prev[idx], y_t, t, roots)
+        return x, log_g, carried, idx, did
+
+    def begin(x_prev, lw_prev, t, y_t, key_t):
+        x, log_g = _initial(model, config, key_t, y_t, t, roots)
+        return (x, log_g, jnp.full((N,), -math.log(N), x.dtype), jnp.arange(N, dtype=jnp.int32),
+                jnp.array(False))
 
     def step(carry, inputs):
         x_prev, lw_prev = carry
-        t, y_t, key_t = inputs
-        k_sel, k_move = jax.random.split(key_t)
-        idx, carried, did = _select(model, config, k_sel, x_prev, lw_prev, y_t, t)
-        x, log_g = _move(model, config, k_move, x_prev[idx], y_t, t)
+        t, y_t, key_t, first = inputs
+        if state is None:   # one body for every step: the first draws from the initial law
+            x, log_g, carried, idx, did = jax.lax.cond(first, begin, advance, x_prev, lw_prev, t, y_t, key_t)
+        else:
+            x, log_g, carried, idx, did = advance(x_prev, lw_prev, t, y_t, key_t)
         lw, inc, bad = _reweight(config, carried, log_g)
         out = dict(_summaries(config, x, lw), increment=inc, resampled=did, bad=bad)
         if config.history:
@@ -339,16 +376,12 @@ def run(model, y, key, config: Config, start=0, state=None):
 
     ts = start + jnp.arange(T)
     if state is None:
-        k0, k_rest = jax.random.split(keys[0])
-        x0, log_g0 = _initial(model, config, k0, y[0], ts[0])
-        lw0, inc0, bad0 = _reweight(config, jnp.full((N,), -math.log(N), x0.dtype), log_g0)
-        first = dict(_summaries(config, x0, lw0), increment=inc0, resampled=jnp.array(False), bad=bad0)
-        if config.history:
-            first["history"] = (x0, lw0, jnp.arange(N, dtype=jnp.int32))
-        (x_last, lw_last), rest = jax.lax.scan(step, (x0, lw0), (ts[1:], y[1:], keys[1:]))
-        outs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+        x_shape = jax.eval_shape(lambda k: _initial(model, config, k, y[0], ts[0])[0], keys[0])
+        init = (jnp.zeros(x_shape.shape, x_shape.dtype), jnp.full((N,), -math.log(N), x_shape.dtype))
     else:
-        (x_last, lw_last), outs = jax.lax.scan(step, tuple(state), (ts, y, keys))
+        init = tuple(state)
+    firsts = jnp.arange(T) == 0
+    (x_last, lw_last), outs = jax.lax.scan(step, init, (ts, y, keys, firsts))
     bad = outs["bad"]
     first_bad = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
     history = ParticleHistory(*outs["history"]) if config.history else None

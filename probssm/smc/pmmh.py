@@ -212,7 +212,7 @@ def _mh_step(space, config, y, target_accept, chain: _Chain, key, adapt, keep, a
 def pmmh(model, y, key, priors, n_particles=256, num_samples=1000, num_warmup=1000, num_chains=4, *,
          proposal="bootstrap", resampling="systematic", ess_threshold=0.5, proposal_cov=None,
          init_jitter=0.05, target_accept=0.15, progress_bar=False) -> PMMHResult:
-    """Particle marginal Metropolis-Hastings of the parameters named in ``priors``.
+    r"""Particle marginal Metropolis-Hastings of the parameters named in ``priors``.
 
     Parameters
     ----------

@@ -24,8 +24,9 @@ resampling is not better than multinomial for every functional: its counts are c
 across particles, and for adversarial orderings of the particles the variance of a weighted
 average can exceed multinomial's; in filtering practice it is the usual default.
 
-All schemes cost :math:`O(N \\log N)` (a ``searchsorted`` into the cumulative weights), use fixed
-shapes and work under ``jit``/``vmap``. Indices are int32 arrays ``(N,)``.
+Systematic and stratified resampling cost :math:`O(N)` (offspring counts from the cumulative
+weights, then a repeat); multinomial and the residual part :math:`O(N \\log N)` (a
+``searchsorted``). All use fixed shapes and work under ``jit``/``vmap``. Indices are int32 arrays ``(N,)``.
 """
 
 from __future__ import annotations
@@ -81,22 +82,41 @@ def multinomial(key, log_weights, num=None):
     return _invert(c, u)
 
 
+def _repeat(cumulative_counts, num):
+    """Indices ``(num,)`` from cumulative offspring counts ``(N,)`` (nondecreasing, last
+    ``num``): particle ``i`` repeated :math:`k_i - k_{i-1}` times, in order. Loop-free (a
+    scatter and a cumulative sum), so :math:`O(N)` and quick to compile."""
+    k = jnp.clip(cumulative_counts, 0, num).astype(jnp.int32)
+    counts = jnp.diff(k, prepend=jnp.zeros((1,), jnp.int32))
+    n = k.shape[0]
+    return jnp.repeat(jnp.arange(n, dtype=jnp.int32), counts, total_repeat_length=num)
+
+
 def stratified(key, log_weights, num=None):
     """Stratified resampling: :math:`u_j = (j + U_j) / M`, :math:`U_j` i.i.d. uniform,
-    ``M = num`` (default ``N``); returns indices ``(M,)`` in increasing order."""
+    ``M = num`` (default ``N``); returns indices ``(M,)`` in increasing order.
+
+    Particle ``i`` receives the :math:`u_j` in :math:`[C_{i-1}, C_i)`; the number below
+    :math:`C_i` is :math:`\\lfloor M C_i \\rfloor + [U_{\\lfloor M C_i \\rfloor} < \\{M C_i\\}]`."""
     num = _check_num(log_weights, num)
     c = _cumulative(log_weights)
-    u = (jnp.arange(num, dtype=c.dtype) + jax.random.uniform(key, (num,), dtype=c.dtype)) / num
-    return _invert(c, u)
+    u = jax.random.uniform(key, (num + 1,), dtype=c.dtype)
+    scaled = num * c
+    whole = jnp.floor(scaled)
+    below = whole + (u[jnp.clip(whole.astype(jnp.int32), 0, num)] < scaled - whole)
+    return _repeat(jnp.minimum(below, num).at[-1].set(num), num)
 
 
 def systematic(key, log_weights, num=None):
     """Systematic resampling: :math:`u_j = (j + U) / M` with one uniform :math:`U`,
-    ``M = num`` (default ``N``); returns indices ``(M,)`` in increasing order."""
+    ``M = num`` (default ``N``); returns indices ``(M,)`` in increasing order.
+
+    The number of :math:`u_j` below :math:`C_i` is :math:`\\lceil M C_i - U \\rceil`."""
     num = _check_num(log_weights, num)
     c = _cumulative(log_weights)
-    u = (jnp.arange(num, dtype=c.dtype) + jax.random.uniform(key, (), dtype=c.dtype)) / num
-    return _invert(c, u)
+    U = jax.random.uniform(key, (), dtype=c.dtype)
+    below = jnp.ceil(num * c - U)
+    return _repeat(below.at[-1].set(num), num)
 
 
 def residual(key, log_weights, num=None):
@@ -109,18 +129,17 @@ def residual(key, log_weights, num=None):
     scaled = num * w
     copies = jnp.floor(scaled)
     rest = scaled - copies
-    # deterministic part: position j < sum(copies) goes to the particle whose cumulative count
-    # passes j
-    cum_copies = jnp.cumsum(copies)
-    positions = jnp.arange(num, dtype=w.dtype)
-    deterministic = jnp.minimum(jnp.searchsorted(cum_copies, positions, side="right"), w.shape[0] - 1)
-    # random part: multinomial from the residuals (all zero only when every N w_i is an integer,
+    # deterministic part: floor(M w_i) copies of particle i, in order, padded at the end
+    deterministic = _repeat(jnp.cumsum(copies), num)
+    positions = jnp.arange(num)
+    total_copies = jnp.sum(copies)
+    # random part: multinomial from the residuals (all zero only when every M w_i is an integer,
     # and then no position uses it)
     total_rest = jnp.sum(rest)
     rest_log = jnp.where(rest > 0, jnp.log(jnp.where(rest > 0, rest, 1.0)), -jnp.inf)
     rest_log = jnp.where(total_rest > 0, rest_log, jnp.zeros_like(rest_log))
     drawn = multinomial(key, rest_log, num)
-    return jnp.where(positions < cum_copies[-1], deterministic, drawn).astype(jnp.int32)
+    return jnp.where(positions < total_copies, deterministic, drawn).astype(jnp.int32)
 
 
 RESAMPLERS = {
