@@ -29,6 +29,7 @@ Parameters and inputs: a model built with ``params=None`` calls ``f(x, t)``; wit
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable
 
 import jax
@@ -69,7 +70,10 @@ def _sum_log_prob(distribution, value):
     mean = distribution.mean
     value = jnp.reshape(value, jnp.shape(mean))
     observed = ~jnp.isnan(value)
-    terms = distribution.log_prob(jnp.where(observed, value, jax.lax.stop_gradient(mean)))
+    # a missing entry is filled by a point of the support (the mean of a count distribution is
+    # not one) and left out of the sum
+    filler = jax.lax.stop_gradient(distribution.support.feasible_like(value))
+    terms = distribution.log_prob(jnp.where(observed, value, filler))
     if jnp.ndim(terms) == jnp.ndim(value) and jnp.ndim(value) > 0:
         return jnp.sum(jnp.where(observed, terms, 0.0))
     return jnp.where(jnp.all(observed), jnp.sum(terms), 0.0)
@@ -199,28 +203,41 @@ class StateSpaceModel:
         num_timesteps = int(num_timesteps)
         if num_timesteps < 1:
             raise ValueError(f"num_timesteps must be a positive integer, got {num_timesteps}")
-
-        def one(key):
-            key0, key_obs0, key_path = jax.random.split(key, 3)
-            x0 = self._sample_initial(key0)
-            y0 = self._sample_emission(key_obs0, x0, 0)
-
-            def step(x, inputs):
-                t, key_t = inputs
-                k_state, k_obs = jax.random.split(key_t)
-                x_next = self._sample_transition(k_state, x, t - 1)
-                return x_next, (x_next, self._sample_emission(k_obs, x_next, t))
-
-            steps = jnp.arange(1, num_timesteps)
-            _, (xs, ys) = jax.lax.scan(step, x0, (steps, jax.random.split(key_path, num_timesteps - 1)))
-            return (jnp.concatenate([x0[None], xs]), jnp.concatenate([y0[None], ys]))
-
         count = math.prod(sample_shape)
         keys = jax.random.split(key, max(count, 1))
-        xs, ys = jax.jit(jax.vmap(one))(keys)
+        xs, ys = _sample_paths(self, keys, num_timesteps)
         if not sample_shape:
             return xs[0], ys[0]
         return (xs.reshape(*sample_shape, *xs.shape[1:]), ys.reshape(*sample_shape, *ys.shape[1:]))
+
+    def _sampler(self):
+        """The object whose ``_sample_initial/_transition/_emission`` draw the paths (the
+        additive form precomputes its square roots once)."""
+        return self
+
+
+@partial(jax.jit, static_argnames=("num_timesteps",))
+def _sample_paths(model, keys, num_timesteps):
+    """Paths ``(len(keys), T, n)``, ``(len(keys), T, m)``: one compiled program per model
+    structure and shape (the model is an argument, its functions static)."""
+    sampler = model._sampler()
+
+    def one(key):
+        key0, key_obs0, key_path = jax.random.split(key, 3)
+        x0 = sampler._sample_initial(key0)
+        y0 = sampler._sample_emission(key_obs0, x0, 0)
+
+        def step(x, inputs):
+            t, key_t = inputs
+            k_state, k_obs = jax.random.split(key_t)
+            x_next = sampler._sample_transition(k_state, x, t - 1)
+            return x_next, (x_next, sampler._sample_emission(k_obs, x_next, t))
+
+        steps = jnp.arange(1, num_timesteps)
+        _, (xs, ys) = jax.lax.scan(step, x0, (steps, jax.random.split(key_path, num_timesteps - 1)))
+        return jnp.concatenate([x0[None], xs]), jnp.concatenate([y0[None], ys])
+
+    return jax.vmap(one)(keys)
 
 
 def _check_square(name, value, size=None):
@@ -440,3 +457,28 @@ class AdditiveGaussianSSM(StateSpaceModel):
 
     def _sample_emission(self, key, x, t):
         return self._gaussian(key, self.emission_mean(x, t), self.R)
+
+    def _sampler(self):
+        return _AdditiveSampler(self)
+
+
+class _AdditiveSampler:
+    """Draws of an :class:`AdditiveGaussianSSM` with the square roots of ``P0, Q, R`` taken once
+    (the same numbers as the model's own ``_sample_*``)."""
+
+    def __init__(self, model: AdditiveGaussianSSM):
+        from .kalman._linalg import psd_sqrt
+        self.model = model
+        self.roots = {name: psd_sqrt(getattr(model, name)) for name in ("P0", "Q", "R")}
+
+    def _draw(self, key, mean, name):
+        return mean + self.roots[name] @ jax.random.normal(key, mean.shape, mean.dtype)
+
+    def _sample_initial(self, key):
+        return self._draw(key, self.model.m0, "P0")
+
+    def _sample_transition(self, key, x, t):
+        return self._draw(key, self.model.transition_mean(x, t), "Q")
+
+    def _sample_emission(self, key, x, t):
+        return self._draw(key, self.model.emission_mean(x, t), "R")

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 
 from probssm import nonlinear
-from probssm.nonlinear import Cubature, Extended, GaussHermite, Unscented
+from probssm.nonlinear import Extended, GaussHermite, Unscented
 from probssm.ssm import AdditiveGaussianSSM, StateSpaceModel, conditional_moments
 
 
@@ -68,8 +68,6 @@ def test_sampling_moments_equal_the_exact_ones():
         if t + 1 < T:
             lag = np.cov(xs[:, t + 1].T, xs[:, t].T)[:2, 2:]
             np.testing.assert_allclose(lag, ref["lag"][t], atol=tol)
-    one = model.sample(jax.random.key(1), T)
-    assert one[0].shape == (T, 2) and one[1].shape == (T, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,8 +107,7 @@ def pendulum_pair():
     return additive, generic, y
 
 
-@pytest.mark.parametrize("rule", [Extended(), Unscented(0.5, 2.0, 1.0), Cubature(), GaussHermite(3)],
-                         ids=repr)
+@pytest.mark.parametrize("rule", [Extended(), Unscented(0.5, 2.0, 1.0)], ids=repr)
 def test_generic_and_additive_forms_give_the_same_filter(pendulum_pair, rule):
     additive, generic, y = pendulum_pair
     assert generic.state_dim == 2 and generic.observation_dim == 2
@@ -173,7 +170,7 @@ def test_poisson_emission_filter_is_posterior_linearisation():
 
 def test_poisson_model_samples_and_log_density():
     model = _poisson_model()
-    T, N = 4, 20000
+    T, N = 3, 4000
     xs, ys = model.sample(jax.random.key(2), T, sample_shape=(N,))
     assert xs.shape == (N, T, 1) and ys.shape == (N, T, 1)
     m, v = MU0, S0 ** 2
@@ -190,14 +187,13 @@ def test_poisson_model_samples_and_log_density():
 
 def test_additive_emission_log_prob_drops_missing_entries():
     model = AdditiveGaussianSSM(_pendulum_f, _pendulum_h, PQ, PR, PM0, PP0, params={"g": 9.81})
-    x = jnp.array([0.4, -0.3])
+    log_prob = jax.jit(lambda y: model.emission_log_prob(jnp.array([0.4, -0.3]), y, 3))
     mean = np.array([np.sin(0.4), 0.2 * 0.09 + 0.03])
-    y = np.array([0.5, np.nan])
-    np.testing.assert_allclose(model.emission_log_prob(x, y, 3),
+    np.testing.assert_allclose(log_prob(np.array([0.5, np.nan])),
                                scipy.stats.norm(mean[0], math.sqrt(PR[0, 0])).logpdf(0.5), rtol=1e-12)
     y = np.array([0.5, 0.1])
-    np.testing.assert_allclose(model.emission_log_prob(x, y, 3),
-                               scipy.stats.multivariate_normal(mean, PR).logpdf(y), rtol=1e-12)
+    np.testing.assert_allclose(log_prob(y), scipy.stats.multivariate_normal(mean, PR).logpdf(y), rtol=1e-12)
+    assert float(log_prob(np.array([np.nan, np.nan]))) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------

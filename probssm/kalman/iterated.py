@@ -18,7 +18,7 @@ with :math:`S(z)` the smoothed state means of the model linearised at :math:`z` 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,17 +41,21 @@ class IterationResult(NamedTuple):
         Smoothing passes run.
     converged : bool array
         Whether the step-size test was met before ``max_iter``.
+    last : tuple or None
+        With ``keep_last``: ``(linearise's output, SmoothResult)`` of the last pass.
     """
 
     mean: jax.Array
     cov: jax.Array | None
     iterations: jax.Array
     converged: jax.Array
+    last: Any = None
 
 
 def iterated_smoothing(linearise: Callable, initial_mean, initial_cov=None, *, max_iter: int = 50,
-                       tol: float = 1e-9, damping: float = 1.0,
-                       method: str = "auto") -> IterationResult:
+                       tol: float = 1e-9, damping: float = 1.0, method: str = "auto",
+                       with_index: bool = False, keep_last: bool = False,
+                       min_iter: int = 1) -> IterationResult:
     """Iterate linearise -> :func:`probssm.kalman.smooth` -> damped step to a fixed point.
 
     Parameters
@@ -70,6 +74,15 @@ def iterated_smoothing(linearise: Callable, initial_mean, initial_cov=None, *, m
         Stopping rule and step length :math:`\\gamma` (see the module docstring).
     method : str
         The :mod:`probssm.kalman` method of each pass.
+    with_index : bool
+        Pass the index of the pass (0, 1, ...; an int array) to ``linearise`` as its last
+        argument (e.g. a first pass on another linearisation than the later ones).
+    keep_last : bool
+        Carry the last pass's linearisation and :class:`~probssm.kalman.SmoothResult` out of
+        the loop (``result.last``), so a caller needs no extra pass after it. ``linearise`` may
+        then return more than ``(model, y)``: its whole output is kept.
+    min_iter : int
+        Passes run before the step-size test may stop the loop.
 
     Returns
     -------
@@ -82,25 +95,31 @@ def iterated_smoothing(linearise: Callable, initial_mean, initial_cov=None, *, m
 
     carries_cov = initial_cov is not None
 
-    def smoothed(mean, cov):
-        model, y = linearise(mean, cov) if carries_cov else linearise(mean)
-        result = smooth(model, y, method=method)
-        return result.mean, result.cov if carries_cov else None
+    def one_pass(mean, cov, i):
+        args = ((mean, cov) if carries_cov else (mean,)) + ((i,) if with_index else ())
+        out = linearise(*args)
+        return out, smooth(out[0], out[1], method=method)
 
     def keep_going(state):
-        _, _, i, change, scale = state
-        return (i < max_iter) & (change > tol * (1.0 + scale))
+        _, _, i, change, scale, _ = state
+        return (i < max_iter) & ((i < min_iter) | (change > tol * (1.0 + scale)))
 
     def step(state):
-        mean, cov, i, _, _ = state
-        target_mean, target_cov = smoothed(mean, cov)
-        new = mean + damping * (target_mean - mean)
-        new_cov = cov + damping * (target_cov - cov) if carries_cov else None
-        return new, new_cov, i + 1, jnp.max(jnp.abs(new - mean)), jnp.max(jnp.abs(mean))
+        mean, cov, i, _, _, _ = state
+        out, result = one_pass(mean, cov, i)
+        new = mean + damping * (result.mean - mean)
+        new_cov = cov + damping * (result.cov - cov) if carries_cov else None
+        last = (out, result) if keep_last else None
+        return new, new_cov, i + 1, jnp.max(jnp.abs(new - mean)), jnp.max(jnp.abs(mean)), last
 
     mean0 = jnp.asarray(initial_mean)
     cov0 = jnp.asarray(initial_cov, mean0.dtype) if carries_cov else None
+    i0 = jnp.asarray(0)
+    last0 = None
+    if keep_last:  # a placeholder of the right structure: the loop carries the last pass
+        shapes = jax.eval_shape(one_pass, mean0, cov0, i0)
+        last0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
     inf = jnp.asarray(jnp.inf, mean0.dtype)
-    mean, cov, iterations, change, scale = jax.lax.while_loop(
-        keep_going, step, (mean0, cov0, jnp.asarray(0), inf, jnp.zeros((), mean0.dtype)))
-    return IterationResult(mean, cov, iterations, change <= tol * (1.0 + scale))
+    mean, cov, iterations, change, scale, last = jax.lax.while_loop(
+        keep_going, step, (mean0, cov0, i0, inf, jnp.zeros((), mean0.dtype), last0))
+    return IterationResult(mean, cov, iterations, change <= tol * (1.0 + scale), last)

@@ -39,7 +39,8 @@ class NonlinearSmoothResult(NamedTuple):
     log_likelihood : ``(*batch,)``
         The approximate log-likelihood of the last linearised model.
     iterations : int array ``(*batch,)``
-        Smoothing passes of the iteration (0 when not iterated).
+        Smoothing passes of the iteration after the RTS pass it starts from (0 when not
+        iterated; 1 on a linear-Gaussian model, where the first one changes nothing).
     converged : bool array ``(*batch,)``
         Whether the iteration met its tolerance (``True`` when not iterated).
     linearised : LGSSM
@@ -163,12 +164,12 @@ def filter(model: StateSpaceModel, y, rule="extended") -> NonlinearFilterResult:
     return result
 
 
-def _linearise_path(model, rule, mean, cov, regularization):
-    """The linear-Gaussian model of ``model`` linearised along the trajectory ``N(mean_t,
-    cov_t)`` (``(T, n)``, ``(T, n, n)``); the pseudo-observations ``x_t = mean_t`` with noise
-    ``I / regularization`` make the Levenberg-Marquardt step."""
+def _linearise_path(model, rule, mean, cov):
+    """The per-step pieces ``F, b, Q, H, d, R`` (each ``(T, ...)``) of ``model`` linearised along
+    the trajectory ``N(mean_t, cov_t)`` (``(T, n)``, ``(T, n, n)``; ``cov`` unused by the
+    extended rule), and the finiteness flags ``(T, 2)`` of the emission and the transition."""
     T, n = mean.shape
-    chol = jax.vmap(chol_psd)(cov) if not isinstance(rule, Extended) else jnp.zeros_like(cov)
+    chol = jax.vmap(chol_psd)(cov) if not isinstance(rule, Extended) else jnp.zeros((T, n, n), mean.dtype)
     steps = jnp.arange(T)
 
     def at(t, m_, c_):
@@ -176,61 +177,78 @@ def _linearise_path(model, rule, mean, cov, regularization):
         H, d, R, ok_h = linearise(rule, lambda x: model.emission_moments(x, t), m_, c_, model.additive)
         return dict(F=F, b=b, Q=Q, H=H, d=d, R=R), jnp.stack([ok_h, ok_f])
 
-    pieces, ok = jax.vmap(at)(steps, mean, chol)
-    if regularization:
-        eye = jnp.broadcast_to(jnp.eye(n, dtype=mean.dtype), (T, n, n))
-        m = pieces["H"].shape[1]
-        pieces["H"] = jnp.concatenate([pieces["H"], eye], axis=1)
-        pieces["d"] = jnp.concatenate([pieces["d"], jnp.zeros_like(mean)], axis=1)
-        R = jnp.zeros((T, m + n, m + n), mean.dtype)
-        R = R.at[:, :m, :m].set(pieces["R"]).at[:, m:, m:].set(eye / regularization)
-        pieces["R"] = R
-    m0, P0 = model.initial_moments()
-    return linearised_model(m0, P0, pieces), ok
+    return jax.vmap(at)(steps, mean, chol)
+
+
+def _regularised(pieces, y, mean, regularization):
+    """Levenberg-Marquardt: the pseudo-observations ``x_t = mean_t`` with noise covariance
+    ``I / regularization`` appended to each step's observations (``mean`` NaN: none)."""
+    T, n = mean.shape
+    m = pieces["H"].shape[1]
+    eye = jnp.broadcast_to(jnp.eye(n, dtype=mean.dtype), (T, n, n))
+    R = jnp.zeros((T, m + n, m + n), mean.dtype)
+    R = R.at[:, :m, :m].set(pieces["R"]).at[:, m:, m:].set(eye / regularization)
+    pieces = dict(pieces, H=jnp.concatenate([pieces["H"], eye], axis=1),
+                  d=jnp.concatenate([pieces["d"], jnp.zeros_like(mean)], axis=1), R=R)
+    return pieces, jnp.concatenate([y, mean], axis=1)
+
+
+def _checks(filter_flags, smoothed, path_flags=None):
+    """The filter's checks ``(T, 4)`` (:data:`.filtering.STAGES`; the emission and transition
+    columns also cover the linearisation along the final trajectory) and the smoother's state."""
+    ok = filter_flags
+    if path_flags is not None:
+        ok = ok.at[:, 0].set(ok[:, 0] & path_flags[:, 0]).at[:, 2].set(ok[:, 2] & path_flags[:, 1])
+    state = jnp.all(jnp.isfinite(smoothed.mean), axis=-1) & jnp.all(jnp.isfinite(smoothed.cov), axis=(-2, -1))
+    return jnp.concatenate([ok, state[:, None]], axis=1)
 
 
 @partial(jax.jit, static_argnames=("rule", "iterated", "method", "max_iter", "tol", "damping",
                                    "regularization"))
 def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regularization):
+    m0, P0 = model.initial_moments()
+
     def one(y_):
         out, _, _ = filter_single(model, y_, rule)
-        m0, P0 = model.initial_moments()
-        lin = linearised_model(m0, P0, out)
-        first = kalman.smooth(lin, y_, method=method)
-        ok = out["finite"]
-
-        def checks(last, at_path=None):
-            """The filter's checks and the smoother's state; the emission and transition columns
-            also cover the linearisation along the final trajectory."""
-            if at_path is not None:
-                ok_ = ok.at[:, 0].set(ok[:, 0] & at_path[:, 0]).at[:, 2].set(ok[:, 2] & at_path[:, 1])
-            else:
-                ok_ = ok
-            smoothed = jnp.all(jnp.isfinite(last.mean), axis=-1) & jnp.all(
-                jnp.isfinite(last.cov), axis=(-2, -1))
-            return jnp.concatenate([ok_, smoothed[:, None]], axis=1)
+        filtered = {k: out[k] for k in ("F", "b", "Q", "H", "d", "R")}
         if not iterated:
+            lin = linearised_model(m0, P0, filtered)
+            first = kalman.smooth(lin, y_, method=method)
             return NonlinearSmoothResult(first.mean, first.cov, first.log_likelihood, jnp.asarray(0),
-                                         jnp.asarray(True), lin), checks(first)
+                                         jnp.asarray(True), lin), _checks(out["finite"], first)
 
-        def observations(mean):
-            if not regularization:
-                return y_
-            return jnp.concatenate([y_, mean], axis=1)
-
-        def build(mean, cov=None):
-            model_, _ = _linearise_path(model, rule, mean, first.cov if cov is None else cov,
-                                        regularization)
-            return model_, observations(mean)
-
+        # One smoothing pass in the program: pass 0 smooths the filter's linearisation (the
+        # rule's RTS smoother), every later pass the linearisation along the last trajectory.
         carries_cov = not isinstance(rule, Extended)
-        loop = iterated_smoothing(build, first.mean, initial_cov=first.cov if carries_cov else None,
-                                  max_iter=max_iter, tol=tol, damping=damping, method=method)
-        final_cov = loop.cov if carries_cov else first.cov
-        lin_final, ok_final = _linearise_path(model, rule, loop.mean, final_cov, 0.0)
-        last = kalman.smooth(lin_final, y_, method=method)
-        return NonlinearSmoothResult(last.mean, last.cov, last.log_likelihood, loop.iterations,
-                                     loop.converged, lin_final), checks(last, ok_final)
+        T, n = out["mean"].shape
+
+        def build(mean, *rest):
+            cov, i = rest if carries_cov else (None, rest[0])
+
+            def first_pass():
+                return filtered, jnp.ones((T, 2), bool), jnp.full_like(mean, jnp.nan)
+
+            def later_pass():
+                pieces, flags = _linearise_path(model, rule, mean, cov)
+                return pieces, flags, mean
+
+            pieces, flags, anchor = jax.lax.cond(i == 0, first_pass, later_pass)
+            obs = y_
+            if regularization:
+                pieces, obs = _regularised(pieces, y_, anchor, regularization)
+            return linearised_model(m0, P0, pieces), obs, flags
+
+        loop = iterated_smoothing(
+            build, out["mean"], initial_cov=out["cov"] if carries_cov else None,
+            max_iter=max_iter + 1, tol=tol, damping=damping, method=method, with_index=True,
+            keep_last=True, min_iter=2)
+        (lin, _, flags), last = loop.last
+        if regularization:  # the covariances and likelihood of the model itself, without the pull
+            pieces, flags = _linearise_path(model, rule, loop.mean, loop.cov if carries_cov else None)
+            lin = linearised_model(m0, P0, pieces)
+            last = kalman.smooth(lin, y_, method=method)
+        return NonlinearSmoothResult(last.mean, last.cov, last.log_likelihood, loop.iterations - 1,
+                                     loop.converged, lin), _checks(out["finite"], last, flags)
     return _batched(one, y)
 
 
@@ -257,7 +275,9 @@ def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False
         :math:`O(\\log T)` depth.
     max_iter, tol : int, float
         The iteration stops when the largest change of a mean is at most
-        ``tol * (1 + max |mean|)``, or after ``max_iter`` passes. ``tol=None``: ``1e-8``, or
+        ``tol * (1 + max |mean|)``, or after ``max_iter`` passes (after the RTS pass it starts
+        from). The result is the last pass's: its smoothed means and covariances, and the
+        log-likelihood of its linearised model. ``tol=None``: ``1e-8``, or
         ``100 eps`` of the data's dtype where that is larger (``1.2e-5`` in float32).
     damping : float in (0, 1]
         Step length towards each pass's result (1: the full step).

@@ -15,8 +15,7 @@ from .models import (
     pendulum_h_np, pendulum_H_np, pendulum_ssm, random_linear, rel, with_missing,
 )
 
-ALL_RULES = [Extended(), Unscented(), Unscented(alpha=0.5, beta=2.0, kappa=1.0), Cubature(),
-             GaussHermite(3)]
+ALL_RULES = [Extended(), Unscented(alpha=0.5, beta=2.0, kappa=1.0), Cubature(), GaussHermite(3)]
 T_LINEAR, T_PENDULUM = 30, 40
 
 
