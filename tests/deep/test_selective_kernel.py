@@ -1,24 +1,21 @@
-"""The fused Triton selective scan under Triton's interpreter (TRITON_INTERPRET=1) against the
-plain per-step loop: values, final state and every gradient, every option and B/C layout."""
+"""The fused Triton selective scan against the plain per-step loop: values, final state and
+every gradient, every option and B/C layout. Without a GPU the kernel runs under Triton's
+interpreter (TRITON_INTERPRET=1) on CPU tensors; on a CUDA machine it runs compiled on the GPU,
+and the full-size comparisons with the reference run too."""
 
 import math
 import os
 
 import pytest
 
-# Read by Triton when the kernel module is first imported, so set before any call below.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 torch = pytest.importorskip("torch")
-pytest.importorskip("triton")
+pytest.importorskip("triton")  # TRITON_INTERPRET is set by conftest.py where there is no GPU
+DEVICE = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
-from probssm.deep.ops import selective_scan_kernel  # noqa: E402
+from probssm.deep.ops import selective_scan_kernel, selective_scan_ref  # noqa: E402
 
 from .scan_reference import (  # noqa: E402
     assert_close, loop_scan, make_inputs, run_with_grads)
-
-if os.environ.get("TRITON_INTERPRET") != "1":
-    pytest.skip("the interpreter tests need TRITON_INTERPRET=1", allow_module_level=True)
 
 ALL = ("z", "D", "delta_bias", "softplus", "initial_state", "dt", "mask")
 # Small shapes: the interpreter runs every program op by op in Python. Ten steps in chunks of
@@ -30,7 +27,10 @@ CASES = [((), "dim", "dim"), (ALL, "groups", "groups"), (ALL, "dim", "groups"),
 
 
 def _kernel(**kw):
-    return selective_scan_kernel(**kw, return_final_state=True, chunk_size=4)
+    """The kernel on DEVICE with CPU tensors in and out (the moves are differentiable)."""
+    on_device = {k: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    y, h = selective_scan_kernel(**on_device, return_final_state=True, chunk_size=4)
+    return y.cpu(), h.cpu()
 
 
 @pytest.mark.parametrize("options,layout_b,layout_c", CASES,
@@ -86,3 +86,29 @@ def test_float64_is_refused():
     with pytest.raises(TypeError, match="inputs must be float32, bfloat16 or float16, got u "
                                         "torch.float64"):
         selective_scan_kernel(**kw)
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="full-size comparison on a CUDA GPU")
+@pytest.mark.parametrize("shape", [(64, 512, 96), (256, 512, 336), (2, 128, 2048)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_full_size_matches_the_reference_on_the_gpu(shape, dtype):
+    batch, dim, length = shape
+    kw = make_inputs(ALL, "batch", "batch", seed=1, batch=batch, dim=dim, state=16,
+                     length=length)
+    kw = {k: (v.to("cuda") if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    low = {k: (v.to(dtype) if k in ("u", "delta", "z", "B", "C") else v.float()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+           for k, v in kw.items()}
+    ref = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+           for k, v in low.items()}
+    got_y, got_h, got_g = run_with_grads(
+        lambda **a: selective_scan_kernel(**a, return_final_state=True), low, dtype)
+    want_y, want_h, want_g = run_with_grads(
+        lambda **a: selective_scan_ref(**a, return_final_state=True), ref, torch.float32)
+    # float32: the two summation orders; bfloat16: the output's rounding and the gradients'
+    # rounding to the inputs' dtype.
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    assert_close(got_y.float(), want_y.double(), tol, "y")
+    assert_close(got_h, want_h.double(), 1e-4, "final state")
+    for name in want_g:
+        assert_close(got_g[name].float(), want_g[name].double(), tol, f"gradient of {name}")
