@@ -951,9 +951,11 @@ def run_gpu(args, meta, log, write):
         if par and peers:
             fastest = min(peers, key=lambda r: r["seconds"])
             ratio = fastest["seconds"] / par["seconds"]
+            status = "met" if ratio >= 5 else "not met"
             targets.append({"target": f"{rule}: >= 5x the fastest iterated peer (T = {T}, float32)",
                             "peer": fastest["library"], "ratio": ratio,
-                            "status": "met" if ratio >= 5 else "not met"})
+                            "status": status if on_gpu else f"not assessed (the target is for a GPU; "
+                                                            f"here {ratio:.2f}x on the CPU)"})
         seed_row = next((s for s in meta["seeds"] if s["rule"] == rule), None)
         if seed_row:
             targets.append({"target": f"{rule}: finite in float32 for {len(seeds)} seeds",
