@@ -174,3 +174,21 @@ def test_constructor_errors_and_state_types():
     assert isinstance(_layer("Mamba").initial_state(1), MambaState)
     assert isinstance(_layer("Mamba2").initial_state(1), Mamba2State)
     assert _layer("Mamba").initial_state(3).ssm.shape == (3, 16, 4)
+
+
+def test_time_gaps_of_s4d_and_lru_are_repeated_steps():
+    """S4D's gap of 2 is exact zero-order hold: two unit steps with the input held. LRU's gap of
+    3 decays like three steps: two steps without input before the observed one."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(BATCH, 2, D_MODEL, generator=g, dtype=torch.float64)
+    s4d, lru = _layer("S4D", torch.float64), _layer("LRU", torch.float64)
+    gap2 = torch.tensor([[1.0, 2.0]] * BATCH, dtype=torch.float64)
+    _, h_gap = s4d(x, dt=gap2, return_state=True)
+    _, h_held = s4d(x[:, [0, 1, 1]], return_state=True)
+    torch.testing.assert_close(h_gap, h_held, rtol=1e-12, atol=1e-12)
+
+    gap3 = torch.tensor([[1.0, 3.0]] * BATCH, dtype=torch.float64)
+    _, h_gap = lru(x, dt=gap3, return_state=True)
+    padded = torch.stack([x[:, 0], 0 * x[:, 0], 0 * x[:, 0], x[:, 1]], 1)
+    _, h_steps = lru(padded, return_state=True)
+    torch.testing.assert_close(h_gap, h_steps, rtol=1e-12, atol=1e-12)
