@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from probssm import kalman, nonlinear
 from probssm.nonlinear import Cubature, Extended, GaussHermite, Unscented
@@ -44,6 +46,28 @@ def test_every_rule_is_the_kalman_filter_on_a_linear_model(linear, rule):
     assert rel(again.log_likelihood, res.log_likelihood) < 1e-10
 
 
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rule=st.sampled_from(ALL_RULES))
+def test_every_rule_is_the_kalman_filter_on_any_stable_linear_model(seed, rule):
+    """Random time-varying models, data and missing entries of the shapes above (so the
+    compiled filters are reused): the law holds for all of them."""
+    rng = np.random.default_rng(seed)
+    fields = random_linear(rng, 2, 2, T_LINEAR)
+    y = with_missing(rng, 3 * rng.normal(size=(3, T_LINEAR, 2)), rng.uniform(0, 0.5), rng.uniform(0, 0.5))
+    res = nonlinear.filter(linear_ssm(fields), y, rule=rule)
+    ref = kalman.filter(linear_lgssm(fields), y, method="sequential")
+    for field in ("mean", "cov", "log_likelihood", "next_cov"):
+        assert rel(getattr(res, field), getattr(ref, field)) < 1e-10, field
+
+
+def test_float32_filter_is_close_to_float64(pendulum_float32):
+    res32, res64 = pendulum_float32
+    assert res32.mean.dtype == np.float32 and res32.log_likelihood.dtype == np.float32
+    assert np.all(np.isfinite(res32.cov))
+    assert rel(res32.mean, res64.mean) < 1e-4 and rel(res32.cov, res64.cov) < 1e-3
+    assert abs(float(res32.log_likelihood) - float(res64.log_likelihood)) < 1e-4 * abs(float(res64.log_likelihood))
+
+
 # ---------------------------------------------------------------------------------------------
 # filterpy
 
@@ -54,6 +78,16 @@ def pendulum():
     y[7] = np.nan  # a missing row (filterpy skips the update: z=None)
     y[20] = np.nan
     return pendulum_ssm(), y
+
+
+@pytest.fixture(scope="module")
+def pendulum_float32(pendulum):
+    model, y = pendulum
+    as32 = pendulum_ssm(g=np.float32(PENDULUM["g"]), Q=PENDULUM["Q"].astype(np.float32),
+                        R=PENDULUM["R"].astype(np.float32))
+    as32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), as32)
+    return (nonlinear.filter(as32, y.astype(np.float32), rule="cubature"),
+            nonlinear.filter(model, y, rule="cubature"))
 
 
 def _filterpy_ekf(y):

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from probssm import kalman, nonlinear
 from probssm.nonlinear import Cubature, Extended, Unscented
@@ -42,6 +44,18 @@ def test_rts_smoother_is_the_kalman_smoother_on_a_linear_model(linear, rule):
     for field in ("mean", "cov", "log_likelihood"):
         assert rel(getattr(res, field), getattr(ref, field)) < 1e-10, field
     assert np.all(np.asarray(res.iterations) == 0) and np.all(np.asarray(res.converged))
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rule=st.sampled_from([Extended(), Unscented(alpha=0.5, beta=2.0, kappa=1.0)]))
+def test_rts_smoother_is_the_kalman_smoother_on_any_stable_linear_model(seed, rule):
+    rng = np.random.default_rng(seed)
+    fields = random_linear(rng, 2, 2, T_LINEAR)
+    y = with_missing(rng, 3 * rng.normal(size=(3, T_LINEAR, 2)), rng.uniform(0, 0.5), rng.uniform(0, 0.5))
+    res = nonlinear.smooth(linear_ssm(fields), y, rule=rule)
+    ref = kalman.smooth(linear_lgssm(fields), y, method="sequential")
+    for field in ("mean", "cov", "log_likelihood"):
+        assert rel(getattr(res, field), getattr(ref, field)) < 1e-10, field
 
 
 @pytest.mark.parametrize("rule", ["extended", "cubature"])
