@@ -4,7 +4,11 @@ Both take a :class:`probssm.ssm.StateSpaceModel` (or :class:`~probssm.ssm.Additi
 and observations ``y`` ``(*batch, T, m)`` (NaN entries missing), follow the dtype of their inputs,
 and work under ``jit``, ``vmap`` and ``grad`` (the filter's log-likelihood is the MLE
 objective). On concrete inputs they check ``y`` and, after the pass, that every evaluation of
-the user's functions was finite (the error names the function and the first time step).
+the user's functions was finite, and every Gaussian state after it: otherwise
+:class:`NonFiniteError` (a ``FloatingPointError`` and a ``ValueError``) names the first
+failure in the order of evaluation (a NaN from ``h`` at step ``t`` is reported as ``h``'s, not
+as the filtered state's or ``f``'s that follow from it) and its time step. Under ``jit``/``grad``
+tracing nothing can be checked: the log-likelihood is then NaN.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ..ssm import StateSpaceModel
 from .filtering import NonlinearFilterResult, filter_single, linearised_model
 from .rules import Extended, linearise, resolve_rule
 
-__all__ = ["filter", "smooth", "NonlinearFilterResult", "NonlinearSmoothResult"]
+__all__ = ["filter", "smooth", "NonlinearFilterResult", "NonlinearSmoothResult", "NonFiniteError"]
 
 
 class NonlinearSmoothResult(NamedTuple):
@@ -87,6 +91,12 @@ def _batched(fn, y, *args):
     return fn(y, *args)
 
 
+class NonFiniteError(FloatingPointError, ValueError):
+    """A model function (or the Gaussian step it fed) gave a non-finite value; the message names
+    the function and the first time step. A ``ValueError`` too, like every other bad-input error
+    of the library."""
+
+
 def _stage_messages(model):
     """What went wrong, for each column of the finiteness flags (:data:`.filtering.STAGES`, then
     the smoother's own state)."""
@@ -123,7 +133,7 @@ def _check_finite(flags, messages, context: str):
     where = f"time step {t}"
     if batch:
         where += f" of series {tuple(int(i) for i in np.unravel_index(series, batch))}"
-    raise FloatingPointError(f"{messages[check]} at {where} {context}")
+    raise NonFiniteError(f"{messages[check]} at {where} {context}")
 
 
 @partial(jax.jit, static_argnames=("rule",))

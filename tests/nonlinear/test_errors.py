@@ -82,8 +82,9 @@ def test_non_finite_function_values_name_the_function_and_the_time_step(where, s
     model = AdditiveGaussianSSM(_f_failing, _h_failing, Q, R, M0, P0, params=params)
     y = np.stack([_y(), _y()])
     message = rf"{where} \(the \w+\) returned a non-finite value at time step {step} of series \(0,\)"
-    with pytest.raises(FloatingPointError, match=message + " while filtering"):
+    with pytest.raises(FloatingPointError, match=message + " while filtering") as error:
         nonlinear.filter(model, y, rule="extended")
+    assert isinstance(error.value, ValueError)  # as every bad-input error
     with pytest.raises(FloatingPointError, match=message + " while smoothing"):
         nonlinear.smooth(model, y, rule="extended")
 
