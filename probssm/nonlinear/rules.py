@@ -203,8 +203,14 @@ def linearise(rule, moments: Callable, mean, chol, additive: bool):
         values, covs = jax.vmap(moments)(points)
         expected_cov = jnp.einsum("i,ijk->jk", wm, covs)
         psd = jnp.all(jax.vmap(_is_psd)(covs))
-    z_mean = wm @ values
-    dev = values - z_mean
+    # Deviations from a reference point's value first: where the points do not move (a
+    # direction without spread, or none at all) they are exactly zero, so is the regression's
+    # cross-covariance, and its slope stays zero instead of rounding error (weights summing to
+    # one only up to rounding) divided by a vanishing pivot of U.
+    shifted = values - values[0]
+    z_shift = wm @ shifted
+    z_mean = values[0] + z_shift
+    dev = shifted - z_shift
     A = _factor_inverse_solve(chol, (wc[:, None] * dev).T @ xi)
     spread = (wc[:, None] * dev).T @ dev
     AU = A @ chol

@@ -46,13 +46,25 @@ def test_every_rule_is_the_kalman_filter_on_a_linear_model(linear, rule):
     assert rel(again.log_likelihood, res.log_likelihood) < 1e-10
 
 
-@settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), rule=st.sampled_from(ALL_RULES))
-def test_every_rule_is_the_kalman_filter_on_any_stable_linear_model(seed, rule):
-    """Random time-varying models, data and missing entries of the shapes above (so the
-    compiled filters are reused): the law holds for all of them."""
+def singular_prior(rng, fields, prior):
+    """``P0`` of full rank, rank one, or zero (a known initial state)."""
+    if prior == "rank1":
+        v = rng.normal(size=2)
+        fields["P0"] = np.outer(v, v)
+    elif prior == "zero":
+        fields["P0"] = np.zeros((2, 2))
+    return fields
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rule=st.sampled_from(ALL_RULES),
+       prior=st.sampled_from(["full", "rank1", "zero"]))
+def test_every_rule_is_the_kalman_filter_on_any_stable_linear_model(seed, rule, prior):
+    """Random time-varying models, priors (also singular: sigma points that do not move),
+    data and missing entries of the shapes above (so the compiled filters are reused): the law
+    holds for all of them."""
     rng = np.random.default_rng(seed)
-    fields = random_linear(rng, 2, 2, T_LINEAR)
+    fields = singular_prior(rng, random_linear(rng, 2, 2, T_LINEAR), prior)
     y = with_missing(rng, 3 * rng.normal(size=(3, T_LINEAR, 2)), rng.uniform(0, 0.5), rng.uniform(0, 0.5))
     res = nonlinear.filter(linear_ssm(fields), y, rule=rule)
     ref = kalman.filter(linear_lgssm(fields), y, method="sequential")

@@ -185,20 +185,25 @@ def test_posterior_linearisation_of_a_poisson_emission():
                                rtol=1e-12)
 
 
-def test_degenerate_directions_keep_the_regression_finite():
+@pytest.mark.parametrize("rule", SIGMA_RULES, ids=repr)
+def test_degenerate_directions_keep_the_regression_exact(rule):
     """A singular covariance: no spread along the second coordinate, where the regression has
-    no slope (and needs none: the mean and covariance of the output are still exact)."""
+    no slope (and needs none: the mean and covariance of the output are still exact); and a
+    vanishing one (the factor of a zero covariance, pivots ~1e-85, points that do not move in
+    floating point): no slope at all, not rounding error divided by the pivots."""
     rng = np.random.default_rng(2)
     p = {"A": rng.normal(size=(2, 3)), "b": rng.normal(size=2), "S": np.eye(2)}
-    chol = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.5, 0.0, 0.8]])
     mean = rng.normal(size=3)
-    with jax.enable_x64(True):
-        A, b, omega, finite = _compiled(Cubature(), _affine, True)(mean, chol, p)
-    assert bool(finite) and np.all(np.isfinite(A)) and np.all(np.isfinite(omega))
-    P = chol @ chol.T
-    np.testing.assert_allclose(A @ mean + b, p["A"] @ mean + p["b"], rtol=1e-12)
-    np.testing.assert_allclose(A @ P @ A.T + omega, p["A"] @ P @ p["A"].T + p["S"], rtol=1e-12)
-    np.testing.assert_allclose(A[:, [0, 2]], p["A"][:, [0, 2]], rtol=1e-12)
+    for chol in (np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.5, 0.0, 0.8]]), 7e-85 * np.eye(3)):
+        with jax.enable_x64(True):
+            A, b, omega, finite = _compiled(rule, _affine, True)(mean, chol, p)
+        assert bool(finite) and np.all(np.isfinite(A)) and np.all(np.isfinite(omega))
+        P = chol @ chol.T
+        np.testing.assert_allclose(A @ mean + b, p["A"] @ mean + p["b"], rtol=1e-12)
+        np.testing.assert_allclose(A @ P @ A.T + omega, p["A"] @ P @ p["A"].T + p["S"], rtol=1e-12, atol=1e-14)
+        moving = np.abs(np.diagonal(chol)) > 1e-20
+        np.testing.assert_allclose(A[:, moving], p["A"][:, moving], rtol=1e-12)
+        np.testing.assert_allclose(A[:, ~moving], 0.0, atol=1e-12)
 
 
 def test_rule_arguments_are_checked():

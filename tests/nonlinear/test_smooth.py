@@ -20,7 +20,7 @@ from .models import (
     PENDULUM, linear_lgssm, linear_ssm, pendulum_data, pendulum_f, pendulum_f_np, pendulum_F_np,
     pendulum_h, pendulum_ssm, random_linear, rel, with_missing,
 )
-from .test_filter import T_LINEAR, T_PENDULUM, _filterpy_ekf, _filterpy_ukf
+from .test_filter import T_LINEAR, T_PENDULUM, _filterpy_ekf, _filterpy_ukf, singular_prior
 
 # ---------------------------------------------------------------------------------------------
 # linear-Gaussian models: every smoother is the Kalman smoother
@@ -46,11 +46,12 @@ def test_rts_smoother_is_the_kalman_smoother_on_a_linear_model(linear, rule):
     assert np.all(np.asarray(res.iterations) == 0) and np.all(np.asarray(res.converged))
 
 
-@settings(max_examples=8, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), rule=st.sampled_from([Extended(), Unscented(alpha=0.5, beta=2.0, kappa=1.0)]))
-def test_rts_smoother_is_the_kalman_smoother_on_any_stable_linear_model(seed, rule):
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rule=st.sampled_from([Extended(), Unscented(alpha=0.5, beta=2.0, kappa=1.0)]),
+       prior=st.sampled_from(["full", "rank1", "zero"]))
+def test_rts_smoother_is_the_kalman_smoother_on_any_stable_linear_model(seed, rule, prior):
     rng = np.random.default_rng(seed)
-    fields = random_linear(rng, 2, 2, T_LINEAR)
+    fields = singular_prior(rng, random_linear(rng, 2, 2, T_LINEAR), prior)
     y = with_missing(rng, 3 * rng.normal(size=(3, T_LINEAR, 2)), rng.uniform(0, 0.5), rng.uniform(0, 0.5))
     res = nonlinear.smooth(linear_ssm(fields), y, rule=rule)
     ref = kalman.smooth(linear_lgssm(fields), y, method="sequential")
