@@ -210,7 +210,7 @@ class ParticleFilter(BaseForecaster):
         from ..nonlinear.parameters import ParameterSpace
         space = ParameterSpace(model, self.estimate)
         config = make_config(self.n_particles, self.proposal, self.resampling, self.ess_threshold,
-                             differentiable=True)
+                             differentiable=True, summaries=False)
 
         def objective(theta, key):
             ll = run(space.build(theta), y, key, config).log_likelihood

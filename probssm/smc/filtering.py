@@ -125,10 +125,12 @@ class Config:
     quantiles: Optional[tuple] = None
     history: bool = False
     differentiable: bool = False
+    summaries: bool = True
 
 
 def make_config(n_particles=1000, proposal="bootstrap", resampling="systematic", ess_threshold=0.5,
-                functions=None, quantiles=None, history=False, differentiable=False) -> Config:
+                functions=None, quantiles=None, history=False, differentiable=False,
+                summaries=True) -> Config:
     """A checked :class:`Config` (``ValueError``/``TypeError`` naming the bad argument)."""
     if isinstance(n_particles, (bool, np.bool_)) or not isinstance(n_particles, (int, np.integer)):
         raise TypeError(f"n_particles must be an integer >= 2, got {n_particles!r}")
@@ -149,7 +151,7 @@ def make_config(n_particles=1000, proposal="bootstrap", resampling="systematic",
         if not all(0.0 <= q <= 1.0 for q in quantiles):
             raise ValueError(f"quantiles must lie in [0, 1], got {quantiles}")
     return Config(int(n_particles), resampling, tau, _proposals.resolve(proposal), functions, quantiles,
-                  bool(history), bool(differentiable))
+                  bool(history), bool(differentiable), bool(summaries))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,6 +313,8 @@ def _weighted_quantiles(x, w, qs):
 
 
 def _summaries(config: Config, x, lw):
+    if not config.summaries:   # the likelihood alone (PMMH, gradient ascent)
+        return {}
     w = jnp.exp(lw)
     mean = w @ x
     centred = x - mean
@@ -386,8 +390,8 @@ def run(model, y, key, config: Config, start=0, state=None):
     first_bad = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
     history = ParticleHistory(*outs["history"]) if config.history else None
     result = ParticleFilterResult(
-        log_likelihood=jnp.sum(outs["increment"]), mean=outs["mean"], cov=outs["cov"],
-        log_likelihood_increments=outs["increment"], ess=outs["ess"], resampled=outs["resampled"],
+        log_likelihood=jnp.sum(outs["increment"]), mean=outs.get("mean"), cov=outs.get("cov"),
+        log_likelihood_increments=outs["increment"], ess=outs.get("ess"), resampled=outs["resampled"],
         particles=x_last, log_weights=lw_last, expectations=outs.get("expectations"),
         quantiles=outs.get("quantiles"), degenerate_step=first_bad.astype(jnp.int32), history=history)
     return result

@@ -70,8 +70,8 @@ class PriorSpace:
                 raise TypeError(f"priors[{name!r}] must be a numpyro Distribution, got {type(prior).__name__}")
             value = jnp.asarray(available[name])
             transform = biject_to(prior.support)
-            lp = prior.log_prob(value)
-            if not bool(jnp.all(jnp.isfinite(lp))) or not bool(jnp.all(prior.support(value))):
+            inside = bool(jnp.all(prior.support(value)))
+            if not inside or not bool(jnp.all(jnp.isfinite(prior.log_prob(value)))):
                 raise ValueError(f"priors[{name!r}]: the model's starting value {np.asarray(value)} is outside "
                                  f"the prior's support or has zero density")
             u = transform.inv(value)
@@ -251,7 +251,7 @@ def pmmh(model, y, key, priors, n_particles=256, num_samples=1000, num_warmup=10
     y = check_y(model, y)
     if y.ndim != 2:
         raise ValueError(f"y: pmmh takes one series of shape (T, m), got {tuple(y.shape)}")
-    config = make_config(n_particles, proposal, resampling, ess_threshold)
+    config = make_config(n_particles, proposal, resampling, ess_threshold, summaries=False)
     check_functions(model, config, y)
     for name, value in (("num_samples", num_samples), ("num_chains", num_chains)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

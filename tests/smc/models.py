@@ -16,11 +16,18 @@ M0 = np.zeros(2)
 P0 = np.eye(2)
 
 
+def _f(x, t, p):
+    return p["scale"] * (jnp.asarray(F) @ x)
+
+
+def _h(x, t, p):
+    return jnp.asarray(H) @ x
+
+
 def linear_model(scale=1.0):
-    """``x_{t+1} = scale * F x_t + q``, ``y_t = H x_t + r``, as an AdditiveGaussianSSM."""
-    return AdditiveGaussianSSM(lambda x, t, p: p["scale"] * (jnp.asarray(F) @ x),
-                               lambda x, t, p: jnp.asarray(H) @ x, Q, R, M0, P0,
-                               params={"scale": jnp.asarray(scale)})
+    """``x_{t+1} = scale * F x_t + q``, ``y_t = H x_t + r``, as an AdditiveGaussianSSM (module-level
+    functions, so that every instance shares compiled programs)."""
+    return AdditiveGaussianSSM(_f, _h, Q, R, M0, P0, params={"scale": jnp.asarray(scale, dtype=float)})
 
 
 def reference(scale=1.0):

@@ -14,9 +14,16 @@ R = np.array([[0.5]])
 RUNS = 30
 
 
+def _f(x, t, p):
+    return p["a"] * x
+
+
+def _h(x, t, p):
+    return x
+
+
 def _model(p):
-    return AdditiveGaussianSSM(lambda x, t, p: p["a"] * x, lambda x, t, p: x, Q, R * jnp.exp(p["log_r"]),
-                               np.zeros(1), np.eye(1), params=p)
+    return AdditiveGaussianSSM(_f, _h, Q, R * jnp.exp(p["log_r"]), np.zeros(1), np.eye(1), params=p)
 
 
 def _exact_ll(p, y):

@@ -14,19 +14,22 @@ from probssm.ssm import StateSpaceModel
 from .models import linear_data, linear_model
 
 
-def _poisson_model(dead_step=7):
-    """Counts whose rate is exactly zero at one step, so a positive count there is impossible
+def _initial(p):
+    return dist.Normal(jnp.zeros(1), 1.0)
+
+
+def _transition(x, t, p):
+    return dist.Normal(p["rho"] * x, 0.3)
+
+
+def _emission(x, t, p):
+    return dist.Poisson(jnp.where(t == 7, 0.0, jnp.exp(x)))
+
+
+def _poisson_model():
+    """Counts whose rate is exactly zero at step 7, so a positive count there is impossible
     under every particle."""
-    def initial(p):
-        return dist.Normal(jnp.zeros(1), 1.0)
-
-    def transition(x, t, p):
-        return dist.Normal(p["rho"] * x, 0.3)
-
-    def emission(x, t, p):
-        return dist.Poisson(jnp.where(t == dead_step, 0.0, jnp.exp(x)))
-
-    return StateSpaceModel(initial, transition, emission, params={"rho": jnp.asarray(0.8)})
+    return StateSpaceModel(_initial, _transition, _emission, params={"rho": jnp.asarray(0.8)})
 
 
 def test_all_weights_zero_names_the_step():
@@ -41,7 +44,7 @@ def test_all_weights_zero_names_the_step():
 
 def test_degenerate_step_under_jit_is_minus_inf_not_nan():
     y = np.ones((12, 1))
-    res = jax.jit(lambda k: smc.filter(_poisson_model(), y, k, 100))(jax.random.PRNGKey(0))
+    res = jax.jit(lambda k: smc.filter(_poisson_model(), y, k, 100))(jax.random.PRNGKey(0))   # traced: no error
     assert float(res.log_likelihood) == -np.inf
     assert int(res.degenerate_step) == 7
     assert np.all(np.isfinite(np.asarray(res.mean)))          # no NaN in the estimates

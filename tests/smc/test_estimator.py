@@ -93,14 +93,14 @@ def test_update_and_score_continue_the_filter(filter_only, data, exact):
 @pytest.fixture(scope="module")
 def pmmh_fit(data):
     return ParticleFilter(linear_model(0.9), priors={"scale": dist.Uniform(0.0, 1.4)}, method="pmmh",
-                          n_particles=500, pmmh_particles=100, num_warmup=300, num_samples=300,
+                          n_particles=300, pmmh_particles=100, num_warmup=200, num_samples=200,
                           num_chains=2, random_state=1).fit(data.iloc[:T_TRAIN])
 
 
 def test_pmmh_fit_keeps_the_posterior(pmmh_fit, data):
     est = pmmh_fit
     assert list(est.params_.index) == ["scale"]
-    assert est.posterior_.shape == (600, 1) and list(est.posterior_summary_.columns)[-2:] == ["r_hat", "ess"]
+    assert est.posterior_.shape == (400, 1) and list(est.posterior_summary_.columns)[-2:] == ["r_hat", "ess"]
     assert est.params_["scale"] == pytest.approx(est.posterior_["scale"].mean())
     # the exact posterior mean from a grid of Kalman likelihoods (flat prior on (0, 1.4))
     y = data.to_numpy()[:T_TRAIN, None]
@@ -111,7 +111,7 @@ def test_pmmh_fit_keeps_the_posterior(pmmh_fit, data):
     mean, sd = (w * grid).sum(), np.sqrt((w * grid**2).sum() - (w * grid).sum() ** 2)
     assert abs(est.params_["scale"] - mean) < 0.5 * sd
     # forecasts integrate over the posterior: wider than the plug-in forecast
-    plug = ParticleFilter(linear_model(est.params_["scale"]), n_particles=500, random_state=1).fit(data.iloc[:T_TRAIN])
+    plug = ParticleFilter(linear_model(est.params_["scale"]), n_particles=300, random_state=1).fit(data.iloc[:T_TRAIN])
     width = lambda e: float((lambda iv: (iv.iloc[:, 1] - iv.iloc[:, 0]).iloc[-1])(e.predict_interval(8)))  # noqa: E731
     assert width(est) > 0.97 * width(plug)
     score = est.score(data.iloc[T_TRAIN:T_TRAIN + 3])

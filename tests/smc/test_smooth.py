@@ -75,6 +75,7 @@ def test_rejection_needs_a_bound_for_general_models():
         smc.smooth(model, y, jax.random.PRNGKey(0), 10, method="forward")
     # with the bound of the Gaussian transition density it runs, and agrees with FFBS
     bound = -0.5 * np.log(2 * np.pi * 0.2**2)
-    a = smc.smooth(model, y, jax.random.PRNGKey(0), 400, method="rejection", transition_log_bound=bound)
-    b = smc.smooth(model, y, jax.random.PRNGKey(0), 400, method="ffbs")
+    a = smc.smooth(model, y, jax.random.PRNGKey(0), 300, method="rejection", n_paths=100,
+                   transition_log_bound=bound)
+    b = smc.smooth(model, y, jax.random.PRNGKey(0), 300, method="ffbs", n_paths=100)
     np.testing.assert_allclose(a.mean, b.mean, atol=0.15)
