@@ -45,7 +45,7 @@ def _step_inputs(u_ptr, delta_ptr, bias, B_ptr, C_ptr, dt_ptr, mask_ptr, Bc, Cc,
         sp = _softplus(pre)
     else:
         sp = pre
-    tau = 1.0
+    tau = tl.zeros_like(u) + 1.0  # a tensor in both branches (a returned constant is not)
     if HAS_DT:
         tau = tl.load(dt_ptr + b * length + t + 0 * d, mask=valid, other=0.0).to(tl.float32)
         tau = tl.where(observed, tau, 0.0)
