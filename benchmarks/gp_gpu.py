@@ -220,13 +220,31 @@ def bd_build(theta, ts):
     return m.transition_matrix, m.transition_cov, m.observation_cov, m.initial_cov
 
 
+def scan_model(A, Q, R, P0):
+    from probssm.gp.model import _TIME_VARYING
+    return kalman.LGSSM(A, Q, jnp.asarray([[1.0, 0.0]], A.dtype), R, jnp.zeros(2, A.dtype), P0,
+                        time_varying=_TIME_VARYING)
+
+
 def scan_value(method):
     def f(A, Q, R, P0, ys):
-        from probssm.gp.model import _TIME_VARYING
-        m = kalman.LGSSM(A, Q, jnp.asarray([[1.0, 0.0]], A.dtype), R, jnp.zeros(2, A.dtype), P0,
-                         time_varying=_TIME_VARYING)
-        return kalman.log_likelihood(m, ys[:, None], method=method)
+        return kalman.log_likelihood(scan_model(A, Q, R, P0), ys[:, None], method=method)
     return f
+
+
+def kernel_states(A, Q, R, P0, ys):
+    """The kernel filter's states: the forward pass of the kernel path's gradient."""
+    from probssm.kalman.ops import filter_kernel
+    return filter_kernel.filter_batch(scan_model(A, Q, R, P0), ys[None, :, None])
+
+
+def kernel_score(A, Q, R, P0, ys, states):
+    """The score from the kernel's states (XLA): the backward pass of the kernel path's
+    gradient, to the model arrays."""
+    from probssm.kalman.ops import adjoint
+    g, _ = adjoint.log_likelihood_vjp(scan_model(A, Q, R, P0), ys[None, :, None], states,
+                                      jnp.ones((1,), A.dtype))
+    return g.transition_matrix, g.transition_cov, g.observation_cov, g.initial_cov
 
 
 def scan_value_and_grad(method):
@@ -602,6 +620,14 @@ def main(argv=None):
                         f"{method}: whole path, value only":
                             (fns[f"probssm {method}"], (theta, t, y)),
                     })
+                    if method == "kernel":
+                        states = jax.jit(kernel_states)(A, Q, R, P0, ys)
+                        parts.update({
+                            "kernel: forward kernels, states written (the gradient's forward)":
+                                (kernel_states, (A, Q, R, P0, ys)),
+                            "kernel: score from the states (XLA, the gradient's backward)":
+                                (kernel_score, (A, Q, R, P0, ys, states)),
+                        })
                 for name, (fn, a) in parts.items():
                     bd[(name, dtype)] = add(("breakdown", name, dtype), fn, bd_T, dtype, a, grad=False)
             except Exception as e:

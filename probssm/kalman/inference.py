@@ -37,9 +37,11 @@ diffuse priors. ``"parallel"``: square-root associative scan, :math:`O(T)` work 
 (``initial_diffuse_cov != 0``) is filtered sequentially instead, with the same results.
 ``"kernel"``: the fused chunked filter and smoother of :mod:`probssm.kalman.ops.filter_kernel`
 (Pallas; Triton
-on a GPU, the Pallas interpreter on a CPU, which is slow and meant for tests); models it does not
-support (time-varying, batched parameters, ``n > 8`` or ``m > 8``: static conditions) use
-``"parallel"``, a diffuse prior the sequential recursions, with the same results. The prior is
+on a GPU, the Pallas interpreter on a CPU, which is slow and meant for tests), for time-invariant
+and time-varying models (e.g. a GP on irregular times, the passes of the iterated nonlinear
+smoothers); models it does not support (batched parameters, ``n > 8`` or ``m > 8``: static
+conditions) use ``"parallel"``, a diffuse prior the sequential recursions, with the same
+results. The prior is
 settled before compiling where the model is concrete or built without a diffuse part
 (``LGSSM.proper_prior``); only a traced diffuse part leaves the program holding the kernel and
 the sequential filter, chosen by ``lax.cond``.

@@ -11,8 +11,13 @@ outputs to ``(B, T, ...)`` once at the end (:class:`~.states.FilterStates`,
 depth is :math:`O(L + G \log_G(T/L))` for chunk-scan groups of ``G``.
 
 Supported (otherwise :func:`probssm.kalman.filter` uses ``"parallel"`` with the same results):
-time-invariant model without batch axes, ``n <= 8``, ``m <= 8``, float32/float64 (all static
-conditions, :func:`supported`), and a proper prior (a value, :func:`runtime_supported`).
+a model without batch axes, time-invariant or with time-varying fields of the series' length
+(:math:`F_t, Q_t, b_t, H_t, R_t, d_t`, read per step from one time-major row; step ``t``
+updates with :math:`H_t, R_t, d_t` and predicts :math:`x_{t+1}` with :math:`F_t, Q_t, b_t`),
+``n <= 8``, ``m <= 8``, float32/float64 (all static conditions, :func:`supported`), and a
+proper prior (a value, :func:`runtime_supported`). The programs of a time-invariant model are
+those without the time-varying reads (a static flag,
+:func:`probssm.kalman.ops.filter_programs.varying_keys`).
 Gradients: the reverse mode of the filter and the smoother (and so the exact score of the
 log-likelihood) computed from the kernels' own outputs by backward scans of small matrix
 products (:mod:`.adjoint`: quick to compile, no recomputation).
@@ -201,7 +206,8 @@ def _interpret(interpret):
 @partial(jax.jit, static_argnames=("predictions", "chunk", "block", "group", "top", "interpret"))
 def filter_batch(model: LGSSM, y, *, predictions=True, chunk=None, block=DEFAULT_BLOCK,
                  group=DEFAULT_GROUP, top=None, interpret=None) -> FilterStates:
-    """Kernel filter of ``y`` ``(B, T, m)`` under one time-invariant model: every field of
+    """Kernel filter of ``y`` ``(B, T, m)`` under one model (no batch axes; time-varying fields
+    ``(T, ...)``): every field of
     :class:`~.states.FilterStates` (without ``predictions`` the five prediction fields are
     ``None`` and the kernel does not write them).
 
@@ -232,7 +238,8 @@ def log_likelihood_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
 @partial(jax.jit, static_argnames=("chunk", "block", "group", "top", "interpret"))
 def smooth_batch(model: LGSSM, y, *, chunk=None, block=DEFAULT_BLOCK,
                  group=DEFAULT_GROUP, top=None, interpret=None) -> SmootherStates:
-    """Kernel smoother of ``y`` ``(B, T, m)`` under one time-invariant model: the filter's
+    """Kernel smoother of ``y`` ``(B, T, m)`` under one model (no batch axes; time-varying
+    fields ``(T, ...)``): the filter's
     fields (:func:`filter_batch`) and the smoothed ones of :class:`~.states.SmootherStates`.
     Keywords as :func:`filter_batch`.
     """
