@@ -29,14 +29,14 @@ Parameters and inputs: a model built with ``params=None`` calls ``f(x, t)``; wit
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["StateSpaceModel", "AdditiveGaussianSSM", "conditional_moments"]
+__all__ = ["AdditiveGaussianSSM", "StateSpaceModel", "conditional_moments"]
 
 
 def _call(fn, args, params):
@@ -124,13 +124,13 @@ class StateSpaceModel:
         (obj.params,) = children
         return obj
 
-    def replace(self, params) -> "StateSpaceModel":
+    def replace(self, params) -> StateSpaceModel:
         """The same model with other parameters (a pytree of the same structure, leaves of the
         same shapes; anything else raises ``ValueError``)."""
         _check_params_like(self.params, params)
         return self._with_params(params)
 
-    def _with_params(self, params) -> "StateSpaceModel":
+    def _with_params(self, params) -> StateSpaceModel:
         children, aux = self.tree_flatten()
         return type(self).tree_unflatten(aux, (params, *children[1:]))
 
@@ -268,7 +268,7 @@ def _reraise(error, message):
     message alone), chained to ``error``."""
     try:
         new = type(error)(message)
-    except Exception:
+    except Exception:  # noqa: BLE001 (a type that does not take a message alone)
         new = TypeError(message)
     raise new from error
 
@@ -288,7 +288,7 @@ def _event_shape(distribution):
     return tuple(distribution.batch_shape) + tuple(distribution.event_shape)
 
 
-def _check_distributions(model: "StateSpaceModel"):
+def _check_distributions(model: StateSpaceModel):
     """Shapes of the three distributions of a generic model (abstract evaluation): ``x_0`` and
     the transition over ``(n,)`` (or a scalar for ``n = 1``), the emission over ``(m,)`` (or a
     scalar); the error names the function and the shapes."""
@@ -298,7 +298,7 @@ def _check_distributions(model: "StateSpaceModel"):
     def evaluate(signature, fn, *args):
         try:
             return jax.eval_shape(fn, *args).shape
-        except Exception as error:  # the user's function failed: say which one and with what
+        except Exception as error:  # noqa: BLE001 (the user's function failed: say which one)
             structure = jax.tree_util.tree_structure(params)
             _reraise(error, f"{signature} raised {type(error).__name__}: {error} (params {structure})")
 
@@ -328,7 +328,7 @@ def _check_function(name, fn, x, params, expected: int, what: str):
     signature = f"{name}(x, t)" if params is None else f"{name}(x, t, params)"
     try:
         out = jax.eval_shape(lambda x_, p_: _call(fn, (x_, 0), p_), x, params)
-    except Exception as error:  # the user's function failed: say which one and with what
+    except Exception as error:  # noqa: BLE001 (the user's function failed: say which one)
         structure = jax.tree_util.tree_structure(params)
         _reraise(error, f"{signature} raised {type(error).__name__}: {error} (called with x of shape "
                         f"{tuple(jnp.shape(x))} and params {structure})")

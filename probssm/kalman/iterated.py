@@ -18,7 +18,8 @@ with :math:`S(z)` the smoothed state means of the model linearised at :math:`z` 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

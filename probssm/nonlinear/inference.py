@@ -27,7 +27,7 @@ from ..ssm import StateSpaceModel
 from .filtering import NonlinearFilterResult, filter_single, linearised_model
 from .rules import Extended, linearise, resolve_rule
 
-__all__ = ["filter", "smooth", "NonlinearFilterResult", "NonlinearSmoothResult", "NonFiniteError"]
+__all__ = ["NonFiniteError", "NonlinearFilterResult", "NonlinearSmoothResult", "filter", "smooth"]
 
 
 class NonlinearSmoothResult(NamedTuple):
@@ -109,11 +109,11 @@ def _stage_messages(model):
         transition = ("transition(x, t) gave a non-finite mean, or a covariance that is not positive "
                       "semi-definite,")
     return (emission,
-            "the update gave a non-finite state (the linearised emission's covariance is not positive "
-            "semi-definite, or the values overflow)",
+            ("the update gave a non-finite state (the linearised emission's covariance is not "
+             "positive semi-definite, or the values overflow)"),
             transition,
-            "the prediction gave a non-finite state (the linearised transition's covariance is not "
-            "positive semi-definite, or the values overflow)",
+            ("the prediction gave a non-finite state (the linearised transition's covariance is "
+             "not positive semi-definite, or the values overflow)"),
             "the smoother gave a non-finite state")
 
 
@@ -230,7 +230,7 @@ def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regula
         # One smoothing pass in the program: pass 0 smooths the filter's linearisation (the
         # rule's RTS smoother), every later pass the linearisation along the last trajectory.
         carries_cov = not isinstance(rule, Extended)
-        T, n = out["mean"].shape
+        T = out["mean"].shape[0]
 
         def build(mean, *rest):
             cov, i = rest if carries_cov else (None, rest[0])

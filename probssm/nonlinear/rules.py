@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +46,7 @@ from jax.scipy.linalg import solve_triangular
 
 from ..kalman._linalg import chol_psd, symmetrize
 
-__all__ = ["Extended", "Unscented", "Cubature", "GaussHermite", "RULES", "resolve_rule", "linearise"]
+__all__ = ["RULES", "Cubature", "Extended", "GaussHermite", "Unscented", "linearise", "resolve_rule"]
 
 
 @dataclass(frozen=True)

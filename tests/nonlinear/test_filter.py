@@ -13,8 +13,18 @@ from probssm import kalman, nonlinear
 from probssm.nonlinear import Cubature, Extended, GaussHermite, Unscented
 
 from .models import (
-    PENDULUM, linear_lgssm, linear_ssm, pendulum_data, pendulum_f_np, pendulum_F_np,
-    pendulum_h_np, pendulum_H_np, pendulum_ssm, random_linear, rel, with_missing,
+    PENDULUM,
+    linear_lgssm,
+    linear_ssm,
+    pendulum_data,
+    pendulum_F_np,
+    pendulum_f_np,
+    pendulum_H_np,
+    pendulum_h_np,
+    pendulum_ssm,
+    random_linear,
+    rel,
+    with_missing,
 )
 
 ALL_RULES = [Extended(), Unscented(alpha=0.5, beta=2.0, kappa=1.0), Cubature(), GaussHermite(3)]
@@ -118,7 +128,7 @@ def _filterpy_ekf(y):
             ekf.t, ekf.F = t - 1, pendulum_F_np(ekf.x, t - 1, PENDULUM["g"])
             ekf.predict()
         if not np.isnan(y[t]).all():
-            ekf.update(y[t], lambda x: pendulum_H_np(x, t), lambda x: pendulum_h_np(x, t))
+            ekf.update(y[t], pendulum_H_np, pendulum_h_np, args=(t,), hx_args=(t,))
             loglik += ekf.log_likelihood
         means.append(ekf.x.copy())
         covs.append(ekf.P.copy())

@@ -17,10 +17,26 @@ from probssm.nonlinear.filtering import linearised_model
 from probssm.nonlinear.inference import _linearise_path
 
 from .models import (
-    PENDULUM, linear_lgssm, linear_ssm, pendulum_data, pendulum_f, pendulum_f_np, pendulum_F_np,
-    pendulum_h, pendulum_ssm, random_linear, rel, with_missing,
+    PENDULUM,
+    linear_lgssm,
+    linear_ssm,
+    pendulum_data,
+    pendulum_f,
+    pendulum_F_np,
+    pendulum_f_np,
+    pendulum_h,
+    pendulum_ssm,
+    random_linear,
+    rel,
+    with_missing,
 )
-from .test_filter import T_LINEAR, T_PENDULUM, _filterpy_ekf, _filterpy_ukf, singular_prior
+from .test_filter import (
+    T_LINEAR,
+    T_PENDULUM,
+    _filterpy_ekf,
+    _filterpy_ukf,
+    singular_prior,
+)
 
 # ---------------------------------------------------------------------------------------------
 # linear-Gaussian models: every smoother is the Kalman smoother
