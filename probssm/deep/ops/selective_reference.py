@@ -20,7 +20,7 @@ def _compute_dtype(*tensors) -> torch.dtype:
     return dtype
 
 
-def _per_step(x: torch.Tensor, dim: int, groups: int) -> torch.Tensor:
+def _per_step(x: torch.Tensor, dim: int) -> torch.Tensor:
     """B or C as ``(batch, groups, 1, state, length)`` (variable) or ``(1, 1, dim, state, 1)``."""
     if x.dim() == 2:
         return x.reshape(1, 1, dim, x.shape[1], 1)
@@ -65,25 +65,23 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         # A missing step has step size zero: exp(0 A) = 1 and 0 B u = 0, the state carries over.
         delta = torch.where(observed, delta, 0.0)
 
-    groups = 1 if B.dim() <= 3 else B.shape[1]
     B_ = B.to(compute)
     if mask is not None and B.dim() > 2:
         B_ = torch.where(mask[:, None, None, :] if B.dim() == 4 else mask[:, None, :], B_, 0.0)
-    B_ = _per_step(B_, dim, groups)
-    groups_c = 1 if C.dim() <= 3 else C.shape[1]
-    C_ = _per_step(C.to(compute), dim, groups_c)
+    B_ = _per_step(B_, dim)
+    C_ = _per_step(C.to(compute), dim)
 
     # (batch, dim, state, length) laid out as (batch, groups, dim / groups, state, length) so a
     # group's B and C broadcast over its channels without being copied.
     decay = torch.exp(delta[:, :, None, :] * A.to(compute)[None, :, :, None])
     drive = (delta * u)[:, :, None, :]
-    g_in = groups if B.dim() == 4 else 1
+    g_in = B.shape[1] if B.dim() == 4 else 1
     inputs = drive.reshape(batch, g_in, dim // g_in, 1, length) * B_
     inputs = inputs.reshape(batch, dim, state, -1)
     h0 = None if initial_state is None else initial_state.to(compute)
     h = linear_scan(decay, inputs, h0)
 
-    g_out = groups_c if C.dim() == 4 else 1
+    g_out = C.shape[1] if C.dim() == 4 else 1
     y = (h.reshape(batch, g_out, dim // g_out, state, length) * C_).sum(3).reshape(batch, dim, length)
     if D is not None:
         y = y + D.to(compute)[:, None] * u
