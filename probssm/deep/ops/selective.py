@@ -90,8 +90,10 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     -----
     Every device runs the pure-PyTorch reference
     (:func:`~probssm.deep.ops.selective_scan_ref`): a chunked parallel scan,
-    differentiable by autograd. The value checks (NaN, gaps) read the data once, which
-    synchronises with an accelerator.
+    differentiable by autograd. :func:`~probssm.deep.ops.selective_scan_kernel` computes the
+    same scan as fused Triton kernels (float32 state, no ``(batch, dim, state, length)``
+    tensors) and can be called directly on checked inputs. The value checks (NaN, gaps) read
+    the data once, which synchronises with an accelerator.
     """
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state, dt, mask)
     return selective_scan_ref(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
