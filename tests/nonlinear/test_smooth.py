@@ -244,3 +244,19 @@ def test_iterated_smoothers_parallel_equal_sequential(map_problem, iterated_sequ
     assert int(par.iterations) == int(seq.iterations) and bool(par.converged)
     for field in ("mean", "cov", "log_likelihood"):
         assert rel(getattr(par, field), getattr(seq, field)) < 1e-9, field
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), rule=st.sampled_from(["extended", "cubature"]))
+def test_iterated_smoothers_parallel_equal_sequential_on_any_data(seed, rule):
+    """Other paths, observations and missing entries of the same shapes (the compiled programs
+    above reused)."""
+    rng = np.random.default_rng(seed)
+    _, y = pendulum_data(seed, T_PENDULUM)
+    y = with_missing(rng, y, rng.uniform(0, 0.3), rng.uniform(0, 0.3))
+    model = pendulum_ssm()
+    seq = nonlinear.smooth(model, y, rule=rule, method="sequential", **ITERATED)
+    par = nonlinear.smooth(model, y, rule=rule, method="parallel", **ITERATED)
+    assert int(par.iterations) == int(seq.iterations)
+    for field in ("mean", "cov", "log_likelihood"):
+        assert rel(getattr(par, field), getattr(seq, field)) < 1e-9, field
