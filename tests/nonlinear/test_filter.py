@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from probssm import kalman, nonlinear
+from probssm._compile import jit as compile_jit
 from probssm.nonlinear import Cubature, Extended, GaussHermite, Unscented
 
 from .models import (
@@ -221,7 +222,7 @@ def test_log_likelihood_gradient_matches_finite_differences(pendulum, rule):
     _, y = pendulum
     y = y[:20]
 
-    @jax.jit
+    @compile_jit  # jax.jit with the library's faster CPU compile options (top level only)
     def value_and_grad(theta):
         def loglik(theta):
             model = pendulum_ssm(g=theta[0], Q=jnp.exp(theta[1]) * PENDULUM["Q"],
