@@ -16,10 +16,11 @@ proposal and kept with the state; this makes the chain exact (its stationary law
 :math:`\\log \\hat p_N` (about 1-2 at the usual optimum, Doucet et al. 2015).
 
 Proposal: Gaussian random walk :math:`\\theta' = \\theta + \\lambda L \\varepsilon` with
-:math:`L L^T = \\Sigma`. During warm-up :math:`\\Sigma` is the running covariance of the chain's
-own history plus a small jitter (Haario, Saksman & Tamminen 2001) and :math:`\\log \\lambda`
-follows a Robbins-Monro recursion toward the acceptance rate ``target_accept`` (Andrieu &
-Thoms 2008); both are frozen after warm-up, so the kept draws come from a fixed kernel.
+:math:`L L^T = \\Sigma`. During warm-up :math:`\\log \\lambda` follows a Robbins-Monro
+recursion toward the acceptance rate ``target_accept`` (Andrieu & Thoms 2008), and in its
+second half :math:`\\Sigma` becomes the running covariance of the chain's history there
+(Haario, Saksman & Tamminen 2001; the first half, still travelling from the start, is left
+out); both are frozen after warm-up, so the kept draws come from a fixed kernel.
 Chains run in parallel (``vmap``), each with its own particle filters.
 """
 
@@ -162,6 +163,7 @@ class _Chain(NamedTuple):
     hist_mean: jax.Array   # (k,) running mean of the chain's history (warm-up)
     hist_cov: jax.Array    # (k, k) its running covariance
     count: jax.Array       # () warm-up iterations so far
+    collected: jax.Array   # () draws in the history's moments
     prop_cov: jax.Array    # (k, k) Sigma of the proposal
     log_scale: jax.Array   # () log lambda
     accepted: jax.Array    # () acceptances after warm-up
@@ -176,9 +178,10 @@ def _log_target(space: PriorSpace, config, y, theta, key):
     return jnp.where(jnp.isnan(total), -jnp.inf, total), log_lik
 
 
-def _mh_step(space, config, y, target_accept, chain: _Chain, key, adapt, keep, active):
-    """One Metropolis-Hastings step of one chain; ``adapt`` (warm-up), ``keep`` (counted) and
-    ``active`` (a real iteration, not padding) are boolean scalars."""
+def _mh_step(space, config, y, target_accept, chain: _Chain, key, adapt, collect, keep, active):
+    """One Metropolis-Hastings step of one chain. Boolean scalars: ``adapt`` (warm-up: tune
+    :math:`\\lambda`), ``collect`` (second half of warm-up: also accumulate the history's moments
+    for :math:`\\Sigma`), ``keep`` (a kept draw) and ``active`` (a real iteration, not padding)."""
     k = chain.theta.shape[0]
     dtype = chain.prop_cov.dtype
     k_prop, k_pf, k_acc = jax.random.split(key, 3)
@@ -192,18 +195,25 @@ def _mh_step(space, config, y, target_accept, chain: _Chain, key, adapt, keep, a
     moved = chain._replace(theta=theta, log_target=jnp.where(accept, log_target, chain.log_target),
                            log_lik=jnp.where(accept, log_lik, chain.log_lik),
                            accepted=chain.accepted + (accept & keep & active))
-    # warm-up adaptation: Welford moments of the history; Sigma from them once there are
-    # 20 k draws; Robbins-Monro on log lambda toward target_accept
-    n = chain.count + 1.0
+    # warm-up: Robbins-Monro on log lambda toward target_accept, with gain (i + 1)^-0.6 / 2 over
+    # the warm-up iterations i; in its second half also Welford moments of the history, whose
+    # covariance becomes Sigma once there are 10 k of them (the first half, where the chain is
+    # still travelling from its start, would inflate it)
+    i = chain.count + 1.0
+    log_scale = chain.log_scale + 0.5 * i ** -0.6 * (accept_prob - target_accept)
+    n = chain.collected + 1.0
     delta = theta - chain.hist_mean
-    mean = chain.hist_mean + delta / n
-    cov = chain.hist_cov + (jnp.outer(delta, theta - mean) - chain.hist_cov) / n
+    mean = chain.hist_mean + delta / jnp.maximum(n, 1.0)
+    cov = chain.hist_cov + (jnp.outer(delta, theta - mean) - chain.hist_cov) / jnp.maximum(n, 1.0)
     cov = 0.5 * (cov + cov.T)
-    ready = n >= 20 * k
-    adapted = moved._replace(
-        hist_mean=mean, hist_cov=cov, count=n,
-        prop_cov=jnp.where(ready, cov + 1e-8 * jnp.eye(k, dtype=dtype), chain.prop_cov),
-        log_scale=chain.log_scale + n ** -0.6 * (accept_prob - target_accept))
+    mean = jnp.where(collect, mean, chain.hist_mean)
+    cov = jnp.where(collect, cov, chain.hist_cov)
+    ready = collect & (n >= 10 * k)
+    # when Sigma first comes from the history, lambda restarts at Haario's 2.38 / sqrt(k)
+    log_scale = jnp.where(collect & (n == 10 * k), math.log(2.38 / math.sqrt(k)), log_scale)
+    adapted = moved._replace(hist_mean=mean, hist_cov=cov, count=i, log_scale=log_scale,
+                             collected=jnp.where(collect, n, chain.collected),
+                             prop_cov=jnp.where(ready, cov + 1e-8 * jnp.eye(k, dtype=dtype), chain.prop_cov))
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(adapt, a, b), adapted, moved)
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, chain)
     return new, (new.theta, new.log_lik, accept & active)
@@ -284,7 +294,7 @@ def pmmh(model, y, key, priors, n_particles=256, num_samples=1000, num_warmup=10
                          "reduce init_jitter or use more particles")
     chains = _Chain(theta=theta0, log_target=log_target0, log_lik=log_lik0,
                     hist_mean=theta0, hist_cov=jnp.zeros((num_chains, k, k), dtype),
-                    count=jnp.zeros(num_chains, dtype),
+                    count=jnp.zeros(num_chains, dtype), collected=jnp.zeros(num_chains, dtype),
                     prop_cov=jnp.broadcast_to(jnp.asarray(cov0, dtype), (num_chains, k, k)),
                     log_scale=jnp.full(num_chains, math.log(2.38 / math.sqrt(k)), dtype),
                     accepted=jnp.zeros(num_chains, jnp.int32))
@@ -293,16 +303,18 @@ def pmmh(model, y, key, priors, n_particles=256, num_samples=1000, num_warmup=10
     block = max(1, math.ceil(total / 20)) if progress_bar else total
     n_blocks = math.ceil(total / block)
 
-    def run_block(chains, keys, adapt, keep, active):
+    def run_block(chains, keys, adapt, collect, keep, active):
         def body(ch, inputs):
-            kk, a, kp, ac = inputs
-            return jax.vmap(lambda c, k_: _mh_step(space, config, y, float(target_accept), c, k_, a, kp, ac))(ch, kk)
-        return jax.lax.scan(body, chains, (keys, adapt, keep, active))
+            kk, a, co, kp, ac = inputs
+            return jax.vmap(lambda c, k_: _mh_step(space, config, y, float(target_accept), c, k_, a, co, kp, ac))(
+                ch, kk)
+        return jax.lax.scan(body, chains, (keys, adapt, collect, keep, active))
 
     run_block = jax.jit(run_block)
     iteration = np.arange(n_blocks * block)
     keys = jax.random.split(k_run, (n_blocks * block, num_chains))
     adapt, keep, active = iteration < num_warmup, iteration >= num_warmup, iteration < total
+    collect = adapt & (iteration >= num_warmup // 2)
     thetas, lliks, accepts = [], [], []
     blocks = range(n_blocks)
     if progress_bar:
@@ -310,8 +322,8 @@ def pmmh(model, y, key, priors, n_particles=256, num_samples=1000, num_warmup=10
         blocks = tqdm(blocks, desc="pmmh", unit="block")
     for b in blocks:
         sl = slice(b * block, (b + 1) * block)
-        chains, (th, ll, acc) = run_block(chains, keys[sl], jnp.asarray(adapt[sl]), jnp.asarray(keep[sl]),
-                                          jnp.asarray(active[sl]))
+        chains, (th, ll, acc) = run_block(chains, keys[sl], jnp.asarray(adapt[sl]), jnp.asarray(collect[sl]),
+                                          jnp.asarray(keep[sl]), jnp.asarray(active[sl]))
         thetas.append(np.asarray(th))
         lliks.append(np.asarray(ll))
         accepts.append(np.asarray(acc))

@@ -49,7 +49,7 @@ def test_pmmh_recovers_stochastic_volatility_parameters():
     priors = {"mu": dist.Normal(0.0, 2.0), "rho": dist.Uniform(-1.0, 1.0), "sigma": dist.HalfNormal(1.0)}
     start = smc_models.stochastic_volatility(-0.5, 0.7, 0.6)    # chains start away from the truth
     res = smc.pmmh(start, y, jax.random.PRNGKey(2), priors, n_particles=64, num_warmup=500,
-                   num_samples=500, num_chains=2)
+                   num_samples=500, num_chains=4)
     s = res.summary
     for name, value in truth.items():
         lo, hi = np.quantile(res.samples[name], [0.01, 0.99])    # 98 % credible intervals
