@@ -239,11 +239,14 @@ def _checks(filter_flags, smoothed, path_flags=None):
 
 
 @partial(_top_level_jit, static_argnames=("rule", "iterated", "method", "max_iter", "tol", "damping",
-                                           "regularization"))
-def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regularization):
+                                           "regularization", "start"))
+def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regularization, start):
     m0, P0 = model.initial_moments()
 
     def one(y_):
+        if iterated and start == "prior":
+            return _iterated_from_prior(model, y_, rule, method, max_iter, tol, damping,
+                                        regularization)
         out, _, _ = filter_single(model, y_, rule)
         filtered = {k: out[k] for k in ("F", "b", "Q", "H", "d", "R")}
         if not iterated:
@@ -287,9 +290,42 @@ def _smooth_jit(model, y, rule, iterated, method, max_iter, tol, damping, regula
     return _batched(one, y)
 
 
+def _iterated_from_prior(model, y, rule, method, max_iter, tol, damping, regularization):
+    """The iterated smoother started from the prior trajectory (every :math:`x_t` at
+    :math:`N(m_0, P_0)`) instead of the sequential filter: every pass, the first included, is
+    one ``kalman.smooth`` of the model linearised along the last trajectory, so with
+    ``method="parallel"`` or ``"kernel"`` nothing runs sequentially over time."""
+    m0, P0 = model.initial_moments()
+    T = y.shape[0]
+    carries_cov = not isinstance(rule, Extended)
+    mean0 = jnp.broadcast_to(m0, (T, m0.shape[0]))
+    cov0 = jnp.broadcast_to(P0, (T,) + P0.shape)
+
+    def build(mean, *rest):
+        cov = rest[0] if carries_cov else None
+        pieces, flags = _linearise_path(model, rule, mean, cov)
+        obs = y
+        if regularization:
+            pieces, obs = _regularised(pieces, y, mean, regularization)
+        return linearised_model(m0, P0, pieces), obs, flags
+
+    loop = iterated_smoothing(build, mean0, initial_cov=cov0 if carries_cov else None,
+                              max_iter=max_iter, tol=tol, damping=damping, method=method,
+                              keep_last=True)
+    (lin, _, flags), last = loop.last
+    if regularization:
+        pieces, flags = _linearise_path(model, rule, loop.mean, loop.cov if carries_cov else None)
+        lin = linearised_model(m0, P0, pieces)
+        last = kalman.smooth(lin, y, method=method)
+    no_filter = jnp.ones((T, 4), bool)
+    return NonlinearSmoothResult(last.mean, last.cov, last.log_likelihood, loop.iterations,
+                                 loop.converged, lin), _checks(no_filter, last, flags)
+
+
 def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False,
            method: str = "sequential", max_iter: int = 20, tol: float | None = None,
-           damping: float = 1.0, regularization: float = 0.0) -> NonlinearSmoothResult:
+           damping: float = 1.0, regularization: float = 0.0,
+           start: str = "filter") -> NonlinearSmoothResult:
     """Gaussian smoother of a nonlinear model, optionally iterated to a fixed point.
 
     Parameters
@@ -300,14 +336,15 @@ def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False
     rule : see :func:`filter`.
     iterated : bool
         ``False``: the rule's RTS smoother (one filter pass, one smoothing pass). ``True``: the
-        iterated smoother, started from that: linearise the whole model along the current
-        smoothed trajectory (the extended rule at the means: Gauss-Newton, whose fixed point is
-        the MAP path; a sigma-point rule under the smoothed marginals: iterated posterior
-        linearisation), smooth the linear-Gaussian model with :func:`probssm.kalman.smooth`,
-        repeat (:func:`probssm.kalman.iterated.iterated_smoothing`).
+        iterated smoother, started from that (or from the prior, ``start``): linearise the
+        whole model along the current smoothed trajectory (the extended rule at the means:
+        Gauss-Newton, whose fixed point is the MAP path; a sigma-point rule under the smoothed
+        marginals: iterated posterior linearisation), smooth the linear-Gaussian model with
+        :func:`probssm.kalman.smooth`, repeat (:func:`probssm.kalman.iterated.iterated_smoothing`).
     method : ``"sequential"``, ``"parallel"`` or ``"kernel"``
-        The :mod:`probssm.kalman` method of each smoothing pass: ``"parallel"`` runs in
-        :math:`O(\\log T)` depth.
+        The :mod:`probssm.kalman` method of each smoothing pass: ``"parallel"`` (the
+        associative scan) and ``"kernel"`` (the fused GPU kernel; on a CPU its interpreter) run
+        in :math:`O(\\log T)` depth.
     max_iter, tol : int, float
         The iteration stops when the largest change of a mean is at most
         ``tol * (1 + max |mean|)``, or after ``max_iter`` passes (after the RTS pass it starts
@@ -320,6 +357,17 @@ def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False
         Levenberg-Marquardt: each pass also observes :math:`x_t` at the current iterate with
         noise covariance :math:`I/\\lambda`, which shortens steps where the linearisation is poor
         and leaves the fixed point unchanged.
+
+    start : ``"filter"`` or ``"prior"``
+        Where an iterated smoother starts. ``"filter"``: the rule's RTS smoother, whose filter
+        runs sequentially over time; every ``method`` then gives the same result. ``"prior"``:
+        every state at the prior :math:`N(m_0, P_0)`, so that with ``"parallel"`` or
+        ``"kernel"`` no pass is sequential (the whole smoother in :math:`O(\\log T)` depth).
+        From that poorer start the iteration may take more passes and, where the posterior has
+        several modes, settle in another one: on the pendulum of ``tests/nonlinear`` the prior
+        start reaches a path whose angle is mirrored (:math:`\\sin \\alpha` cannot tell
+        :math:`\\alpha` from :math:`\\pi - \\alpha`). Compare its ``log_likelihood`` with
+        the filter start's on a shorter stretch before relying on it.
 
     Returns
     -------
@@ -337,8 +385,10 @@ def smooth(model: StateSpaceModel, y, rule="extended", *, iterated: bool = False
         tol = max(1e-8, 100 * float(jnp.finfo(y.dtype).eps))
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
+    if start not in ("filter", "prior"):
+        raise ValueError(f"start must be 'filter' or 'prior', got {start!r}")
     result, ok = _smooth_jit(model, y, resolve_rule(rule), bool(iterated), method, int(max_iter),
-                             float(tol), float(damping), float(regularization))
+                             float(tol), float(damping), float(regularization), start)
     messages = _stage_messages(model)
     _check_finite(ok[..., :-1], messages, "while smoothing")  # the causes before their effects
     _check_finite(ok[..., -1:], messages[-1:], "while smoothing")

@@ -210,6 +210,26 @@ def test_damped_and_regularised_iterations_reach_the_same_map_path(map_problem):
     assert rel(res.mean, map_path) < 1e-6
 
 
+def test_started_from_the_prior_the_iteration_is_parallel_and_reaches_a_fixed_point(map_problem):
+    """``start="prior"``: no sequential filter; sequential and parallel passes agree, and the
+    result is a fixed point of the Gauss-Newton iteration (re-linearising along it and smoothing
+    once more changes nothing), though on this pendulum not the filter start's mode."""
+    model, y, _, _ = map_problem
+    kw = dict(rule="extended", iterated=True, tol=1e-12, max_iter=200, start="prior")
+    seq = nonlinear.smooth(model, y, method="sequential", **kw)
+    par = nonlinear.smooth(model, y, method="parallel", **kw)
+    assert bool(par.converged) and int(par.iterations) == int(seq.iterations)
+    assert rel(par.mean, seq.mean) < 1e-9
+
+    @jax.jit
+    def resmooth(mean):
+        pieces, _ = _linearise_path(model, Extended(), mean, None)
+        m0, P0 = model.initial_moments()
+        return kalman.smooth(linearised_model(m0, P0, pieces), y, method="sequential").mean
+
+    assert rel(resmooth(par.mean), par.mean) < 1e-9
+
+
 def test_iterated_posterior_linearisation_is_a_fixed_point(map_problem, iterated_sequential):
     """At convergence the cubature smoother's marginals reproduce themselves: linearising
     along them and smoothing once more (the non-iterated smoother of the re-linearised model)
