@@ -23,9 +23,7 @@ Usage::
 
 Conventions (see benchmarks/README.md): the probssm row is the compiled program of
 ``probssm.smc.filter`` called directly with the data on the device (its compile time reported
-separately); ``probssm (jit, float32)`` the same in single precision (its agreement is not
-checked: float32 is not what ``particles`` computes); ``probssm (API call)`` is ``smc.filter``
-itself, input checks included.
+separately); ``probssm (API call)`` is ``smc.filter`` itself, input checks included.
 """
 
 from __future__ import annotations
@@ -111,13 +109,6 @@ class Probssm:
         return float(out.log_likelihood)
 
 
-class ProbssmFloat32(Probssm):
-    """The same program in float32 (half the random bits per normal draw)."""
-
-    name = "probssm (jit, float32)"
-    dtype = jnp.float32
-
-
 class ProbssmAPI(Probssm):
     name = "probssm (API call)"
 
@@ -183,7 +174,7 @@ def main(argv=None) -> int:
           f"load {machine['load_average_start']}")
     rows, checks, ok = [], {}, True
     for n in args.sizes:
-        runners = [Probssm(y, n), ProbssmFloat32(y, n), ProbssmAPI(y, n), Particles(y, n)]
+        runners = [Probssm(y, n), ProbssmAPI(y, n), Particles(y, n)]
         if n <= args.check_max:
             check = agreement([runners[0], runners[-1]], args.check_runs)
             a, b = check["probssm (jit)"], check["particles"]
