@@ -50,9 +50,9 @@ probssm parallel / sequential ``nonlinear.smooth(model, y, rule, iterated=True, 
                               max_iter=10, tol=0)`` under ``jax.jit``: a sequential nonlinear
                               filter, one smoothing pass, 10 iterations (linearise along the
                               trajectory -> ``kalman.smooth``), and a last linearise + smooth:
-                              12 smoothing passes. ``method="kernel"`` routes time-varying
-                              models to ``"parallel"`` (the fused kernel reads no per-step
-                              matrices), so it is not a separate row
+                              12 smoothing passes. ``kernel``: each pass the fused kernel on
+                              the per-step linearised model; ``-prior``: ``start="prior"``, no
+                              sequential filter first (from the prior at every step)
 cuthbert parallel             the same passes built from cuthbert 0.1.1's parts: pass 0 its
                               sequential (non-associative) filter + parallel smoother, then 11
                               passes of its associative filter and smoother
@@ -367,11 +367,14 @@ def probssm_rule(rule):
 
 
 def probssm_smoother(rule, method, dtype, iterated=True):
+    """``method``: a kalman method, with ``-prior`` for ``start="prior"`` (no sequential filter
+    first)."""
     model = probssm_model(dtype)
+    method, _, start = method.partition("-")
 
     def run(y):
         return nonlinear.smooth(model, y, probssm_rule(rule), iterated=iterated, method=method,
-                                max_iter=N_ITER, tol=0.0).mean
+                                max_iter=N_ITER, tol=0.0, start=start or "filter").mean
     return run
 
 
@@ -693,8 +696,6 @@ def run_gpu(args, meta, log, write):
         except Exception as e:
             libs.discard("dynamax")
             notes.append(f"dynamax unavailable: {type(e).__name__}: {e}")
-    notes.append("method='kernel' routes time-varying models (every linearised model) to the "
-                 "parallel scan: not a separate row")
     notes.append(f"cuthbert rows run probssm's passes: 1 first pass + {PASSES - 1} linearise-and-smooth "
                  f"passes; dynamax rows are ONE non-iterated smoothing pass (dynamax has no iterated smoother)")
     for n in notes:
@@ -740,7 +741,7 @@ def run_gpu(args, meta, log, write):
             add(("ref", rule, "probssm float64"), lambda: probssm_smoother(rule, ref_method, jnp.float64), T, "float64")
         for method in methods:
             add(("time", rule, f"probssm {method}"), lambda: probssm_smoother(rule, method, jnp.float32),
-                T if method == "parallel" else Ts, "float32")
+                Ts if method == "sequential" else T, "float32")
         if "cuthbert" in libs:
             add(("time", rule, "cuthbert parallel"), lambda: cuthbert_iterated(rule, PASSES - 1, jnp.float32), T, "float32")
         if "dynamax" in libs:
@@ -895,7 +896,7 @@ def run_gpu(args, meta, log, write):
     meta["checks"] = []
     for rule in rules:
         got = {}
-        for name in ("probssm parallel", "probssm sequential", "cuthbert parallel",
+        for name in tuple(f"probssm {m}" for m in methods) + ("cuthbert parallel",
                      "dynamax sequential (1 pass)", "probssm sequential (1 pass)"):
             if ("check", rule, name) in progs and not over_budget(f"check {rule} {name}"):
                 try:
@@ -903,6 +904,8 @@ def run_gpu(args, meta, log, write):
                 except Exception as e:
                     failures.append(f"check {rule} {name}: {type(e).__name__}: {str(e)[:300]}")
         for a, b, tol in (("probssm parallel", "probssm sequential", 1e-8),
+                          ("probssm kernel", "probssm sequential", 1e-8),
+                          ("probssm kernel-prior", "probssm parallel-prior", 1e-8),
                           ("cuthbert parallel", f"probssm {ref_method}", 1e-6),
                           # dynamax adds 1e-9 I to every matrix it solves with (psd_solve); Q's
                           # small eigenvalue is 1.6e-7, so its smoother moves by ~1e-6
@@ -995,7 +998,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes, short timing (smoke test)")
     p.add_argument("--libraries", nargs="+", default=["filterpy", "dynamax", "cuthbert"])
     p.add_argument("--ukf", type=float, nargs=3, default=[1.0, 2.0, 1.0], metavar=("ALPHA", "BETA", "KAPPA"))
-    p.add_argument("--methods", nargs="+", default=["parallel", "sequential"], choices=("parallel", "sequential"),
+    p.add_argument("--methods", nargs="+", default=["parallel", "sequential"],
+                   choices=("parallel", "sequential", "kernel", "parallel-prior", "kernel-prior"),
                    help="probssm's methods (the float64 reference is the parallel one when run)")
     p.add_argument("--rules", nargs="+", default=["extended", "cubature"], choices=("extended", "cubature"))
     p.add_argument("--sequential-T", type=int, default=None,
