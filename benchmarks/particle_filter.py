@@ -49,17 +49,16 @@ for _var, _value in SINGLE_THREAD_ENV.items():
     os.environ.setdefault(_var, _value)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import numpy as np  # noqa: E402
-
-import jax  # noqa: E402
+import jax
+import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
+import jax.numpy as jnp
+from machine import cpu_machine, load_average
 
-from machine import cpu_machine, load_average  # noqa: E402
-from probssm import smc  # noqa: E402
-from probssm.smc import filtering  # noqa: E402
+from probssm import smc
+from probssm.smc import filtering
 
 RESULTS_DEFAULT = Path(__file__).resolve().parent / "results" / "particle_filter_cpu.json"
 PARAMS = {"mu": -1.02, "rho": 0.9702, "sigma": 0.178}

@@ -14,8 +14,17 @@
 """
 
 from . import resampling
-from .differentiable import GradientAscentResult, differentiable_log_likelihood, gradient_ascent
-from .filtering import DegenerateWeightsError, ParticleFilterResult, ParticleHistory, filter
+from .differentiable import (
+    GradientAscentResult,
+    differentiable_log_likelihood,
+    gradient_ascent,
+)
+from .filtering import (
+    DegenerateWeightsError,
+    ParticleFilterResult,
+    ParticleHistory,
+    filter,
+)
 from .models import stochastic_volatility
 from .pmmh import PMMHResult, PriorSpace, pmmh
 from .proposals import Auxiliary, Guided, predictive_mean_look_ahead
@@ -23,10 +32,23 @@ from .resampling import RESAMPLERS
 from .smoothing import SMOOTHERS, ParticleSmootherResult, smooth
 
 __all__ = [
-    "filter", "ParticleFilterResult", "ParticleHistory", "DegenerateWeightsError",
-    "smooth", "ParticleSmootherResult", "SMOOTHERS",
-    "pmmh", "PMMHResult", "PriorSpace",
-    "differentiable_log_likelihood", "gradient_ascent", "GradientAscentResult",
-    "Guided", "Auxiliary", "predictive_mean_look_ahead", "RESAMPLERS", "resampling",
+    "RESAMPLERS",
+    "SMOOTHERS",
+    "Auxiliary",
+    "DegenerateWeightsError",
+    "GradientAscentResult",
+    "Guided",
+    "PMMHResult",
+    "ParticleFilterResult",
+    "ParticleHistory",
+    "ParticleSmootherResult",
+    "PriorSpace",
+    "differentiable_log_likelihood",
+    "filter",
+    "gradient_ascent",
+    "pmmh",
+    "predictive_mean_look_ahead",
+    "resampling",
+    "smooth",
     "stochastic_volatility",
 ]

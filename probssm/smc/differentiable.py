@@ -34,7 +34,8 @@ no gradient.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ import numpy as np
 
 from .filtering import _compiled, check_functions, check_model, check_y, make_config
 
-__all__ = ["differentiable_log_likelihood", "gradient_ascent", "GradientAscentResult"]
+__all__ = ["GradientAscentResult", "differentiable_log_likelihood", "gradient_ascent"]
 
 
 def differentiable_log_likelihood(model, y, key, n_particles=256, proposal="bootstrap",

@@ -16,7 +16,7 @@ from . import filtering
 from .differentiable import gradient_ascent
 from .filtering import check_functions, check_model, make_config, run
 from .forecasting import simulate
-from .pmmh import PriorSpace, pmmh
+from .pmmh import pmmh
 from .smoothing import SMOOTHERS, smooth
 
 __all__ = ["ParticleFilter"]

@@ -26,8 +26,9 @@ One step holds :math:`O(N)` memory (particles ``(N, n)``, log-weights ``(N,)``);
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,9 +36,10 @@ import numpy as np
 
 from ..ssm import StateSpaceModel, _vector
 from . import proposals as _proposals
-from .resampling import RESAMPLERS, ess as _ess, normalize
+from .resampling import RESAMPLERS, normalize
+from .resampling import ess as _ess
 
-__all__ = ["filter", "ParticleFilterResult", "ParticleHistory", "DegenerateWeightsError"]
+__all__ = ["DegenerateWeightsError", "ParticleFilterResult", "ParticleHistory", "filter"]
 
 
 class DegenerateWeightsError(ValueError):
@@ -107,10 +109,10 @@ class ParticleFilterResult(NamedTuple):
     resampled: jax.Array
     particles: jax.Array
     log_weights: jax.Array
-    expectations: Optional[jax.Array]
-    quantiles: Optional[jax.Array]
+    expectations: jax.Array | None
+    quantiles: jax.Array | None
     degenerate_step: jax.Array
-    history: Optional[ParticleHistory]
+    history: ParticleHistory | None
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,9 @@ class Config:
     n_particles: int
     resampling: str = "systematic"
     ess_threshold: float = 0.5
-    proposal: _proposals._Resolved = _proposals._Resolved()
-    functions: Optional[Callable] = None
-    quantiles: Optional[tuple] = None
+    proposal: _proposals._Resolved = field(default_factory=_proposals._Resolved)
+    functions: Callable | None = None
+    quantiles: tuple | None = None
     history: bool = False
     differentiable: bool = False
     summaries: bool = True
@@ -270,16 +272,16 @@ def _select(model, config: Config, key, x_prev, lw_prev, y, t):
     """Ancestor indices ``(N,)``, the weights :math:`\\log \\bar w` ``(N,)`` they carry, and
     whether they were resampled (step 1 of the module docstring)."""
     N, prop = config.n_particles, config.proposal
-    if prop.look_ahead is None:
-        log_eta = jnp.zeros_like(lw_prev)
+    if prop.look_ahead is None:   # select by the (normalised) weights themselves
+        log_eta = None
+        sel, log_c = lw_prev, jnp.zeros((), lw_prev.dtype)
     else:
         log_eta = jax.vmap(lambda xp: _proposals.log_look_ahead(prop, model, xp, y, t))(x_prev)
         log_eta = jnp.where(jnp.isfinite(log_eta), log_eta, -jnp.inf)
-    sel, log_c = normalize(lw_prev + log_eta)
-    # a look-ahead that rules out every particle: select by the weights alone
-    usable = jnp.isfinite(log_c)
-    log_eta = jnp.where(usable, log_eta, 0.0)
-    sel, log_c = normalize(lw_prev + log_eta)
+        # a look-ahead that rules out every particle: select by the weights alone
+        usable = jnp.isfinite(normalize(lw_prev + log_eta)[1])
+        log_eta = jnp.where(usable, log_eta, 0.0)
+        sel, log_c = normalize(lw_prev + log_eta)
     if config.ess_threshold >= 1.0:
         do = jnp.array(True)
     elif config.ess_threshold <= 0.0:
@@ -288,7 +290,7 @@ def _select(model, config: Config, key, x_prev, lw_prev, y, t):
         do = _ess(sel) < config.ess_threshold * N
     identity = jnp.arange(N, dtype=jnp.int32)
     idx = jax.lax.cond(do, lambda: RESAMPLERS[config.resampling](key, sel), lambda: identity)
-    carried = -math.log(N) + log_c - log_eta[idx]
+    carried = -math.log(N) + log_c - (0.0 if log_eta is None else log_eta[idx])
     if config.differentiable:  # value unchanged; gradient of log W_{t-1}^{a} (Scibior & Wood 2021)
         carried = carried + sel[idx] - jax.lax.stop_gradient(sel[idx])
     return idx, jnp.where(do, carried, lw_prev), do
@@ -332,7 +334,7 @@ def _reweight(config: Config, lw_carried, log_g):
     """Normalised log-weights ``(N,)``, the log-likelihood increment and whether the step was
     degenerate (then the weights restart equal and the increment is ``-inf``)."""
     lw, increment = normalize(lw_carried + log_g)
-    bad = ~jnp.isfinite(increment) | jnp.any(jnp.isnan(lw))
+    bad = ~jnp.isfinite(increment)   # a NaN or +inf weight makes the increment NaN or +inf
     N = config.n_particles
     lw = jnp.where(bad, -math.log(N), lw)
     increment = jnp.where(bad, -jnp.inf, increment)
@@ -346,7 +348,7 @@ def run(model, y, key, config: Config, start=0, state=None):
     """The filter over ``y`` ``(T, m)`` for one series (traceable; no checks).
 
     ``start`` is the time step of ``y[0]``; ``state = (particles (N, n), log_weights (N,))``
-    continues a filter (step ``start`` then moves these particles) instead of starting from the
+    (log-weights up to a constant) continues a filter (step ``start`` then moves these particles) instead of starting from the
     initial distribution. Returns ``(ParticleFilterResult, per-step bad flags (T,))``.
     """
     T = y.shape[0]
@@ -383,7 +385,7 @@ def run(model, y, key, config: Config, start=0, state=None):
         x_shape = jax.eval_shape(lambda k: _initial(model, config, k, y[0], ts[0])[0], keys[0])
         init = (jnp.zeros(x_shape.shape, x_shape.dtype), jnp.full((N,), -math.log(N), x_shape.dtype))
     else:
-        init = tuple(state)
+        init = (state[0], normalize(state[1])[0])
     firsts = jnp.arange(T) == 0
     (x_last, lw_last), outs = jax.lax.scan(step, init, (ts, y, keys, firsts))
     bad = outs["bad"]

@@ -36,7 +36,7 @@ import pandas as pd
 
 from .filtering import check_functions, check_model, check_y, make_config, run
 
-__all__ = ["pmmh", "PMMHResult", "PriorSpace"]
+__all__ = ["PMMHResult", "PriorSpace", "pmmh"]
 
 
 class PriorSpace:

@@ -22,14 +22,14 @@ parameters as their last argument; ``x_prev`` is one particle ``(n,)``, ``y`` on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 import jax.numpy as jnp
 
 from ..ssm import _call, _vector
 
-__all__ = ["Guided", "Auxiliary", "predictive_mean_look_ahead"]
+__all__ = ["Auxiliary", "Guided", "predictive_mean_look_ahead"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Guided:
     """
 
     transition: Callable
-    initial: Optional[Callable] = None
+    initial: Callable | None = None
 
 
 def predictive_mean_look_ahead(model, x_prev, y, t):
@@ -74,8 +74,8 @@ class Auxiliary:
     ``proposal="auxiliary"`` is ``Auxiliary()``.
     """
 
-    look_ahead: Optional[Callable] = None
-    proposal: Union[str, Callable, Guided] = "bootstrap"
+    look_ahead: Callable | None = None
+    proposal: str | Callable | Guided = "bootstrap"
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ class _Resolved:
     """A proposal in one form: the guided parts (``None``: bootstrap) and the look-ahead
     (``None``: no auxiliary stage; ``"mean"``: the predictive-mean look-ahead)."""
 
-    transition: Optional[Callable] = None
-    initial: Optional[Callable] = None
-    look_ahead: Union[None, str, Callable] = None
+    transition: Callable | None = None
+    initial: Callable | None = None
+    look_ahead: None | str | Callable = None
 
 
 def resolve(proposal) -> _Resolved:

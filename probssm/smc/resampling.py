@@ -36,8 +36,16 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "multinomial", "stratified", "systematic", "residual", "RESAMPLERS", "resample",
-    "normalize", "ess", "offspring_counts", "offspring_variance",
+    "RESAMPLERS",
+    "ess",
+    "multinomial",
+    "normalize",
+    "offspring_counts",
+    "offspring_variance",
+    "resample",
+    "residual",
+    "stratified",
+    "systematic",
 ]
 
 

@@ -34,11 +34,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .filtering import (ParticleFilterResult, _compiled, _is_concrete, check_functions, check_model,
-                        check_y, make_config, raise_if_degenerate)
+from .filtering import (
+    ParticleFilterResult,
+    _compiled,
+    _is_concrete,
+    check_functions,
+    check_model,
+    check_y,
+    make_config,
+    raise_if_degenerate,
+)
 from .resampling import multinomial
 
-__all__ = ["smooth", "ParticleSmootherResult", "SMOOTHERS"]
+__all__ = ["SMOOTHERS", "ParticleSmootherResult", "smooth"]
 
 SMOOTHERS = ("genealogy", "ffbs", "rejection")
 """The ``method=`` names of :func:`smooth`."""
@@ -174,10 +182,10 @@ def _smooth_impl(model, y, key, config, method, n_paths, bound_value, max_rounds
         if method == "rejection":
             if bound_value is None:
                 n = result.particles.shape[-1]
-                log_bound = lambda t: (-0.5 * n * math.log(2 * math.pi)  # noqa: E731
+                log_bound = lambda t: (-0.5 * n * math.log(2 * math.pi)
                                        - 0.5 * jnp.linalg.slogdet(model.Q)[1])
             else:
-                log_bound = lambda t: bound_value  # noqa: E731
+                log_bound = lambda t: bound_value
         else:
             log_bound = None
         paths = _backward_paths(model, k_back, result.history, n_paths, method, log_bound, max_rounds, 0)

@@ -17,7 +17,7 @@ pytest.importorskip("particles")
 def test_particle_filter_quick_agrees(tmp_path):
     out = tmp_path / "pf.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     assert "AGREEMENT CHECK PASSED" in proc.stdout, log

@@ -14,7 +14,7 @@ from scipy import stats
 
 from probssm import kalman, smc
 
-from .models import H, F, Q, R, linear_data, linear_model, reference
+from .models import F, H, Q, R, linear_data, linear_model, reference
 
 R_RUNS = 50
 
@@ -63,8 +63,7 @@ def test_filtering_means_and_covariances_within_mc_error(big_runs, problem):
     np.testing.assert_allclose(np.asarray(big_runs.cov).mean(0), np.asarray(exact.cov), atol=0.01)
 
 
-def test_nan_rows_add_no_likelihood(big_runs, problem):
-    y, _ = problem
+def test_nan_rows_add_no_likelihood(big_runs):
     inc = np.asarray(big_runs.log_likelihood_increments)
     assert np.all(inc[:, 5] == 0.0) and np.all(inc[:, 17] == 0.0)
     assert np.all(np.isfinite(inc))

@@ -10,8 +10,8 @@ import pytest
 from probssm import smc
 
 particles = pytest.importorskip("particles")
-from particles import datasets  # noqa: E402
-from particles import state_space_models as pssm  # noqa: E402
+from particles import datasets
+from particles import state_space_models as pssm
 
 PARAMS = {"mu": -1.02, "rho": 0.9702, "sigma": 0.178}
 RUNS = 20

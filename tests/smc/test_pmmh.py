@@ -2,15 +2,14 @@
 from the exact Kalman likelihood) and recovering stochastic-volatility parameters."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
 
-from probssm import kalman, smc
+from probssm import smc
 from probssm.smc import models as smc_models
 
-from .models import linear_data, linear_model, reference
+from .models import exact_log_likelihoods, linear_data, linear_model
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +18,7 @@ def linear_posterior():
     res = smc.pmmh(linear_model(0.9), y, jax.random.PRNGKey(0), {"scale": dist.Uniform(0.0, 1.4)},
                    n_particles=100, num_warmup=300, num_samples=700, num_chains=4)
     grid = np.linspace(0.3, 1.4, 1101)
-    ll = np.array([float(kalman.filter(reference(s), y).log_likelihood) for s in grid[::10]])
-    ll = np.interp(grid, grid[::10], ll)          # smooth in the scale; 1e-2 grid is plenty
+    ll = exact_log_likelihoods(grid, y)
     w = np.exp(ll - ll.max())
     w /= w.sum()
     mean = (w * grid).sum()

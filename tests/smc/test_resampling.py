@@ -31,7 +31,7 @@ def counts():
     lw = jnp.log(jnp.asarray(w))
     out = {}
     for scheme in SCHEMES:
-        fn = jax.jit(jax.vmap(lambda k: resampling.offspring_counts(resampling.RESAMPLERS[scheme](k, lw), N)))
+        fn = jax.jit(jax.vmap(lambda k, s=scheme: resampling.offspring_counts(resampling.RESAMPLERS[s](k, lw), N)))
         out[scheme] = np.asarray(fn(jax.random.split(jax.random.PRNGKey(11), REPS)))
     return w, out
 
