@@ -92,8 +92,8 @@ def run_with_grads(fn, kw, dtype, **options):
     leaves = {k: v.to(dtype).requires_grad_() for k, v in differentiable(kw).items()}
     y, final = fn(**{**kw, **leaves}, **options)
     g = torch.Generator().manual_seed(99)
-    cot_y = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)
-    cot_h = torch.randn(final.shape, generator=g, dtype=torch.float64).to(final.dtype)
+    cot_y = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.device, y.dtype)
+    cot_h = torch.randn(final.shape, generator=g, dtype=torch.float64).to(final.device, final.dtype)
     loss = (y * cot_y).sum() + (final * cot_h).sum()
     grads = torch.autograd.grad(loss, list(leaves.values()))
     return y, final, dict(zip(leaves, grads))

@@ -149,3 +149,19 @@ def test_kernels_compile_for_hopper_without_a_gpu(tmp_path):
     out = subprocess.run([sys.executable, "-c", COMPILE], capture_output=True, text=True,
                          env=env, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "compiled", out.stderr[-3000:]
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="dispatch to the kernel happens on CUDA tensors")
+def test_selective_scan_dispatches_to_the_kernel_on_the_gpu():
+    from probssm.deep.ops import selective_scan
+
+    kw = make_inputs(ALL, "groups", "groups", seed=2, batch=4, dim=64, state=16, length=200)
+    kw = {k: (v.to("cuda").float() if isinstance(v, torch.Tensor) and v.is_floating_point()
+              else v.to("cuda") if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    y = selective_scan(**kw)
+    assert torch.equal(y, selective_scan_kernel(**kw))  # the forward pass is deterministic
+    assert_close(y, selective_scan_ref(**kw).double(), 1e-4, "y")
+    # float64 anywhere keeps the float64 reference.
+    y64 = selective_scan(**{**kw, "A": kw["A"].double()})
+    assert y64.dtype == torch.float32
+    assert torch.equal(y64, selective_scan_ref(**{**kw, "A": kw["A"].double()}))

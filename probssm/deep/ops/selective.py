@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks as chk
+from .selective_kernel import kernel_available, selective_scan_kernel
 from .selective_reference import selective_scan_ref
 
 __all__ = ["selective_scan"]
@@ -88,17 +89,29 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
     Notes
     -----
-    Every device runs the pure-PyTorch reference
-    (:func:`~probssm.deep.ops.selective_scan_ref`): a chunked parallel scan,
-    differentiable by autograd. :func:`~probssm.deep.ops.selective_scan_kernel` computes the
-    same scan as fused Triton kernels (float32 state, no ``(batch, dim, state, length)``
-    tensors) and can be called directly on checked inputs. The value checks (NaN, gaps) read
-    the data once, which synchronises with an accelerator.
+    On a CUDA device with Triton installed, and no float64 input, the fused Triton kernels
+    (:func:`~probssm.deep.ops.selective_scan_kernel`: float32 state, no ``(batch, dim, state,
+    length)`` tensors) compute the scan; everywhere else the pure-PyTorch reference
+    (:func:`~probssm.deep.ops.selective_scan_ref`: a chunked parallel scan, differentiable by
+    autograd). Both are tested against the same per-step loop. The value checks (NaN, gaps)
+    read the data once, which synchronises with an accelerator.
     """
     _check(u, delta, A, B, C, D, z, delta_bias, initial_state, dt, mask)
+    if _use_kernel(u, A, B, C, D, delta_bias, initial_state, dt):
+        return selective_scan_kernel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                     delta_softplus=delta_softplus, initial_state=initial_state,
+                                     return_final_state=return_final_state, dt=dt, mask=mask)
     return selective_scan_ref(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                               delta_softplus=delta_softplus, initial_state=initial_state,
                               return_final_state=return_final_state, dt=dt, mask=mask)
+
+
+def _use_kernel(u, *others) -> bool:
+    """The fused kernel on CUDA tensors when Triton is there and nothing asks for float64 (the
+    kernel's state is float32; the reference then computes in float64)."""
+    if not u.is_cuda or not kernel_available(u.device):
+        return False
+    return all(t is None or t.dtype != torch.float64 for t in (u, *others))
 
 
 def _check_bc(name, x, batch, dim, state, length):
