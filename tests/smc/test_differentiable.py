@@ -11,7 +11,7 @@ from probssm.ssm import AdditiveGaussianSSM
 
 Q = np.array([[0.5]])
 R = np.array([[0.5]])
-RUNS = 30
+RUNS = 20
 
 
 def _f(x, t, p):

@@ -34,7 +34,7 @@ def exact(data):
 
 @pytest.fixture(scope="module")
 def filter_only(data):
-    return ParticleFilter(linear_model(), n_particles=5000, random_state=0).fit(data.iloc[:T_TRAIN])
+    return ParticleFilter(linear_model(), n_particles=2000, random_state=0).fit(data.iloc[:T_TRAIN])
 
 
 def test_filter_smooth_and_log_likelihood_against_kalman(filter_only, exact):
@@ -42,9 +42,10 @@ def test_filter_smooth_and_log_likelihood_against_kalman(filter_only, exact):
     est = filter_only
     f = est.filter()
     sd = np.sqrt(np.diagonal(np.asarray(filt.cov), axis1=-2, axis2=-1))
-    # 5000 particles: within 12 % of a filtering sd at every step (MC error about 2-4 %)
-    assert np.max(np.abs(f.mean.to_numpy() - np.asarray(filt.mean)) / sd) < 0.12
-    np.testing.assert_allclose(f.std.to_numpy(), sd, rtol=0.1)
+    # 2000 particles: within 20 % of a filtering sd at every step (MC error sd / sqrt(ESS), ESS
+    # down to a few hundred at the most informative steps)
+    assert np.max(np.abs(f.mean.to_numpy() - np.asarray(filt.mean)) / sd) < 0.2
+    np.testing.assert_allclose(f.std.to_numpy(), sd, rtol=0.15)
     assert f.mean.index.equals(est._y.index) and list(f.mean.columns) == ["state_0", "state_1"]
     assert abs(est.log_likelihood_ - float(filt.log_likelihood)) < 0.15
     assert len(est.params_) == 0 and est.posterior_ is None
@@ -84,21 +85,21 @@ def test_update_and_score_continue_the_filter(filter_only, data, exact):
     assert abs(est.log_likelihood_ - exact_all) < 0.2
     filt = kalman.filter(reference(), y_all)
     sd = np.sqrt(np.asarray(filt.cov)[-1, 0, 0])
-    assert abs(est.filter().mean.iloc[-1, 0] - float(filt.mean[-1, 0])) < 0.12 * sd
+    assert abs(est.filter().mean.iloc[-1, 0] - float(filt.mean[-1, 0])) < 0.2 * sd
     assert est.predict(1).index[0] == data.index[T_TRAIN + 4]
 
 
 @pytest.fixture(scope="module")
 def pmmh_fit(data):
     return ParticleFilter(linear_model(0.9), priors={"scale": dist.Uniform(0.0, 1.4)}, method="pmmh",
-                          n_particles=300, pmmh_particles=100, num_warmup=200, num_samples=200,
+                          n_particles=300, pmmh_particles=100, num_warmup=150, num_samples=150,
                           num_chains=2, random_state=1).fit(data.iloc[:T_TRAIN])
 
 
 def test_pmmh_fit_keeps_the_posterior(pmmh_fit, data):
     est = pmmh_fit
     assert list(est.params_.index) == ["scale"]
-    assert est.posterior_.shape == (400, 1) and list(est.posterior_summary_.columns)[-2:] == ["r_hat", "ess"]
+    assert est.posterior_.shape == (300, 1) and list(est.posterior_summary_.columns)[-2:] == ["r_hat", "ess"]
     assert est.params_["scale"] == pytest.approx(est.posterior_["scale"].mean())
     # the exact posterior mean from a grid of Kalman likelihoods (flat prior on (0, 1.4))
     y = data.to_numpy()[:T_TRAIN, None]

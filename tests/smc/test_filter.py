@@ -71,8 +71,8 @@ def test_nan_rows_add_no_likelihood(big_runs):
     assert big_runs.particles.shape == (R_RUNS, 10_000, 2)
 
 
-CONFIGS = (("bootstrap", "stratified"), ("bootstrap", "residual"), ("auxiliary", "multinomial"),
-           ("optimal", "systematic"))   # with big_runs (bootstrap, systematic): every scheme once
+CONFIGS = (("bootstrap", "residual"), ("auxiliary", "stratified"), ("optimal", "multinomial"))
+# with big_runs (bootstrap, systematic): every proposal and every scheme at least once
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_every_proposal_and_scheme_is_unbiased(options_runs, problem, key):
 
 def test_optimal_proposal_has_lower_variance(options_runs):
     var = {k: np.var(np.asarray(r.log_likelihood)) for k, r in options_runs.items()}
-    assert var["optimal", "systematic"] < 0.5 * var["bootstrap", "stratified"], var
+    assert var["optimal", "multinomial"] < 0.5 * var["bootstrap", "residual"], var
 
 
 def test_functions_and_quantiles_of_the_state(problem):
