@@ -59,20 +59,75 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import cho_solve
 
 from .states import FilterStates, SmootherStates
-from .._linalg import chol_psd, matmul, matvec, symmetrize, unfolded
+from .._linalg import matmul, matvec, symmetrize, unfolded
 from ..model import FIELD_NAMES, LGSSM
 
 __all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
 
 
 _SCAN_CHUNK = 32
+# Steps of the within-chunk scan in one loop iteration (``lax.scan``'s ``unroll``).
+_SCAN_UNROLL = 1
 
 
 def _outer(x, z):
     return x[..., :, None] * z[..., None, :]
+
+
+def _cholesky(a):
+    r"""Lower Cholesky factor of symmetric positive definite matrices ``a`` ``(..., k, k)`` (its
+    lower triangle read), as a ``k x k`` list of lists of ``(...)`` arrays (``None`` above the
+    diagonal): :math:`L_{jj} = \sqrt{a_{jj} - \sum_{p<j} L_{jp}^2}`,
+    :math:`L_{ij} = (a_{ij} - \sum_{p<j} L_{ip} L_{jp}) / L_{jj}`, entry by entry.
+
+    Elementwise operations over the leading axes, which XLA fuses with their neighbours: on a
+    GPU ``jnp.linalg.cholesky`` and ``cho_solve`` of a million tiny matrices are batched solver
+    library calls (and their transposes under autodiff), milliseconds each at ``T = 10^6``."""
+    k = a.shape[-1]
+    L = [[None] * k for _ in range(k)]
+    for j in range(k):
+        d = a[..., j, j]
+        for p in range(j):
+            d = d - L[j][p] * L[j][p]
+        L[j][j] = jnp.sqrt(d)
+        for i in range(j + 1, k):
+            s = a[..., i, j]
+            for p in range(j):
+                s = s - L[i][p] * L[j][p]
+            L[i][j] = s / L[j][j]
+    return L
+
+
+def _cho_solve(L, b):
+    r""":math:`(L L^T)^{-1} b` for a factor ``L`` of :func:`_cholesky` and ``b`` ``(..., k, c)``:
+    forward then back substitution, row by row (elementwise, as :func:`_cholesky`)."""
+    k = len(L)
+    z = []
+    for i in range(k):
+        r = b[..., i, :]
+        for p in range(i):
+            r = r - L[i][p][..., None] * z[p]
+        z.append(r / L[i][i][..., None])
+    x = [None] * k
+    for i in reversed(range(k)):
+        r = z[i]
+        for p in range(i + 1, k):
+            r = r - L[p][i][..., None] * x[p]
+        x[i] = r / L[i][i][..., None]
+    return jnp.stack(x, axis=-2)
+
+
+def _chol_psd(a):
+    r""":func:`_cholesky` of ``a`` shifted by :math:`\delta I` as in
+    :func:`probssm.kalman._linalg.chol_psd`, :math:`\delta = 16\,\epsilon
+    \max(\mathrm{tr}(a)/k, \sqrt{\text{tiny}})`."""
+    k = a.shape[-1]
+    finfo = jnp.finfo(a.dtype)
+    scale = jnp.maximum(jnp.trace(a, axis1=-2, axis2=-1) / k, jnp.sqrt(finfo.tiny))
+    delta = 16 * finfo.eps * scale
+    return _cholesky(symmetrize(a) + delta[..., None, None] * jnp.eye(k, dtype=a.dtype))
 
 
 class _Algebra(NamedTuple):
@@ -159,7 +214,8 @@ def _suffix_compositions(elements, algebra, chunk=_SCAN_CHUNK):
         window = algebra.compose(later, element)
         return window, window
 
-    totals, within = jax.lax.scan(back, algebra.identity(n, dtype, (B, C)), by_step, reverse=True)
+    totals, within = jax.lax.scan(back, algebra.identity(n, dtype, (B, C)), by_step, reverse=True,
+                                  unroll=_SCAN_UNROLL)
     chunk_suffixes = _suffix_doubling(totals, algebra)
     after = [jnp.concatenate([x[:, 1:], i], axis=1)
              for x, i in zip(chunk_suffixes, algebra.identity(n, dtype, (B, 1)))]
@@ -253,17 +309,17 @@ def filter_vjp(model: LGSSM, y, states: FilterStates, cotangents: FilterStates):
     v = jnp.where(observed, y - d - matvec(H, a), 0.0)
     HoP = matmul(Ho, P)
     S = matmul(HoP, Ho.mT) + Ro
-    chol = jnp.linalg.cholesky(symmetrize(S))
-    z = cho_solve((chol, True), v[..., None])[..., 0]
-    KT = cho_solve((chol, True), HoP)  # (B, T, m, n)
+    chol = _cholesky(symmetrize(S))
+    z = _cho_solve(chol, v[..., None])[..., 0]
+    KT = _cho_solve(chol, HoP)  # (B, T, m, n)
     K = KT.mT
     h = matvec(Ho.mT, z)
     L_tilde = jnp.eye(n, dtype=dtype) - matmul(K, Ho)
     L_tildeT = L_tilde.mT
     gl = None if g_ll is None else g_ll[..., None]
     gl2 = None if g_ll is None else g_ll[..., None, None]
-    Sinv = None if g_ll is None else cho_solve(
-        (chol, True), jnp.broadcast_to(jnp.eye(m, dtype=dtype), S.shape))
+    Sinv = None if g_ll is None else _cho_solve(
+        chol, jnp.broadcast_to(jnp.eye(m, dtype=dtype), S.shape))
     Lt_gm = None if g_mean is None else matvec(L_tildeT, g_mean)
 
     c = _sum_terms(Lt_gm, None if gl is None else gl * h, g_pmean,
@@ -332,7 +388,8 @@ def filter_vjp(model: LGSSM, y, states: FilterStates, cotangents: FilterStates):
 
 def log_likelihood_vjp(model: LGSSM, y, states: FilterStates, cotangent):
     """Gradient of :math:`\\sum_b w_b \\ell_b` (``w`` = ``cotangent`` ``(B,)``) with respect to
-    ``model`` (no batch axes; per-step gradients of time-varying fields) and ``y`` ``(B, T, m)`` (NaN = missing), from the
+    ``model`` (no batch axes; per-step gradients of time-varying fields) and ``y``
+    ``(B, T, m)`` (NaN = missing), from the
     filter's ``states``: ``predicted_mean`` ``(B, T, n)``, ``predicted_cov`` ``(B, T, n, n)``,
     ``mean``, ``cov`` (filtered, same shapes). Returns ``(model_cotangent, y_cotangent)``, an
     :class:`LGSSM` of gradients (zero for ``initial_diffuse_cov``) and ``(B, T, m)``: the
@@ -353,7 +410,7 @@ def _rts_elements(F, Q, b, mean, cov):
     :math:`L_t = P_{t|t} - E_t F P_{t|t}`."""
     FP = matmul(F, cov)
     P_next = matmul(FP, F.mT) + Q
-    E = cho_solve((chol_psd(P_next), True), FP).mT
+    E = _cho_solve(_chol_psd(P_next), FP).mT
     return E, mean - matvec(E, matvec(F, mean) + b), symmetrize(cov - matmul(E, FP))
 
 
