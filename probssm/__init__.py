@@ -1,7 +1,8 @@
 """probssm: probabilistic state-space models behind one estimator interface.
 
 Submodules: :mod:`probssm.kalman` (linear-Gaussian engine), :mod:`probssm.structural`, :mod:`probssm.gp`,
-:mod:`probssm.ssm` (general model specifications), :mod:`probssm.nonlinear`, :mod:`probssm.fit`, :mod:`probssm.metrics`, :mod:`probssm.datasets`. Estimators are importable
+:mod:`probssm.ssm` (general model specifications), :mod:`probssm.nonlinear`, :mod:`probssm.smc`,
+:mod:`probssm.fit`, :mod:`probssm.metrics`, :mod:`probssm.datasets`. Estimators are importable
 from the top level; they load on first use so ``import probssm`` stays light.
 """
 
@@ -19,10 +20,11 @@ _LAZY = {
     "GaussianProcess": "probssm.gp.estimator",
     "ExtendedKalmanFilter": "probssm.nonlinear.estimator",
     "UnscentedKalmanFilter": "probssm.nonlinear.estimator",
+    "ParticleFilter": "probssm.smc.estimator",
     "load": "probssm.base",
     "NotFittedError": "probssm.base",
 }
-_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
+_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "smc", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

@@ -14,7 +14,7 @@ from ..kalman._linalg import chol_psd
 from ..ssm import StateSpaceModel
 from . import inference
 from .filtering import filter_from
-from .parameters import ParameterSpace
+from ..fit.parameters import ParameterSpace
 from .rules import Cubature, Extended, GaussHermite, Unscented
 
 __all__ = ["ExtendedKalmanFilter", "UnscentedKalmanFilter"]
@@ -214,7 +214,7 @@ class ExtendedKalmanFilter(_NonlinearForecaster):
         Parameters to estimate by maximum likelihood of the filter's approximate likelihood:
         keys of ``model.params`` (a dict) and, for the additive form, ``"Q"``, ``"R"``, ``"m0"``,
         ``"P0"``; as a dict ``{name: "real" | "positive" | "cov"}`` to choose the constraint
-        (see :class:`probssm.nonlinear.parameters.ParameterSpace`). Empty: ``fit`` only filters.
+        (see :class:`probssm.fit.parameters.ParameterSpace`). Empty: ``fit`` only filters.
     method : ``"mle"``
         The estimation method (L-BFGS with exact gradients of the approximate log-likelihood).
     iterated : bool

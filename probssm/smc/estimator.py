@@ -161,7 +161,7 @@ class ParticleFilter(BaseForecaster):
         return names
 
     def _build(self, values: dict) -> StateSpaceModel:
-        from ..nonlinear.parameters import replace_parameters
+        from ..fit.parameters import replace_parameters
         base = _float64(self.model)
         return replace_parameters(base, {k: jnp.asarray(v) for k, v in values.items()}) if values else base
 
@@ -207,7 +207,7 @@ class ParticleFilter(BaseForecaster):
         self._draws = {n: v[pick] for n, v in flat.items()}
 
     def _fit_mle(self, model, y):
-        from ..nonlinear.parameters import ParameterSpace
+        from ..fit.parameters import ParameterSpace
         space = ParameterSpace(model, self.estimate)
         config = make_config(self.n_particles, self.proposal, self.resampling, self.ess_threshold,
                              differentiable=True, summaries=False)
@@ -387,7 +387,7 @@ class ParticleFilter(BaseForecaster):
 # compiled programs shared by all instances (the model and the draws are arguments)
 # ------------------------------------------------------------------------------------------------
 def _build_with(model, values):
-    from ..nonlinear.parameters import replace_parameters
+    from ..fit.parameters import replace_parameters
     return replace_parameters(model, values) if values else model
 
 

@@ -57,7 +57,7 @@ class PriorSpace:
         from numpyro.distributions import Distribution
         from numpyro.distributions.transforms import biject_to
 
-        from ..nonlinear.parameters import ParameterSpace
+        from ..fit.parameters import ParameterSpace
 
         if not isinstance(priors, dict) or not priors:
             raise ValueError(f"priors must be a non-empty dict {{name: numpyro distribution}}, got {priors!r}")
@@ -109,7 +109,7 @@ class PriorSpace:
 
     def build(self, values):
         """The model with the given natural values."""
-        from ..nonlinear.parameters import replace_parameters
+        from ..fit.parameters import replace_parameters
         return replace_parameters(self.model, values)
 
     def natural(self, theta) -> np.ndarray:

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..fit import cov_from_unconstrained, cov_to_unconstrained
+from .transforms import cov_from_unconstrained, cov_to_unconstrained
 from ..ssm import StateSpaceModel
 
-__all__ = ["ParameterSpace", "CONSTRAINTS"]
+__all__ = ["ParameterSpace", "CONSTRAINTS", "replace_parameters"]
 
 CONSTRAINTS = ("real", "positive", "cov")
 """The constraint names of :class:`ParameterSpace`."""
