@@ -67,7 +67,10 @@ compiles ``--compile-threads`` at once, then runs. On the H100 (jax 0.11.2) XLA'
 fusion aborted the process while compiling (a Check failure), so it is off unless
 ``--keep-triton-gemm``; 30 programs compiling 12 at once did not finish in 5 minutes (one took
 3 min 46 s), so split a run into commands of under 10 minutes and consider
-``--autotune-level 0``.
+``--autotune-level 0``; it applies to every row alike, but it leaves the ``dot_general``
+transposes of the GP builder's backward pass (``A @ P @ A.T`` under ``vmap``, contracting over
+all T steps) on untuned GEMMs: 60 ms as a program of its own at T = 1e6 on an H100, where
+the kernel path took 55 ms, and 2.2 ms with XLA's default autotuning (README).
 JSON goes to ``$OUT/gp_gpu.json`` when ``OUT`` is set, else ``--json PATH`` or
 ``benchmarks/results/gp_gpu_<device>.json``; rewritten after every row.
 """

@@ -68,8 +68,6 @@ __all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
 
 
 _SCAN_CHUNK = 32
-# Steps of the within-chunk scan in one loop iteration (``lax.scan``'s ``unroll``).
-_SCAN_UNROLL = 1
 
 
 def _outer(x, z):
@@ -84,7 +82,8 @@ def _cholesky(a):
 
     Elementwise operations over the leading axes, which XLA fuses with their neighbours: on a
     GPU ``jnp.linalg.cholesky`` and ``cho_solve`` of a million tiny matrices are batched solver
-    library calls (and their transposes under autodiff), milliseconds each at ``T = 10^6``."""
+    library calls (and their transposes under autodiff); with them the score of a GP at
+    ``T = 10^6`` took 4.6 ms on an H100, without them 1.4 ms (``benchmarks/README.md``)."""
     k = a.shape[-1]
     L = [[None] * k for _ in range(k)]
     for j in range(k):
@@ -214,8 +213,7 @@ def _suffix_compositions(elements, algebra, chunk=_SCAN_CHUNK):
         window = algebra.compose(later, element)
         return window, window
 
-    totals, within = jax.lax.scan(back, algebra.identity(n, dtype, (B, C)), by_step, reverse=True,
-                                  unroll=_SCAN_UNROLL)
+    totals, within = jax.lax.scan(back, algebra.identity(n, dtype, (B, C)), by_step, reverse=True)
     chunk_suffixes = _suffix_doubling(totals, algebra)
     after = [jnp.concatenate([x[:, 1:], i], axis=1)
              for x, i in zip(chunk_suffixes, algebra.identity(n, dtype, (B, 1)))]
