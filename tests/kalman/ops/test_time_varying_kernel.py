@@ -8,7 +8,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from kalman.ops.arrays import max_rel, psd
 
 from probssm import gp, kalman
@@ -153,3 +152,26 @@ def test_gp_on_irregular_times_runs_the_kernel():
             for method in ("kernel", "sequential")))(theta)
         assert float(abs(v_k - v_s)) < 1e-9 * float(abs(v_s))
         assert max_rel(g_k, g_s) < 1e-9
+
+
+def test_time_varying_kernels_lower_to_triton_for_cuda():
+    """The time-varying programs compile to Triton IR (checked here without a GPU), one
+    launch for each of the time-invariant model's."""
+    T = 1000
+    eye = np.eye(2, dtype=np.float32)
+
+    def steps(a):
+        return np.broadcast_to(a, (T,) + a.shape)
+
+    fixed = kalman.LGSSM(0.9 * eye, eye, np.ones((1, 2), np.float32), np.eye(1, dtype=np.float32),
+                         np.zeros(2, np.float32), eye)
+    varying = fixed.replace(transition_matrix=steps(0.9 * eye), transition_cov=steps(eye),
+                            observation_cov=steps(np.eye(1, dtype=np.float32)))
+    y = jax.ShapeDtypeStruct((2, T, 1), jnp.float32)
+    unchecked = [jax.export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")]
+    for fn in (filter_kernel.filter_batch, filter_kernel.log_likelihood_batch,
+               filter_kernel.smooth_batch):
+        counts = [jax.export.export(jax.jit(functools.partial(fn, interpret=False)),
+                                    platforms=["cuda"], disabled_checks=unchecked)(model, y)
+                  .mlir_module().count("__gpu$xla.gpu.triton") for model in (fixed, varying)]
+        assert counts[0] == counts[1] > 0, (fn.__name__, counts)
