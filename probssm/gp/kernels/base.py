@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...kalman._linalg import matmul
+
 __all__ = ["Kernel", "Sum", "Product", "SDE", "as_times", "register_kernel"]
 
 
@@ -181,7 +183,10 @@ class Kernel:
         P_\\infty A^T` (plus :math:`16 \\epsilon \\max_i P_{\\infty,ii} I` against round-off)."""
         A = self.stationary_transition_matrix(dt)
         P = self.sde().stationary_cov
-        Q = P - A @ P @ A.T
+        # Elementwise products (kalman._linalg.matmul), not a dot_general: vmapped over 1e6
+        # gaps, XLA makes the matrix products and their transposes batched GEMMs of tiny
+        # blocks, which on a GPU took 60 ms of the gradient against 0.3 ms this way.
+        Q = P - matmul(matmul(A, P), A.T)
         # The subtraction rounds at eps |P|, so over a short gap Q can come out indefinite by
         # that much (an eigenvalue of -9e-18 at unit variance), which the square-root filters
         # cannot factor. Adding 16 eps max(diag P) I keeps it PSD and changes covariances by a
@@ -448,8 +453,8 @@ class Product(_Composite):
         for k in self.kernels[1:]:
             A2, Q2 = k.transition(t, dt)
             P2 = k.marginal_cov(t)
-            P2_next = A2 @ P2 @ A2.T + Q2
-            Q = jnp.kron(Q, P2_next) + jnp.kron(A @ P @ A.T, Q2)
+            P2_next = matmul(matmul(A2, P2), A2.T) + Q2
+            Q = jnp.kron(Q, P2_next) + jnp.kron(matmul(matmul(A, P), A.T), Q2)
             A, P = jnp.kron(A, A2), jnp.kron(P, P2)
         return A, 0.5 * (Q + Q.T)
 

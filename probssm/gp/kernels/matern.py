@@ -106,7 +106,9 @@ class _Matern(Kernel):
         coefficients = [jnp.ones_like(x)]
         for _ in range(self.p):
             coefficients.append(coefficients[-1] * x)
-        return jnp.exp(-x) * jnp.tensordot(jnp.stack(coefficients), powers, axes=1)
+        # a sum of scaled constant matrices (elementwise; a tensordot would be a dot_general,
+        # slow under vmap on a GPU, see Kernel.transition)
+        return jnp.exp(-x) * sum(c * power for c, power in zip(coefficients, powers))
 
     def evaluate(self, t1, t2):
         u = self.rate * jnp.abs(t1 - t2)

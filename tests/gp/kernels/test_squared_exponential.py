@@ -69,7 +69,9 @@ def test_documented_bound(lengthscale, tolerance):
 @given(log_lengthscale=st.floats(-4.0, 4.0), variance=st.floats(1e-3, 1e3), seed=st.integers(0, 2**16))
 def test_bound_for_every_lengthscale(log_lengthscale, variance, seed):
     kernel = SquaredExponential(10.0**log_lengthscale, variance=variance, tolerance=approximation_error(ORDER))
-    assert relative_error(kernel, times(seed, kernel.lengthscale)) <= approximation_error(ORDER)
+    # The bound is attained (a supremum), so the state-space covariance's round-off (~1e-9 of
+    # it, from the products of the 6 x 6 transition) may just cross it.
+    assert relative_error(kernel, times(seed, kernel.lengthscale)) <= approximation_error(ORDER) * (1 + 1e-6)
 
 
 def test_sde_is_consistent():
