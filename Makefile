@@ -37,15 +37,21 @@ demo: $(VENV)/.core
 	$(PY) -m probssm demo --output output
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-test: $(VENV)/.test
+test: $(VENV)/.test $(VENV)/.deep
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
 docs: $(VENV)/.docs
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
-install-deep: $(VENV)/.core
+# The deep extra (torch first, from the local CPU wheel, then pyro-ppl) and Triton, whose
+# interpreter runs the selective-scan kernel's tests on the CPU.
+$(VENV)/.deep: pyproject.toml $(VENV)/.core
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e ".[deep]"
+	$(PIP) install -q "triton==3.9.0"
+	touch $@
+
+install-deep: $(VENV)/.deep
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/kalman_cpu.py

@@ -24,7 +24,7 @@ _LAZY = {
     "load": "probssm.base",
     "NotFittedError": "probssm.base",
 }
-_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "smc", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
+_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "smc", "deep", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 
