@@ -236,7 +236,7 @@ def test_kernel_gradients_equal_sequential():
         np.testing.assert_allclose(kernel, sequential, rtol=1e-9)
 
 
-@pytest.mark.parametrize("case", ["diffuse", "time_varying", "batched_model", "large_state"])
+@pytest.mark.parametrize("case", ["diffuse", "batched_model", "large_state"])
 def test_unsupported_inputs_fall_back_with_the_same_results(case):
     rng = np.random.default_rng(10)
     with jax.enable_x64(True):
@@ -245,11 +245,9 @@ def test_unsupported_inputs_fall_back_with_the_same_results(case):
         y = _y(rng, (2, 20, 2))
         if case == "diffuse":
             model = model.replace(initial_diffuse_cov=np.eye(n))
-        if case == "time_varying":
-            model = model.replace(transition_matrix=np.stack([model.transition_matrix] * 20))
         if case == "batched_model":
             model = model.replace(transition_cov=np.stack([model.transition_cov] * 2), time_varying=())
-        smoothed = case in ("diffuse", "time_varying")
+        smoothed = case == "diffuse"
         # One program for the case (the model a concrete constant: routed as an eager call).
         seq, ker, ll, ker_s = jax.jit(lambda y_: (
             kalman.smooth(model, y_, method="sequential"),
