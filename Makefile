@@ -38,8 +38,8 @@ demo: $(VENV)/.core
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
 # Tests that load a second copy of LLVM (torch/Triton for tests/deep; numba, through the
-# `particles` reference, for the SMC comparisons) run in pytest processes of their own: XLA's CPU
-# compiler segfaulted compiling later JAX tests in workers that had loaded numba.
+# `particles` reference, for the SMC comparisons) run in pytest processes of their own, apart
+# from the JAX workers.
 OWN_PROCESS := tests/deep tests/smc/test_particles_reference.py tests/benchmarks/test_particle_filter.py
 test: $(VENV)/.test $(VENV)/.deep
 	$(PY) -m pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(OWN_PROCESS)); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
