@@ -163,6 +163,16 @@ class StateEstimates:
         return pd.DataFrame(parts, index=self.mean.index)
 
     @classmethod
+    def from_moments(cls, mean, cov, index, names, log_likelihood) -> "StateEstimates":
+        """From state means ``(T, n)`` and covariances ``(T, n, n)`` on ``index``, columns
+        ``names``; the standard deviations are :math:`\\sqrt{\\max(0, P_{t,ii})}`."""
+        mean, cov = np.asarray(mean), np.asarray(cov)
+        std = np.sqrt(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0, None))
+        return cls(mean=pd.DataFrame(mean, index=index, columns=names),
+                   std=pd.DataFrame(std, index=index, columns=names),
+                   cov=cov, log_likelihood=float(log_likelihood))
+
+    @classmethod
     def stack(cls, parts: dict) -> "StateEstimates":
         """The estimates of independent series (``series_id -> StateEstimates``) as one:
         ``mean``/``std`` indexed by ``(series_id, time)``, ``cov`` ``(sum of T, n, n)`` in the

@@ -133,11 +133,7 @@ class _NonlinearForecaster(BaseForecaster):
         return [f"state_{i}" for i in range(self._filtered[0].shape[1])]
 
     def _estimates(self, mean, cov, loglik) -> StateEstimates:
-        names = self._state_names()
-        std = np.sqrt(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0, None))
-        return StateEstimates(mean=pd.DataFrame(mean, index=self._y.index, columns=names),
-                              std=pd.DataFrame(std, index=self._y.index, columns=names),
-                              cov=cov, log_likelihood=float(loglik))
+        return StateEstimates.from_moments(mean, cov, self._y.index, self._state_names(), loglik)
 
     def _filter(self) -> StateEstimates:
         return self._estimates(*self._filtered, self.log_likelihood_)
