@@ -21,6 +21,8 @@ _LAZY = {
     "ExtendedKalmanFilter": "probssm.nonlinear.estimator",
     "UnscentedKalmanFilter": "probssm.nonlinear.estimator",
     "ParticleFilter": "probssm.smc.estimator",
+    "MambaForecaster": "probssm.deep",
+    "DeepStateForecaster": "probssm.deep",
     "load": "probssm.base",
     "NotFittedError": "probssm.base",
 }

@@ -11,7 +11,9 @@ SCRIPT = """
 import sys
 import probssm, probssm.deep
 assert "torch" not in sys.modules, "import probssm.deep imported torch"
-assert sorted(dir(probssm.deep)) == ["layers", "ops"]
+assert sorted(dir(probssm.deep)) == ["DeepStateForecaster", "MambaForecaster", "heads", "layers",
+                                     "ops", "training"]
+assert "torch" not in sys.modules, "dir(probssm.deep) imported torch"
 from probssm.deep.layers import Mamba
 from probssm.deep.ops import selective_scan
 import probssm.deep.layers, probssm.deep.ops
