@@ -147,7 +147,8 @@ def simulate(s: Structure, state: dist.MultivariateNormal, Q, obs_sd, offset, n_
     paths = []
     for k in range(Q.shape[1]):
         x = x @ F.T + noise.sample((n_samples,))[:, :, k]
-        paths.append(x @ H + offset[:, k] + obs_sd[:, k] * torch.randn_like(offset[:, k]))
+        eps = torch.randn((n_samples,) + offset[:, k].shape, dtype=offset.dtype, device=offset.device)
+        paths.append(x @ H + offset[:, k] + obs_sd[:, k] * eps)
     return torch.stack(paths, -1)
 
 
