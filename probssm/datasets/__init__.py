@@ -55,8 +55,9 @@ def load_us_employment(*, long: bool = False, titles: bool = False):
     fpp3's ``us_employment`` panel (see the module docstring for its provenance), from the
     compressed CSV bundled with probssm. Returns a wide DataFrame ``(237, 148)`` with a monthly
     ``PeriodIndex`` named ``"month"`` and one float column per series, named by its BLS series
-    id (``"CEU0500000001"`` is Total Private); 45 values of three series are missing (NaN)
-    before those series start. With ``long=True``, a ``unique_id``/``ds``/``y`` frame of the
+    id (``"CEU0500000001"`` is Total Private). 45 values are missing (NaN): two series start in
+    January 2001 (``CEU2023800101``, ``CEU2023800201``) and one ends in December 2017
+    (``CEU4245210001``). With ``long=True``, a ``unique_id``/``ds``/``y`` frame of the
     observed values instead. With ``titles=True``, also a Series mapping series id to the
     industry's title: ``(data, titles)``.
     """
