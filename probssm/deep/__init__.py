@@ -20,7 +20,7 @@ import importlib
 _SUBMODULES = ("ops", "layers", "heads", "training")
 _ESTIMATORS = ("MambaForecaster", "DeepStateForecaster")
 
-__all__ = [*_SUBMODULES, *_ESTIMATORS]
+__all__ = list(_SUBMODULES) + list(_ESTIMATORS)
 
 
 def __getattr__(name):

@@ -10,17 +10,16 @@ import torch
 from torch import nn
 
 from .. import _data
-from ..base import BaseForecaster
 from . import panel as panels
 from . import statespace as ss
+from .forecasting import DTYPES, DeepForecaster
 from .network import BACKBONES, make_layer
 from .seeding import seeded, torch_seed
-from .training import TrainingSettings, resolve_device, train
+from .training import TrainingSettings
 from .windows import calendar_features
 
 __all__ = ["DeepStateForecaster"]
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _SEASONS = {"M": 12, "Q": 4, "D": 7, "B": 5, "h": 24, "H": 24}
 
 
@@ -46,7 +45,7 @@ class ParameterNetwork(nn.Module):
         return self.out(e)
 
 
-class DeepStateForecaster(BaseForecaster):
+class DeepStateForecaster(DeepForecaster):
     r"""Deep state-space forecaster: a global network emits a linear-Gaussian model per series.
 
     For series :math:`b`, normalised by its training mean and standard deviation
@@ -97,9 +96,6 @@ class DeepStateForecaster(BaseForecaster):
         :math:`\log p(y_{b,0:T})` in data units, per series, at the kept weights.
     """
 
-    _accepts_exog = True
-    _config_defaults = {"device": "auto", "progress": True, "checkpoint_dir": None}
-
     def __init__(self, horizon=12, season_length=None, trend=True, backbone="lru", d_model=16,
                  n_layers=1, d_state=16, embedding_dim=4, max_epochs=30, batches_per_epoch=10,
                  batch_size=64, learning_rate=1e-2, weight_decay=1e-4, patience=5, grad_clip=1.0,
@@ -141,9 +137,6 @@ class DeepStateForecaster(BaseForecaster):
             season = next((v for k, v in _SEASONS.items() if code.startswith(k) and not code.startswith("min")), 1)
         self._structure = ss.Structure(self.trend, _data.check_int(season, "season_length", 1))
 
-    def _tensor(self, a):
-        return torch.as_tensor(np.asarray(a), dtype=DTYPES[self.dtype])
-
     def _initial(self, B):
         n = self._structure.n
         scale = float(self.prior_scale)
@@ -162,38 +155,17 @@ class DeepStateForecaster(BaseForecaster):
         if (observed.sum(axis=1) < 2).any():
             b = int(np.argmax(observed.sum(axis=1) < 2))
             raise ValueError(f"series {panel.ids[b]!r} has fewer than 2 observed values")
-        self._panel_info = panel
         self._set_data(panel)
         self._loc = np.nanmean(values, axis=1)
         self._scale = np.maximum(np.nanstd(values, axis=1), 1e-8 * np.maximum(np.abs(self._loc), 1.0))
-        self._X, self._exog_columns = None, None
-        if X is not None:
-            self._X, self._exog_columns = panels.read_exog(X, panel.index, panel.ids, None)
-            self._exog_mean = self._X.mean(axis=(0, 1))
-            self._exog_std = np.maximum(self._X.std(axis=(0, 1)), 1e-8)
+        self._set_exog(X, panel)
         self._n_covariates = self._covariates(0, None).shape[-1]
-        device = resolve_device(self.get_config()["device"])
-        seed = torch_seed(self.random_state)
-        with seeded(seed, device):
-            self.network_ = self._build_network().to(DTYPES[self.dtype])
-            train_batches, val_batches = self._batches(np.random.default_rng(seed))
-            checkpoint = self.get_config()["checkpoint_dir"]
-            settings = TrainingSettings(int(self.max_epochs), float(self.learning_rate),
-                                        float(self.weight_decay), int(self.patience), float(self.grad_clip))
-            result = train(self.network_, self._loss, train_batches, val_batches, settings, device,
-                           progress=bool(self.get_config()["progress"]),
-                           checkpoint=None if checkpoint is None else _checkpoint(checkpoint))
-        self.network_.to("cpu")
-        self.history_, self.best_epoch_ = result.history, result.best_epoch
-        self.training_seconds_ = float(result.history["seconds"].sum())
+        self._train(self._loss, self._batches, TrainingSettings(
+            int(self.max_epochs), float(self.learning_rate), float(self.weight_decay), int(self.patience),
+            float(self.grad_clip)))
         self._refilter()
         self.is_fitted_ = True
         return self
-
-    def _set_data(self, panel):
-        self.series_ = list(panel.ids)
-        self._y = _data.SeriesData(panel.values.T.copy(), panel.index, list(panel.ids), panel.layout == "series")
-        self.cutoff_ = panel.index[-1]
 
     def _build_network(self):
         return ParameterNetwork(self.backbone, len(self.series_), self._n_covariates, int(self.embedding_dim),
@@ -203,7 +175,7 @@ class DeepStateForecaster(BaseForecaster):
         """Covariates ``(B, T + h, c)``: calendar features and standardised regressors over the
         data seen and ``h`` steps after it."""
         index = self._y.index
-        B, T = len(self.series_), len(index)
+        B = len(self.series_)
         full = index.append(_data.future_index(index, np.arange(1, h + 1))) if h else index
         cal = calendar_features(full)
         parts = [np.broadcast_to(cal, (B,) + cal.shape)]
@@ -288,16 +260,6 @@ class DeepStateForecaster(BaseForecaster):
         return {**model, "loc": float(self._loc[b]), "scale": float(self._scale[b])}
 
     # -- forecasting --------------------------------------------------------------------------
-    def _future_exog(self, X, h, name="X"):
-        if self._exog_columns is None:
-            if X is not None:
-                raise ValueError(f"{name} was given but the model was fitted without regressors")
-            return None
-        future = _data.future_index(self._y.index, np.arange(1, h + 1))
-        if X is None:
-            raise ValueError(f"{name} is required: the model was fitted with regressors {self._exog_columns}")
-        return panels.read_exog(X, future, self.series_, self._exog_columns, name)[0]
-
     def _future_params(self, h, future_exog):
         T = len(self._y.index)
         Q, sd, d = self._all_params(h, future_exog)
@@ -309,7 +271,7 @@ class DeepStateForecaster(BaseForecaster):
         h = int(np.max(steps))
         with torch.no_grad():
             mean, var = ss.predictive_moments(self._structure, self._state(),
-                                              *self._future_params(h, self._future_exog(X, h)))
+                                              *self._future_params(h, self._exog_after(X, h)))
         mean = mean.double().numpy()[:, steps - 1] * self._scale[:, None] + self._loc[:, None]
         sd = np.sqrt(var.double().numpy()[:, steps - 1]) * self._scale[:, None]
         return steps, mean, sd, self._future(steps)
@@ -345,7 +307,7 @@ class DeepStateForecaster(BaseForecaster):
         self._check_is_fitted()
         steps = _data.forecast_steps(fh, self._y.index)
         h = int(np.max(steps))
-        params = self._future_params(h, self._future_exog(X, h))
+        params = self._future_params(h, self._exog_after(X, h))
         with seeded(torch_seed(random_state), torch.device("cpu")), torch.no_grad():
             paths = ss.simulate(self._structure, self._state(), *params, n).double().numpy()
         draws = paths[:, :, steps - 1] * self._scale[None, :, None] + self._loc[None, :, None]
@@ -353,7 +315,7 @@ class DeepStateForecaster(BaseForecaster):
 
     def _new_data(self, y, X, name, xname):
         new = panels.read_continuation(y, self._panel_info, self._y.index, name)
-        exog = self._future_exog(X, new.shape[1], xname)
+        exog = self._exog_after(X, new.shape[1], xname)
         with torch.no_grad():
             params = self._future_params(new.shape[1], exog)
         return new, exog, params
@@ -368,11 +330,7 @@ class DeepStateForecaster(BaseForecaster):
         with torch.no_grad():
             state = ss.filtered(self._structure, self._state(), *params, z)
         self._filtered = (state.loc, state.covariance_matrix)
-        labels = _data.future_index(self._y.index, np.arange(1, new.shape[1] + 1))
-        if exog is not None:
-            self._X = np.concatenate([self._X, exog], axis=1)
-        self._y = self._y.append(_data.SeriesData(new.T.copy(), labels, self._y.columns, self._y.is_series))
-        self.cutoff_ = labels[-1]
+        self._append(new, exog)
         return self
 
     def score(self, y, X=None) -> float:
@@ -386,69 +344,24 @@ class DeepStateForecaster(BaseForecaster):
         n_obs = (~np.isnan(new)).sum(axis=1)
         return float((ll - n_obs * np.log(self._scale)).sum() / n_obs.sum())
 
-    def filter(self):
-        """Not available yet: ``state_space_model(series)`` gives the model to filter with
-        :func:`probssm.kalman.filter`."""
-        raise NotImplementedError(f"{type(self).__name__}.filter: use state_space_model(series) "
-                                  "with probssm.kalman.filter")
-
-    smooth = filter
-
-    def plot(self, series=None, fh=None, coverage=(0.8, 0.95), ax=None, X=None, history=None):
-        """History and forecast bands of one series (as :meth:`MambaForecaster.plot`)."""
-        from .plotting import plot_series_forecast
-
-        self._check_is_fitted()
-        return plot_series_forecast(self, series, int(self.horizon) if fh is None else fh, coverage, ax, X, history)
-
     def _forecast_bands(self, fh, X, alphas):
         """Point forecasts ``(B, h)``, quantiles ``(B, h, len(alphas))`` and the future index
         (for the plot)."""
         from scipy import stats
 
-        steps, mean, sd, index = self._moments(fh, X)
+        _, mean, sd, index = self._moments(fh, X)
         return mean, mean[..., None] + sd[..., None] * stats.norm.ppf(np.asarray(alphas)), index
 
     # -- persistence ----------------------------------------------------------------------------
-    def _fitted_state(self):
-        from .. import _persistence
+    def _extra_state(self):
+        arrays = {"loc": self._loc, "scale": self._scale, "filtered_mean": self._filtered[0].numpy(),
+                  "filtered_cov": self._filtered[1].numpy(), "log_likelihood": self.log_likelihood_.to_numpy()}
+        return {"n_covariates": int(self._n_covariates)}, arrays
 
-        meta = {"series": _persistence.encode(self.series_), "layout": self._panel_info.layout,
-                "name": self._panel_info.name, "n_covariates": int(self._n_covariates),
-                "best_epoch": int(self.best_epoch_), "history": self.history_.to_dict(orient="list"),
-                "training_seconds": self.training_seconds_}
-        arrays = {f"weight:{k}": v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()}
-        arrays.update(loc=self._loc, scale=self._scale, filtered_mean=self._filtered[0].numpy(),
-                      filtered_cov=self._filtered[1].numpy(),
-                      log_likelihood=self.log_likelihood_.to_numpy())
-        if self._X is not None:
-            arrays.update(exog_mean=self._exog_mean, exog_std=self._exog_std)
-        return meta, arrays
-
-    def _restore_fitted_state(self, meta, arrays):
-        from .. import _persistence
-
+    def _restore_extra_state(self, meta, arrays):
         self._check_hyper(self._y.index)
-        ids = _persistence.decode(meta["series"])
-        self._panel_info = panels.Panel(self._y.values.T.copy(), ids, self._y.index, meta["name"], meta["layout"])
-        self._set_data(self._panel_info)
         self._n_covariates = meta["n_covariates"]
         self._loc, self._scale = arrays["loc"], arrays["scale"]
-        if "exog_mean" in arrays:
-            self._exog_mean, self._exog_std = arrays["exog_mean"], arrays["exog_std"]
-        with seeded(0, torch.device("cpu")):  # initial weights are overwritten just below
-            self.network_ = self._build_network().to(DTYPES[self.dtype])
-        self.network_.load_state_dict({k[len("weight:"):]: torch.as_tensor(v)
-                                       for k, v in arrays.items() if k.startswith("weight:")})
-        self.network_.eval()
         self._filtered = (torch.as_tensor(arrays["filtered_mean"]), torch.as_tensor(arrays["filtered_cov"]))
-        self.log_likelihood_ = pd.Series(arrays["log_likelihood"], index=pd.Index(ids, name="series_id"),
+        self.log_likelihood_ = pd.Series(arrays["log_likelihood"], index=pd.Index(self.series_, name="series_id"),
                                          name="log_likelihood")
-        self.history_ = pd.DataFrame(meta["history"]).rename_axis("epoch")
-        self.best_epoch_, self.training_seconds_ = meta["best_epoch"], meta["training_seconds"]
-
-
-def _checkpoint(folder):
-    from pathlib import Path
-
-    return Path(folder) / "best_weights.pt"

@@ -5,4 +5,4 @@ linear-Gaussian state-space model per series, with the exact Kalman likelihood).
 from .deepstate import DeepStateForecaster
 from .forecaster import MambaForecaster
 
-__all__ = ["MambaForecaster", "DeepStateForecaster"]
+__all__ = ["DeepStateForecaster", "MambaForecaster"]

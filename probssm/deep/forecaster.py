@@ -7,21 +7,20 @@ import numpy as np
 import torch
 
 from .. import _data
-from ..base import BaseForecaster
 from . import panel as panels
+from .forecasting import DTYPES, DeepForecaster
 from .heads import make_head
 from .network import BACKBONES, ChannelNetwork, VariateNetwork
 from .seeding import seeded, torch_seed
-from .training import TrainingSettings, resolve_device, train
+from .training import TrainingSettings
 from .windows import calendar_features, gather_windows
 
 __all__ = ["MambaForecaster"]
 
 MODES = ("channel", "variate")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class MambaForecaster(BaseForecaster):
+class MambaForecaster(DeepForecaster):
     r"""Global deep state-space forecaster over a panel: one network for all series.
 
     Every forecast origin :math:`t` of every series gives a window: the ``lookback`` values
@@ -103,9 +102,6 @@ class MambaForecaster(BaseForecaster):
     ``checkpoint_dir`` (the best weights written there during training).
     """
 
-    _accepts_exog = True
-    _config_defaults = {"device": "auto", "progress": True, "checkpoint_dir": None}
-
     def __init__(self, lookback=36, horizon=12, backbone="mamba", mode="channel", likelihood="normal",
                  quantile_levels=None, revin=True, calendar=True, d_model=32, n_layers=2, d_state=16,
                  max_epochs=30, batches_per_epoch=50, batch_size=128, learning_rate=3e-3,
@@ -168,37 +164,14 @@ class MambaForecaster(BaseForecaster):
         self._check_hyper()
         panel = panels.read_panel(y)
         self._check_data(panel.values, panel.ids, panel.index)
-        self._panel_info = panel
         self._set_data(panel)
-        self._X, self._exog_columns = None, None
-        if X is not None:
-            self._X, self._exog_columns = panels.read_exog(X, panel.index, panel.ids, None)
-            self._exog_mean = self._X.mean(axis=(0, 1))
-            self._exog_std = np.maximum(self._X.std(axis=(0, 1)), 1e-8)
+        self._set_exog(X, panel)
         self._origin = len(panel.index)
         self._n_covariates = self._covariates(None).shape[-1]
-        device = resolve_device(self.get_config()["device"])
-        seed = torch_seed(self.random_state)
-        with seeded(seed, device):
-            self.network_ = self._build_network().to(DTYPES[self.dtype])
-            rng = np.random.default_rng(seed)
-            train_batches, val_batches = self._batches(rng)
-            checkpoint = self.get_config()["checkpoint_dir"]
-            result = train(self.network_, self._loss, train_batches, val_batches, self._settings(),
-                           device, progress=bool(self.get_config()["progress"]),
-                           checkpoint=None if checkpoint is None else _checkpoint_path(checkpoint))
-        self.network_.to("cpu")
-        self.history_, self.best_epoch_ = result.history, result.best_epoch
-        self.training_seconds_ = float(result.history["seconds"].sum())
+        self._train(self._loss, self._batches, self._settings())
         self._state = None
         self.is_fitted_ = True
         return self
-
-    def _set_data(self, panel):
-        self.series_ = list(panel.ids)
-        self._y = _data.SeriesData(panel.values.T.copy(), panel.index, list(panel.ids),
-                                   panel.layout == "series")
-        self.cutoff_ = panel.index[-1]
 
     def _check_data(self, values, ids, index):
         L = int(self.lookback)
@@ -262,7 +235,7 @@ class MambaForecaster(BaseForecaster):
 
     def _batches(self, rng):
         values = self._y.values.T
-        B, T = values.shape
+        T = values.shape[1]
         H, L = int(self.horizon), int(self.lookback)
         cov = self._covariates(None)
         val_series, val_origins = np.zeros(0, int), np.zeros(0, int)
@@ -373,20 +346,9 @@ class MambaForecaster(BaseForecaster):
                              f"{int(np.max(steps))} was asked for: refit with a longer horizon")
         return steps
 
-    def _future_exog(self, X, steps):
-        if self._exog_columns is None:
-            if X is not None:
-                raise ValueError("X was given but the model was fitted without regressors")
-            return None
-        future = _data.future_index(self._y.index, np.arange(1, int(np.max(steps)) + 1))
-        if X is None:
-            raise ValueError(f"X is required: the model was fitted with regressors "
-                             f"{self._exog_columns}; pass their values for {future[0]!r} .. {future[-1]!r}")
-        return panels.read_exog(X, future, self.series_, self._exog_columns)[0]
-
     def _forecast(self, fh, X):
         steps = self._steps(fh)
-        raw, loc, scale = self._encoded(self._future_exog(X, steps))
+        raw, loc, scale = self._encoded(self._exog_after(X, int(np.max(steps))))
         return steps, raw, loc, scale, self._future(steps)
 
     def _forecast_bands(self, fh, X, alphas):
@@ -442,18 +404,9 @@ class MambaForecaster(BaseForecaster):
         variate mode the next forecast reads the latest ``lookback`` steps. Returns ``self``."""
         self._check_is_fitted()
         new = panels.read_continuation(y_new, self._panel_info, self._y.index, "y_new")
-        labels = _data.future_index(self._y.index, np.arange(1, new.shape[1] + 1))
         if self.likelihood == "negbinomial":
-            _check_counts(new, self.series_, labels)
-        if self._exog_columns is not None:
-            if X_new is None:
-                raise ValueError(f"X_new is required: the model was fitted with regressors {self._exog_columns}")
-            exog = panels.read_exog(X_new, labels, self.series_, self._exog_columns, "X_new")[0]
-            self._X = np.concatenate([self._X, exog], axis=1)
-        elif X_new is not None:
-            raise ValueError("X_new was given but the model was fitted without regressors")
-        self._y = self._y.append(_data.SeriesData(new.T.copy(), labels, self._y.columns, self._y.is_series))
-        self.cutoff_ = labels[-1]
+            _check_counts(new, self.series_, _data.future_index(self._y.index, np.arange(1, new.shape[1] + 1)))
+        self._append(new, self._exog_after(X_new, new.shape[1], "X_new"))
         return self
 
     def score(self, y, X=None) -> float:
@@ -464,61 +417,20 @@ class MambaForecaster(BaseForecaster):
         new = panels.read_continuation(y, self._panel_info, self._y.index, "y")
         steps = np.arange(1, new.shape[1] + 1)
         self._steps(steps)
-        raw, loc, scale = self._encoded(self._future_exog(X, steps))
+        raw, loc, scale = self._encoded(self._exog_after(X, new.shape[1]))
         target = torch.as_tensor(np.nan_to_num(new), dtype=raw.dtype)
         observed = ~np.isnan(new)
         with torch.no_grad():
             logp = self._head.log_prob(raw[:, :new.shape[1]], loc, scale, target).double().numpy()
         return float(logp[observed].mean())
 
-    def filter(self):
-        """Not available: the network's state is not a probabilistic latent state (use
-        :class:`DeepStateForecaster` for filtered states)."""
-        raise NotImplementedError(f"{type(self).__name__} has no probabilistic latent state")
-
-    smooth = filter
-
-    def plot(self, series=None, fh=None, coverage=(0.8, 0.95), ax=None, X=None, history=None):
-        """History (the last ``history`` steps; all by default) and forecasts with nested bands of
-        one series (``series``: an id; the first by default). Returns the Axes."""
-        from .plotting import plot_series_forecast
-
-        self._check_is_fitted()
-        return plot_series_forecast(self, series, int(self.horizon) if fh is None else fh, coverage, ax, X, history)
-
     # -- persistence ----------------------------------------------------------------------------
-    def _fitted_state(self):
-        from .. import _persistence
+    def _extra_state(self):
+        return {"origin": int(self._origin), "n_covariates": int(self._n_covariates)}, {}
 
-        meta = {"series": _persistence.encode(self.series_), "layout": self._panel_info.layout,
-                "name": self._panel_info.name, "origin": int(self._origin),
-                "n_covariates": int(self._n_covariates), "best_epoch": int(self.best_epoch_),
-                "history": self.history_.to_dict(orient="list"),
-                "training_seconds": self.training_seconds_}
-        arrays = {f"weight:{k}": v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()}
-        if self._X is not None:
-            arrays.update(exog_mean=self._exog_mean, exog_std=self._exog_std)
-        return meta, arrays
-
-    def _restore_fitted_state(self, meta, arrays):
-        import pandas as pd
-
-        from .. import _persistence
-
+    def _restore_extra_state(self, meta, arrays):
         self._check_hyper()
-        ids = _persistence.decode(meta["series"])
-        self._panel_info = panels.Panel(self._y.values.T.copy(), ids, self._y.index, meta["name"], meta["layout"])
-        self._set_data(self._panel_info)
         self._origin, self._n_covariates = meta["origin"], meta["n_covariates"]
-        if "exog_mean" in arrays:
-            self._exog_mean, self._exog_std = arrays["exog_mean"], arrays["exog_std"]
-        with seeded(0, torch.device("cpu")):  # initial weights are overwritten just below
-            self.network_ = self._build_network().to(DTYPES[self.dtype])
-        state = {k[len("weight:"):]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("weight:")}
-        self.network_.load_state_dict(state)
-        self.network_.eval()
-        self.history_ = pd.DataFrame(meta["history"]).rename_axis("epoch")
-        self.best_epoch_, self.training_seconds_ = meta["best_epoch"], meta["training_seconds"]
         self._state = None
 
 
@@ -530,8 +442,3 @@ def _check_counts(values, ids, index):
         raise ValueError(f"likelihood='negbinomial' needs non-negative integer counts; series "
                          f"{ids[b]!r} has {values[b, t]} at {index[t]!r}")
 
-
-def _checkpoint_path(folder):
-    from pathlib import Path
-
-    return Path(folder) / "best_weights.pt"

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pyro import distributions as dist
 from scipy import stats
 
-__all__ = ["Head", "NormalHead", "StudentTHead", "NegativeBinomialHead", "QuantileHead", "make_head"]
+__all__ = ["Head", "NegativeBinomialHead", "NormalHead", "QuantileHead", "StudentTHead", "make_head"]
 
 _MIN_SCALE = 1e-4
 

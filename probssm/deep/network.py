@@ -38,7 +38,7 @@ from torch import nn
 
 from .layers import LRU, S4D, Mamba, Mamba2
 
-__all__ = ["BACKBONES", "make_layer", "ChannelNetwork", "VariateNetwork"]
+__all__ = ["BACKBONES", "ChannelNetwork", "VariateNetwork", "make_layer"]
 
 BACKBONES = ("mamba", "mamba2", "s4d", "lru")
 

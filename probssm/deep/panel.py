@@ -20,8 +20,15 @@ import pandas as pd
 
 from .. import _data
 
-__all__ = ["Panel", "read_panel", "read_continuation", "read_exog", "write_point", "write_table",
-           "write_samples"]
+__all__ = [
+    "Panel",
+    "read_continuation",
+    "read_exog",
+    "read_panel",
+    "write_point",
+    "write_samples",
+    "write_table",
+]
 
 LAYOUTS = ("series", "wide", "stacked", "long")
 

@@ -11,7 +11,7 @@ import torch
 
 from .. import _data
 
-__all__ = ["torch_seed", "seeded"]
+__all__ = ["seeded", "torch_seed"]
 
 
 def torch_seed(random_state) -> int:

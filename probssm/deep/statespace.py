@@ -38,8 +38,18 @@ import numpy as np
 import torch
 from pyro import distributions as dist
 
-__all__ = ["Structure", "transition_matrix", "observation_vector", "time_varying", "log_likelihood",
-           "filtered", "predictive_moments", "simulate", "to_kalman", "N_OUTPUTS"]
+__all__ = [
+    "N_OUTPUTS",
+    "Structure",
+    "filtered",
+    "log_likelihood",
+    "observation_vector",
+    "predictive_moments",
+    "simulate",
+    "time_varying",
+    "to_kalman",
+    "transition_matrix",
+]
 
 N_OUTPUTS = 5
 """Raw network outputs per step: level, slope and season noise, observation noise, offset."""

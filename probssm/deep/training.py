@@ -25,8 +25,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-__all__ = ["TrainingSettings", "TrainingResult", "train", "resolve_device", "save_weights",
-           "load_weights"]
+__all__ = [
+    "TrainingResult",
+    "TrainingSettings",
+    "load_weights",
+    "resolve_device",
+    "save_weights",
+    "train",
+]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["calendar_features", "window_stats", "WindowBatch", "gather_windows"]
+__all__ = ["WindowBatch", "calendar_features", "gather_windows", "window_stats"]
 
 
 def _cycle(position, period) -> list:
@@ -86,7 +86,7 @@ def gather_windows(values: np.ndarray, covariates: np.ndarray, series: np.ndarra
                    dtype: torch.dtype) -> WindowBatch:
     """The windows of ``series[i]`` at ``origins[i]`` from ``values`` ``(B, T)`` (NaN missing,
     targets past ``T`` missing) and ``covariates`` ``(B, T + horizon, c)``."""
-    B, T = values.shape
+    B = values.shape[0]
     padded = np.concatenate([values, np.full((B, horizon), np.nan)], axis=1)
     steps = origins[:, None] + np.arange(-lookback, horizon)[None, :]
     y = padded[series[:, None], steps]
@@ -96,7 +96,7 @@ def gather_windows(values: np.ndarray, covariates: np.ndarray, series: np.ndarra
     z = np.where(observed, (np.nan_to_num(past) - loc[:, None]) / scale[:, None], 0.0)
     cov = covariates[series[:, None], steps]
     inputs = np.concatenate([z[..., None], observed[..., None].astype(np.float64), cov[:, :lookback]], axis=-1)
-    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
     return WindowBatch(
         inputs=as_t(inputs), mask=torch.as_tensor(observed), future=as_t(cov[:, lookback:]),
         target=as_t(np.nan_to_num(future)), target_mask=torch.as_tensor(~np.isnan(future)),

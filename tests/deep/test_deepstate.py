@@ -9,13 +9,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pyro")
 jax = pytest.importorskip("jax")
 
-import jax.numpy as jnp  # noqa: E402
+import jax.numpy as jnp
 
-import probssm  # noqa: E402
-from probssm import kalman, metrics  # noqa: E402
-from probssm.deep import DeepStateForecaster  # noqa: E402
+import probssm
+from probssm import kalman, metrics
+from probssm.deep import DeepStateForecaster
 
-from .test_forecaster import seasonal_panel  # noqa: E402
+from .test_forecaster import seasonal_panel
 
 H = 12
 

@@ -8,11 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pyro")
 
-import probssm  # noqa: E402
-from probssm import metrics  # noqa: E402
-from probssm.deep import MambaForecaster  # noqa: E402
-from probssm.deep.training import load_weights, save_weights  # noqa: E402
-from probssm.deep.windows import gather_windows  # noqa: E402
+import probssm
+from probssm import metrics
+from probssm.deep import MambaForecaster
+from probssm.deep.training import load_weights, save_weights
+from probssm.deep.windows import gather_windows
 
 H, L = 12, 24
 SMALL = dict(lookback=L, horizon=H, d_model=16, n_layers=1, d_state=8, batch_size=64)
@@ -117,7 +117,7 @@ def test_update_equals_a_forward_pass_over_the_longer_window(panel):
 
 
 def test_save_load_round_trips_predictions_exactly(fitted, panel, tmp_path):
-    train, test = panel
+    _, test = panel
     est = fitted
     path = est.save(tmp_path / "model")
     loaded = probssm.load(path)

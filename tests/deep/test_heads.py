@@ -6,11 +6,16 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pyro")
 
-from scipy import stats  # noqa: E402
+from scipy import stats
 
-from probssm import metrics  # noqa: E402
-from probssm.deep.heads import (NegativeBinomialHead, NormalHead, QuantileHead,  # noqa: E402
-                                StudentTHead, make_head)
+from probssm import metrics
+from probssm.deep.heads import (
+    NegativeBinomialHead,
+    NormalHead,
+    QuantileHead,
+    StudentTHead,
+    make_head,
+)
 
 ALPHAS = [0.05, 0.25, 0.5, 0.9]
 
