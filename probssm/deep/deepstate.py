@@ -188,7 +188,11 @@ class DeepStateForecaster(DeepForecaster):
         return (values - self._loc[:, None]) / self._scale[:, None]
 
     def _params(self, network, covariates, series):
-        return ss.time_varying(self._structure, network(covariates, series))
+        # The network may run under bf16 autocast; the model's parameters and the Kalman
+        # recursions stay in the estimator's dtype.
+        raw = network(covariates, series).to(DTYPES[self.dtype])
+        with torch.autocast(raw.device.type, enabled=False):
+            return ss.time_varying(self._structure, raw)
 
     def _batches(self, rng):
         z = self._normalised(self._y.values.T)
@@ -215,11 +219,15 @@ class DeepStateForecaster(DeepForecaster):
         Q, sd, d = self._params(network, batch["covariates"], batch["series"])
         y = batch["y"]
         initial = self._initial(y.shape[0])
-        total = ss.log_likelihood(self._structure, initial, Q, sd, d, y)
+        initial = torch.distributions.MultivariateNormal(initial.loc.to(y.device),
+                                                         scale_tril=initial.scale_tril.to(y.device))
         split = int(batch["split"][0])
-        if split == y.shape[1]:
-            return -total.sum() / (~torch.isnan(y)).sum()
-        head = ss.log_likelihood(self._structure, initial, Q[:, :split], sd[:, :split], d[:, :split], y[:, :split])
+        with torch.autocast(y.device.type, enabled=False):
+            total = ss.log_likelihood(self._structure, initial, Q, sd, d, y)
+            if split == y.shape[1]:
+                return -total.sum() / (~torch.isnan(y)).sum()
+            head = ss.log_likelihood(self._structure, initial, Q[:, :split], sd[:, :split], d[:, :split],
+                                     y[:, :split])
         return -(total - head).sum() / (~torch.isnan(y[:, split:])).sum().clamp(min=1)
 
     # -- the filtered state -------------------------------------------------------------------

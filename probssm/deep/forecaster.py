@@ -45,8 +45,11 @@ class MambaForecaster(DeepForecaster):
         first observation to the end of the data.
     horizon : int
         Steps :math:`H` forecast at once; forecasts go up to ``horizon`` steps ahead.
-    backbone : ``"mamba"``, ``"mamba2"``, ``"s4d"`` or ``"lru"``
-        The sequence layer (:mod:`probssm.deep.layers`).
+    backbone : ``"mamba2"``, ``"mamba"``, ``"s4d"`` or ``"lru"``
+        The sequence layer (:mod:`probssm.deep.layers`). The default, the Mamba-2 block, computes
+        its scan as matrix products and trains fast on a CPU as well as on a GPU; ``"mamba"``'s
+        selective scan runs fused Triton kernels on CUDA but the slower reference scan on a CPU
+        (about 15x the time of ``"mamba2"`` per training step on the employment panel).
     mode : ``"channel"`` or ``"variate"``
         ``"channel"``: each series is a sequence over time (channel independence), encoded
         recurrently. ``"variate"``: the series of the panel are the tokens (S-Mamba), read in
@@ -102,9 +105,9 @@ class MambaForecaster(DeepForecaster):
     ``checkpoint_dir`` (the best weights written there during training).
     """
 
-    def __init__(self, lookback=36, horizon=12, backbone="mamba", mode="channel", likelihood="normal",
+    def __init__(self, lookback=36, horizon=12, backbone="mamba2", mode="channel", likelihood="normal",
                  quantile_levels=None, revin=True, calendar=True, d_model=32, n_layers=2, d_state=16,
-                 max_epochs=30, batches_per_epoch=50, batch_size=128, learning_rate=3e-3,
+                 max_epochs=20, batches_per_epoch=30, batch_size=128, learning_rate=3e-3,
                  weight_decay=1e-4, patience=5, grad_clip=1.0, validation=True, dtype="float32",
                  random_state=None):
         self.lookback = lookback
