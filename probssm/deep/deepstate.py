@@ -250,6 +250,40 @@ class DeepStateForecaster(DeepForecaster):
                                          index=pd.Index(self.series_, name="series_id"), name="log_likelihood")
         self._filtered = (state.loc, state.covariance_matrix)
 
+    def _states(self, smooth: bool):
+        from ..base import StateEstimates
+
+        z = self._tensor(self._normalised(self._y.values.T))
+        Q, sd, d = self._all_params()
+        initial = self._initial(z.shape[0])
+        with torch.no_grad():
+            mean, cov = ss.filter_smooth(self._structure, initial, Q, sd, d, z, smooth=smooth)
+            ll = ss.log_likelihood(self._structure, initial, Q, sd, d, z).double().numpy()
+        mean, cov = mean.double().numpy(), cov.double().numpy()
+        n_obs = (~np.isnan(self._y.values.T)).sum(axis=1)
+        names = ["level"] + (["slope"] if self.trend else []) + \
+            [f"season{j}" for j in range(1, self._structure.n - self._structure.season_start + 1)]
+        parts = {}
+        for b, sid in enumerate(self.series_):
+            m = mean[b] * self._scale[b]
+            m[:, 0] += self._loc[b]
+            parts[sid] = StateEstimates.from_moments(m, cov[b] * self._scale[b] ** 2, self._y.index, names,
+                                                     ll[b] - n_obs[b] * np.log(self._scale[b]))
+        return StateEstimates.stack(parts)
+
+    def filter(self):
+        r"""Filtered states :math:`p(x_t \mid y_{0:t})` of every series over the data seen, in data
+        units (the level plus the series' mean, slope and seasonal effects times its scale),
+        stacked by series (:meth:`probssm.base.StateEstimates.stack`); the log-likelihood is the
+        sum over series."""
+        self._check_is_fitted()
+        return self._states(smooth=False)
+
+    def smooth(self):
+        r"""Smoothed states :math:`p(x_t \mid y_{0:T-1})` (Rauch-Tung-Striebel), as :meth:`filter`."""
+        self._check_is_fitted()
+        return self._states(smooth=True)
+
     def _state(self):
         return torch.distributions.MultivariateNormal(*self._filtered)
 

@@ -41,6 +41,7 @@ from pyro import distributions as dist
 __all__ = [
     "N_OUTPUTS",
     "Structure",
+    "filter_smooth",
     "filtered",
     "log_likelihood",
     "observation_vector",
@@ -131,6 +132,38 @@ def filtered(s: Structure, initial, Q, obs_sd, offset, y) -> dist.MultivariateNo
     """:math:`p(x_{T-1} \\mid y_{0:T})`, batch ``(B,)``: the next call's ``initial``."""
     hmm, value, _ = _hmm(s, initial, Q, obs_sd, offset, y)
     return hmm.filter(value)
+
+
+def filter_smooth(s: Structure, initial, Q, obs_sd, offset, y, smooth: bool = False):
+    r"""Filtered (or, with ``smooth``, RTS-smoothed) state means ``(B, T, n)`` and covariances
+    ``(B, T, n, n)`` of ``y`` ``(B, T)`` (NaN missing) by the sequential Kalman recursions:
+    predict :math:`m^-_t = F m_{t-1}`, :math:`P^-_t = F P_{t-1} F^\top + Q_t`; at an observed
+    step update with the gain :math:`K_t = P^-_t H^\top / (H P^-_t H^\top + \sigma_t^2)`; smooth
+    backwards with :math:`G_t = P_t F^\top (P^-_{t+1})^{-1}`."""
+    F = transition_matrix(s, Q.dtype).to(Q.device)
+    H = observation_vector(s, Q.dtype).to(Q.device)
+    m, P = initial.loc, initial.covariance_matrix
+    means, covs, pred = [], [], []
+    for t in range(y.shape[1]):
+        m, P = m @ F.T, F @ P @ F.T + Q[:, t]
+        pred.append((m, P))
+        observed = ~torch.isnan(y[:, t])
+        PH = P @ H
+        S = PH @ H + obs_sd[:, t] ** 2
+        K = PH / S[:, None]
+        innovation = torch.where(observed, y[:, t] - m @ H - offset[:, t], torch.zeros_like(S))
+        m = m + K * innovation[:, None]
+        P = torch.where(observed[:, None, None], P - K[:, :, None] * K[:, None, :] * S[:, None, None], P)
+        P = 0.5 * (P + P.transpose(-1, -2))
+        means.append(m)
+        covs.append(P)
+    if smooth:
+        for t in range(y.shape[1] - 2, -1, -1):
+            m_next, P_next = pred[t + 1]
+            G = torch.linalg.solve(P_next, F @ covs[t]).transpose(-1, -2)
+            means[t] = means[t] + ((means[t + 1] - m_next)[:, None, :] @ G.transpose(-1, -2))[:, 0]
+            covs[t] = covs[t] + G @ (covs[t + 1] - P_next) @ G.transpose(-1, -2)
+    return torch.stack(means, 1), torch.stack(covs, 1)
 
 
 def predictive_moments(s: Structure, state: dist.MultivariateNormal, Q, obs_sd, offset):

@@ -96,3 +96,24 @@ def test_bad_input(data):
     one.iloc[1:, 0] = np.nan
     with pytest.raises(ValueError, match="series 's0' has fewer than 2 observed values"):
         DeepStateForecaster().fit(one)
+
+
+def test_filter_and_smooth_equal_probssm_kalman(fitted64, data):
+    train, _ = data
+    filtered, smoothed = fitted64.filter(), fitted64.smooth()
+    assert filtered.log_likelihood == pytest.approx(fitted64.log_likelihood_.sum(), abs=1e-8)
+    for sid in ["s1", "s2"]:  # the series with missing months
+        m = fitted64.state_space_model(sid)
+        z = ((train[sid].to_numpy() - m["loc"]) / m["scale"])[:, None]
+        fields = {k: jnp.asarray(v) for k, v in m.items() if k not in ("loc", "scale")}
+        with jax.enable_x64(True):
+            model = kalman.LGSSM(**fields)
+            kf, ks = kalman.filter(model, jnp.asarray(z)), kalman.smooth(model, jnp.asarray(z))
+        for ours, ref_mean, ref_cov in ((filtered, kf.mean, kf.cov), (smoothed, ks.mean, ks.cov)):
+            mean = ours.mean.loc[sid].to_numpy()
+            ref = np.asarray(ref_mean) * m["scale"]
+            ref[:, 0] += m["loc"]
+            np.testing.assert_allclose(mean, ref, atol=1e-6 * m["scale"])
+            np.testing.assert_allclose(ours.std.loc[sid].to_numpy(),
+                                       np.sqrt(np.diagonal(np.asarray(ref_cov), axis1=1, axis2=2)) * m["scale"],
+                                       atol=1e-6 * m["scale"])
