@@ -91,7 +91,9 @@ class DeepForecaster(BaseForecaster):
 
     # -- shared methods -------------------------------------------------------------------------------
     def filter(self):
-        """Not available: these estimators keep no filtered-state summary over the history."""
+        """Not available for a network without a probabilistic latent state
+        (:class:`~probssm.deep.MambaForecaster`); :class:`~probssm.deep.DeepStateForecaster`
+        overrides it."""
         raise NotImplementedError(f"{type(self).__name__} has no filter() / smooth()")
 
     smooth = filter
