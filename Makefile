@@ -37,13 +37,11 @@ demo: $(VENV)/.core
 	$(PY) -m probssm demo --output output
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-# Tests that load a second copy of LLVM (torch/Triton for tests/deep; numba, through the
-# `particles` reference, for the SMC comparisons) run in pytest processes of their own, apart
-# from the JAX workers.
-OWN_PROCESS := tests/deep tests/smc/test_particles_reference.py tests/benchmarks/test_particle_filter.py
+# The PyTorch tests (tests/deep) run in a pytest process of their own after the JAX tests: they
+# share nothing with them, and neither set of workers then carries the other's libraries.
 test: $(VENV)/.test $(VENV)/.deep
-	$(PY) -m pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(OWN_PROCESS)); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
-	for part in $(OWN_PROCESS); do $(PY) -m pytest -q --durations=5 $$part; r=$$?; if [ $$r -ne 0 ] && [ $$r -ne 5 ]; then rc=1; fi; done; \
+	$(PY) -m pytest $(PYTEST_ARGS) --ignore=tests/deep; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
+	$(PY) -m pytest -q --durations=5 tests/deep; r=$$?; if [ $$r -ne 0 ] && [ $$r -ne 5 ]; then rc=1; fi; \
 	exit $$rc
 
 docs: $(VENV)/.docs

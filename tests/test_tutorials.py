@@ -67,9 +67,10 @@ def test_tutorial_executes(path: Path, tmp_path: Path):
     # cell and every check still runs).
     env = dict(os.environ, MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1",
                PROBSSM_TUTORIAL_QUICK="1")
+    km = _kernel_manager(tmp_path)
     client = nbclient.NotebookClient(
         nb,
-        km=_kernel_manager(tmp_path),
+        km=km,
         timeout=CELL_TIMEOUT,
         allow_errors=False,
         resources={"metadata": {"path": str(workdir)}},
@@ -78,6 +79,11 @@ def test_tutorial_executes(path: Path, tmp_path: Path):
         client.execute(env=env)
     except nbclient.exceptions.CellExecutionError as err:
         pytest.fail(f"{path.name}: a cell raised\n{_ANSI.sub('', str(err))}", pytrace=False)
+    finally:
+        # nbclient shuts down only kernels it started itself; this one was handed to it, and a
+        # kernel left running holds its memory (about 1 GB) until the test process exits.
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
 
 
 def test_tutorials_exist():
