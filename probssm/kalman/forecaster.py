@@ -357,15 +357,7 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
 
     # -- latent states --------------------------------------------------------------------------
     def _estimates(self, mean, cov, loglik) -> StateEstimates:
-        names = self._state_names()
-        mean, cov = np.asarray(mean), np.asarray(cov)
-        std = np.sqrt(np.clip(np.diagonal(cov, axis1=-2, axis2=-1), 0, None))
-        return StateEstimates(
-            mean=pd.DataFrame(mean, index=self._y.index, columns=names),
-            std=pd.DataFrame(std, index=self._y.index, columns=names),
-            cov=cov,
-            log_likelihood=float(loglik),
-        )
+        return StateEstimates.from_moments(mean, cov, self._y.index, self._state_names(), loglik)
 
     def _filter(self) -> StateEstimates:
         y, aux, T = self._padded_data()
