@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch")
+pytest.importorskip("pyro")
 
-DEEP_MODULES = ("probssm.deep", "probssm.deep.ops", "probssm.deep.layers")
+DEEP_MODULES = ("probssm.deep", "probssm.deep.ops", "probssm.deep.layers",
+                "probssm.deep.estimator", "probssm.deep.heads", "probssm.deep.training",
+                "probssm.deep.statespace", "probssm.deep.windows")
 
 
 def test_deep_public_names_are_documented():
