@@ -37,8 +37,8 @@ demo: $(VENV)/.core
 	$(PY) -m probssm demo --output output
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
-# The PyTorch tests (tests/deep) run in a pytest process of their own after the JAX tests: they
-# share nothing with them, and neither set of workers then carries the other's libraries.
+# The PyTorch tests (tests/deep) run in a pytest process of their own after the JAX tests, so
+# that no JAX worker also carries torch and Triton.
 test: $(VENV)/.test $(VENV)/.deep
 	$(PY) -m pytest $(PYTEST_ARGS) --ignore=tests/deep; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; \
 	$(PY) -m pytest -q --durations=5 tests/deep; r=$$?; if [ $$r -ne 0 ] && [ $$r -ne 5 ]; then rc=1; fi; \
