@@ -13,7 +13,7 @@ from .. import _data
 from . import panel as panels
 from . import statespace as ss
 from .forecasting import DTYPES, DeepForecaster
-from .network import BACKBONES, make_layer
+from .network import make_layer
 from .seeding import seeded, torch_seed
 from .training import TrainingSettings
 from .windows import calendar_features
@@ -122,13 +122,7 @@ class DeepStateForecaster(DeepForecaster):
 
     # -- configuration ----------------------------------------------------------------------
     def _check_hyper(self, index):
-        for name in ("horizon", "d_model", "n_layers", "d_state", "embedding_dim", "max_epochs",
-                     "batches_per_epoch", "batch_size", "patience"):
-            _data.check_int(getattr(self, name), name, 1)
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        self._check_network_settings(extra_ints=("embedding_dim",))
         if not float(self.prior_scale) > 0:
             raise ValueError(f"prior_scale must be positive, got {self.prior_scale}")
         season = self.season_length

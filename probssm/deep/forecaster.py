@@ -10,7 +10,7 @@ from .. import _data
 from . import panel as panels
 from .forecasting import DTYPES, DeepForecaster
 from .heads import make_head
-from .network import BACKBONES, ChannelNetwork, VariateNetwork
+from .network import ChannelNetwork, VariateNetwork
 from .seeding import seeded, torch_seed
 from .training import TrainingSettings
 from .windows import calendar_features, gather_windows
@@ -134,18 +134,9 @@ class MambaForecaster(DeepForecaster):
 
     # -- configuration ----------------------------------------------------------------------
     def _check_hyper(self):
-        for name in ("lookback", "horizon", "d_model", "n_layers", "d_state", "max_epochs",
-                     "batches_per_epoch", "batch_size", "patience"):
-            _data.check_int(getattr(self, name), name, 1)
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        self._check_network_settings(extra_ints=("lookback",))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        for name in ("learning_rate", "grad_clip"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         self._head = make_head(self.likelihood, self.quantile_levels)
 
     def _norm_mode(self) -> str:

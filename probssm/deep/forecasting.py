@@ -12,6 +12,7 @@ import torch
 from .. import _data, _persistence
 from ..base import BaseForecaster
 from . import panel as panels
+from .network import BACKBONES
 from .seeding import seeded, torch_seed
 from .training import TrainingSettings, resolve_device, train
 
@@ -33,6 +34,23 @@ class DeepForecaster(BaseForecaster):
 
     _accepts_exog = True
     _config_defaults: dict = {"device": "auto", "progress": True, "checkpoint_dir": None}  # noqa: RUF012
+
+    # -- configuration --------------------------------------------------------------------------
+    _POSITIVE_INTS = ("horizon", "d_model", "n_layers", "d_state", "max_epochs", "batches_per_epoch",
+                      "batch_size", "patience")
+
+    def _check_network_settings(self, extra_ints=()):
+        """The settings both forecasters share: sizes and training lengths positive integers,
+        a known backbone and dtype, a positive learning rate and clipping norm."""
+        for name in (*self._POSITIVE_INTS, *extra_ints):
+            _data.check_int(getattr(self, name), name, 1)
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        for name in ("learning_rate", "grad_clip"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     # -- data -----------------------------------------------------------------------------------
     def _set_data(self, panel: panels.Panel) -> None:
