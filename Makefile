@@ -11,6 +11,10 @@ TORCH ?= torch==2.13.0
 # so that the suite's time budget stays visible. `make test PYTEST_ARGS="-n 2 -m 'not slow'"`
 # skips the long ones.
 PYTEST_ARGS ?= -n 2 --dist loadgroup -q --durations=15
+# The benchmark peers pin older libraries (statsforecast: pandas < 3), so they get an environment
+# of their own and the test environment keeps the pandas a fresh install resolves.
+BENCH_VENV ?= .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
 
 .PHONY: demo test docs install-deep bench clean
 
@@ -22,10 +26,12 @@ $(VENV)/.core: pyproject.toml | $(PY)
 	$(PIP) install -q -e .
 	touch $@
 
+# The test extra holds the reference libraries the tests compare with (filterpy, pykalman, sktime,
+# ...) but not statsforecast, whose pandas < 3 pin would hold the whole suite on pandas 2.
 # particles (the SMC reference) pins numpy<2 in its metadata but runs on numpy 2 with a current
 # numba: installed without its dependency pins.
 $(VENV)/.test: pyproject.toml $(VENV)/.core
-	$(PIP) install -q -e ".[test,bench]"
+	$(PIP) install -q -e ".[test]"
 	$(PIP) install -q numba joblib && $(PIP) install -q --no-deps "particles==0.4"
 	touch $@
 
@@ -57,8 +63,14 @@ $(VENV)/.deep: pyproject.toml $(VENV)/.core
 
 install-deep: $(VENV)/.deep
 
-bench: $(VENV)/.test
-	$(PY) benchmarks/kalman_cpu.py
+$(BENCH_VENV)/.bench: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -q --upgrade pip
+	$(BENCH_PY) -m pip install -q -e ".[bench]"
+	touch $@
+
+bench: $(BENCH_VENV)/.bench
+	$(BENCH_PY) benchmarks/kalman_cpu.py
 
 clean:
-	rm -rf $(VENV) output site .pytest_cache .hypothesis
+	rm -rf $(VENV) $(BENCH_VENV) output site .pytest_cache .hypothesis
