@@ -25,14 +25,15 @@ Metrics (:mod:`probssm.metrics`), averaged over series: MASE with the in-sample 
 scale (``sp=12``), CRPS divided by the series' mean absolute seasonal difference (scale-free,
 comparable across series; from 500 sample paths for the deep models and DeepAR, in closed form
 for the Gaussian forecasts), and the empirical coverage of the 90 % central intervals over all
-held-out values. ``fit s`` is the wall time of ``fit`` on this machine's CPU (one intra-op
-thread).
+held-out values. ``fit s`` is the wall time of ``fit`` on the device given by ``--device``
+(default: this machine's CPU, one intra-op thread).
 
 Usage::
 
     python benchmarks/deep_accuracy.py                  # table on stdout
     python benchmarks/deep_accuracy.py --peers --json   # with NHITS, DeepAR; results/deep_accuracy_cpu.json
     python benchmarks/deep_accuracy.py --quick          # two backbones, short training, 30 series for ETS
+    python benchmarks/deep_accuracy.py --device cuda --deep-only --json $OUT/deep_accuracy_h100.json
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--peers", action="store_true", help="also neuralforecast NHITS and DeepAR")
+    parser.add_argument("--device", default="cpu", help="where the deep models train: cpu or cuda")
+    parser.add_argument("--deep-only", action="store_true", help="leave out seasonal naive and ETS")
     parser.add_argument("--json", nargs="?", const=str(HERE / "results" / "deep_accuracy_cpu.json"))
     args = parser.parse_args(argv)
 
@@ -175,23 +178,27 @@ def main(argv=None):
     torch.set_num_threads(1)
     from probssm.deep import DeepStateForecaster, MambaForecaster
 
+    device = torch.device(args.device)
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"{device_name}")
     train, test = panel()
-    rows = [seasonal_naive(train, test), ets(train, test, 30 if args.quick else None)]
+    rows = [] if args.deep_only else [seasonal_naive(train, test), ets(train, test, 30 if args.quick else None)]
     backbones = ("mamba2", "lru") if args.quick else ("mamba", "mamba2", "s4d", "lru")
     epochs = dict(max_epochs=3, batches_per_epoch=10) if args.quick else dict(max_epochs=10, batches_per_epoch=30)
     for backbone in backbones:
         est = MambaForecaster(lookback=36, horizon=H, backbone=backbone, d_model=32, n_layers=2, d_state=16,
-                              random_state=0, **epochs)
+                              random_state=0, **epochs).set_config(device=args.device)
         rows.append(probssm_model(f"probssm MambaForecaster ({backbone})", est, train, test))
         print(rows[-1], file=sys.stderr, flush=True)
     rows.append(probssm_model("probssm DeepStateForecaster (lru)",
                               DeepStateForecaster(horizon=H, random_state=0,
-                                                  max_epochs=3 if args.quick else 15), train, test))
+                                                  max_epochs=3 if args.quick else 15
+                                                  ).set_config(device=args.device), train, test))
     if args.peers:
         rows += neuralforecast_models(train, test, args.quick)
     table = pd.DataFrame(rows).set_index("model")
     print(f"US employment, {train.shape[1]} series, {len(train)} training months, {H} held out; "
-          f"CPU: {platform.processor() or platform.machine()}, torch threads 1")
+          f"{device_name}")
     print(table.to_markdown(floatfmt=".3f") if _has_tabulate() else table.round(3).to_string())
     if args.json:
         import probssm
@@ -199,7 +206,7 @@ def main(argv=None):
         out = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "command": " ".join(sys.argv), "python": platform.python_version(),
                "probssm": probssm.__version__, "torch": torch.__version__,
-               "machine": platform.platform(), "quick": args.quick, "rows": rows}
+               "machine": platform.platform(), "device": device_name, "quick": args.quick, "rows": rows}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
