@@ -82,6 +82,8 @@ class LocalLevel(LinearGaussianForecaster):
         if np.ptp(y) == 0:
             raise ValueError("y is constant; the local level model's variances are not identified")
         var = np.var(np.diff(y)) if len(y) > 1 else np.var(y)
+        if var == 0:  # a straight line: start from its squared slope (a zero variance has log -inf)
+            var = np.mean(np.diff(y) ** 2)
         return np.array([var / 2, var / 2])
 
     def _to_unconstrained(self, params):
