@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from . import cli_forecast
+
 NILE_UNITS = r"annual flow volume ($10^8\ \mathrm{m}^3$)"
 
 
@@ -75,6 +77,9 @@ def _forecast_table(model, horizon: int):
 
 
 def main(argv=None) -> int:
+    """Run ``probssm <command>`` with the arguments ``argv`` (default: ``sys.argv[1:]``);
+    returns the exit code. ``demo`` fits the Nile data; ``forecast`` fits the user's file
+    (:mod:`probssm.cli_forecast`)."""
     parser = argparse.ArgumentParser(prog="probssm", description="probabilistic state-space models")
     sub = parser.add_subparsers(dest="command", metavar="command")
     parser_demo = sub.add_parser(
@@ -85,9 +90,12 @@ def main(argv=None) -> int:
                              help="forecast years, a positive integer (default: 10)")
     parser_demo.add_argument("--initialization", default="exact_diffuse",
                              choices=["exact_diffuse", "approximate_diffuse"])
+    cli_forecast.add_parser(sub)
     args = parser.parse_args(argv)  # bad arguments exit here (code 2), before any work
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "forecast":
+        return cli_forecast.run(args)
     demo(args.output, args.horizon, args.initialization)
     return 0
