@@ -127,3 +127,24 @@ def test_bad_input_errors(y):
     with pytest.raises(ValueError, match="Forecaster"):
         backtest(LocalLevel(), panel, 2, 2)
     pd.testing.assert_series_equal(y, before)
+
+
+def test_multivariate_series_are_long_over_variables():
+    from probssm.datasets import load_us_employment
+    from probssm.kalman.estimator import KalmanFilter
+
+    y = np.log(load_us_employment()[["CEU0500000001", "CEU0600000001"]].iloc[-90:])
+    eye = np.eye(2)
+    model = KalmanFilter(eye, 1e-5 * eye, eye, 1e-6 * eye)  # fixed matrices: fit only filters
+    result = backtest(model, y, 2, 2, step=3, coverage=0.9, verbose=False)
+    table = result.forecasts
+    assert list(table.columns[:5]) == ["window", "cutoff", "time", "step", "variable"]
+    assert table["variable"].tolist() == ["CEU0500000001", "CEU0600000001"] * 4
+    stop = 90 - 5
+    fit = KalmanFilter(eye, 1e-5 * eye, eye, 1e-6 * eye).fit(y.iloc[:stop])
+    first = table[table["window"] == 0]
+    np.testing.assert_allclose(first["mean"], fit.predict(2).to_numpy().ravel(), rtol=1e-12)
+    obs, mean = first["y"].to_numpy().reshape(2, 2), first["mean"].to_numpy().reshape(2, 2)
+    scale = np.mean(np.abs(np.diff(y.iloc[:stop].to_numpy(), axis=0)), axis=0)
+    expected = np.mean(np.mean(np.abs(obs - mean), axis=0) / scale)  # per-series MASE, averaged
+    np.testing.assert_allclose(result.metrics.loc[0, "mase"], expected, rtol=1e-12)
