@@ -24,7 +24,7 @@ from . import _data, metrics
 from .frontend_fit import clone
 from .frontend_progress import progress
 
-__all__ = ["backtest", "BacktestResult"]
+__all__ = ["backtest", "BacktestResult", "interval_score"]
 
 WINDOWS = ("expanding", "sliding")
 STRATEGIES = ("refit", "update")
@@ -67,7 +67,7 @@ class BacktestResult:
         coverage by default) and the cutoffs as dotted vertical lines; ``history``
         observations before the first cutoff are shown (default: three times the backtested
         span). Returns the matplotlib Axes."""
-        return plot_backtest(self, ax=ax, variable=variable, coverage=coverage, history=history)
+        return _plot_backtest(self, ax=ax, variable=variable, coverage=coverage, history=history)
 
 
 def backtest(estimator, y, h: int, n_windows: int, step: int = 1, *, X=None, window="expanding",
@@ -324,7 +324,7 @@ def _summary(forecasts: pd.DataFrame, per_window: pd.DataFrame, coverages: list)
 
 
 # -- plot ------------------------------------------------------------------------------------
-def plot_backtest(result: BacktestResult, ax=None, variable=None, coverage=None, history=None):
+def _plot_backtest(result: BacktestResult, ax=None, variable=None, coverage=None, history=None):
     """See :meth:`BacktestResult.plot`."""
     import matplotlib.pyplot as plt
 

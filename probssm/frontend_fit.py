@@ -13,6 +13,7 @@ that ends earlier must forecast from its own end.
 from __future__ import annotations
 
 import copy
+import sys
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,9 @@ def named_models(models) -> list[tuple[str, object]]:
             if not callable(getattr(model, method, None)):
                 raise TypeError(f"models[{i}] ({type(model).__name__}) is not a probssm estimator: "
                                 f"it has no {method}()")
+        if _is_global(model):
+            raise TypeError(f"models[{i}] ({type(model).__name__}) is a global model of a whole panel; "
+                            "fit it on the long frame directly: model.fit(df)")
         if alias is not None and not isinstance(alias, str):
             raise TypeError(f"models[{i}]: the alias must be a string, got {alias!r}")
         named.append((alias or type(model).__name__, model))
@@ -49,6 +53,14 @@ def named_models(models) -> list[tuple[str, object]]:
         raise ValueError(f"model names must be unique, {repeated} repeat; name the models with "
                          "(alias, estimator) pairs, e.g. [('LL', LocalLevel()), ('AR1', SARIMAX())]")
     return named
+
+
+def _is_global(model) -> bool:
+    """Whether ``model`` is one of probssm's deep forecasters, which learn one network from all
+    series (checked without importing PyTorch: such a model exists only once its module is
+    loaded)."""
+    deep = sys.modules.get("probssm.deep.forecasting")
+    return deep is not None and isinstance(model, deep.DeepForecaster)
 
 
 def clone(estimator):
