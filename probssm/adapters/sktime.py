@@ -106,8 +106,8 @@ class ProbssmForecaster(_SktimeForecaster):
 
     Examples
     --------
-    >>> from sktime.forecasting.base import ForecastingHorizon
     >>> from probssm import LocalLevel
+    >>> from probssm.adapters.sktime import ProbssmForecaster
     >>> from probssm.datasets import load_nile
     >>> forecaster = ProbssmForecaster(LocalLevel()).fit(load_nile())
     >>> forecaster.predict_interval(fh=[1, 2, 3], coverage=0.9)  # doctest: +SKIP
@@ -129,6 +129,7 @@ class ProbssmForecaster(_SktimeForecaster):
         "requires-fh-in-fit": False,
         "X-y-must-have-same-index": True,
         "fit_is_empty": False,
+        "capability:random_state": True,  # seeds the sample paths behind predict_proba
     }
 
     def __init__(self, estimator, n_samples=1000, random_state=None):
@@ -182,9 +183,8 @@ class ProbssmForecaster(_SktimeForecaster):
             point = point.to_frame()
         point = point.set_axis(list(names), axis=1)
         point.index = self._time_index(point.index)
-        if "pd.Series" in self.get_tag("y_inner_mtype") and len(names) == 1 \
-                and not isinstance(point.index, pd.MultiIndex):
-            return point.iloc[:, 0]
+        if isinstance(self._y, pd.Series):
+            return point.iloc[:, 0].rename(self._y.name)
         return point
 
     def _predict_interval(self, fh, X, coverage):
