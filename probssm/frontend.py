@@ -168,8 +168,7 @@ class Forecaster(BaseEstimator):
                 f"h={h}, n_windows={n_windows}, step_size={step_size}: each series needs more "
                 f"than h + step_size * (n_windows - 1) = {test_size} rows"
             )
-        fitted: dict = {}
-        parts = []
+        fitted, previous, parts = {}, {}, []
         windows = progress(range(n_windows), verbose=self.verbose, desc="cross-validation")
         for i in windows:
             stops = {uid: int(lengths[uid]) - test_size + i * step_size for uid in data.ids}
