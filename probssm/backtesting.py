@@ -143,13 +143,10 @@ def backtest(estimator, y, h: int, n_windows: int, step: int = 1, *, X=None, win
         stop = cutoffs[i]
         start = 0 if length is None else stop - length
         if strategy == "refit" or fitted is None:
-            fitted = _fit(clone(estimator), y.iloc[start:stop], None if X is None else X.iloc[start:stop])
+            fitted = _fit(clone(estimator), y.iloc[start:stop], _rows(X, start, stop))
         else:
-            prev = cutoffs[i - 1]
-            new_X = None if X is None else X.iloc[prev:stop]
-            fitted = fitted.update(y.iloc[prev:stop]) if new_X is None else fitted.update(y.iloc[prev:stop], X_new=new_X)
-        future_X = None if X is None else X.iloc[stop:stop + h]
-        table = _window_forecast(fitted, y, stop, h, coverages, future_X)
+            fitted = _absorb(fitted, y.iloc[cutoffs[i - 1]:stop], _rows(X, cutoffs[i - 1], stop))
+        table = _window_forecast(fitted, y, stop, h, coverages, _rows(X, stop, stop + h))
         rows.append(table.assign(window=i).pipe(_first_columns))
         window_metrics.append(_window_metrics(table, y.iloc[start:stop], coverages, sp))
     forecasts = pd.concat(rows, ignore_index=True)
@@ -202,8 +199,18 @@ def _window_length(window: str, window_length, strategy: str, first: int):
     return length
 
 
+def _rows(X, start: int, stop: int):
+    """Rows ``start:stop`` of the regressors (None without)."""
+    return None if X is None else X.iloc[start:stop]
+
+
 def _fit(estimator, y, X):
     return estimator.fit(y) if X is None else estimator.fit(y, X=X)
+
+
+def _absorb(estimator, y_new, X_new):
+    """``estimator.update`` with the observations after its data (and their regressors)."""
+    return estimator.update(y_new) if X_new is None else estimator.update(y_new, X_new=X_new)
 
 
 # -- one window ----------------------------------------------------------------------------------
@@ -260,23 +267,30 @@ def _first_columns(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _window_metrics(table: pd.DataFrame, train, coverages: list, sp: int) -> dict:
-    """MASE, CRPS, coverage and interval score of one window (NaN when nothing was observed)."""
-    names = ["mase", *(["crps"] if "std" in table else []),
-             *[f"{kind}_{_percent(c)}" for c in coverages for kind in ("coverage", "interval_score")]]
-    seen = table["y"].notna().to_numpy()
-    if not seen.any():
-        return dict.fromkeys(names, np.nan)
+    """MASE of one window, then :func:`_scores` of its rows."""
     m = table["variable"].nunique()
     train_values = np.asarray(train, dtype=np.float64).reshape(len(train), m)
     train_values = train_values[~np.isnan(train_values).any(axis=1)]
-    obs = table["y"].to_numpy()
-    out = {"mase": _mase(table, train_values, m, sp)}
-    if "std" in table:
-        out["crps"] = metrics.crps_gaussian(obs[seen], table["mean"].to_numpy()[seen], table["std"].to_numpy()[seen])
+    return {"mase": _mase(table, train_values, m, sp), **_scores(table, coverages)}
+
+
+def _scores(table: pd.DataFrame, coverages: list) -> dict:
+    """CRPS (with ``std``), coverage and interval score over the observed rows of ``table``
+    (NaN when none was observed)."""
+    names = [*(["crps"] if "std" in table else []),
+             *[f"{kind}_{_percent(c)}" for c in coverages for kind in ("coverage", "interval_score")]]
+    rows = table[table["y"].notna()]
+    if not len(rows):
+        return dict.fromkeys(names, np.nan)
+    obs = rows["y"].to_numpy()
+    out = {}
+    if "std" in rows:
+        out["crps"] = metrics.crps_gaussian(obs, rows["mean"].to_numpy(), rows["std"].to_numpy())
     for c in coverages:
-        lower, upper = table[f"lower_{_percent(c)}"].to_numpy()[seen], table[f"upper_{_percent(c)}"].to_numpy()[seen]
-        out[f"coverage_{_percent(c)}"] = metrics.interval_coverage(obs[seen], lower, upper)
-        out[f"interval_score_{_percent(c)}"] = interval_score(obs[seen], lower, upper, c)
+        p = _percent(c)
+        lower, upper = rows[f"lower_{p}"].to_numpy(), rows[f"upper_{p}"].to_numpy()
+        out[f"coverage_{p}"] = metrics.interval_coverage(obs, lower, upper)
+        out[f"interval_score_{p}"] = interval_score(obs, lower, upper, c)
     return {name: out[name] for name in names}
 
 
@@ -311,16 +325,8 @@ def interval_score(y, lower, upper, coverage: float) -> float:
 
 def _summary(forecasts: pd.DataFrame, per_window: pd.DataFrame, coverages: list) -> pd.Series:
     """Metrics over all windows: the mean MASE of the windows, the others over every point."""
-    seen = forecasts["y"].notna()
-    f = forecasts[seen]
-    out = {"mase": float(per_window["mase"].mean())}
-    if "std" in forecasts and len(f):
-        out["crps"] = metrics.crps_gaussian(f["y"], f["mean"], f["std"])
-    for c in coverages:
-        p = _percent(c)
-        out[f"coverage_{p}"] = metrics.interval_coverage(f["y"], f[f"lower_{p}"], f[f"upper_{p}"]) if len(f) else np.nan
-        out[f"interval_score_{p}"] = interval_score(f["y"], f[f"lower_{p}"], f[f"upper_{p}"], c) if len(f) else np.nan
-    return pd.Series(out, name="overall")
+    return pd.Series({"mase": float(per_window["mase"].mean()), **_scores(forecasts, coverages)},
+                     name="overall")
 
 
 # -- plot ------------------------------------------------------------------------------------

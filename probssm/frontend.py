@@ -241,6 +241,7 @@ def _window_rows(fitted: dict, data: LongData, uid, stop: int, h: int, levels: l
                "cutoff": y.index[[stop - 1] * h], TARGET_COL: test.to_numpy()}
     for alias, per_series in fitted.items():
         est = per_series[uid]
-        X = data.X[uid].iloc[stop:stop + h] if getattr(est, "_accepts_exog", False) and uid in data.X else None
+        takes_X = getattr(est, "_accepts_exog", False) and uid in data.X
+        X = data.X[uid].iloc[stop:stop + h] if takes_X else None
         columns.update(forecast_columns(est, alias, h, levels, X))
     return pd.DataFrame(columns)

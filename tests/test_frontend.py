@@ -21,7 +21,8 @@ def long():
     df = load_us_employment(long=True)
     df = df[df["unique_id"].isin(IDS)]
     month = df["ds"].dt.to_timestamp()
-    span = np.where(df["unique_id"].isin(SHORT), (month >= "2011-01") & (month <= "2017-12"), month >= "2010-01")
+    span = np.where(df["unique_id"].isin(SHORT), (month >= "2011-01") & (month <= "2017-12"),
+                    month >= "2010-01")
     # dates, as statsforecast users hold them
     return df.assign(ds=month)[span].reset_index(drop=True)
 
@@ -136,13 +137,20 @@ def test_cross_validation_without_refit_filters_with_the_first_window_parameters
     one = long[long["unique_id"] == IDS[3]]
     cv = Forecaster([LocalLevel()], freq="MS").cross_validation(one, h=2, n_windows=3, step_size=4,
                                                                 refit=False)
+    every_other = Forecaster([LocalLevel()], freq="MS").cross_validation(one, h=2, n_windows=3, step_size=4,
+                                                                         refit=2)
     y = _series(long, IDS[3])
-    first = LocalLevel().fit(y.iloc[:len(y) - 10])
-    for i, stop in enumerate(len(y) - 10 + 4 * np.arange(3)):
+    stops = len(y) - 10 + 4 * np.arange(3)
+    first = LocalLevel().fit(y.iloc[:stops[0]])
+    for stop in stops:
         # the first window's parameters, states filtered over the longer window
         fixed = LocalLevel().fit(y.iloc[:stop], params=first.params_.to_dict())
         window = cv[cv["cutoff"] == y.index[stop - 1]]
         np.testing.assert_allclose(window["LocalLevel"], fixed.predict(2), rtol=1e-9)
+    # refit=2: windows 0 and 2 refitted, window 1 filtered at window 0's parameters
+    np.testing.assert_allclose(every_other["LocalLevel"].iloc[:4], cv["LocalLevel"].iloc[:4], rtol=1e-12)
+    refitted = LocalLevel().fit(y.iloc[:stops[2]])
+    np.testing.assert_allclose(every_other["LocalLevel"].iloc[4:], refitted.predict(2), rtol=1e-8)
 
 
 def test_exogenous_columns_go_to_models_with_regressors(long):
@@ -154,12 +162,13 @@ def test_exogenous_columns_go_to_models_with_regressors(long):
     out = Forecaster([uc, LocalLevel()], freq="MS").forecast(train, h=2, X_df=future.drop(columns="y"))
     for uid in IDS[:2]:
         rows, part = train[train["unique_id"] == uid], future[future["unique_id"] == uid]
-        index = pd.DatetimeIndex(rows["ds"], freq="MS")
+        index, future_index = (pd.DatetimeIndex(r["ds"], freq="MS") for r in (rows, part))
         alone = UnobservedComponents(["local level"]).fit(
-            pd.Series(rows["y"].to_numpy(), index=index), X=pd.DataFrame({"month": rows["month"].to_numpy()}, index=index))
-        expected = alone.predict(2, X=pd.DataFrame({"month": part["month"].to_numpy()},
-                                                   index=pd.DatetimeIndex(part["ds"], freq="MS")))
-        np.testing.assert_allclose(out.loc[out["unique_id"] == uid, "UnobservedComponents"], expected, rtol=1e-10)
+            pd.Series(rows["y"].to_numpy(), index=index),
+            X=pd.DataFrame({"month": rows["month"].to_numpy()}, index=index))
+        expected = alone.predict(2, X=pd.DataFrame({"month": part["month"].to_numpy()}, index=future_index))
+        np.testing.assert_allclose(out.loc[out["unique_id"] == uid, "UnobservedComponents"], expected,
+                                   rtol=1e-10)
     with pytest.raises(ValueError, match="X_df is required"):
         Forecaster([uc], freq="MS").fit(train).predict(2)
 
