@@ -15,8 +15,9 @@ import pandas as pd
 
 from . import _data
 
-__all__ = ["ID_COL", "TIME_COL", "TARGET_COL", "LongData", "read_long", "check_levels"]
+__all__ = ["LongData", "read_long", "check_levels"]
 
+# statsforecast's column names
 ID_COL, TIME_COL, TARGET_COL = "unique_id", "ds", "y"
 
 
