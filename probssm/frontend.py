@@ -79,7 +79,7 @@ class Forecaster(BaseEstimator):
         self.verbose = verbose
 
     # -- fitting and forecasting -------------------------------------------------------------
-    def fit(self, df) -> "Forecaster":
+    def fit(self, df) -> Forecaster:
         """Fit every model to every series of the long frame ``df`` (columns ``unique_id``,
         ``ds``, ``y`` and exogenous columns). Returns ``self``."""
         named = named_models(self.models)

@@ -49,7 +49,7 @@ class LongData:
         """Number of time steps ``T_i`` of every series, ``(B,)``."""
         return np.array([len(self.y[uid]) for uid in self.ids])
 
-    def window(self, stops: dict, starts: dict | None = None) -> "LongData":
+    def window(self, stops: dict, starts: dict | None = None) -> LongData:
         """The rows ``starts[uid]:stops[uid]`` (positions) of every series (from the first row
         where ``starts`` is None)."""
         starts = starts or {}
