@@ -25,6 +25,7 @@ __all__ = ["MODELS", "add_parser", "run", "build_model", "fit", "forecast_table"
 MODELS = {
     "sarimax": "SARIMAX(order, seasonal order with m); default the airline model (0,1,1)(0,1,1)m",
     "auto": "AutoSARIMAX(seasonal_period=m): orders chosen by information criterion",
+    "auto-uc": "AutoUC(seasonal_period=m): the structural specification chosen by information criterion",
     "uc": "UnobservedComponents: local linear trend plus a dummy seasonal of period m",
     "local-level": "LocalLevel: random walk plus noise",
     "gp": "GaussianProcess: constant + Matern52 (+ QuasiPeriodic(m)) kernel, hyperparameters by MLE",
@@ -118,6 +119,10 @@ def build_model(name: str, wide: pd.DataFrame, seasonal_period: int = 1, order=N
         from .structural.auto import AutoSARIMAX
 
         return AutoSARIMAX(seasonal_period=m)
+    if name == "auto-uc":
+        from .structural.auto import AutoUC
+
+        return AutoUC(seasonal_period=m)
     if name == "uc":
         from .structural import UnobservedComponents
         from .structural.components import Seasonal
