@@ -162,7 +162,8 @@ def fit(model, wide: pd.DataFrame) -> dict:
         model.fit(pd.Series(wide.to_numpy().T.ravel(), index=index))
     except ValueError as err:
         raise InputError(f"fitting {type(model).__name__}: {err}") from None
-    return dict(model.estimators_)
+    # The panel holds its series sorted by id; the outputs keep the file's order.
+    return {name: model.estimators_[name] for name in wide.columns}
 
 
 def forecast_table(estimators: dict, horizon: int, levels, id_name: str, time_name: str) -> pd.DataFrame:

@@ -113,6 +113,7 @@ def test_forecast_long_csv_fits_the_panel_and_equals_its_forecast(tmp_path, mont
     assert code == 0
     table = pd.read_csv(out / "forecast.csv")
     assert list(table.columns) == ["store", "date", "mean", "lower_90", "upper_90"]
+    assert table["store"].unique().tolist() == long["store"].unique().tolist()  # the file's order
 
     # the same panel, built independently: rows (series_id, time)
     panel = monthly.melt(id_vars="date", var_name="store", value_name="sales")
@@ -129,9 +130,10 @@ def test_forecast_long_csv_fits_the_panel_and_equals_its_forecast(tmp_path, mont
     code, out_wide = _forecast(tmp_path / "w", "wide.csv", monthly, "--time-column", "date",
                                "--model", "local-level", "--horizon", "3", "--level", "90")
     wide = pd.read_csv(out_wide / "forecast.csv")
+    assert wide["series"].unique().tolist() == ["north", "south"]
+    by_store = table.set_index(["store", "date"]).loc[wide.set_index(["series", "date"]).index]
     np.testing.assert_allclose(wide[["mean", "lower_90", "upper_90"]].to_numpy(),
-                               table[["mean", "lower_90", "upper_90"]].to_numpy(), rtol=1e-10, atol=0)
-    assert wide["series"].tolist() == table["store"].tolist()
+                               by_store[["mean", "lower_90", "upper_90"]].to_numpy(), rtol=1e-10, atol=0)
     summary = (out / "summary.txt").read_text()
     assert "series 'north'" in summary and "series 'south'" in summary
 
