@@ -67,10 +67,10 @@ class ProbssmForecaster(_SktimeForecaster):
     ``estimator__<name>`` and ``set_params`` takes them (tuning grids, ``sklearn.base.clone``).
 
     Forecasts are out of sample: ``fh`` (relative or absolute) must lie after the cutoff, the
-    last time seen; an in-sample step raises ``ValueError``. Points are the predictive means
-    :math:`E[y_{T+k} \\mid y_{1:T}]`; intervals and quantiles are the estimator's own (exact
-    Gaussian ones for the linear-Gaussian family); ``predict_var`` the marginal variances
-    :math:`\\mathrm{Var}[y_{T+k} \\mid y_{1:T}]`.
+    last time seen; sktime raises ``NotImplementedError`` for an in-sample step. Points are the
+    predictive means :math:`E[y_{T+k} \\mid y_{1:T}]`; intervals and quantiles are the
+    estimator's own (exact Gaussian ones for the linear-Gaussian family); ``predict_var`` the
+    marginal variances :math:`\\mathrm{Var}[y_{T+k} \\mid y_{1:T}]`.
 
     Tags read from the estimator: ``capability:exogenous`` (it takes ``X``: UnobservedComponents,
     SARIMAX, the deep forecasters), the number of variables (``scitype:y`` / ``capability:
@@ -167,13 +167,9 @@ class ProbssmForecaster(_SktimeForecaster):
 
     # -- forecasting --------------------------------------------------------------------------
     def _steps(self, fh) -> list[int]:
-        """The steps of ``fh`` after the cutoff (1 = the first step after the data)."""
-        steps = fh.to_relative(self.cutoff).to_numpy()
-        if np.any(steps < 1):
-            raise ValueError(
-                f"{type(self.estimator).__name__} forecasts after the data only: fh holds in-sample "
-                f"steps {steps[steps < 1].tolist()} relative to the cutoff {self.cutoff!r}")
-        return [int(s) for s in steps]
+        """The steps of ``fh`` after the cutoff (1 = the first step after the data; sktime
+        rejects in-sample steps before, as the tag ``capability:insample`` says)."""
+        return [int(s) for s in fh.to_relative(self.cutoff).to_numpy()]
 
     def _predict(self, fh, X):
         """Predictive means for ``fh``, named as ``y``."""

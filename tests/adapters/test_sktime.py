@@ -118,8 +118,10 @@ def test_panel_forecasts_equal_the_estimators_own(nile):
     np.testing.assert_allclose(band.to_numpy(), own.predict_interval([1, 3], coverage=0.5).to_numpy(), rtol=1e-10)
     assert band.index.names == ["series", "year"]
     assert list(band.index.get_level_values("series")) == ["a", "a", "b", "b"]
+    later = panel.copy()
+    later.index = later.index.set_levels(later.index.levels[1] + len(nile), level="year")
     with pytest.raises(ValueError, match="without refitting"):
-        adapter.update(panel.iloc[:0], update_params=False)
+        adapter.update(later, update_params=False)
 
 
 def test_clone_and_nested_parameters_follow_scikit_learn():
@@ -164,5 +166,5 @@ def test_bad_estimators_and_horizons_raise(nile):
     with pytest.raises(ValueError, match="n_samples"):
         ProbssmForecaster(LocalLevel(), n_samples=0).fit(nile)
     forecaster = ProbssmForecaster(LocalLevel()).fit(nile)
-    with pytest.raises(ValueError, match="in-sample"):
+    with pytest.raises(NotImplementedError, match="in-sample"):
         forecaster.predict(fh=[-1, 1])
