@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from probssm.base import NotFittedError
 from probssm.datasets import load_us_employment
 from probssm.frontend import Forecaster
 from probssm.structural import LocalLevel, UnobservedComponents
@@ -196,4 +197,6 @@ def test_bad_input_errors(long):
         fc.cross_validation(long, h=2, level=[80, 120])
     with pytest.raises(ValueError, match="input_size .* needs refit=True"):
         fc.cross_validation(long, h=2, input_size=24, refit=False)
+    with pytest.raises(NotFittedError, match="call fit"):
+        Forecaster([LocalLevel()]).predict(3)
     pd.testing.assert_frame_equal(long, before)
