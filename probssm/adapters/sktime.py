@@ -132,6 +132,10 @@ class ProbssmForecaster(_SktimeForecaster):
         "capability:random_state": True,  # seeds the sample paths behind predict_proba
     }
 
+    # update(update_params=True) refits on all data seen, which sktime keeps only while
+    # remember_data is set (its default changes to False in sktime 1.3).
+    _config = {"remember_data": True}
+
     def __init__(self, estimator, n_samples=1000, random_state=None):
         self.estimator = estimator
         self.n_samples = n_samples
@@ -199,7 +203,9 @@ class ProbssmForecaster(_SktimeForecaster):
         if cov:
             raise NotImplementedError(f"{type(self).__name__} gives marginal predictive variances only (cov=False)")
         if not caps.has_moments(self.estimator_):
-            return super()._predict_var(fh=fh, X=X, cov=cov)  # the sample paths' variance
+            # the variance of the empirical distribution of the sample paths
+            paths = self._paths(fh, X)
+            return paths.groupby(level=list(range(1, paths.index.nlevels)), sort=False).var(ddof=0)
         var = self.estimator_.predict_var(self._steps(fh), **self._exog(X))
         return self._relabel(var, pd.Index(self._get_varnames()))
 
@@ -211,24 +217,22 @@ class ProbssmForecaster(_SktimeForecaster):
             return super()._predict_proba(fh=fh, X=X, marginal=marginal)
         from skpro.distributions import Empirical
 
-        paths = self.estimator_.sample(self._steps(fh), n_samples=int(self.n_samples),
-                                       random_state=self.random_state, **self._exog(X))
-        paths = self._sample_paths(paths)
+        paths = self._paths(fh, X)
         index = paths.index.droplevel(0).unique()
         return Empirical(paths, time_indep=marginal, index=index, columns=paths.columns)
 
-    def _sample_paths(self, paths: pd.DataFrame) -> pd.DataFrame:
-        """Sample paths with rows ``(sample, [series,] time)`` (panels stack them under the
-        series) and columns named as ``y``."""
-        names = list(paths.index.names)
-        if len(names) == 3:  # (series_id, sample, time)
+    def _paths(self, fh, X) -> pd.DataFrame:
+        """``n_samples`` sample paths of the estimator, rows ``(sample, [series,] time)``
+        (panels stack them under the series), columns named as ``y``."""
+        self._check_samples()
+        paths = self.estimator_.sample(self._steps(fh), n_samples=int(self.n_samples),
+                                       random_state=self.random_state, **self._exog(X))
+        if paths.index.nlevels == 3:  # (series_id, sample, time)
             paths = paths.reorder_levels([1, 0, 2]).sort_index(level=[0, 1], sort_remaining=False)
         paths = paths.set_axis(list(self._get_varnames()), axis=1)
-        sample = paths.index.get_level_values(0)
         rest = self._time_index(paths.index.droplevel(0))
-        levels = [sample] + ([rest.get_level_values(i) for i in range(rest.nlevels)]
-                             if isinstance(rest, pd.MultiIndex) else [rest])
-        paths.index = pd.MultiIndex.from_arrays(levels, names=[None, *([None] * (len(levels) - 1))])
+        paths.index = pd.MultiIndex.from_arrays(
+            [paths.index.get_level_values(0).rename(None), *(rest.get_level_values(i) for i in range(rest.nlevels))])
         return paths
 
     def _relabel(self, table: pd.DataFrame, columns: pd.Index) -> pd.DataFrame:
