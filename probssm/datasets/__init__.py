@@ -69,7 +69,8 @@ def load_us_employment(*, long: bool = False, titles: bool = False):
     wide.columns.name = "series_id"
     data = wide
     if long:
-        data = (wide.stack().rename("y").rename_axis(["ds", "unique_id"]).reset_index()
+        # dropna: pandas 3's stack keeps missing values, which pandas 2's dropped
+        data = (wide.stack().dropna().rename("y").rename_axis(["ds", "unique_id"]).reset_index()
                 [["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], ignore_index=True))
     if not titles:
         return data
