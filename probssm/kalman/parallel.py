@@ -37,19 +37,10 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
-
-from ._linalg import chol_psd, symmetrize
+from ._linalg import chol_psd, cholesky, solve_lower, solve_lower_transposed, symmetrize, tria
 from .model import LGSSM
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def tria(a):
-    """Lower-triangular square factor ``L`` (``(..., n, n)``) with ``L L^T = a a^T`` for
-    ``a`` of shape ``(..., n, k)``, ``k >= n``, via a QR decomposition of ``a^T``."""
-    r = jnp.linalg.qr(a.mT, mode="r")
-    return r.mT
 
 
 def _masked_observation(y, H, R, d):
@@ -106,7 +97,7 @@ def _first_element(m0, P0, y, H, R, d):
     _, H, R, base = _masked_observation(y, H, R, d)
     s_sqrt, psi21, post_sqrt = _update_factors(chol_psd(P0), H, chol_psd(R))
     # K = psi21 S^{-1/2}; the innovation is whitened by S^{-1/2}.
-    white = solve_triangular(s_sqrt, base - H @ m0, lower=True)
+    white = solve_lower(s_sqrt, base - H @ m0)
     zeros = jnp.zeros((n, n), m0.dtype)
     return (zeros, m0 + psi21 @ white, post_sqrt, jnp.zeros(n, m0.dtype), zeros)
 
@@ -116,8 +107,8 @@ def _generic_element(transition_matrix, transition_cov, transition_offset,
     F, u = transition_matrix, transition_offset
     _, H, R, base = _masked_observation(y, observation_matrix, observation_cov, observation_offset)
     s_sqrt, psi21, post_sqrt = _update_factors(chol_psd(transition_cov), H, chol_psd(R))
-    white = solve_triangular(s_sqrt, base - H @ u, lower=True)        # S^{-1/2} eps
-    HF_white = solve_triangular(s_sqrt, H @ F, lower=True)             # S^{-1/2} H F
+    white = solve_lower(s_sqrt, base - H @ u)                         # S^{-1/2} eps
+    HF_white = solve_lower(s_sqrt, H @ F)                              # S^{-1/2} H F
     A = F - psi21 @ HF_white                                           # (I - K H) F
     b = u + psi21 @ white                                              # u + K eps
     eta = HF_white.T @ white                                           # F^T H^T S^{-1} eps
@@ -131,15 +122,15 @@ def _combine_filter(earlier, later):
     A_j, b_j, U_j, eta_j, J_j = later
     n = A_i.shape[-1]
     eye = jnp.eye(n, dtype=A_i.dtype)
-    Xi = jnp.linalg.cholesky(eye + symmetrize(U_i.mT @ J_j @ U_i))
-    V = solve_triangular(Xi, U_i.mT @ J_j, lower=True)                 # Xi^{-1} U_i^T J_j
-    U_Xi = solve_triangular(Xi, U_i.mT, lower=True).mT                # U_i Xi^{-T}
+    Xi = cholesky(eye + symmetrize(U_i.mT @ J_j @ U_i), unrolled=False)
+    V = solve_lower(Xi, U_i.mT @ J_j, unrolled=False)                  # Xi^{-1} U_i^T J_j
+    U_Xi = solve_lower(Xi, U_i.mT, unrolled=False).mT                 # U_i Xi^{-T}
     G = eye - U_Xi @ V                                                  # (I + C_i J_j)^{-1}
     AjG = A_j @ G
     A = AjG @ A_i
     C_eta = U_i @ (U_i.mT @ eta_j[..., None])
     b = (AjG @ (b_i[..., None] + C_eta))[..., 0] + b_j
-    U = tria(jnp.concatenate([A_j @ U_Xi, U_j], axis=-1))
+    U = tria(jnp.concatenate([A_j @ U_Xi, U_j], axis=-1), unrolled=False)
     eta = (A_i.mT @ G.mT @ (eta_j[..., None] - J_j @ b_i[..., None]))[..., 0] + eta_i
     J = symmetrize(A_i.mT @ (J_j - V.mT @ V) @ A_i + J_i)
     return A, b, U, eta, J
@@ -149,8 +140,8 @@ def _log_likelihood_terms(pred_mean, pred_cov, y, H, R, d):
     """log N(y_obs; H a + d, H P H^T + R) over the observed entries of one step."""
     observed, Hm, Rm, base = _masked_observation(y, H, R, d)
     S = symmetrize(Hm @ pred_cov @ Hm.T + Rm)
-    L = jnp.linalg.cholesky(S)
-    white = solve_triangular(L, base - Hm @ pred_mean, lower=True)
+    L = cholesky(S)
+    white = solve_lower(L, base - Hm @ pred_mean)
     k = jnp.sum(observed)
     return -0.5 * (k * _LOG_2PI + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L))) + white @ white)
 
@@ -220,7 +211,7 @@ def _smoother_element(transition_matrix, transition_cov, transition_offset, mean
     bottom = jnp.concatenate([N, jnp.zeros((n, n), N.dtype)], axis=1)
     psi = tria(jnp.concatenate([top, bottom], axis=0))
     psi11, psi21, D = psi[:n, :n], psi[n:, :n], psi[n:, n:]
-    E = solve_triangular(psi11.T, psi21.T, lower=False).T               # P F^T (F P F^T + Q)^{-1}
+    E = solve_lower_transposed(psi11, psi21.T).T                       # P F^T (F P F^T + Q)^{-1}
     g = mean - E @ (F @ mean + u)
     return E, g, D
 
@@ -230,7 +221,7 @@ def _combine_smoother(earlier, later):
     E_j, g_j, D_j = later
     E = E_i @ E_j
     g = (E_i @ g_j[..., None])[..., 0] + g_i
-    D = tria(jnp.concatenate([E_i @ D_j, D_i], axis=-1))
+    D = tria(jnp.concatenate([E_i @ D_j, D_i], axis=-1), unrolled=False)
     return E, g, D
 
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
-from ._linalg import chol_psd
-from .parallel import _masked_observation, _update_factors, tria
+from ._linalg import chol_psd, solve_lower, tria
+from .parallel import _masked_observation, _update_factors
 
 __all__ = ["predict", "update"]
 
@@ -76,7 +75,7 @@ def update(mean, chol, y, H, R, d):
     """
     observed, H, R, base = _masked_observation(y, H, R, d)
     s_sqrt, gain_sqrt, post_sqrt = _update_factors(chol, H, chol_psd(R))
-    white = solve_triangular(s_sqrt, base - H @ mean, lower=True)
+    white = solve_lower(s_sqrt, base - H @ mean)
     # The triangular factor's diagonal may be negative (QR's sign convention). A missing entry's
     # row is decoupled (zero row of H, unit variance), so its pivot is one up to the jitter of
     # chol_psd: it is left out, and a step without observations has log-density exactly zero.

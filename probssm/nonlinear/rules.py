@@ -42,9 +42,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
-from ..kalman._linalg import chol_psd, symmetrize
+from ..kalman._linalg import chol_psd, solve_lower_transposed, symmetrize
 
 __all__ = ["RULES", "Cubature", "Extended", "GaussHermite", "Unscented", "linearise", "resolve_rule"]
 
@@ -154,7 +153,7 @@ def _factor_inverse_solve(chol, rhs):
     diag = jnp.diagonal(chol)
     tiny = jnp.finfo(chol.dtype).tiny ** 0.5
     safe = chol + jnp.diag(jnp.where(jnp.abs(diag) > tiny, 0.0, 1.0))
-    return solve_triangular(safe.T, rhs.T, lower=False).T
+    return solve_lower_transposed(safe, rhs.T).T
 
 
 def _is_psd(cov):

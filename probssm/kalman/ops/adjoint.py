@@ -61,7 +61,8 @@ import jax
 import jax.numpy as jnp
 
 from .states import FilterStates, SmootherStates
-from .._linalg import matmul, matvec, symmetrize, unfolded
+from .._entrywise import cho_solve_entries, cholesky_entries
+from .._linalg import matmul, matvec, psd_shifted, symmetrize, unfolded
 from ..model import FIELD_NAMES, LGSSM
 
 __all__ = ["filter_vjp", "log_likelihood_vjp", "smoother_vjp"]
@@ -72,61 +73,6 @@ _SCAN_CHUNK = 32
 
 def _outer(x, z):
     return x[..., :, None] * z[..., None, :]
-
-
-def _cholesky(a):
-    r"""Lower Cholesky factor of symmetric positive definite matrices ``a`` ``(..., k, k)`` (its
-    lower triangle read), as a ``k x k`` list of lists of ``(...)`` arrays (``None`` above the
-    diagonal): :math:`L_{jj} = \sqrt{a_{jj} - \sum_{p<j} L_{jp}^2}`,
-    :math:`L_{ij} = (a_{ij} - \sum_{p<j} L_{ip} L_{jp}) / L_{jj}`, entry by entry.
-
-    Elementwise operations over the leading axes, which XLA fuses with their neighbours: on a
-    GPU ``jnp.linalg.cholesky`` and ``cho_solve`` of a million tiny matrices are batched solver
-    library calls (and their transposes under autodiff); with them the score of a GP at
-    ``T = 10^6`` took 4.6 ms on an H100, without them 1.4 ms (``benchmarks/README.md``)."""
-    k = a.shape[-1]
-    L = [[None] * k for _ in range(k)]
-    for j in range(k):
-        d = a[..., j, j]
-        for p in range(j):
-            d = d - L[j][p] * L[j][p]
-        L[j][j] = jnp.sqrt(d)
-        for i in range(j + 1, k):
-            s = a[..., i, j]
-            for p in range(j):
-                s = s - L[i][p] * L[j][p]
-            L[i][j] = s / L[j][j]
-    return L
-
-
-def _cho_solve(L, b):
-    r""":math:`(L L^T)^{-1} b` for a factor ``L`` of :func:`_cholesky` and ``b`` ``(..., k, c)``:
-    forward then back substitution, row by row (elementwise, as :func:`_cholesky`)."""
-    k = len(L)
-    z = []
-    for i in range(k):
-        r = b[..., i, :]
-        for p in range(i):
-            r = r - L[i][p][..., None] * z[p]
-        z.append(r / L[i][i][..., None])
-    x = [None] * k
-    for i in reversed(range(k)):
-        r = z[i]
-        for p in range(i + 1, k):
-            r = r - L[p][i][..., None] * x[p]
-        x[i] = r / L[i][i][..., None]
-    return jnp.stack(x, axis=-2)
-
-
-def _chol_psd(a):
-    r""":func:`_cholesky` of ``a`` shifted by :math:`\delta I` as in
-    :func:`probssm.kalman._linalg.chol_psd`, :math:`\delta = 16\,\epsilon
-    \max(\mathrm{tr}(a)/k, \sqrt{\text{tiny}})`."""
-    k = a.shape[-1]
-    finfo = jnp.finfo(a.dtype)
-    scale = jnp.maximum(jnp.trace(a, axis1=-2, axis2=-1) / k, jnp.sqrt(finfo.tiny))
-    delta = 16 * finfo.eps * scale
-    return _cholesky(symmetrize(a) + delta[..., None, None] * jnp.eye(k, dtype=a.dtype))
 
 
 class _Algebra(NamedTuple):
@@ -307,16 +253,16 @@ def filter_vjp(model: LGSSM, y, states: FilterStates, cotangents: FilterStates):
     v = jnp.where(observed, y - d - matvec(H, a), 0.0)
     HoP = matmul(Ho, P)
     S = matmul(HoP, Ho.mT) + Ro
-    chol = _cholesky(symmetrize(S))
-    z = _cho_solve(chol, v[..., None])[..., 0]
-    KT = _cho_solve(chol, HoP)  # (B, T, m, n)
+    chol = cholesky_entries(symmetrize(S))
+    z = cho_solve_entries(chol, v[..., None])[..., 0]
+    KT = cho_solve_entries(chol, HoP)  # (B, T, m, n)
     K = KT.mT
     h = matvec(Ho.mT, z)
     L_tilde = jnp.eye(n, dtype=dtype) - matmul(K, Ho)
     L_tildeT = L_tilde.mT
     gl = None if g_ll is None else g_ll[..., None]
     gl2 = None if g_ll is None else g_ll[..., None, None]
-    Sinv = None if g_ll is None else _cho_solve(
+    Sinv = None if g_ll is None else cho_solve_entries(
         chol, jnp.broadcast_to(jnp.eye(m, dtype=dtype), S.shape))
     Lt_gm = None if g_mean is None else matvec(L_tildeT, g_mean)
 
@@ -408,7 +354,7 @@ def _rts_elements(F, Q, b, mean, cov):
     :math:`L_t = P_{t|t} - E_t F P_{t|t}`."""
     FP = matmul(F, cov)
     P_next = matmul(FP, F.mT) + Q
-    E = _cho_solve(_chol_psd(P_next), FP).mT
+    E = cho_solve_entries(cholesky_entries(psd_shifted(P_next)), FP).mT
     return E, mean - matvec(E, matvec(F, mean) + b), symmetrize(cov - matmul(E, FP))
 
 
