@@ -23,10 +23,12 @@ _LAZY = {
     "ParticleFilter": "probssm.smc.estimator",
     "MambaForecaster": "probssm.deep",
     "DeepStateForecaster": "probssm.deep",
+    "Forecaster": "probssm.frontend",
+    "backtest": "probssm.backtesting",
     "load": "probssm.base",
     "NotFittedError": "probssm.base",
 }
-_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "smc", "deep", "fit", "metrics", "datasets", "base", "plotting", "diagnostics")
+_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "smc", "deep", "fit", "metrics", "datasets", "base", "plotting", "diagnostics", "frontend", "backtesting")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

@@ -54,6 +54,11 @@ PUBLIC_MODULES = (
     "probssm.metrics",
     "probssm.base",
     "probssm.datasets",
+    "probssm.frontend",
+    "probssm.frontend_data",
+    "probssm.frontend_fit",
+    "probssm.frontend_progress",
+    "probssm.backtesting",
 )
 
 
