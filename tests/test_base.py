@@ -143,3 +143,14 @@ def test_a_generator_hyper_parameter_saves_and_loads_with_its_state(tmp_path, ni
     restored = loaded.get_params()["random_state"]
     assert isinstance(restored, np.random.Generator)
     np.testing.assert_array_equal(restored.normal(size=5), rng.normal(size=5))
+
+
+def test_fitted_params_given_back_as_a_series_fix_the_fit(nile):
+    """``fit(y, params=est.params_)`` (a Series named by parameter) reproduces the fit."""
+    est = LocalLevel().fit(nile)
+    assert isinstance(est.params_, pd.Series)
+    again = LocalLevel().fit(nile, params=est.params_)
+    np.testing.assert_allclose(again.params_.to_numpy(), est.params_.to_numpy(), rtol=0, atol=0)
+    np.testing.assert_allclose(again.loglik_, est.loglik_, rtol=1e-12)
+    with pytest.raises(ValueError, match="unknown"):
+        LocalLevel().fit(nile, params=pd.Series({**est.params_.to_dict(), "phi": 0.5}))

@@ -169,6 +169,7 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
     def _given_params(self, given, data) -> np.ndarray:
         names = self._param_names(data.values.shape[1])
         if isinstance(given, (dict, pd.Series)):
+            given = dict(given.items())  # a Series iterates over its values, a dict over its keys
             missing = [n for n in names if n not in given]
             extra = [n for n in given if n not in names]
             if missing or extra:
