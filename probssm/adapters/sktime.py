@@ -23,11 +23,14 @@ __all__ = ["ProbssmForecaster"]
 
 def _tags_for(estimator) -> dict:
     """sktime tags describing ``estimator`` (see :class:`ProbssmForecaster`)."""
-    kinds = caps.variables(estimator)
     exog = caps.accepts_exog(estimator)
+    # probssm's panels hold one value column and (except the deep global models) no regressors;
+    # for other panels, and for estimators that take X, sktime fits the series one by one.
+    panels = caps.fits_panels(estimator) and (caps.is_deep(estimator) or not exog)
+    kinds = "univariate" if panels else caps.variables(estimator)
     tags = {
         "capability:exogenous": exog,
-        "y_inner_mtype": _y_mtypes(kinds, caps.fits_panels(estimator)),
+        "y_inner_mtype": _y_mtypes(kinds, panels),
         "python_dependencies": ["torch"] if caps.is_deep(estimator) else None,
     }
     # sktime 1.x names the number of variables with a boolean, earlier releases with scitype:y
@@ -73,11 +76,11 @@ class ProbssmForecaster(_SktimeForecaster):
     marginal variances :math:`\\mathrm{Var}[y_{T+k} \\mid y_{1:T}]`.
 
     Tags read from the estimator: ``capability:exogenous`` (it takes ``X``: UnobservedComponents,
-    SARIMAX, the deep forecasters), the number of variables (``scitype:y`` / ``capability:
-    multivariate``: one for the univariate models, the model's dimension for Kalman, nonlinear
-    and particle filters, any for Gaussian processes and deep forecasters), ``y_inner_mtype``
-    (``pd-multiindex`` panels for the estimators that fit many series at once: the univariate
-    models in one batched program, Gaussian processes, the deep global models).
+    SARIMAX, the deep forecasters), ``y_inner_mtype`` (``pd-multiindex`` panels, one value
+    column, for the estimators that fit many series at once: LocalLevel in one batched program,
+    Gaussian processes, the deep global models; sktime fits other panels series by series), the
+    number of variables (``scitype:y`` / ``capability:multivariate``: one for those and the
+    univariate models, the model's dimension for Kalman, nonlinear and particle filters).
     Fixed: ``capability:pred_int`` (every estimator is probabilistic), ``capability:missing_values``
     (NaN in ``y`` is a missing observation), ``capability:insample`` false,
     ``requires-fh-in-fit`` false, ``capability:update`` true.
@@ -102,7 +105,7 @@ class ProbssmForecaster(_SktimeForecaster):
     ``update(y, X, update_params=True)`` refits the copy on all data seen (sktime's meaning of
     updating the parameters); ``update_params=False`` absorbs the new observations with the
     estimator's own ``update`` (a filter step; no refit), which needs them to continue the data
-    without a gap. Panels are fitted with ``X=None`` only, except by the deep forecasters.
+    without a gap; a panel fit (except a deep global model's) can only refit.
 
     Examples
     --------
@@ -148,10 +151,6 @@ class ProbssmForecaster(_SktimeForecaster):
     def _fit(self, y, X, fh):
         """Fit a copy of ``estimator`` to ``y`` (and ``X``)."""
         self._check_samples()
-        if X is not None and isinstance(y.index, pd.MultiIndex) and not caps.is_deep(self.estimator):
-            raise ValueError(
-                f"{type(self.estimator).__name__} fits panels without exogenous data; fit the series "
-                "one by one to use X (or drop X)")
         self.estimator_ = self._fresh_copy().fit(y, **self._exog(X))
         return self
 
@@ -260,11 +259,11 @@ class ProbssmForecaster(_SktimeForecaster):
         if update_params:
             self.estimator_ = self._fresh_copy().fit(self._y, **self._exog(self._X))
             return self
-        if isinstance(y.index, pd.MultiIndex):
+        if isinstance(y.index, pd.MultiIndex) and not caps.is_deep(self.estimator):
             raise ValueError(
                 f"{type(self.estimator).__name__} fitted on a panel cannot absorb new observations "
                 "without refitting; call update(y, update_params=True)")
-        new = y.loc[y.index > self.estimator_.cutoff_]
+        new = y[y.index.get_level_values(-1) > self.estimator_.cutoff_]
         if len(new):
             self.estimator_.update(new, **self._exog(X, "X_new"))
         return self

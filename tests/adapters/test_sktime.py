@@ -37,13 +37,28 @@ def airline():
     return train, y.index[-12:], adapter, own
 
 
+def _applies(test_id: str, forecaster) -> bool:
+    """Whether a check of sktime's suite applies to ``forecaster``.
+
+    sktime before 1.0 has no ``capability:non_contiguous_X`` tag: its check of predictions with
+    regressors passes ``X`` only at the steps of a non-contiguous horizon (``fh=[2, 5]``), which
+    an estimator whose state recursion reads ``X`` at every step cannot use; sktime 1.x skips
+    that check for estimators that declare the tag false, as the adapter does."""
+    return not (test_id.startswith("test_predict_time_index_with_X[") and "fh=[2 5]" in test_id
+                and forecaster.get_tag("capability:exogenous")
+                and "capability:non_contiguous_X" not in forecaster.get_tags())
+
+
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_sktime_check_estimator_passes(name):
+    if name == "ParticleFilter":
+        pytest.importorskip("skpro")  # its sample-path distribution is skpro's Empirical
+    forecaster = ProbssmForecaster(ESTIMATORS[name], n_samples=200, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = check_estimator(ProbssmForecaster(ESTIMATORS[name], n_samples=200, random_state=0),
-                                  verbose=False)
-    failures = {test: str(outcome)[:500] for test, outcome in results.items() if outcome != "PASSED"}
+        results = check_estimator(forecaster, verbose=False)
+    failures = {test: str(outcome)[:500] for test, outcome in results.items()
+                if outcome != "PASSED" and _applies(test, forecaster)}
     assert failures == {}
     assert len(results) > 100
 
@@ -145,13 +160,13 @@ def test_tags_follow_the_estimator():
             else f.get_tag("scitype:y") != "univariate"
         return f.get_tag("capability:exogenous"), bool(multivariate), "pd-multiindex" in f.get_tag("y_inner_mtype")
 
-    assert tags(ESTIMATORS["SARIMAX"]) == (True, False, True)
+    assert tags(ESTIMATORS["SARIMAX"]) == (True, False, False)  # panels with X: series by series
     assert tags(ESTIMATORS["LocalLevel"]) == (False, False, True)
     assert tags(ESTIMATORS["KalmanFilter"]) == (False, False, False)
     two = KalmanFilter(transition_matrix=np.eye(2), transition_cov=np.eye(2), observation_matrix=np.eye(2),
                        observation_cov=np.eye(2))
     assert tags(two) == (False, True, False)
-    assert tags(GaussianProcess(Matern32(1.0))) == (False, True, True)
+    assert tags(GaussianProcess(Matern32(1.0))) == (False, False, True)
     assert tags(ESTIMATORS["ParticleFilter"]) == (False, False, False)
     forecaster = ProbssmForecaster(LocalLevel())
     assert forecaster.get_tag("capability:pred_int") and forecaster.get_tag("capability:missing_values")
@@ -168,3 +183,20 @@ def test_bad_estimators_and_horizons_raise(nile):
     forecaster = ProbssmForecaster(LocalLevel()).fit(nile)
     with pytest.raises(NotImplementedError, match="in-sample"):
         forecaster.predict(fh=[-1, 1])
+
+
+def test_particle_filter_distribution_is_the_empirical_one_of_its_paths():
+    """A particle filter's predictive is not Gaussian: predict_proba is the empirical
+    distribution of the estimator's own sample paths (same seed); predict_var is the
+    estimator's own."""
+    y = pd.Series(3.0 + np.random.default_rng(0).normal(0, 1, 30),
+                  index=pd.period_range("2001-01", periods=30, freq="M"))
+    adapter = ProbssmForecaster(ESTIMATORS["ParticleFilter"], n_samples=100, random_state=4).fit(y)
+    paths = adapter.estimator_.sample([1, 2, 3], n_samples=100, random_state=4)
+    by_time = paths.groupby(level="time")
+    np.testing.assert_allclose(adapter.predict_var(fh=[1, 2, 3]).to_numpy()[:, 0],
+                               adapter.estimator_.predict_var(3).to_numpy()[:, 0], rtol=1e-12)
+    pytest.importorskip("skpro")
+    dist = adapter.predict_proba(fh=[1, 2, 3])
+    assert type(dist).__name__ == "Empirical"
+    np.testing.assert_allclose(dist.mean().to_numpy()[:, 0], by_time.mean().to_numpy()[:, 0], rtol=1e-12)
