@@ -26,13 +26,16 @@ $(VENV)/.core: pyproject.toml | $(PY)
 	$(PIP) install -q -e .
 	touch $@
 
-# The test extra holds the reference libraries the tests compare with (filterpy, pykalman, sktime,
-# ...) but not statsforecast, whose pandas < 3 pin would hold the whole suite on pandas 2.
-# particles (the SMC reference) pins numpy<2 in its metadata but runs on numpy 2 with a current
-# numba: installed without its dependency pins.
+# The test extra holds the reference libraries the tests compare with (filterpy, sktime, ...) but
+# not statsforecast, whose pandas < 3 pin would hold the whole suite on pandas 2.
+# Two references are installed without their dependency pins, on which they run all the same:
+# particles (the SMC reference) pins numpy<2 (it runs on numpy 2 with a current numba); pykalman
+# >= 0.10 pins scikit-base < 0.14, which sktime 1.x (pandas 3) excludes, and the pykalman that
+# allows it (0.9) fails on numpy 2.4.
 $(VENV)/.test: pyproject.toml $(VENV)/.core
 	$(PIP) install -q -e ".[test]"
-	$(PIP) install -q numba joblib && $(PIP) install -q --no-deps "particles==0.4"
+	$(PIP) install -q numba joblib
+	$(PIP) install -q --no-deps "particles==0.4" "pykalman>=0.11"
 	touch $@
 
 $(VENV)/.docs: pyproject.toml $(VENV)/.core
