@@ -123,7 +123,7 @@ def _lag_coefficients(spec, params):
 
 
 def _css_loglik(theta, w, scored, mask, *, spec):
-    """Concentrated CSS log-likelihood of one member (see the module's notes).
+    r"""Concentrated CSS log-likelihood of one member (see the module's notes).
 
     The AR part :math:`u_t = w_t - c - \sum_k a_k w_{t-k}` is one matrix product; only the MA
     part :math:`e_t = u_t - \sum_k b_k e_{t-k}` is a recursion over time (``lax.scan``)."""
