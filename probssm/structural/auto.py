@@ -66,7 +66,7 @@ class AutoSARIMAX(AutoForecaster):
     stepwise : bool, default True
     max_p, max_q, max_P, max_Q : int, default 5, 5, 2, 2
     max_order : int, default 5
-        Largest :math:`p + q + P + Q`.
+        Largest :math:`p + q + P + Q` in the exhaustive search (``stepwise=False``).
     max_d, max_D : int, default 2, 1
     d, D : int, optional
         Fixed numbers of differences (no test).
@@ -263,7 +263,7 @@ class AutoUC(AutoForecaster):
         return (trend, Seasonal(self.seasonal_period)) if seasonal else (trend,)
 
     def _criterion(self, est):
-        k = int(round((est.aic_ + 2 * est.loglik_) / 2))
+        k = int(np.rint((est.aic_ + 2 * est.loglik_) / 2))
         return criterion_value(self.information_criterion, est.loglik_, k, est.nobs_), k
 
     def _fit(self, data):

@@ -44,7 +44,7 @@ from ..fit.batched import maximize_likelihood_batched
 from ..kalman import compiled
 from . import arima
 
-__all__ = ["Candidate", "CandidateFit", "fit_candidates", "criterion_value"]
+__all__ = ["Candidate", "CandidateFit", "criterion_value", "fit_candidates"]
 
 
 class Candidate(NamedTuple):

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["differences", "seasonal_differences", "seasonal_strength", "kpss_rejects"]
+__all__ = ["differences", "kpss_rejects", "seasonal_differences", "seasonal_strength"]
 
 # forecast::nsdiffs: seasonal strength above this calls for a seasonal difference.
 SEASONAL_STRENGTH_THRESHOLD = 0.64

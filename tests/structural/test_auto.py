@@ -13,10 +13,16 @@ from statsmodels.tsa.stattools import kpss
 
 import probssm
 from probssm.datasets import load_airpassengers, load_us_employment
-from probssm.structural import SARIMAX, AutoSARIMAX, AutoUC, Seasonal, UnobservedComponents
+from probssm.structural import (
+    SARIMAX,
+    AutoSARIMAX,
+    AutoUC,
+    Seasonal,
+    UnobservedComponents,
+)
 
 # small bounds keep every exact-likelihood candidate at most 14 ARMA states
-BOUNDS = dict(max_p=1, max_q=1, max_P=1, max_Q=1)
+BOUNDS = {"max_p": 1, "max_q": 1, "max_P": 1, "max_Q": 1}
 
 
 @pytest.fixture(scope="module")
@@ -178,11 +184,11 @@ def test_auto_uc_picks_the_lowest_criterion_of_per_specification_fits(log_air):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(seasonal_period=0), "seasonal_period"),
-    (dict(seasonal_period=12, information_criterion="hqic"), "information_criterion"),
-    (dict(max_p=-1), "max_p"),
-    (dict(d=1.5), "d must be"),
-    (dict(approximation="yes"), "approximation"),
+    ({"seasonal_period": 0}, "seasonal_period"),
+    ({"seasonal_period": 12, "information_criterion": "hqic"}, "information_criterion"),
+    ({"max_p": -1}, "max_p"),
+    ({"d": 1.5}, "d must be"),
+    ({"approximation": "yes"}, "approximation"),
 ])
 def test_auto_sarimax_rejects_bad_settings(kwargs, match, log_air):
     with pytest.raises(ValueError, match=match):
