@@ -12,7 +12,7 @@ from probssm import (
     SARIMAX, ExtendedKalmanFilter, GaussianProcess, KalmanFilter, LocalLevel, ParticleFilter,
     UnobservedComponents, UnscentedKalmanFilter,
 )
-from probssm.gp.kernels import Matern32
+from probssm.gp.kernels import Matern12
 from probssm.ssm import AdditiveGaussianSSM
 
 
@@ -41,7 +41,7 @@ def estimators() -> dict:
         "UnobservedComponents": UnobservedComponents(terms=("local level",)),
         "KalmanFilter": KalmanFilter(transition_matrix=[[1.0]], transition_cov=[[0.5]],
                                      observation_matrix=[[1.0]], observation_cov=[[1.0]]),
-        "GaussianProcess": GaussianProcess(Matern32(5.0), noise=0.5, optimizer=None),
+        "GaussianProcess": GaussianProcess(Matern12(5.0), noise=0.5, optimizer=None),
         "ExtendedKalmanFilter": ExtendedKalmanFilter(level_model()),
         "UnscentedKalmanFilter": UnscentedKalmanFilter(level_model()),
         "ParticleFilter": ParticleFilter(level_model(), n_particles=200, random_state=0),
