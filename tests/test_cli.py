@@ -267,6 +267,12 @@ def test_forecast_models_are_the_documented_estimators(monthly):
     assert (sarimax.order, sarimax.seasonal_order) == ((0, 1, 1), (0, 1, 1, 12))
     sarimax = cli_forecast.build_model("sarimax", wide, 1, order=[2, 1, 0])
     assert (sarimax.order, sarimax.seasonal_order) == ((2, 1, 0), (0, 0, 0, 0))
+    from probssm.structural.auto import AutoSARIMAX, AutoUC
+
+    auto = cli_forecast.build_model("auto", wide, 12)
+    assert type(auto) is AutoSARIMAX and auto.get_params() == AutoSARIMAX(seasonal_period=12).get_params()
+    auto_uc = cli_forecast.build_model("auto-uc", wide, 4)
+    assert type(auto_uc) is AutoUC and auto_uc.seasonal_period == 4
     uc = cli_forecast.build_model("uc", wide, 4)
     assert uc.terms[0] == "local linear trend" and uc.terms[1].period == 4
     with pytest.raises(cli_data.InputError, match="--seasonal-order needs --seasonal-period M > 1"):
