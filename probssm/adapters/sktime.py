@@ -116,7 +116,7 @@ class ProbssmForecaster(_SktimeForecaster):
     >>> forecaster.predict_interval(fh=[1, 2, 3], coverage=0.9)  # doctest: +SKIP
     """
 
-    _tags = {
+    _tags = {  # noqa: RUF012 - sktime reads and merges class-level tag dicts
         "authors": ["probssm developers"],
         "maintainers": ["probssm developers"],
         "object_type": "forecaster",
@@ -137,7 +137,7 @@ class ProbssmForecaster(_SktimeForecaster):
 
     # update(update_params=True) refits on all data seen, which sktime keeps only while
     # remember_data is set (its default changes to False in sktime 1.3).
-    _config = {"remember_data": True}
+    _config = {"remember_data": True}  # noqa: RUF012 - sktime merges class-level configs
 
     def __init__(self, estimator, n_samples=1000, random_state=None):
         self.estimator = estimator

@@ -9,8 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from probssm import (
-    SARIMAX, ExtendedKalmanFilter, GaussianProcess, KalmanFilter, LocalLevel, ParticleFilter,
-    UnobservedComponents, UnscentedKalmanFilter,
+    SARIMAX,
+    ExtendedKalmanFilter,
+    GaussianProcess,
+    KalmanFilter,
+    LocalLevel,
+    ParticleFilter,
+    UnobservedComponents,
+    UnscentedKalmanFilter,
 )
 from probssm.gp.kernels import Matern12
 from probssm.ssm import AdditiveGaussianSSM
