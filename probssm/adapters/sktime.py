@@ -47,6 +47,8 @@ def _tags_for(estimator) -> dict:
 
 
 def _y_mtypes(kinds: str, panels: bool) -> list[str]:
+    """sktime's inner mtypes of ``y`` for the number of variables ``kinds`` (see
+    :func:`probssm.adapters._capabilities.variables`) and panel support."""
     mtypes = []
     if kinds in ("univariate", "both"):
         mtypes.append("pd.Series")
