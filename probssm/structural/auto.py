@@ -66,7 +66,7 @@ class AutoSARIMAX(AutoForecaster):
     stepwise : bool, default True
     max_p, max_q, max_P, max_Q : int, default 5, 5, 2, 2
     max_order : int, default 5
-        Largest :math:`p + q + P + Q` in the exhaustive search (``stepwise=False``).
+        Largest :math:`p + q + P + Q` of any candidate.
     max_d, max_D : int, default 2, 1
     d, D : int, optional
         Fixed numbers of differences (no test).
