@@ -882,7 +882,7 @@ def run_gpu(args, meta, log, write):
         meta["seeds"].append({"rule": rule, "seeds": seeds, "finite": finite, "rmse_to_truth": rmse,
                               "rmse_to_truth_float64": rmse64, "max_abs_diff_vs_f64": diff64})
         log(f"{rule}: probssm {ref_method} float32 finite on {sum(finite)}/{len(seeds)} seeds, "
-            f"RMSE {min(rmse):.4f}-{max(rmse):.4f} (float64 {min(rmse64, default=float('nan')):.4f}-"
+            f"RMSE {min(rmse, default=float('nan')):.4f}-{max(rmse, default=float('nan')):.4f} (float64 {min(rmse64, default=float('nan')):.4f}-"
             f"{max(rmse64, default=float('nan')):.4f}), max|d| vs f64 median {np.median(diff64) if diff64 else float('nan'):.1e}, "
             f"worst {max(diff64, default=float('nan')):.1e}")
         if not all(finite):

@@ -215,9 +215,27 @@ def main(argv=None) -> int:
 
     device = jax.devices()[0]
     notes = []
+    rows, checks, pmmh = [], {}, None
+
+    def write():
+        if not args.json:
+            return
+        versions = {}
+        for pkg in ("jax", "jaxlib", "numpyro", "cuthbert", "cuthbertlib"):
+            try:
+                versions[pkg] = metadata.version(pkg)
+            except metadata.PackageNotFoundError:
+                versions[pkg] = None
+        out = {"device": device.device_kind, "platform": device.platform, "dtype": args.dtype,
+               "command": " ".join(sys.argv), "versions": versions, "notes": notes,
+               "rows": rows, "checks": {str(k): v for k, v in checks.items()}, "pmmh": pmmh,
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
+
     y = simulate(args.T)
     print(f"stochastic volatility, T = {args.T}, {args.dtype}; device {device.device_kind}")
-    rows, checks, ok = [], {}, True
+    ok = True
     for n in args.sizes:
         runners = [Probssm(y, n, dtype), ProbssmLogLik(y, n, dtype), Cuthbert(y, n, dtype, notes)]
         if n <= args.check_max:
@@ -242,29 +260,18 @@ def main(argv=None) -> int:
             print(f"  {row['library']:24s} {row['seconds'] * 1e3:10.2f} ms  {row['particle_steps_per_second']:.3g} "
                   f"particle-steps/s  peak {peak:>11s}  cuthbert/this {row['ratio']:.2f}  "
                   f"(compile {row['compile_seconds']:.1f} s)", flush=True)
-    pmmh = None
+        write()
     if args.pmmh:
         warmup, samples = args.pmmh_iterations
         pmmh = run_pmmh(y[: min(500, args.T)], dtype, 1000 if not args.quick else 100, warmup, samples, 4)
         print(f"PMMH: T = {pmmh['T']}, {pmmh['n_particles']} particles, {pmmh['chains']} chains x "
               f"{pmmh['iterations']} iterations: {pmmh['seconds_first_call']:.1f} s first call, "
               f"{pmmh['seconds_second_call']:.1f} s second call; acceptance {pmmh['acceptance_rate']}")
+        write()
     print("AGREEMENT CHECK PASSED" if ok else "AGREEMENT CHECK FAILED")
     for note in notes:
         print("note:", note)
-    if args.json:
-        versions = {}
-        for pkg in ("jax", "jaxlib", "numpyro", "cuthbert", "cuthbertlib"):
-            try:
-                versions[pkg] = metadata.version(pkg)
-            except metadata.PackageNotFoundError:
-                versions[pkg] = None
-        out = {"device": device.device_kind, "platform": device.platform, "dtype": args.dtype,
-               "command": " ".join(sys.argv), "versions": versions, "notes": notes,
-               "rows": rows, "checks": {str(k): v for k, v in checks.items()}, "pmmh": pmmh,
-               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    write()
     return 0 if ok else 1
 
 
