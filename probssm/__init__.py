@@ -28,7 +28,7 @@ _LAZY = {
     "load": "probssm.base",
     "NotFittedError": "probssm.base",
 }
-_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "smc", "deep", "fit", "metrics", "datasets", "base", "plotting", "diagnostics", "frontend", "backtesting")
+_SUBMODULES = ("kalman", "structural", "gp", "ssm", "nonlinear", "smc", "deep", "fit", "metrics", "datasets", "base", "plotting", "diagnostics", "frontend", "backtesting", "adapters")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

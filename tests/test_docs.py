@@ -59,6 +59,7 @@ PUBLIC_MODULES = (
     "probssm.frontend_fit",
     "probssm.frontend_progress",
     "probssm.backtesting",
+    "probssm.adapters.sktime",
 )
 
 
