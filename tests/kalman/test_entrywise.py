@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from probssm.kalman import _entrywise, _linalg
 
-SETTINGS = settings(max_examples=25, deadline=None)
+SETTINGS = settings(max_examples=10, deadline=None)
 
 
 @pytest.fixture(autouse=True, scope="module")
