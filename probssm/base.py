@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,9 @@ class BaseEstimator:
         return self
 
     # Execution settings that do not change results (sktime's ``set_config``), per class.
-    _config_defaults: dict = {}
+    # ``progress``: progress bars on long operations (NumPyro's NUTS, training), shown only
+    # where standard error is a terminal.
+    _config_defaults: dict = {"progress": True}  # noqa: RUF012
 
     def set_config(self, **config) -> "BaseEstimator":
         """Set execution settings (they never change results, so they are not hyper-parameters
@@ -102,6 +105,11 @@ class BaseEstimator:
     def get_config(self) -> dict:
         """The execution settings: the class defaults updated by :meth:`set_config`."""
         return {**self._config_defaults, **getattr(self, "_config", {})}
+
+    def _show_progress(self) -> bool:
+        """Whether long operations show a progress bar: the ``progress`` setting, and standard
+        error a terminal (never in logs, CI output or a notebook's captured stderr)."""
+        return bool(self.get_config().get("progress", False)) and sys.stderr.isatty()
 
     def __repr__(self) -> str:
         defaults = {

@@ -154,3 +154,21 @@ def test_fitted_params_given_back_as_a_series_fix_the_fit(nile):
     np.testing.assert_allclose(again.loglik_, est.loglik_, rtol=1e-12)
     with pytest.raises(ValueError, match="unknown"):
         LocalLevel().fit(nile, params=pd.Series({**est.params_.to_dict(), "phi": 0.5}))
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    """``set_config(progress=...)`` switches the progress bars of long operations; they never
+    show where standard error is not a terminal."""
+    est = LocalLevel()
+    assert est.get_config() == {"progress": True}
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    assert not est._show_progress()  # pytest captures stderr: not a terminal
+    monkeypatch.setattr("sys.stderr", Terminal())
+    assert est._show_progress()
+    assert not est.set_config(progress=False)._show_progress()
+    with pytest.raises(ValueError, match="unknown configuration"):
+        est.set_config(bar=True)

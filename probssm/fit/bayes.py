@@ -58,6 +58,7 @@ def sample_posterior(
     num_chains: int = 2,
     seed: int = 0,
     target_accept: float = 0.85,
+    progress_bar: bool = False,
 ):
     """Run NUTS on the unconstrained parameters.
 
@@ -73,6 +74,8 @@ def sample_posterior(
         Starting point (the MLE is a good one); chains start at small jitters of it.
     num_warmup, num_samples, num_chains, seed, target_accept
         NUTS settings (chains run one after another).
+    progress_bar : bool
+        NumPyro's progress bar over the iterations of each chain.
 
     Returns
     -------
@@ -96,7 +99,7 @@ def sample_posterior(
 
         kernel = NUTS(potential_fn=lambda theta: -log_density(theta), target_accept_prob=target_accept)
         mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                     chain_method="sequential", progress_bar=False)
+                     chain_method="sequential", progress_bar=progress_bar)
         key = jax.random.PRNGKey(seed)
         jitter = 0.01 * jax.random.normal(jax.random.fold_in(key, 1), (num_chains, k))
         init = theta0 + jitter if num_chains > 1 else theta0

@@ -67,7 +67,8 @@ class PosteriorMixin:
                 self._log_priors(names, np.exp(given.theta0)), mle.theta0, jnp.asarray(t),
                 jnp.asarray(y), fixed_noise,
                 num_warmup=int(self.num_warmup), num_samples=int(self.num_samples),
-                num_chains=int(self.num_chains), seed=nuts_seed(self.random_state))
+                num_chains=int(self.num_chains), seed=nuts_seed(self.random_state),
+                progress_bar=self._show_progress())
             median = np.log(np.median(draws.reshape(-1, len(names)), axis=0))
             self.kernel_ = jax.tree_util.tree_map(float, mle.kernel(jnp.asarray(median)))
             if mle.fit_noise:

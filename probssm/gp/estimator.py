@@ -83,7 +83,7 @@ class GaussianProcess(PosteriorMixin, BaseForecaster):
         likelihoods).
     """
 
-    _config_defaults = {"inference": "auto"}
+    _config_defaults = {**BaseForecaster._config_defaults, "inference": "auto"}  # noqa: RUF012
     _panel_attributes = ("log_marginal_likelihood_",)
 
     def __init__(self, kernel, likelihood="gaussian", noise=None, optimizer="lbfgs", method="auto",

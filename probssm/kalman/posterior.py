@@ -111,6 +111,7 @@ class PosteriorMixin:
                 self._log_priors(data), theta0, y, aux,
                 num_warmup=int(self.num_warmup), num_samples=int(self.num_samples),
                 num_chains=int(self.num_chains), seed=nuts_seed(self.random_state),
+                progress_bar=self._show_progress(),
             )
         self._set_posterior(draws, names)
         self.divergences_ = divergences

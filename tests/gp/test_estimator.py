@@ -144,7 +144,7 @@ def test_unfitted_and_configuration_errors():
         gp.predict(NEW)
     with pytest.raises(ValueError, match="unknown configuration"):
         gp.set_config(backend="dask")
-    assert gp.set_config(inference="parallel").get_config() == {"inference": "parallel"}
+    assert gp.set_config(inference="parallel").get_config() == {"inference": "parallel", "progress": True}
 
 
 def test_panel_fits_equal_one_fit_per_series():
