@@ -52,6 +52,7 @@ from ..kalman._linalg import solve_discrete_lyapunov
 from ..kalman.model import (
     APPROXIMATE_DIFFUSE_VARIANCE, INITIALIZATIONS, LGSSM, approximate_diffuse, check_initialization,
 )
+from .arima_lags import dense_tail, lag_set, shrink_into_region
 
 __all__ = [
     "APPROXIMATE_DIFFUSE_VARIANCE",
@@ -84,7 +85,7 @@ class SarimaxSpec:
     Attributes
     ----------
     order : tuple ``(p, d, q)``
-        AR order, differencing order, MA order.
+        AR order, differencing order, MA order (``p`` and ``q`` the largest lags).
     seasonal_order : tuple ``(P, D, Q, s)``
         Seasonal AR order, seasonal differencing order, seasonal MA order, period ``s``.
     trend_powers : tuple of int
@@ -97,6 +98,11 @@ class SarimaxSpec:
         Whether :func:`to_natural` constrains the AR (MA) polynomials to be stationary
         (invertible). ``enforce_stationarity`` also decides the prior: stationary ARMA states
         when ``True``, all states diffuse when ``False`` (as in statsmodels).
+    lag_lists : tuple of 4 tuples of int, or None
+        The lags that carry a coefficient in the AR, MA, seasonal AR and seasonal MA
+        polynomials (seasonal ones in units of ``s``), where some lag below the largest is left
+        out (:mod:`probssm.structural.arima_lags`); ``None`` when every polynomial has all its
+        lags. Read them through :attr:`lags`.
     """
 
     order: tuple[int, int, int]
@@ -105,6 +111,18 @@ class SarimaxSpec:
     exog_names: tuple[str, ...] = ()
     enforce_stationarity: bool = True
     enforce_invertibility: bool = True
+    lag_lists: tuple | None = None
+
+    @property
+    def lags(self) -> dict[str, tuple[int, ...]]:
+        """The lags with a coefficient, by polynomial: keys ``"ar"``, ``"ma"`` (lags of
+        :math:`L`), ``"seasonal_ar"``, ``"seasonal_ma"`` (lags of :math:`L^s`)."""
+        keys = ("ar", "ma", "seasonal_ar", "seasonal_ma")
+        if self.lag_lists is not None:
+            return dict(zip(keys, self.lag_lists))
+        p, _, q = self.order
+        P, _, Q, _ = self.seasonal_order
+        return {k: tuple(range(1, n + 1)) for k, n in zip(keys, (p, q, P, Q))}
 
     # -- orders ------------------------------------------------------------------------------
     @property
@@ -120,9 +138,7 @@ class SarimaxSpec:
     @property
     def k_params(self) -> int:
         """Length of the parameter vector."""
-        p, _, q = self.order
-        P, _, Q, _ = self.seasonal_order
-        return self.k_trend + self.k_exog + p + q + P + Q + 1
+        return self.k_trend + self.k_exog + sum(len(v) for v in self.lags.values()) + 1
 
     @property
     def ar_order(self) -> int:
@@ -161,11 +177,10 @@ class SarimaxSpec:
     def param_slices(self) -> dict[str, slice]:
         """Where each block sits in the parameter vector: keys ``"trend"``, ``"exog"``, ``"ar"``,
         ``"ma"``, ``"seasonal_ar"``, ``"seasonal_ma"``, ``"sigma2"`` (empty slices included)."""
-        p, _, q = self.order
-        P, _, Q, _ = self.seasonal_order
+        lags = self.lags
         sizes = {
-            "trend": self.k_trend, "exog": self.k_exog, "ar": p, "ma": q,
-            "seasonal_ar": P, "seasonal_ma": Q, "sigma2": 1,
+            "trend": self.k_trend, "exog": self.k_exog, "ar": len(lags["ar"]), "ma": len(lags["ma"]),
+            "seasonal_ar": len(lags["seasonal_ar"]), "seasonal_ma": len(lags["seasonal_ma"]), "sigma2": 1,
         }
         out, start = {}, 0
         for name, size in sizes.items():
@@ -176,24 +191,24 @@ class SarimaxSpec:
     @property
     def param_names(self) -> tuple[str, ...]:
         """statsmodels' parameter names in statsmodels' order, e.g. ``('intercept', 'x1',
-        'ar.L1', 'ma.L1', 'ar.S.L12', 'ma.S.L12', 'sigma2')``."""
-        p, _, q = self.order
-        P, _, Q, s = self.seasonal_order
+        'ar.L1', 'ma.L1', 'ar.S.L12', 'ma.S.L12', 'sigma2')``; a lag list names its lags
+        (``order=([1, 4], 0, 0)`` gives ``ar.L1``, ``ar.L4``)."""
+        s = self.seasonal_order[3]
+        lags = self.lags
         trend = [{0: "intercept", 1: "drift"}.get(k, f"trend.{k}") for k in self.trend_powers]
         return tuple(
             trend + list(self.exog_names)
-            + [f"ar.L{i}" for i in range(1, p + 1)]
-            + [f"ma.L{i}" for i in range(1, q + 1)]
-            + [f"ar.S.L{s * i}" for i in range(1, P + 1)]
-            + [f"ma.S.L{s * i}" for i in range(1, Q + 1)]
+            + [f"ar.L{i}" for i in lags["ar"]]
+            + [f"ma.L{i}" for i in lags["ma"]]
+            + [f"ar.S.L{s * i}" for i in lags["seasonal_ar"]]
+            + [f"ma.S.L{s * i}" for i in lags["seasonal_ma"]]
             + ["sigma2"]
         )
 
 
 def _order_entry(value, where: str) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        extra = " (lists of lags are not supported)" if isinstance(value, (list, tuple)) else ""
-        raise TypeError(f"{where}: expected a non-negative integer, got {value!r}{extra}")
+        raise TypeError(f"{where}: expected a non-negative integer, got {value!r}")
     value = operator.index(value)
     if value < 0:
         raise ValueError(f"{where}: expected a non-negative integer, got {value}")
@@ -242,9 +257,13 @@ def sarimax_spec(
     Parameters
     ----------
     order : ``(p, d, q)``
-        Non-negative integers.
+        Non-negative integers; ``p`` and ``q`` may instead list the lags that carry a
+        coefficient, as statsmodels accepts them: ``[1, 4]`` or the 0/1 flags ``(1, 0, 0, 1)``
+        (:func:`probssm.structural.arima_lags.lag_set`). The other coefficients are zero and
+        are not parameters.
     seasonal_order : ``(P, D, Q, s)``
-        Non-negative integers; ``s >= 2`` when any of ``P, D, Q`` is non-zero.
+        Non-negative integers; ``s >= 2`` when any of ``P, D, Q`` is non-zero. ``P`` and ``Q``
+        may list lags in units of ``s`` (``([1, 2], 0, 0, 12)``: lags 12 and 24).
     trend : None, ``'n'``, ``'c'``, ``'t'``, ``'ct'``, ``'ctt'`` or a sequence of 0/1
         The deterministic trend :math:`A(t)`: none, a constant, a linear trend (``drift``), both,
         both plus :math:`t^2`; a sequence ``[1, 0, 1]`` includes the powers of :math:`t` whose
@@ -277,28 +296,33 @@ def sarimax_spec(
             raise TypeError(f"{name}: expected a sequence {form} of integers, got {value!r}")
         if len(value) != len(form.split(",")):
             raise ValueError(f"{name}: expected {form}, got {value!r}")
-    order = tuple(_order_entry(v, f"order[{i}] ({n})") for i, (v, n) in enumerate(zip(order, "pdq")))
-    seasonal_order = tuple(
-        _order_entry(v, f"seasonal_order[{i}] ({n})")
-        for i, (v, n) in enumerate(zip(seasonal_order, "PDQs"))
+    given = (order, seasonal_order)
+    lag_lists = (
+        lag_set(order[0], "order[0] (p)"), lag_set(order[2], "order[2] (q)"),
+        lag_set(seasonal_order[0], "seasonal_order[0] (P)"), lag_set(seasonal_order[2], "seasonal_order[2] (Q)"),
     )
-    p, _, q = order
-    P, D, Q, s = seasonal_order
+    d = _order_entry(order[1], "order[1] (d)")
+    D = _order_entry(seasonal_order[1], "seasonal_order[1] (D)")
+    s = _order_entry(seasonal_order[3], "seasonal_order[3] (s)")
+    p, q, P, Q = (max(lags, default=0) for lags in lag_lists)
+    order, seasonal_order = (p, d, q), (P, D, Q, s)
     if (P or D or Q) and s < 2:
         raise ValueError(
             f"seasonal_order: the seasonal period s must be at least 2 when P, D or Q is non-zero, "
-            f"got {seasonal_order}"
+            f"got {given[1]}"
         )
     if not (P or D or Q):
         seasonal_order = (0, 0, 0, 0) if s < 2 else seasonal_order
-    for kind, small, big in (("autoregressive", p, P), ("moving average", q, Q)):
-        shared = sorted(set(range(1, small + 1)) & {s * i for i in range(1, big + 1)})
+    for kind, small, big in (("autoregressive", 0, 2), ("moving average", 1, 3)):
+        shared = sorted(set(lag_lists[small]) & {s * i for i in lag_lists[big]})
         if shared:
             raise ValueError(
                 f"{kind} lag(s) {shared} are in both the non-seasonal and the seasonal polynomial "
-                f"(order={order}, seasonal_order={seasonal_order}); lower the non-seasonal order "
+                f"(order={given[0]}, seasonal_order={given[1]}); lower the non-seasonal order "
                 "below the seasonal period"
             )
+    if all(lags == tuple(range(1, len(lags) + 1)) for lags in lag_lists):
+        lag_lists = None  # every polynomial has all its lags: the plain spec
     powers = _trend_powers(trend)
     if isinstance(exog_names, str):
         exog_names = (exog_names,)
@@ -309,7 +333,7 @@ def sarimax_spec(
     spec = SarimaxSpec(
         order=order, seasonal_order=seasonal_order, trend_powers=powers, exog_names=exog_names,
         enforce_stationarity=bool(enforce_stationarity),
-        enforce_invertibility=bool(enforce_invertibility),
+        enforce_invertibility=bool(enforce_invertibility), lag_lists=lag_lists,
     )
     names = spec.param_names
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -373,20 +397,24 @@ def lag_polynomials(spec: SarimaxSpec, params):
     return _lag_polynomials(spec, _split(spec, params), params.dtype)
 
 
-def _seasonal_poly(coefs, s, sign, dtype):
-    out = jnp.zeros(coefs.shape[0] * s + 1, dtype).at[0].set(1)
-    return out.at[s::s].set(sign * coefs) if coefs.shape[0] else out
+def _poly(coefs, lags, step, sign, dtype):
+    """:math:`1 + \\text{sign} \\sum_j c_j L^{\\text{step}\\, l_j}` as coefficients in
+    increasing powers of :math:`L`, shape ``(step * max(lags) + 1,)``."""
+    out = jnp.zeros(step * max(lags, default=0) + 1, dtype).at[0].set(1)
+    if not lags:
+        return out
+    return out.at[np.asarray(lags) * step].set(sign * coefs)
 
 
 def _lag_polynomials(spec, parts, dtype):
     s = spec.seasonal_order[3]
-    one = jnp.ones(1, dtype)
-    ar = jnp.concatenate([one, -parts["ar"]])
-    ma = jnp.concatenate([one, parts["ma"]])
+    lags = spec.lags
+    ar = _poly(parts["ar"], lags["ar"], 1, -1, dtype)
+    ma = _poly(parts["ma"], lags["ma"], 1, 1, dtype)
     if spec.seasonal_order[0]:
-        ar = jnp.convolve(ar, _seasonal_poly(parts["seasonal_ar"], s, -1, dtype))
+        ar = jnp.convolve(ar, _poly(parts["seasonal_ar"], lags["seasonal_ar"], s, -1, dtype))
     if spec.seasonal_order[2]:
-        ma = jnp.convolve(ma, _seasonal_poly(parts["seasonal_ma"], s, 1, dtype))
+        ma = jnp.convolve(ma, _poly(parts["seasonal_ma"], lags["seasonal_ma"], s, 1, dtype))
     return ar, ma
 
 
@@ -437,7 +465,8 @@ def _concrete_checks(spec, params: np.ndarray):
     if spec.enforce_stationarity:
         for key, label in (("ar", "AR"), ("seasonal_ar", "seasonal AR")):
             coefs = params[spec.param_slices[key]]
-            if coefs.size and _max_inverse_root(-coefs) >= 1 - 1e-10:
+            lags = spec.lags[key]
+            if coefs.size and _max_inverse_root(-dense_tail(coefs, lags, max(lags))) >= 1 - 1e-10:
                 raise ValueError(
                     f"params: the {label} coefficients {coefs.tolist()} are not stationary (the "
                     "polynomial 1 - c_1 z - c_2 z^2 - ... has a root on or inside the unit circle); "
@@ -717,6 +746,14 @@ def _max_inverse_root(poly_tail) -> float:
     return float(np.max(np.abs(np.roots(np.concatenate([[1.0], coefs])))))
 
 
+def _into_region(coefs, lags):
+    """Starting coefficients on ``lags`` inside the stationary / invertible region: every lag
+    present, :func:`_pull_inside`; a lag list, :func:`~probssm.structural.arima_lags.shrink_into_region`."""
+    if tuple(lags) == tuple(range(1, len(lags) + 1)):
+        return _pull_inside(coefs)
+    return shrink_into_region(coefs, lags, _START_MAX_ROOT)
+
+
 def _pull_inside(tail, limit=_START_MAX_ROOT):
     """Scale ``c_i -> c_i lam^i`` so that ``1 + sum c_i z^i`` has inverse roots within ``limit``."""
     tail = np.asarray(tail, dtype=float)
@@ -869,25 +906,22 @@ def start_params(spec: SarimaxSpec, y, exog=None) -> np.ndarray:
     mu, beta = coef[:spec.k_trend], coef[spec.k_trend:]
 
     # (3) ARMA by Hannan-Rissanen.
-    ar_lags = list(range(1, p + 1)) + [s * i for i in range(1, P + 1)]
-    ma_lags = list(range(1, q + 1)) + [s * i for i in range(1, Q + 1)]
+    lags = spec.lags
+    ar_lags = list(lags["ar"]) + [s * i for i in lags["seasonal_ar"]]
+    ma_lags = list(lags["ma"]) + [s * i for i in lags["seasonal_ma"]]
     arma, sigma2 = (None, None)
     if ar_lags or ma_lags:
         arma, sigma2 = _hannan_rissanen(e, ar_lags, ma_lags)
     if arma is None or not np.all(np.isfinite(arma)):
         arma = np.zeros(len(ar_lags) + len(ma_lags))
         sigma2 = float(np.mean(e[np.isfinite(e)] ** 2))
-    ar, sar = arma[:p], arma[p:p + P]
-    ma, sma = arma[p + P:p + P + q], arma[p + P + q:]
+    ar, sar, ma, sma = np.split(arma, np.cumsum([len(lags[k]) for k in ("ar", "seasonal_ar", "ma")]))
 
     # (4) into the valid region.
-    ar, sar = -_pull_inside(-ar), -_pull_inside(-sar)
-    ma, sma = _pull_inside(ma), _pull_inside(sma)
-    seasonal = np.zeros(P * s + 1)
-    seasonal[0] = 1.0
-    if P:
-        seasonal[s::s] = -sar
-    intercept = mu * np.sum(np.convolve(np.r_[1.0, -ar], seasonal))  # mu * phi*(1)
+    ar, sar = -_into_region(-ar, lags["ar"]), -_into_region(-sar, lags["seasonal_ar"])
+    ma, sma = _into_region(ma, lags["ma"]), _into_region(sma, lags["seasonal_ma"])
+    phi_at_one = (1 - np.sum(ar)) * (1 - np.sum(sar))  # phi(1) Phi(1)
+    intercept = mu * phi_at_one
     scale = float(np.var(observed)) if observed.size > 1 else 1.0
     sigma2 = max(float(sigma2), 1e-10 * max(scale, np.finfo(float).tiny))
     params = np.concatenate([intercept, beta, ar, ma, sar, sma, [sigma2]])
