@@ -103,6 +103,10 @@ class SarimaxSpec:
         polynomials (seasonal ones in units of ``s``), where some lag below the largest is left
         out (:mod:`probssm.structural.arima_lags`); ``None`` when every polynomial has all its
         lags. Read them through :attr:`lags`.
+    measurement_error : bool
+        Add observation noise :math:`y_t = z_t^T\\beta + \\xi_t + \\nu_t`,
+        :math:`\\nu_t \\sim N(0, \\sigma^2_\\nu)`, whose variance is the parameter
+        ``var.measurement_error`` (statsmodels' name and place, just before ``sigma2``).
     """
 
     order: tuple[int, int, int]
@@ -112,6 +116,7 @@ class SarimaxSpec:
     enforce_stationarity: bool = True
     enforce_invertibility: bool = True
     lag_lists: tuple | None = None
+    measurement_error: bool = False
 
     @property
     def lags(self) -> dict[str, tuple[int, ...]]:
@@ -138,7 +143,7 @@ class SarimaxSpec:
     @property
     def k_params(self) -> int:
         """Length of the parameter vector."""
-        return self.k_trend + self.k_exog + sum(len(v) for v in self.lags.values()) + 1
+        return self.k_trend + self.k_exog + sum(len(v) for v in self.lags.values()) + self.measurement_error + 1
 
     @property
     def ar_order(self) -> int:
@@ -176,11 +181,13 @@ class SarimaxSpec:
     @property
     def param_slices(self) -> dict[str, slice]:
         """Where each block sits in the parameter vector: keys ``"trend"``, ``"exog"``, ``"ar"``,
-        ``"ma"``, ``"seasonal_ar"``, ``"seasonal_ma"``, ``"sigma2"`` (empty slices included)."""
+        ``"ma"``, ``"seasonal_ar"``, ``"seasonal_ma"``, ``"measurement"``, ``"sigma2"`` (empty
+        slices included)."""
         lags = self.lags
         sizes = {
             "trend": self.k_trend, "exog": self.k_exog, "ar": len(lags["ar"]), "ma": len(lags["ma"]),
-            "seasonal_ar": len(lags["seasonal_ar"]), "seasonal_ma": len(lags["seasonal_ma"]), "sigma2": 1,
+            "seasonal_ar": len(lags["seasonal_ar"]), "seasonal_ma": len(lags["seasonal_ma"]),
+            "measurement": int(self.measurement_error), "sigma2": 1,
         }
         out, start = {}, 0
         for name, size in sizes.items():
@@ -202,6 +209,7 @@ class SarimaxSpec:
             + [f"ma.L{i}" for i in lags["ma"]]
             + [f"ar.S.L{s * i}" for i in lags["seasonal_ar"]]
             + [f"ma.S.L{s * i}" for i in lags["seasonal_ma"]]
+            + ["var.measurement_error"] * self.measurement_error
             + ["sigma2"]
         )
 
@@ -251,6 +259,7 @@ def sarimax_spec(
     exog_names=(),
     enforce_stationarity: bool = True,
     enforce_invertibility: bool = True,
+    measurement_error: bool = False,
 ) -> SarimaxSpec:
     """Validate a SARIMAX specification (statsmodels' ``SARIMAX`` arguments).
 
@@ -274,7 +283,7 @@ def sarimax_spec(
         forbids powers below ``d + D``).
     exog_names : sequence of str
         One unique name per regressor (statsmodels names array columns ``x1, x2, ...``).
-    enforce_stationarity, enforce_invertibility : bool
+    enforce_stationarity, enforce_invertibility, measurement_error : bool
         See :class:`SarimaxSpec`.
 
     Returns
@@ -334,6 +343,7 @@ def sarimax_spec(
         order=order, seasonal_order=seasonal_order, trend_powers=powers, exog_names=exog_names,
         enforce_stationarity=bool(enforce_stationarity),
         enforce_invertibility=bool(enforce_invertibility), lag_lists=lag_lists,
+        measurement_error=bool(measurement_error),
     )
     names = spec.param_names
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -459,9 +469,10 @@ def _concrete_checks(spec, params: np.ndarray):
     if not np.all(np.isfinite(params)):
         bad = [spec.param_names[i] for i in np.flatnonzero(~np.isfinite(params))]
         raise ValueError(f"params: non-finite value for {bad}")
-    sigma2 = float(params[spec.param_slices["sigma2"]][0])
-    if sigma2 <= 0:
-        raise ValueError(f"params: sigma2 must be positive, got {sigma2}")
+    for key, name in (("sigma2", "sigma2"), ("measurement", "var.measurement_error")):
+        for value in params[spec.param_slices[key]]:
+            if value <= 0:
+                raise ValueError(f"params: {name} must be positive, got {value}")
     if spec.enforce_stationarity:
         for key, label in (("ar", "AR"), ("seasonal_ar", "seasonal AR")):
             coefs = params[spec.param_slices[key]]
@@ -495,7 +506,8 @@ def sarimax_model(
     differencing structure and, in column ``d + sD``, the reduced AR coefficients
     :math:`\\phi^*` of :math:`\\phi(L)\\Phi(L^s)`; :math:`r = e_{d+sD} + \\sum_j \\theta^*_j
     e_{d+sD+j}` holds the reduced MA coefficients of :math:`\\theta(L)\\Theta(L^s)`; :math:`H`
-    sums the differencing states and the first ARMA state; :math:`R = 0` (no measurement error).
+    sums the differencing states and the first ARMA state; :math:`R = 0`, or
+    :math:`\\sigma^2_\\nu` (``var.measurement_error``) with ``spec.measurement_error``.
     The trend is the state intercept of the first ARMA state,
     :math:`b_t = A(\\tau_t)\\, e_{d+sD}` at statsmodels' trend time
     :math:`\\tau_t = \\text{time\\_offset} + t + 1` (``trend_offset=1``), the intercept of the
@@ -605,6 +617,8 @@ def _build(spec, params, exog, time_offset, num_timesteps, initialization):
     Q = sigma2 * (r[:, None] * r[None, :])
     H = jnp.asarray(H0, dtype)
     R = jnp.zeros((1, 1), dtype)
+    if spec.measurement_error:
+        R = parts["measurement"].reshape(1, 1)
     time_varying = set()
 
     # Trend: state intercept of the first ARMA state.
@@ -722,7 +736,7 @@ def _transform(spec, x, forward: bool):
     }
     for name, sl in spec.param_slices.items():
         block = x[..., sl]
-        if name == "sigma2":
+        if name in ("sigma2", "measurement"):
             block = jnp.exp(block) if forward else jnp.log(block)
         elif enforce.get(name, False) and block.shape[-1]:
             sign = -1 if name in ("ma", "seasonal_ma") else 1
@@ -924,5 +938,8 @@ def start_params(spec: SarimaxSpec, y, exog=None) -> np.ndarray:
     intercept = mu * phi_at_one
     scale = float(np.var(observed)) if observed.size > 1 else 1.0
     sigma2 = max(float(sigma2), 1e-10 * max(scale, np.finfo(float).tiny))
-    params = np.concatenate([intercept, beta, ar, ma, sar, sma, [sigma2]])
+    # Measurement noise starts at a tenth of the innovation variance: the one-step variation of
+    # the differenced series, of which white noise on y_t is usually the smaller part.
+    measurement = [0.1 * sigma2] * spec.measurement_error
+    params = np.concatenate([intercept, beta, ar, ma, sar, sma, measurement, [sigma2]])
     return params

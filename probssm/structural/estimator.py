@@ -13,6 +13,7 @@ from ..kalman.forecaster import LinearGaussianForecaster
 from ..kalman.inference import smooth as kalman_smooth
 from ..kalman.model import LGSSM
 from . import arima, unobserved
+from .diffuse_options import APPROXIMATE_DIFFUSE_VARIANCE, DiffuseOptionsMixin
 
 __all__ = ["LocalLevel", "UnobservedComponents", "SARIMAX"]
 
@@ -109,7 +110,7 @@ class LocalLevel(LinearGaussianForecaster):
         return ["level"]
 
 
-class UnobservedComponents(LinearGaussianForecaster):
+class UnobservedComponents(DiffuseOptionsMixin, LinearGaussianForecaster):
     """Structural time-series model: a sum of components plus an irregular, fitted by MLE.
 
     .. math::
@@ -140,6 +141,14 @@ class UnobservedComponents(LinearGaussianForecaster):
     method, priors, num_warmup, num_samples, num_chains, random_state
         How the parameters are estimated: ``"mle"`` (default) or ``"nuts"`` with its priors and
         sampler settings (see :class:`~probssm.kalman.forecaster.LinearGaussianForecaster`).
+    initial_variance : float, default 1e6
+        Prior variance of the diffuse states under ``initialization="approximate_diffuse"``
+        (statsmodels' ``initial_variance``).
+    loglikelihood_burn : int, optional
+        Number of leading log-likelihood terms left out, under either initialisation
+        (statsmodels' argument); by default the number of diffuse states under
+        ``"approximate_diffuse"`` and none under ``"exact_diffuse"``
+        (:mod:`probssm.structural.diffuse_options`).
 
     Attributes
     ----------
@@ -162,7 +171,8 @@ class UnobservedComponents(LinearGaussianForecaster):
 
     def __init__(self, terms=("local level",), irregular=True, initialization="exact_diffuse",
                  method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2,
-                 random_state=None):
+                 random_state=None, initial_variance=APPROXIMATE_DIFFUSE_VARIANCE,
+                 loglikelihood_burn=None):
         self.terms = terms
         self.irregular = irregular
         self.initialization = initialization
@@ -172,6 +182,8 @@ class UnobservedComponents(LinearGaussianForecaster):
         self.num_samples = num_samples
         self.num_chains = num_chains
         self.random_state = random_state
+        self.initial_variance = initial_variance
+        self.loglikelihood_burn = loglikelihood_burn
 
     # -- specification: the engine's, see probssm.structural.unobserved ------------------------
     def _resolve(self, index):
@@ -180,7 +192,7 @@ class UnobservedComponents(LinearGaussianForecaster):
         self.components_ = list(self._spec.components)
 
     def _structure(self):
-        return (self.initialization, self._spec)
+        return (self.initialization, self._spec, self._diffuse_options())
 
     def _prepare(self, data):
         if data.values.shape[1] != 1:
@@ -250,7 +262,7 @@ class UnobservedComponents(LinearGaussianForecaster):
         return plot_components(self, coverage=coverage, fig=fig)
 
 
-class SARIMAX(LinearGaussianForecaster):
+class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
     """Seasonal ARIMA with exogenous regressors, :math:`\\text{SARIMAX}(p,d,q)\\times(P,D,Q)_s`,
     fitted by maximum likelihood on the linear-Gaussian engine.
 
@@ -268,9 +280,10 @@ class SARIMAX(LinearGaussianForecaster):
     Parameters
     ----------
     order : tuple of 3 int
-        :math:`(p, d, q)`, non-negative integers.
+        :math:`(p, d, q)`, non-negative integers; ``p`` and ``q`` may be lists of lags.
     seasonal_order : tuple of 4 int
-        :math:`(P, D, Q, s)`; ``s >= 2`` when any seasonal term is non-zero.
+        :math:`(P, D, Q, s)`; ``s >= 2`` when any seasonal term is non-zero; ``P`` and ``Q`` may
+        be lists of lags (in units of ``s``).
     trend : {None, "n", "c", "t", "ct"}
         Deterministic trend :math:`A(t)`: none, constant, linear in :math:`t`, or both.
     enforce_stationarity, enforce_invertibility : bool
@@ -287,6 +300,21 @@ class SARIMAX(LinearGaussianForecaster):
     method, priors, num_warmup, num_samples, num_chains, random_state
         How the parameters are estimated: ``"mle"`` (default) or ``"nuts"`` with its priors and
         sampler settings (see :class:`~probssm.kalman.forecaster.LinearGaussianForecaster`).
+    measurement_error : bool, default False
+        Add white observation noise :math:`\\nu_t \\sim N(0, \\sigma^2_\\nu)` to :math:`y_t`; its
+        variance is the parameter ``var.measurement_error`` (statsmodels' option and name).
+    initial_variance : float, default 1e6
+        Prior variance of the diffuse states under ``initialization="approximate_diffuse"``
+        (statsmodels' ``initial_variance``).
+    loglikelihood_burn : int, optional
+        Number of leading log-likelihood terms left out, under either initialisation
+        (statsmodels' argument); by default ``d + sD`` under ``"approximate_diffuse"`` and none
+        under ``"exact_diffuse"`` (:mod:`probssm.structural.diffuse_options`).
+
+    Orders may list lags instead of counting them, as in statsmodels: ``order=([1, 4], 1, 0)``
+    or ``order=(1, 1, (1, 0, 0, 1))`` estimate only the coefficients of the lags listed (the
+    others are zero), and ``seasonal_order=([1, 2], 1, 0, 12)`` the seasonal lags 12 and 24
+    (:mod:`probssm.structural.arima_lags`).
 
     Attributes
     ----------
@@ -309,6 +337,7 @@ class SARIMAX(LinearGaussianForecaster):
         self, order=(1, 0, 0), seasonal_order=(0, 0, 0, 0), trend=None, enforce_stationarity=True,
         enforce_invertibility=True, initialization="exact_diffuse", simple_differencing=False,
         method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2, random_state=None,
+        measurement_error=False, initial_variance=APPROXIMATE_DIFFUSE_VARIANCE, loglikelihood_burn=None,
     ):
         self.order = order
         self.seasonal_order = seasonal_order
@@ -323,17 +352,20 @@ class SARIMAX(LinearGaussianForecaster):
         self.num_samples = num_samples
         self.num_chains = num_chains
         self.random_state = random_state
+        self.measurement_error = measurement_error
+        self.initial_variance = initial_variance
+        self.loglikelihood_burn = loglikelihood_burn
 
     def _make_spec(self, order=None, seasonal_order=None):
         return arima.sarimax_spec(
             tuple(self.order) if order is None else order,
             tuple(self.seasonal_order) if seasonal_order is None else seasonal_order,
             self.trend, tuple(self._exog_columns or ()),
-            self.enforce_stationarity, self.enforce_invertibility,
+            self.enforce_stationarity, self.enforce_invertibility, self.measurement_error,
         )
 
     def _structure(self):
-        return (self.initialization, self._spec)
+        return (self.initialization, self._spec, self._diffuse_options())
 
     def _prepare(self, data):
         if data.values.shape[1] != 1:
@@ -357,7 +389,7 @@ class SARIMAX(LinearGaussianForecaster):
         return arima.start_params(self._spec, values[:, 0], self._X)
 
     def _param_kind(self, name):
-        if name == "sigma2":
+        if name in ("sigma2", "var.measurement_error"):
             return "variance"
         if name.startswith("ar."):
             return "bounded" if self.enforce_stationarity else "location"
@@ -405,6 +437,8 @@ class SARIMAX(LinearGaussianForecaster):
             (p, 0, q), (P, 0, Q, s if (P or Q) else 0), trend=self.trend,
             enforce_stationarity=self.enforce_stationarity,
             enforce_invertibility=self.enforce_invertibility, initialization=self.initialization,
+            measurement_error=self.measurement_error, initial_variance=self.initial_variance,
+            loglikelihood_burn=self.loglikelihood_burn,
         )
         X_frame = None if dX is None else pd.DataFrame(dX, columns=self._exog_columns)
         return inner.fit(dy, X=X_frame, params=params)
