@@ -20,12 +20,15 @@ from ..base import BaseForecaster, StateEstimates
 from ..fit import maximize_likelihood, observed_information
 from ..fit.batched import maximize_likelihood_batched
 from . import compiled
+from .fixed import free_objective, resolve_fixed, with_fixed
 from .inference import filter as kalman_filter
 from .inference import sample as kalman_sample
 from .inference import smooth as kalman_smooth
 from .model import APPROXIMATE_DIFFUSE_VARIANCE, LGSSM, approximate_diffuse, check_initialization, diffuse_rank
+from .insample import InSampleMixin
 from .posterior import PosteriorMixin
 from .reports import ReportsMixin
+from .simulation import SimulationMixin
 
 __all__ = ["LinearGaussianForecaster", "FIT_METHODS"]
 
@@ -33,7 +36,7 @@ FIT_METHODS = ("mle", "nuts")
 """Estimation methods every linear-Gaussian forecaster offers (``KalmanFilter`` adds ``"em"``)."""
 
 
-class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
+class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, InSampleMixin, SimulationMixin, BaseForecaster):
     """Base for estimators whose model is an :class:`LGSSM` built from a parameter vector.
 
     Everything that configures a fit is a constructor hyper-parameter (scikit-learn's rule), so
@@ -53,9 +56,10 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
     - ``random_state`` (None, int or ``numpy.random.Generator``): seed of the sampler (an int
       reproduces a fit; ``None`` draws fresh entropy).
 
-    ``fit(y, X=None, *, params=None)`` takes data; ``params`` (by name, or in the order of
-    ``params_``) fixes the parameters at known values instead of estimating them, as
-    statsmodels' ``model.smooth(params)`` does.
+    ``fit(y, X=None, *, params=None, fixed=None)`` takes data; ``params`` (by name, or in the
+    order of ``params_``) sets all parameters at known values instead of estimating them, as
+    statsmodels' ``model.smooth(params)`` does; ``fixed`` (``{name: value}``) holds some at given
+    values while the others are estimated (statsmodels' ``fix_params``, :mod:`.fixed`).
 
     Subclasses define ``_param_names(m)``, ``_start_params(values)`` (natural parameters),
     ``_to_unconstrained`` / ``_to_natural`` (bijections between natural parameters and
@@ -68,7 +72,8 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
 
     Fitted attributes: ``params_`` (Series of natural parameters), ``loglik_``, ``aic_``,
     ``bic_``, ``hqic_``, ``nobs_``, ``bse_`` (standard errors from the observed information),
-    ``converged_``. On a panel: ``estimators_`` and those as Series / a DataFrame by series.
+    ``converged_``, ``fixed_params_`` (the values held by ``fixed``, empty without). On a
+    panel: ``estimators_`` and those as Series / a DataFrame by series.
     """
 
     _methods = FIT_METHODS
@@ -135,26 +140,36 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
     # -- fitting ------------------------------------------------------------------------------
-    def fit(self, y, X=None, *, params=None):
+    def fit(self, y, X=None, *, params=None, fixed=None):
         """Fit to ``y`` (and exogenous ``X`` for models with regressors); returns ``self``.
 
-        ``params`` (mapping, Series or array, optional): known parameter values, by name or in
-        the order of ``params_``, used instead of estimates (statsmodels' ``smooth(params)``).
-        How the parameters are estimated otherwise is set by the constructor (``method``, ...).
+        ``params`` (mapping, Series or array, optional): known values of all parameters, by name
+        or in the order of ``params_``, used instead of estimates (statsmodels'
+        ``smooth(params)``). ``fixed`` (mapping ``{name: value}``, optional): parameters held at
+        the given values while the others are estimated by maximum likelihood (statsmodels'
+        ``fix_params``); their ``bse_`` are NaN and the information criteria count the free
+        parameters only. How the parameters are estimated otherwise is set by the constructor
+        (``method``, ...).
         """
         use_persistent_cache()
-        self._fixed_params = params
+        if params is not None and fixed is not None:
+            raise ValueError("give either params (all parameters known) or fixed (some held), not both")
+        self._fixed_params, self._fixed_request = params, fixed
         try:
-            if params is not None and self._univariate and _data.is_panel(y, univariate=True):
-                raise ValueError("params cannot be given for a panel fit; fit the series one by one")
+            if self._univariate and _data.is_panel(y, univariate=True):
+                for name, value in (("params", params), ("fixed", fixed)):
+                    if value is not None:
+                        raise ValueError(f"{name} cannot be given for a panel fit; fit the series one by one")
             return super().fit(y, X)
         finally:
-            self._fixed_params = None
+            self._fixed_params, self._fixed_request = None, None
 
     def _fit(self, data):
         self._check_settings()
         self._prepare(data)
         start = np.asarray(self._start_params(data.values), dtype=np.float64)
+        self._fixed = self._resolve_fixed(data, start)
+        start = with_fixed(start, self._param_names(data.values.shape[1]), self._fixed)
         self._set_burn(start)
         if getattr(self, "_fixed_params", None) is not None:
             params = self._given_params(self._fixed_params, data)
@@ -165,6 +180,20 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
         if self.method == "nuts":
             params = self._sample_posterior(data, params)
         self._finish_fit(data, params)
+
+    def _resolve_fixed(self, data, start) -> dict:
+        """The checked ``fixed`` mapping of this fit (empty without), see :mod:`.fixed`."""
+        fixed = getattr(self, "_fixed_request", None)
+        if fixed is None:
+            return {}
+        if self.method != "mle":
+            raise ValueError(f"fixed parameters are estimated with method='mle' (got {self.method!r})")
+        if getattr(self, "simple_differencing", False):
+            raise ValueError("fixed parameters are not available with simple_differencing=True")
+        names = self._param_names(data.values.shape[1])
+        with jax.enable_x64(True):
+            resolve_fixed(fixed, names, self._to_unconstrained, self._to_natural, start)
+        return {n: float(fixed[n]) for n in names if n in fixed}
 
     def _given_params(self, given, data) -> np.ndarray:
         names = self._param_names(data.values.shape[1])
@@ -189,13 +218,23 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
         return values
 
     def _estimate(self, data, start) -> np.ndarray:
-        """Maximum likelihood over the unconstrained parameters."""
+        """Maximum likelihood over the unconstrained parameters (the free ones, with ``fixed``)."""
         y, aux, _ = self._padded_data()
+        names = self._param_names(data.values.shape[1])
         with jax.enable_x64(True):
             theta0 = np.asarray(self._to_unconstrained(jnp.asarray(start)))
-            res = maximize_likelihood(compiled.objective(self, self._burn), theta0, y, aux)
+            objective = compiled.objective(self, self._burn)
+            if not self._fixed:
+                res = maximize_likelihood(objective, theta0, y, aux)
+                self.converged_ = res.converged
+                return np.asarray(self._to_natural(jnp.asarray(res.theta)))
+            mask = np.array([n in self._fixed for n in names])
+            res = maximize_likelihood(free_objective(objective, mask), theta0[~mask], y, aux, jnp.asarray(theta0))
             self.converged_ = res.converged
-            return np.asarray(self._to_natural(jnp.asarray(res.theta)))
+            theta = theta0.copy()
+            theta[~mask] = np.asarray(res.theta)
+            # the fixed entries exactly as given, not their round trip through the transform
+            return with_fixed(np.asarray(self._to_natural(jnp.asarray(theta))), names, self._fixed)
 
     def _finish_fit(self, data, params):
         params = np.asarray(params, dtype=np.float64)
@@ -215,10 +254,14 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
         self._y = data
         names = self._param_names(data.values.shape[1])
         self.params_ = pd.Series(params, index=names, name="estimate")
+        self._fixed = getattr(self, "_fixed", {})
+        self.fixed_params_ = pd.Series(self._fixed, index=[n for n in names if n in self._fixed],
+                                       name="fixed", dtype=np.float64)
         self._bse, self._fit_steps = None, data.num_timesteps
-        # statsmodels' conventions: exact diffuse states count as estimated parameters, and the
-        # burned (approximate diffuse) terms do not count as observations.
-        k = len(params) + (self._diffuse_states if self.initialization == "exact_diffuse" else 0)
+        # statsmodels' conventions: exact diffuse states count as estimated parameters, fixed
+        # parameters do not, and the burned (approximate diffuse) terms do not count as
+        # observations.
+        k = len(params) - len(self._fixed) + (self._diffuse_states if self.initialization == "exact_diffuse" else 0)
         self.nobs_ = int(np.sum(~np.all(np.isnan(data.values), axis=1)))
         nobs_eff = self.nobs_ - burn
         self.aic_ = -2 * self.loglik_ + 2 * k
@@ -228,8 +271,9 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
     @property
     def bse_(self) -> pd.Series:
         """Standard errors: square roots of the diagonal of the inverse observed information
-        :math:`-\\nabla^2 \\log L(\\hat\\theta)` in the natural parameters (``jax.hessian``),
-        computed on first use (the Hessian's compilation is the slowest part of a fit); NaN where
+        :math:`-\\nabla^2 \\log L(\\hat\\theta)` in the natural parameters (``jax.hessian``; of
+        the free parameters only when some are ``fixed``, whose errors are NaN), computed on
+        first use (the Hessian's compilation is the slowest part of a fit); NaN where
         the information is not positive definite (estimates on a boundary)."""
         self._check_is_fitted()
         if self._bse is None:
@@ -239,12 +283,16 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
                 info = observed_information(
                     compiled.objective(self, self._burn, natural=True), self._params, y, aux,
                 ) if len(self._params) else np.zeros((0, 0))
+            # Fixed parameters: the information of the free ones given the fixed is the free
+            # block of the full information; fixed ones have no standard error (NaN).
+            free = ~self.params_.index.isin(list(self._fixed))
+            bse = np.full(len(self._params), np.nan)
             with np.errstate(invalid="ignore"):
                 try:
-                    var = np.diag(np.linalg.inv(info))
-                    bse = np.sqrt(np.where(var > 0, var, np.nan))
+                    var = np.diag(np.linalg.inv(info[np.ix_(free, free)]))
+                    bse[free] = np.sqrt(np.where(var > 0, var, np.nan))
                 except np.linalg.LinAlgError:
-                    bse = np.full(len(self._params), np.nan)
+                    pass
             self._bse = pd.Series(bse, index=self.params_.index, name="std err")
         return self._bse
 
@@ -381,7 +429,7 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
             "loglik_": self.loglik_, "aic_": self.aic_, "bic_": self.bic_, "hqic_": self.hqic_,
             "nobs_": self.nobs_, "converged_": bool(self.converged_), "burn": self._burn,
             "diffuse_states": self._diffuse_states, "fit_steps": self._fit_steps,
-            "param_names": list(self.params_.index),
+            "param_names": list(self.params_.index), "fixed": self._fixed,
         }
         arrays = {"params": self._params, "next_mean": self._next[0], "next_cov": self._next[1]}
         if self._draws is not None:
@@ -397,6 +445,9 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, BaseForecaster):
         for k in ("loglik_", "aic_", "bic_", "hqic_", "nobs_", "converged_"):
             setattr(self, k, meta[k])
         self.params_ = pd.Series(self._params, index=meta["param_names"], name="estimate")
+        self._fixed = dict(meta.get("fixed", {}))  # saves from before fixed= hold none
+        self.fixed_params_ = pd.Series(self._fixed, index=[n for n in meta["param_names"] if n in self._fixed],
+                                       name="fixed", dtype=np.float64)
         self._bse, self._fit_steps = None, meta["fit_steps"]
         self._draws = None
         if "posterior_draws" in arrays:
