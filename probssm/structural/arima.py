@@ -17,7 +17,8 @@ with :math:`\\Delta = 1 - L`, :math:`\\Delta_s = 1 - L^s`,
 
 :func:`sarimax_model` writes it as an :class:`~probssm.kalman.LGSSM` exactly as statsmodels'
 ``SARIMAX`` does with its defaults (Harvey's representation, differencing inside the state
-vector, regression coefficients in the observation offset, no measurement error), so
+vector, regression coefficients in the observation offset, no measurement error unless
+``measurement_error``), so
 log-likelihoods, filtered states and their covariances agree with statsmodels at identical
 parameters. The state vector (dimension ``n = d + sD + k``, ``k = max(p + sP, q + sQ + 1)``) is
 
@@ -31,7 +32,8 @@ parameters. The state vector (dimension ``n = d + sD + k``, ``k = max(p + sP, q 
   distribution.
 
 The parameter vector (natural space) is ordered as statsmodels orders it: trend coefficients,
-regression coefficients, ``ar.L*``, ``ma.L*``, ``ar.S.L*``, ``ma.S.L*``, ``sigma2``
+regression coefficients, ``ar.L*``, ``ma.L*``, ``ar.S.L*``, ``ma.S.L*``,
+``var.measurement_error`` (with measurement error), ``sigma2``
 (:attr:`SarimaxSpec.param_names`). :func:`to_natural` / :func:`to_unconstrained` map it to and
 from :math:`\\mathbb R^k` for optimisation; :func:`start_params` gives starting values.
 """
@@ -677,7 +679,8 @@ def to_natural(spec: SarimaxSpec, theta):
     :math:`\\phi(z)` and :math:`\\Phi(z)` have their roots outside the unit circle); MA and
     seasonal MA coefficients through :math:`-\\,`:func:`~probssm.fit.constrain_stationary` when
     ``enforce_invertibility`` (invertible :math:`\\theta(z)`, :math:`\\Theta(z)`);
-    :math:`\\sigma^2 = e^{\\vartheta}` (statsmodels squares instead, which is not one-to-one).
+    :math:`\\sigma^2 = e^{\\vartheta}` and likewise ``var.measurement_error`` (statsmodels squares
+    instead, which is not one-to-one).
 
     Parameters
     ----------
@@ -722,7 +725,7 @@ def to_unconstrained(spec: SarimaxSpec, params):
             names = sorted({spec.param_names[i] for i in np.argwhere(bad)[:, -1]})
             raise ValueError(
                 f"params: {names} lie outside the region the spec enforces (stationary AR, invertible "
-                "MA, positive sigma2), so they have no unconstrained value"
+                "MA, positive variances), so they have no unconstrained value"
             )
     return out
 

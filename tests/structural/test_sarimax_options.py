@@ -1,0 +1,163 @@
+"""SARIMAX options statsmodels users reach for: additive lag lists, measurement error, the
+approximate diffuse prior's variance and the log-likelihood burn, each against statsmodels'
+SARIMAX at the same settings on real data."""
+
+import warnings
+
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+from probssm.datasets import load_airpassengers, load_nile
+from probssm.structural import SARIMAX
+from probssm.structural.arima import sarimax_spec
+from probssm.structural.arima_lags import lag_set
+
+
+@pytest.fixture(scope="module")
+def log_air():
+    return np.log(load_airpassengers())
+
+
+@pytest.fixture(scope="module")
+def nile():
+    return load_nile()
+
+
+def _statsmodels_fit(model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' optimiser and start-value warnings
+        return model.fit(disp=0, maxiter=500)
+
+
+def _check_mle(est, ref_model, params_atol, llf_tol=1e-6):
+    """Names equal; the log-likelihood at statsmodels' estimates equals statsmodels' (1e-8
+    relative, statsmodels' filter without its steady-state shortcut); probssm's maximum is at
+    least statsmodels' and the estimates agree."""
+    ref = _statsmodels_fit(ref_model)
+    assert list(est.params_.index) == ref_model.param_names
+    ref_model.ssm.tolerance = 0
+    exact = ref_model.smooth(ref.params).llf
+    at_ref = type(est)(**est.get_params()).fit(est._y.values[:, 0], params=ref.params)
+    assert abs(at_ref.loglik_ - exact) <= 1e-8 * abs(exact)
+    assert est.loglik_ >= exact - llf_tol
+    np.testing.assert_allclose(est.params_.to_numpy(), ref.params, rtol=params_atol, atol=params_atol)
+    return ref
+
+
+# -- additive lag lists --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value, lags", [
+    (3, (1, 2, 3)), (0, ()), ([1, 4], (1, 4)), ([4, 1], (1, 4)), ((1, 0, 0, 1), (1, 4)),
+    ([0, 1], (2,)), ([1], (1,)), ([], ()),
+])
+def test_lag_set_reads_statsmodels_forms(value, lags):
+    assert lag_set(value, "order[0] (p)") == lags
+
+
+@pytest.mark.parametrize("value, error, match", [
+    ([1, 0, 3], ValueError, "0/1 flags"),
+    ([2, 2], ValueError, "repeats a lag"),
+    ([1, -4], ValueError, r"order\[0\] \(p\)\[1\]: lags cannot be negative"),
+    ([1.5], TypeError, "integer lag"),
+    ("14", TypeError, "list of lags"),
+    (-1, ValueError, "non-negative"),
+])
+def test_lag_set_rejects_bad_lists(value, error, match):
+    with pytest.raises(error, match=match):
+        lag_set(value, "order[0] (p)")
+
+
+def test_lag_lists_spec_matches_statsmodels():
+    spec = sarimax_spec((1, 1, (1, 0, 0, 1)), ([1, 3], 1, 0, 4))
+    ref = sm.tsa.SARIMAX(np.ones(40), order=(1, 1, (1, 0, 0, 1)), seasonal_order=([1, 3], 1, 0, 4))
+    assert list(spec.param_names) == ref.param_names == ["ar.L1", "ma.L1", "ma.L4", "ar.S.L4", "ar.S.L12", "sigma2"]
+    assert spec.state_dim == ref.k_states
+    assert sarimax_spec((2, 0, 1)) == sarimax_spec(((1, 1), 0, [1]))  # every lag listed: the plain spec
+    with pytest.raises(ValueError, match=r"autoregressive lag\(s\) \[4\]"):
+        sarimax_spec(([1, 4], 0, 0), (1, 0, 0, 4))
+
+
+def test_lag_list_mle_matches_statsmodels(log_air):
+    order, seasonal = ([1, 4], 1, 0), (0, 1, 1, 12)
+    est = SARIMAX(order, seasonal, initialization="approximate_diffuse").fit(log_air)
+    assert est.converged_
+    _check_mle(est, sm.tsa.SARIMAX(log_air.to_numpy(), order=order, seasonal_order=seasonal), 2e-3)
+
+
+def test_flag_tuple_ma_mle_matches_statsmodels(log_air):
+    order = (1, 1, (1, 0, 0, 1))
+    est = SARIMAX(order, initialization="approximate_diffuse").fit(log_air)
+    _check_mle(est, sm.tsa.SARIMAX(log_air.to_numpy(), order=order), 2e-3)
+
+
+def test_seasonal_lag_list_at_identical_parameters(log_air):
+    seasonal = ([1, 2], 1, 0, 12)
+    params = [-0.35, -0.55, -0.2, 0.0014]
+    ref = sm.tsa.SARIMAX(log_air.to_numpy(), order=(1, 1, 0), seasonal_order=seasonal, use_exact_diffuse=True)
+    ref.ssm.tolerance = 0
+    est = SARIMAX((1, 1, 0), seasonal).fit(log_air, params=params)
+    assert list(est.params_.index) == ["ar.L1", "ar.S.L12", "ar.S.L24", "sigma2"]
+    res = ref.smooth(params)
+    assert abs(est.loglik_ - res.llf) <= 1e-8 * abs(res.llf)
+    np.testing.assert_allclose(est.predict(12).to_numpy(), res.forecast(12), rtol=1e-8)
+
+
+# -- measurement error ---------------------------------------------------------------------------
+
+
+def test_measurement_error_is_the_local_level_model(nile):
+    """ARIMA(0, 1, 0) plus measurement error is the local level model: statsmodels' MLE on the
+    Nile (var.measurement_error ~ 15099, sigma2 ~ 1469, Durbin & Koopman's values)."""
+    est = SARIMAX((0, 1, 0), measurement_error=True, initialization="approximate_diffuse").fit(nile)
+    ref_model = sm.tsa.SARIMAX(nile.to_numpy(), order=(0, 1, 0), measurement_error=True)
+    _check_mle(est, ref_model, 5e-3)
+    assert abs(est.params_["var.measurement_error"] - 15099) / 15099 < 5e-3
+    assert abs(est.params_["sigma2"] - 1469.1) / 1469.1 < 5e-3
+    fc = ref_model.smooth(est.params_.to_numpy()).get_forecast(5).summary_frame(alpha=0.1)
+    np.testing.assert_allclose(est.predict(5).to_numpy(), fc["mean"], rtol=1e-8)
+    band = est.predict_interval(5, coverage=0.9)
+    np.testing.assert_allclose(band.iloc[:, 0].to_numpy(), fc["mean_ci_lower"], rtol=1e-8)
+    assert est._param_kind("var.measurement_error") == "variance"
+
+
+def test_measurement_error_rejects_a_zero_variance(nile):
+    with pytest.raises(ValueError, match=r"var.measurement_error.*outside the region"):
+        SARIMAX((0, 1, 0), measurement_error=True).fit(nile, params=[0.0, 1000.0])
+
+
+# -- initial variance and log-likelihood burn ----------------------------------------------------
+
+
+def test_initial_variance_and_burn_match_statsmodels(nile):
+    kw = {"initial_variance": 1e3, "loglikelihood_burn": 3}
+    est = SARIMAX((1, 1, 1), initialization="approximate_diffuse", **kw).fit(nile)
+    ref = _check_mle(est, sm.tsa.SARIMAX(nile.to_numpy(), order=(1, 1, 1), **kw), 2e-3)
+    assert abs(est.aic_ - ref.aic) < 1e-4 and abs(est.bic_ - ref.bic) < 1e-4
+    assert est.get_params()["initial_variance"] == 1e3
+    # the default prior variance is statsmodels' 1e6, and exact diffuse burns nothing by default
+    assert SARIMAX().initial_variance == 1e6 and SARIMAX().loglikelihood_burn is None
+
+
+def test_burn_under_exact_diffuse(nile):
+    params = [0.25, -0.8, 21000.0]
+    ref = sm.tsa.SARIMAX(nile.to_numpy(), order=(1, 1, 1), use_exact_diffuse=True, loglikelihood_burn=4)
+    ref.ssm.tolerance = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels warns that both burn and diffuse are set
+        res = ref.smooth(params)
+    est = SARIMAX((1, 1, 1), loglikelihood_burn=4).fit(nile, params=params)
+    assert abs(est.loglik_ - res.llf) <= 1e-8 * abs(res.llf)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"initial_variance": 0.0}, ValueError, "initial_variance must be positive"),
+    ({"initial_variance": "big"}, TypeError, "initial_variance"),
+    ({"loglikelihood_burn": -1}, ValueError, "loglikelihood_burn must be non-negative"),
+    ({"loglikelihood_burn": 2.5}, TypeError, "loglikelihood_burn"),
+    ({"loglikelihood_burn": 1000}, ValueError, "leaves no observation"),
+])
+def test_bad_diffuse_options(nile, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SARIMAX((1, 1, 1), **kwargs).fit(nile)
