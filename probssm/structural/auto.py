@@ -129,11 +129,11 @@ class AutoSARIMAX(AutoForecaster):
     # -- fitting ------------------------------------------------------------------------------
     def _fit(self, data):
         self._check_settings()
-        self.__dict__.update(self._select([data])[0].__dict__)
+        self.__dict__.update(self._select([data], ["y"])[0].__dict__)
 
     def _fit_panel(self, panel):
         datas = [panel.series_data(i, min_observed=self._min_observed()) for i in range(len(panel.ids))]
-        return dict(zip(panel.ids, self._select(datas)))
+        return dict(zip(panel.ids, self._select(datas, [f"series {sid!r}" for sid in panel.ids])))
 
     def _differences(self, y):
         s = self.seasonal_period
@@ -148,18 +148,19 @@ class AutoSARIMAX(AutoForecaster):
         first = int(np.argmax(np.isfinite(w))) if np.isfinite(w).any() else w.size
         return d, D, w[first:]
 
-    def _select(self, datas):
-        """Select and fit a model for every series of ``datas`` (SeriesData); returns one fitted
-        copy of ``self`` per series."""
+    def _select(self, datas, names):
+        """Select and fit a model for every series of ``datas`` (SeriesData, called ``names`` in
+        errors); returns one fitted copy of ``self`` per series."""
         from .estimator import SARIMAX
 
         s = self.seasonal_period
         bar = progress_bar(len(datas), type(self).__name__, self.verbose)
         diffs, ws, seasonal, constant, method = [], [], [], [], []
-        for data in datas:
+        for data, name in zip(datas, names):
             d, D, w = self._differences(data.values[:, 0])
             if np.sum(np.isfinite(w)) < 3 or np.ptp(w[np.isfinite(w)]) == 0:
-                raise ValueError(f"y has too few varying values after differencing (d={d}, D={D}) to fit a model")
+                raise ValueError(f"{name} has too few varying values after differencing (d={d}, D={D}) "
+                                 "to fit a model")
             diffs.append((d, D))
             ws.append(w)
             seasonal.append(s > 1 and w.size >= 3 * s)
@@ -197,9 +198,10 @@ class AutoSARIMAX(AutoForecaster):
 
     def _describe_best(self):
         P, D, Q, s = self.seasonal_order_
+        p, d, q = self.order_
         seasonal = f"({P},{D},{Q})[{s}]" if s else ""
         const = " with constant" if self.trend_ else ""
-        return f"SARIMAX{self.order_}{seasonal}{const}".replace(" ", "")
+        return f"SARIMAX({p},{d},{q}){seasonal}{const}"
 
 
 _TRENDS = ("local level", "local linear trend", "smooth trend")

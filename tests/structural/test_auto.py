@@ -140,6 +140,8 @@ def test_save_load_and_update(air_exact, employment_exact, employment, tmp_path)
         air_exact.order_, air_exact.seasonal_order_, air_exact.trend_)
     pd.testing.assert_frame_equal(loaded.candidates_, air_exact.candidates_, check_dtype=False)
     np.testing.assert_allclose(loaded.predict(6).to_numpy(), air_exact.predict(6).to_numpy(), rtol=1e-12)
+    p, d, q = air_exact.order_
+    assert loaded.summary().startswith(f"AutoSARIMAX: SARIMAX({p},{d},{q})(")
     # update absorbs the next months: forecasts as the selected model refiltered over all data
     sid = employment.columns[0]
     new = load_us_employment()[sid].loc[employment.index[-1] + 1:].iloc[:12]
