@@ -109,6 +109,11 @@ class SarimaxSpec:
         Add observation noise :math:`y_t = z_t^T\\beta + \\xi_t + \\nu_t`,
         :math:`\\nu_t \\sim N(0, \\sigma^2_\\nu)`, whose variance is the parameter
         ``var.measurement_error`` (statsmodels' name and place, just before ``sigma2``).
+    concentrate_scale : bool
+        Leave :math:`\\sigma^2` out of the parameters (it is concentrated out of the likelihood,
+        :mod:`probssm.structural.concentrated`): :func:`sarimax_model` takes it as ``scale``, and
+        the measurement variance becomes the ratio ``snr.measurement_error``
+        :math:`= \\sigma^2_\\nu / \\sigma^2` (statsmodels' names).
     """
 
     order: tuple[int, int, int]
@@ -119,6 +124,7 @@ class SarimaxSpec:
     enforce_invertibility: bool = True
     lag_lists: tuple | None = None
     measurement_error: bool = False
+    concentrate_scale: bool = False
 
     @property
     def lags(self) -> dict[str, tuple[int, ...]]:
@@ -145,7 +151,7 @@ class SarimaxSpec:
     @property
     def k_params(self) -> int:
         """Length of the parameter vector."""
-        return self.k_trend + self.k_exog + sum(len(v) for v in self.lags.values()) + self.measurement_error + 1
+        return self.k_trend + self.k_exog + sum(len(v) for v in self.lags.values()) + self.measurement_error + (not self.concentrate_scale)
 
     @property
     def ar_order(self) -> int:
@@ -189,7 +195,7 @@ class SarimaxSpec:
         sizes = {
             "trend": self.k_trend, "exog": self.k_exog, "ar": len(lags["ar"]), "ma": len(lags["ma"]),
             "seasonal_ar": len(lags["seasonal_ar"]), "seasonal_ma": len(lags["seasonal_ma"]),
-            "measurement": int(self.measurement_error), "sigma2": 1,
+            "measurement": int(self.measurement_error), "sigma2": int(not self.concentrate_scale),
         }
         out, start = {}, 0
         for name, size in sizes.items():
@@ -211,8 +217,8 @@ class SarimaxSpec:
             + [f"ma.L{i}" for i in lags["ma"]]
             + [f"ar.S.L{s * i}" for i in lags["seasonal_ar"]]
             + [f"ma.S.L{s * i}" for i in lags["seasonal_ma"]]
-            + ["var.measurement_error"] * self.measurement_error
-            + ["sigma2"]
+            + [("snr" if self.concentrate_scale else "var") + ".measurement_error"] * self.measurement_error
+            + ["sigma2"] * (not self.concentrate_scale)
         )
 
 
@@ -262,6 +268,7 @@ def sarimax_spec(
     enforce_stationarity: bool = True,
     enforce_invertibility: bool = True,
     measurement_error: bool = False,
+    concentrate_scale: bool = False,
 ) -> SarimaxSpec:
     """Validate a SARIMAX specification (statsmodels' ``SARIMAX`` arguments).
 
@@ -285,7 +292,7 @@ def sarimax_spec(
         forbids powers below ``d + D``).
     exog_names : sequence of str
         One unique name per regressor (statsmodels names array columns ``x1, x2, ...``).
-    enforce_stationarity, enforce_invertibility, measurement_error : bool
+    enforce_stationarity, enforce_invertibility, measurement_error, concentrate_scale : bool
         See :class:`SarimaxSpec`.
 
     Returns
@@ -345,7 +352,7 @@ def sarimax_spec(
         order=order, seasonal_order=seasonal_order, trend_powers=powers, exog_names=exog_names,
         enforce_stationarity=bool(enforce_stationarity),
         enforce_invertibility=bool(enforce_invertibility), lag_lists=lag_lists,
-        measurement_error=bool(measurement_error),
+        measurement_error=bool(measurement_error), concentrate_scale=bool(concentrate_scale),
     )
     names = spec.param_names
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -471,7 +478,7 @@ def _concrete_checks(spec, params: np.ndarray):
     if not np.all(np.isfinite(params)):
         bad = [spec.param_names[i] for i in np.flatnonzero(~np.isfinite(params))]
         raise ValueError(f"params: non-finite value for {bad}")
-    for key, name in (("sigma2", "sigma2"), ("measurement", "var.measurement_error")):
+    for key, name in (("sigma2", "sigma2"), ("measurement", "the measurement error's variance")):
         for value in params[spec.param_slices[key]]:
             if value <= 0:
                 raise ValueError(f"params: {name} must be positive, got {value}")
@@ -496,6 +503,7 @@ def sarimax_model(
     num_timesteps: int | None = None,
     time_offset=0,
     initialization: str = "exact_diffuse",
+    scale=1.0,
 ) -> LGSSM:
     """The linear-Gaussian state-space form of a SARIMAX model (statsmodels' ``SARIMAX``).
 
@@ -543,6 +551,9 @@ def sarimax_model(
     initialization : {"exact_diffuse", "approximate_diffuse"}
         See :data:`INITIALIZATIONS`. Pair ``"approximate_diffuse"`` with
         ``burn=likelihood_burn(spec, "approximate_diffuse")`` in the log-likelihood.
+    scale : float
+        :math:`\\sigma^2` when ``spec.concentrate_scale`` (then also
+        :math:`\\sigma^2_\\nu = \\text{snr} \\cdot \\sigma^2`); ignored otherwise.
 
     Returns
     -------
@@ -596,11 +607,11 @@ def sarimax_model(
         exog = None
         if not trend_in_time:
             T = None  # time-invariant: one compiled builder for every length
-    return _build(spec, params, exog, time_offset, T, initialization)
+    return _build(spec, params, exog, time_offset, T, initialization, scale)
 
 
 @partial(jax.jit, static_argnames=("spec", "num_timesteps", "initialization"))
-def _build(spec, params, exog, time_offset, num_timesteps, initialization):
+def _build(spec, params, exog, time_offset, num_timesteps, initialization, scale):
     """The model's arrays, compiled once per spec and shape (the inputs are validated)."""
     T = num_timesteps
     trend_in_time = any(k > 0 for k in spec.trend_powers)
@@ -615,12 +626,12 @@ def _build(spec, params, exog, time_offset, num_timesteps, initialization):
     r = jnp.zeros(n, dtype).at[kd].set(1)
     if spec.ma_order:
         r = r.at[kd + 1:kd + 1 + spec.ma_order].set(ma_poly[1:])
-    sigma2 = parts["sigma2"][0]
+    sigma2 = jnp.asarray(scale, dtype) if spec.concentrate_scale else parts["sigma2"][0]
     Q = sigma2 * (r[:, None] * r[None, :])
     H = jnp.asarray(H0, dtype)
     R = jnp.zeros((1, 1), dtype)
     if spec.measurement_error:
-        R = parts["measurement"].reshape(1, 1)
+        R = parts["measurement"].reshape(1, 1) * (sigma2 if spec.concentrate_scale else 1)
     time_varying = set()
 
     # Trend: state intercept of the first ARMA state.
@@ -943,6 +954,7 @@ def start_params(spec: SarimaxSpec, y, exog=None) -> np.ndarray:
     sigma2 = max(float(sigma2), 1e-10 * max(scale, np.finfo(float).tiny))
     # Measurement noise starts at a tenth of the innovation variance: the one-step variation of
     # the differenced series, of which white noise on y_t is usually the smaller part.
-    measurement = [0.1 * sigma2] * spec.measurement_error
-    params = np.concatenate([intercept, beta, ar, ma, sar, sma, measurement, [sigma2]])
+    measurement = [0.1 * (1 if spec.concentrate_scale else sigma2)] * spec.measurement_error
+    variance = [] if spec.concentrate_scale else [sigma2]
+    params = np.concatenate([intercept, beta, ar, ma, sar, sma, measurement, variance])
     return params

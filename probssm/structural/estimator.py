@@ -12,7 +12,9 @@ from ..base import per_series, single_series
 from ..kalman.forecaster import LinearGaussianForecaster
 from ..kalman.inference import smooth as kalman_smooth
 from ..kalman.model import LGSSM
+from ..fit import maximize_likelihood
 from . import arima, unobserved
+from .concentrated import profile_log_likelihood, profile_objective
 from .diffuse_options import APPROXIMATE_DIFFUSE_VARIANCE, DiffuseOptionsMixin
 
 __all__ = ["LocalLevel", "UnobservedComponents", "SARIMAX"]
@@ -305,11 +307,19 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         variance is the parameter ``var.measurement_error`` (statsmodels' option and name).
     initial_variance : float, default 1e6
         Prior variance of the diffuse states under ``initialization="approximate_diffuse"``
-        (statsmodels' ``initial_variance``).
+        (statsmodels' ``initial_variance``; in units of :math:`\\sigma^2` with
+        ``concentrate_scale``, as there).
     loglikelihood_burn : int, optional
         Number of leading log-likelihood terms left out, under either initialisation
         (statsmodels' argument); by default ``d + sD`` under ``"approximate_diffuse"`` and none
         under ``"exact_diffuse"`` (:mod:`probssm.structural.diffuse_options`).
+    concentrate_scale : bool, default False
+        Concentrate :math:`\\sigma^2` out of the likelihood (statsmodels' option,
+        :mod:`probssm.structural.concentrated`): ``params_`` leaves out ``sigma2`` (a measurement
+        variance becomes the ratio ``snr.measurement_error``), ``scale_`` holds
+        :math:`\\hat\\sigma^2`, ``loglik_`` the profile log-likelihood (equal to the full
+        one at the optimum), and ``bse_`` is conditional on :math:`\\hat\\sigma^2`. Not with
+        ``simple_differencing`` or panels.
 
     Orders may list lags instead of counting them, as in statsmodels: ``order=([1, 4], 1, 0)``
     or ``order=(1, 1, (1, 0, 0, 1))`` estimate only the coefficients of the lags listed (the
@@ -320,6 +330,9 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
     ----------
     params_, bse_ : Series
     loglik_, aic_, bic_, hqic_ : float
+    scale_ : float
+        :math:`\\sigma^2`: the estimate ``params_["sigma2"]``, or the concentrated
+        :math:`\\hat\\sigma^2` with ``concentrate_scale``.
 
     Examples
     --------
@@ -338,6 +351,7 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         enforce_invertibility=True, initialization="exact_diffuse", simple_differencing=False,
         method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2, random_state=None,
         measurement_error=False, initial_variance=APPROXIMATE_DIFFUSE_VARIANCE, loglikelihood_burn=None,
+        concentrate_scale=False,
     ):
         self.order = order
         self.seasonal_order = seasonal_order
@@ -355,6 +369,7 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         self.measurement_error = measurement_error
         self.initial_variance = initial_variance
         self.loglikelihood_burn = loglikelihood_burn
+        self.concentrate_scale = concentrate_scale
 
     def _make_spec(self, order=None, seasonal_order=None):
         return arima.sarimax_spec(
@@ -362,6 +377,7 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
             tuple(self.seasonal_order) if seasonal_order is None else seasonal_order,
             self.trend, tuple(self._exog_columns or ()),
             self.enforce_stationarity, self.enforce_invertibility, self.measurement_error,
+            self.concentrate_scale,
         )
 
     def _structure(self):
@@ -370,7 +386,10 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
     def _prepare(self, data):
         if data.values.shape[1] != 1:
             raise ValueError(f"SARIMAX models one series; y has {data.values.shape[1]} columns")
+        if self.concentrate_scale and self.simple_differencing:
+            raise ValueError("concentrate_scale=True is not available with simple_differencing=True")
         self._spec = self._make_spec()
+        self._scale = 1.0  # the model at unit scale while the scale is concentrated out
         observed = int(np.sum(~np.isnan(data.values)))
         if observed <= self._spec.k_params + self._spec.num_diffuse_states:
             raise ValueError(
@@ -380,6 +399,7 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
 
     def _restore_fitted_state(self, meta, arrays):
         self._spec = self._make_spec()
+        self._scale = meta.get("scale", 1.0)
         super()._restore_fitted_state(meta, arrays)
 
     def _param_names(self, m):
@@ -389,7 +409,7 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         return arima.start_params(self._spec, values[:, 0], self._X)
 
     def _param_kind(self, name):
-        if name in ("sigma2", "var.measurement_error"):
+        if name in ("sigma2", "var.measurement_error", "snr.measurement_error"):
             return "variance"
         if name.startswith("ar."):
             return "bounded" if self.enforce_stationarity else "location"
@@ -409,19 +429,59 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         aux = {"time": jnp.arange(start, start + steps)}
         if exog is not None:
             aux["exog"] = jnp.asarray(exog)
+        if self.concentrate_scale:
+            aux["scale"] = jnp.asarray(self._scale, jnp.float64)
         return aux
 
     def _build(self, params, aux):
         return arima.sarimax_model(
             self._spec, params, aux.get("exog"), num_timesteps=aux["time"].shape[0],
-            time_offset=aux["time"][0],
+            time_offset=aux["time"][0], scale=aux.get("scale", 1.0),
         )
 
     def _state_names(self):
         return [f"state.{i}" for i in range(self._spec.state_dim)]
 
+    # -- concentrated scale ---------------------------------------------------------------------
+    @property
+    def approximate_diffuse_variance(self) -> float:
+        """:math:`\\kappa` (``initial_variance``), times :math:`\\hat\\sigma^2` with
+        ``concentrate_scale`` (statsmodels sets the prior in units of the scale)."""
+        kappa = float(self.initial_variance)
+        return kappa * float(getattr(self, "_scale", 1.0)) if self.concentrate_scale else kappa
+
+    def _concentrated_scale(self, params) -> float:
+        """:math:`\\hat\\sigma^2` at ``params`` (the model at unit scale)."""
+        self._scale = 1.0
+        y, aux, _ = self._padded_data()
+        with jax.enable_x64(True):
+            model, burn = self._model(jnp.asarray(params), aux)
+            return float(profile_log_likelihood(model, y, burn)[1])
+
+    def _check_panel_fit(self):
+        super()._check_panel_fit()
+        if self.concentrate_scale:
+            raise ValueError("concentrate_scale=True is not available for panel fits; fit series one by one")
+
+    @property
+    def scale_(self) -> float:
+        self._check_is_fitted()
+        return float(self._scale) if self.concentrate_scale else float(self.params_["sigma2"])
+
+    def _fitted_state(self):
+        meta, arrays = super()._fitted_state()
+        meta["scale"] = float(getattr(self, "_scale", 1.0))
+        return meta, arrays
+
     # -- simple differencing: estimate on the differenced series -------------------------------
     def _estimate(self, data, start):
+        if self.concentrate_scale:
+            y, aux, _ = self._padded_data()
+            with jax.enable_x64(True):
+                theta0 = np.asarray(self._to_unconstrained(jnp.asarray(start)))
+                res = maximize_likelihood(profile_objective(self, self._burn), theta0, y, aux)
+                self.converged_ = res.converged
+                return np.asarray(self._to_natural(jnp.asarray(res.theta)))
         if not self.simple_differencing:
             return super()._estimate(data, start)
         inner = self._differenced_fit(data)
@@ -444,6 +504,9 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         return inner.fit(dy, X=X_frame, params=params)
 
     def _finish_fit(self, data, params):
+        if self.concentrate_scale:
+            # the full likelihood at the concentrated scale is the profile likelihood
+            self._scale = self._concentrated_scale(params)
         super()._finish_fit(data, params)
         if self.simple_differencing:
             inner = self._differenced_fit(data, params=dict(zip(self.params_.index, params)))

@@ -161,3 +161,40 @@ def test_burn_under_exact_diffuse(nile):
 def test_bad_diffuse_options(nile, kwargs, error, match):
     with pytest.raises(error, match=match):
         SARIMAX((1, 1, 1), **kwargs).fit(nile)
+
+
+# -- concentrated scale --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["approximate_diffuse", "exact_diffuse"])
+def test_concentrated_scale_matches_statsmodels(nile, init):
+    est = SARIMAX((1, 1, 1), initialization=init, concentrate_scale=True).fit(nile)
+    ref_model = sm.tsa.SARIMAX(nile.to_numpy(), order=(1, 1, 1), concentrate_scale=True,
+                               use_exact_diffuse=init == "exact_diffuse")
+    ref = _check_mle(est, ref_model, 1e-4)
+    assert list(est.params_.index) == ["ar.L1", "ma.L1"]
+    assert abs(est.scale_ - ref.scale) / ref.scale < 1e-5
+    # at probssm's estimates: statsmodels' scale, log-likelihood and forecasts
+    at = ref_model.smooth(est.params_.to_numpy())
+    assert abs(est.scale_ - at.scale) / at.scale < 1e-10
+    assert abs(est.loglik_ - at.llf) < 1e-8 * abs(at.llf)
+    fc = at.get_forecast(4).summary_frame(alpha=0.1)
+    np.testing.assert_allclose(est.predict(4).to_numpy(), fc["mean"], rtol=1e-8)
+    np.testing.assert_allclose(est.predict_interval(4, coverage=0.9).iloc[:, 1].to_numpy(),
+                               fc["mean_ci_upper"], rtol=1e-8)
+
+
+def test_concentrated_scale_with_measurement_error(nile):
+    est = SARIMAX((0, 1, 0), measurement_error=True, concentrate_scale=True,
+                  initialization="approximate_diffuse").fit(nile)
+    ref_model = sm.tsa.SARIMAX(nile.to_numpy(), order=(0, 1, 0), measurement_error=True, concentrate_scale=True)
+    ref = _check_mle(est, ref_model, 5e-3)
+    assert list(est.params_.index) == ["snr.measurement_error"]
+    assert abs(est.scale_ - ref.scale) / ref.scale < 5e-3
+    # the local level model's variances: snr * scale ~ 15099, scale ~ 1469
+    assert abs(est.params_.iloc[0] * est.scale_ - 15099) / 15099 < 5e-3
+
+
+def test_concentrated_scale_refuses_simple_differencing(nile):
+    with pytest.raises(ValueError, match="concentrate_scale=True is not available with simple_differencing"):
+        SARIMAX((1, 1, 1), concentrate_scale=True, simple_differencing=True).fit(nile)
