@@ -1,0 +1,139 @@
+"""simulate() and impulse_responses() against statsmodels' simulate(..., measurement_shocks,
+state_shocks, initial_state, anchor) and impulse_responses(steps, impulse, orthogonalized,
+cumulative), at statsmodels' parameters (``fit(y, params=...)``).
+
+With the same shocks and initial state a simulated path is a deterministic recursion, so paths
+agree to rounding (1e-10 relative); so do impulse responses."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from probssm import KalmanFilter, LocalLevel, SARIMAX, UnobservedComponents
+from probssm.datasets import load_airpassengers, load_nile
+from probssm.structural import Cycle
+
+
+def _mle(mod):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mod.smooth(mod.fit(disp=False).params)
+
+
+@pytest.fixture(scope="module")
+def nile():
+    return load_nile()
+
+
+@pytest.fixture(scope="module")
+def log_air():
+    return np.log(load_airpassengers())
+
+
+@pytest.fixture(scope="module")
+def cases(nile, log_air):
+    """``name -> (probssm estimator, statsmodels results)`` at the same parameters."""
+    out = {}
+    ref = _mle(sm.tsa.SARIMAX(log_air.to_numpy(), order=(2, 1, 1), seasonal_order=(0, 1, 1, 12)))
+    out["sarimax"] = (SARIMAX((2, 1, 1), (0, 1, 1, 12)).fit(log_air, params=ref.params), ref)
+    ref = _mle(sm.tsa.SARIMAX(nile.to_numpy(), order=(1, 0, 0), trend="ct"))
+    out["sarimax trend"] = (SARIMAX((1, 0, 0), trend="ct").fit(nile, params=ref.params), ref)
+    # a damped stochastic cycle of about 40 months beside the trend (statsmodels' own MLE puts
+    # the cycle at a 4-month period, outside the default period bounds)
+    mod = sm.tsa.UnobservedComponents(log_air.to_numpy(), "lltrend", cycle=True, stochastic_cycle=True,
+                                      damped_cycle=True)
+    params = dict(zip(mod.param_names, [1e-4, 1e-3, 1e-5, 1e-3, 2 * np.pi / 40, 0.9]))
+    uc = UnobservedComponents(["local linear trend", Cycle()], initialization="approximate_diffuse")
+    out["unobserved components"] = (uc.fit(log_air, params=params), mod.smooth(list(params.values())))
+    return out
+
+
+NAMES = ["sarimax", "sarimax trend", "unobserved components"]
+
+
+def _close(a, b):
+    b = np.asarray(b, float)
+    np.testing.assert_allclose(np.asarray(a, float).reshape(b.shape), b, rtol=0, atol=1e-10 * max(np.max(np.abs(b)), 1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("anchor", ["end", 60])
+def test_paths_with_given_shocks_equal_statsmodels(cases, name, anchor):
+    est, ref = cases[name]
+    rng = np.random.default_rng(3)
+    n = 24
+    eps = 0.1 * rng.standard_normal((n, 1)) * np.sqrt(max(ref.filter_results.obs_cov[0, 0, 0], 1e-4))
+    eta = rng.standard_normal((n, ref.model.ssm.k_posdef)) * np.sqrt(np.diag(ref.filter_results.state_cov[:, :, 0]))
+    at = ref.nobs if anchor == "end" else anchor
+    x0 = ref.predicted_state[:, at] + 0.01
+    ours = est.simulate(n, initial_state=x0, anchor=anchor, measurement_shocks=eps, state_shocks=eta)
+    theirs = ref.simulate(n, measurement_shocks=eps, state_shocks=eta, initial_state=x0, anchor=anchor)
+    _close(ours.to_numpy()[:, 0], theirs)
+    labels = ours.index.get_level_values("time")
+    assert labels[0] == (est.predict(1).index[0] if anchor == "end" else est._y.index[60])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("orthogonalized", [False, True])
+@pytest.mark.parametrize("cumulative", [False, True])
+def test_impulse_responses_equal_statsmodels(cases, name, orthogonalized, cumulative):
+    est, ref = cases[name]
+    for impulse in range(ref.model.ssm.k_posdef):
+        ours = est.impulse_responses(20, impulse=impulse, orthogonalized=orthogonalized, cumulative=cumulative)
+        theirs = ref.impulse_responses(20, impulse=impulse, orthogonalized=orthogonalized, cumulative=cumulative)
+        assert isinstance(ours, pd.Series) and list(ours.index) == list(range(21))
+        _close(ours.to_numpy(), theirs)
+
+
+def test_impulse_vector_is_a_combination(cases):
+    est, ref = cases["unobserved components"]
+    vector = np.arange(1.0, ref.model.ssm.k_posdef + 1)
+    _close(est.impulse_responses(8, impulse=vector).to_numpy(), ref.impulse_responses(8, impulse=vector))
+
+
+def test_random_paths_follow_the_forecast(nile):
+    est = LocalLevel().fit(nile, params={"sigma2.irregular": 15099.0, "sigma2.level": 1469.1})
+    paths = est.simulate(5, n_samples=4000, random_state=0)
+    assert paths.shape == (20000, 1)
+    pd.testing.assert_frame_equal(paths, est.simulate(5, n_samples=4000, random_state=0))
+    by_step = paths.groupby(level="time")[paths.columns[0]]
+    se = np.sqrt(est.predict_var(5).to_numpy()[:, 0] / 4000)
+    assert np.all(np.abs(by_step.mean().to_numpy() - est.predict(5).to_numpy()) < 4 * se)
+    np.testing.assert_allclose(by_step.var().to_numpy(), est.predict_var(5).to_numpy()[:, 0], rtol=0.1)
+    # from a state inside the sample, drawn from the filter's prediction there
+    inside = est.simulate(3, anchor=10, random_state=0)
+    assert list(inside.index.get_level_values("time")) == list(nile.index[10:13])
+
+
+def test_kalman_filter_shocks_load_every_state(nile):
+    """A user's dense Q: one shock per state (statsmodels' MLEModel with selection = I)."""
+    F = np.array([[1.0, 1.0], [0.0, 1.0]])
+    Q = np.array([[2.0, 0.5], [0.5, 1.0]])
+    kf = KalmanFilter(F, Q, [[1.0, 0.0]], [[3.0]], initial_cov=np.eye(2)).fit(nile)
+    for impulse in (0, 1):
+        e = np.eye(2)[impulse]
+        expected = [(np.linalg.matrix_power(F, k) @ e)[0] for k in range(6)]
+        np.testing.assert_allclose(kf.impulse_responses(5, impulse=impulse).to_numpy(), expected, rtol=1e-12)
+    L = np.linalg.cholesky(Q)
+    np.testing.assert_allclose(kf.impulse_responses(5, orthogonalized=True).to_numpy(),
+                               [(np.linalg.matrix_power(F, k) @ L[:, 0])[0] for k in range(6)], rtol=1e-12)
+
+
+def test_bad_simulation_arguments_raise(cases, nile):
+    est, ref = cases["sarimax"]
+    with pytest.raises(ValueError, match="state_shocks"):
+        est.simulate(5, state_shocks=np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="initial_state"):
+        est.simulate(5, initial_state=np.zeros(3))
+    with pytest.raises(ValueError, match="still diffuse"):
+        est.simulate(5, anchor="start")
+    with pytest.raises(ValueError, match="n_steps"):
+        est.simulate(0)
+    with pytest.raises(ValueError, match="impulse"):
+        est.impulse_responses(5, impulse=1)
+    shocks = np.zeros((5, 1))
+    est.simulate(5, measurement_shocks=shocks)
+    assert not shocks.any()
