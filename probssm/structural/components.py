@@ -485,23 +485,33 @@ class Regression(Component):
     """Regression on the exogenous columns ``X`` passed to ``fit``.
 
     Fixed coefficients (default): :math:`d_t = x_t^T \\beta`, no states; parameters
-    ``beta.{column}`` (statsmodels' ``mle_regression=True``). ``time_varying=True``: each
-    coefficient is a random walk state, :math:`\\beta_{t+1} = \\beta_t + \\nu_t`,
-    :math:`\\nu_{t,j} \\sim N(0, \\sigma^2_{\\beta_j})`, loading :math:`x_t` (time-varying), started
-    diffuse; parameters ``sigma2.beta.{column}``.
+    ``beta.{column}`` (statsmodels' ``mle_regression=True``). ``in_state=True``: the
+    coefficients are constant states :math:`\\beta_{t+1} = \\beta_t`, loading :math:`x_t`, started
+    diffuse, so the filter and smoother estimate them and they are not parameters (statsmodels'
+    ``mle_regression=False``). ``time_varying=True``: each coefficient is a random walk state,
+    :math:`\\beta_{t+1} = \\beta_t + \\nu_t`, :math:`\\nu_{t,j} \\sim N(0, \\sigma^2_{\\beta_j})`,
+    loading :math:`x_t` (time-varying), started diffuse; parameters ``sigma2.beta.{column}``.
     """
 
     label = "regression"
 
-    def __init__(self, time_varying=False):
+    def __init__(self, time_varying=False, in_state=False):
         self.time_varying = time_varying
+        self.in_state = in_state
+
+    @property
+    def has_states(self) -> bool:
+        """Whether the coefficients are states (constant or random walks) rather than parameters."""
+        return bool(self.time_varying or self.in_state)
 
     def n_states(self, ctx):
-        return len(ctx.exog_names) if self.time_varying else 0
+        return len(ctx.exog_names) if self.has_states else 0
 
     def params(self, ctx):
         if self.time_varying:
             return [ParamSpec(f"sigma2.beta.{c}", VARIANCE, _GROUP["state_var"]) for c in ctx.exog_names]
+        if self.in_state:
+            return []
         return [ParamSpec(f"beta.{c}", FREE, _GROUP["regression"]) for c in ctx.exog_names]
 
     def block(self, p, ctx, exog):
@@ -511,6 +521,8 @@ class Regression(Component):
         if self.time_varying:
             q = jnp.diag(jnp.stack([p[f"sigma2.beta.{c}"] for c in ctx.exog_names]))
             return Block(jnp.eye(k, dtype=dtype), q, X)
+        if self.in_state:
+            return Block(jnp.eye(k, dtype=dtype), jnp.zeros((k, k), dtype), X)
         beta = jnp.stack([p[f"beta.{c}"] for c in ctx.exog_names])
         empty = jnp.zeros((0, 0), dtype)
         return Block(empty, empty, jnp.zeros((X.shape[0], 0), dtype), offset=X @ beta)
@@ -521,10 +533,10 @@ class Regression(Component):
         return {}  # unobserved.start_params starts fixed coefficients by least squares
 
     def state_names(self, ctx):
-        return [f"beta.{c}" for c in ctx.exog_names] if self.time_varying else []
+        return [f"beta.{c}" for c in ctx.exog_names] if self.has_states else []
 
     def outputs(self, ctx):
-        return [("regression", "loading" if self.time_varying else "offset")]
+        return [("regression", "loading" if self.has_states else "offset")]
 
 
 class Irregular(Component):

@@ -151,6 +151,12 @@ class UnobservedComponents(DiffuseOptionsMixin, LinearGaussianForecaster):
         (statsmodels' argument); by default the number of diffuse states under
         ``"approximate_diffuse"`` and none under ``"exact_diffuse"``
         (:mod:`probssm.structural.diffuse_options`).
+    mle_regression : bool, default True
+        With ``X`` and no Regression listed: ``True`` estimates the coefficients as parameters
+        ``beta.{column}``; ``False`` puts them in the state vector as constant diffuse states
+        (statsmodels' ``mle_regression=False``), estimated by the filter and smoother and read
+        from ``smooth()`` (states ``beta.{column}``). List
+        ``Regression(time_varying=True)`` for random-walk coefficients.
 
     Attributes
     ----------
@@ -174,7 +180,7 @@ class UnobservedComponents(DiffuseOptionsMixin, LinearGaussianForecaster):
     def __init__(self, terms=("local level",), irregular=True, initialization="exact_diffuse",
                  method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2,
                  random_state=None, initial_variance=APPROXIMATE_DIFFUSE_VARIANCE,
-                 loglikelihood_burn=None):
+                 loglikelihood_burn=None, mle_regression=True):
         self.terms = terms
         self.irregular = irregular
         self.initialization = initialization
@@ -186,11 +192,13 @@ class UnobservedComponents(DiffuseOptionsMixin, LinearGaussianForecaster):
         self.random_state = random_state
         self.initial_variance = initial_variance
         self.loglikelihood_burn = loglikelihood_burn
+        self.mle_regression = mle_regression
 
     # -- specification: the engine's, see probssm.structural.unobserved ------------------------
     def _resolve(self, index):
         self._spec = unobserved.uc_spec(
-            self.terms, self.irregular, self._exog_columns or (), unobserved.freq_code(index))
+            self.terms, self.irregular, self._exog_columns or (), unobserved.freq_code(index),
+            mle_regression=bool(self.mle_regression))
         self.components_ = list(self._spec.components)
 
     def _structure(self):

@@ -136,12 +136,13 @@ def _component(term, position: int) -> Component:
     return term
 
 
-def _with_regression_and_irregular(comps: list, exog_names: tuple, irregular: bool) -> list:
+def _with_regression_and_irregular(comps: list, exog_names: tuple, irregular: bool,
+                                   mle_regression: bool = True) -> list:
     has_regression = any(isinstance(c, Regression) for c in comps)
     if has_regression and not exog_names:
         raise ValueError("a Regression component needs exogenous data: pass X to fit")
     if exog_names and not has_regression:
-        comps = comps + [Regression()]
+        comps = comps + [Regression(in_state=not mle_regression)]
     if irregular:
         comps = comps + [Irregular()]
     if not comps:
@@ -169,7 +170,8 @@ def _ordered_params(comps: list, contexts: list) -> tuple[ParamSpec, ...]:
     return tuple(sorted(specs, key=lambda s: s.group))  # stable: component order within a group
 
 
-def uc_spec(terms=("local level",), irregular: bool = True, exog_names=(), freq: str = "") -> UCSpec:
+def uc_spec(terms=("local level",), irregular: bool = True, exog_names=(), freq: str = "",
+            mle_regression: bool = True) -> UCSpec:
     """Resolve the terms of an unobserved-components model (``UnobservedComponents``' arguments).
 
     Parameters
@@ -185,6 +187,10 @@ def uc_spec(terms=("local level",), irregular: bool = True, exog_names=(), freq:
         ``terms`` lists none.
     freq : {"A", "Q", "M", ""}
         The data's frequency code (:func:`freq_code`); it sets a cycle's default period bounds.
+    mle_regression : bool, default True
+        Whether the regression appended for ``exog_names`` has its coefficients as parameters
+        (``beta.{column}``) or, with ``False``, as constant diffuse states
+        (``Regression(in_state=True)``, statsmodels' ``mle_regression=False``).
 
     Returns
     -------
@@ -204,7 +210,7 @@ def uc_spec(terms=("local level",), irregular: bool = True, exog_names=(), freq:
     items = [terms] if isinstance(terms, (str, Component)) else list(terms)
     exog_names = tuple(exog_names)
     comps = [_component(term, i) for i, term in enumerate(items)]
-    comps = _with_regression_and_irregular(comps, exog_names, irregular)
+    comps = _with_regression_and_irregular(comps, exog_names, irregular, mle_regression)
     contexts = _contexts(comps, exog_names, freq)
     return UCSpec(tuple(comps), tuple(contexts), _ordered_params(comps, contexts))
 
@@ -299,7 +305,7 @@ def noise_scale(spec: UCSpec, resid) -> float:
 
 
 def _has_fixed_regression(spec: UCSpec) -> bool:
-    return any(isinstance(c, Regression) and not c.time_varying for c in spec.components)
+    return any(isinstance(c, Regression) and not c.has_states for c in spec.components)
 
 
 def start_params(spec: UCSpec, y, exog=None) -> np.ndarray:
