@@ -22,7 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["resolve_fixed", "with_fixed", "free_objective"]
+from ..fit import maximize_likelihood
+from . import compiled
+
+__all__ = ["FixedParamsMixin", "resolve_fixed", "with_fixed", "free_objective"]
 
 # A point in the unconstrained space at which no parameter sits on a special value (zero
 # variances, a zero MA coefficient), so the Jacobian's zeros are structural.
@@ -96,3 +99,38 @@ def free_objective(objective, mask: np.ndarray):
     if key not in _OBJECTIVES:
         _OBJECTIVES[key] = partial(_profile, objective=objective, free=np.flatnonzero(~np.asarray(mask)))
     return _OBJECTIVES[key]
+
+
+class FixedParamsMixin:
+    """``fit(..., fixed=...)`` of :class:`~probssm.kalman.forecaster.LinearGaussianForecaster`:
+    the checks and the maximisation over the free parameters."""
+
+    def _resolve_fixed(self, data, start) -> dict:
+        """The checked ``fixed`` mapping of this fit, in parameter order (empty without)."""
+        fixed = getattr(self, "_fixed_request", None)
+        if fixed is None:
+            return {}
+        if self.method != "mle":
+            raise ValueError(f"fixed parameters are estimated with method='mle' (got {self.method!r})")
+        if getattr(self, "simple_differencing", False):
+            raise ValueError("fixed parameters are not available with simple_differencing=True")
+        names = self._param_names(data.values.shape[1])
+        with jax.enable_x64(True):
+            resolve_fixed(fixed, names, self._to_unconstrained, self._to_natural, start)
+        return {n: float(fixed[n]) for n in names if n in fixed}
+
+    def _estimate_free(self, data, start) -> np.ndarray:
+        """Natural parameters ``(k,)`` maximising the likelihood over the free entries, the
+        fixed ones (``self._fixed``) held."""
+        y, aux, _ = self._padded_data()
+        names = self._param_names(data.values.shape[1])
+        mask = np.array([n in self._fixed for n in names])
+        with jax.enable_x64(True):
+            theta0 = np.asarray(self._to_unconstrained(jnp.asarray(start)))
+            objective = free_objective(compiled.objective(self, self._burn), mask)
+            res = maximize_likelihood(objective, theta0[~mask], y, aux, jnp.asarray(theta0))
+            self.converged_ = res.converged
+            theta = theta0.copy()
+            theta[~mask] = np.asarray(res.theta)
+            # the fixed entries exactly as given, not their round trip through the transform
+            return with_fixed(np.asarray(self._to_natural(jnp.asarray(theta))), names, self._fixed)

@@ -20,7 +20,7 @@ from ..base import BaseForecaster, StateEstimates
 from ..fit import maximize_likelihood, observed_information
 from ..fit.batched import maximize_likelihood_batched
 from . import compiled
-from .fixed import free_objective, resolve_fixed, with_fixed
+from .fixed import FixedParamsMixin, with_fixed
 from .inference import filter as kalman_filter
 from .inference import sample as kalman_sample
 from .inference import smooth as kalman_smooth
@@ -36,7 +36,8 @@ FIT_METHODS = ("mle", "nuts")
 """Estimation methods every linear-Gaussian forecaster offers (``KalmanFilter`` adds ``"em"``)."""
 
 
-class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, InSampleMixin, SimulationMixin, BaseForecaster):
+class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, InSampleMixin, SimulationMixin, FixedParamsMixin,
+                               BaseForecaster):
     """Base for estimators whose model is an :class:`LGSSM` built from a parameter vector.
 
     Everything that configures a fit is a constructor hyper-parameter (scikit-learn's rule), so
@@ -181,20 +182,6 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, InSampleMixin, Simu
             params = self._sample_posterior(data, params)
         self._finish_fit(data, params)
 
-    def _resolve_fixed(self, data, start) -> dict:
-        """The checked ``fixed`` mapping of this fit (empty without), see :mod:`.fixed`."""
-        fixed = getattr(self, "_fixed_request", None)
-        if fixed is None:
-            return {}
-        if self.method != "mle":
-            raise ValueError(f"fixed parameters are estimated with method='mle' (got {self.method!r})")
-        if getattr(self, "simple_differencing", False):
-            raise ValueError("fixed parameters are not available with simple_differencing=True")
-        names = self._param_names(data.values.shape[1])
-        with jax.enable_x64(True):
-            resolve_fixed(fixed, names, self._to_unconstrained, self._to_natural, start)
-        return {n: float(fixed[n]) for n in names if n in fixed}
-
     def _given_params(self, given, data) -> np.ndarray:
         names = self._param_names(data.values.shape[1])
         if isinstance(given, (dict, pd.Series)):
@@ -219,22 +206,14 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, InSampleMixin, Simu
 
     def _estimate(self, data, start) -> np.ndarray:
         """Maximum likelihood over the unconstrained parameters (the free ones, with ``fixed``)."""
+        if self._fixed:
+            return self._estimate_free(data, start)
         y, aux, _ = self._padded_data()
-        names = self._param_names(data.values.shape[1])
         with jax.enable_x64(True):
             theta0 = np.asarray(self._to_unconstrained(jnp.asarray(start)))
-            objective = compiled.objective(self, self._burn)
-            if not self._fixed:
-                res = maximize_likelihood(objective, theta0, y, aux)
-                self.converged_ = res.converged
-                return np.asarray(self._to_natural(jnp.asarray(res.theta)))
-            mask = np.array([n in self._fixed for n in names])
-            res = maximize_likelihood(free_objective(objective, mask), theta0[~mask], y, aux, jnp.asarray(theta0))
+            res = maximize_likelihood(compiled.objective(self, self._burn), theta0, y, aux)
             self.converged_ = res.converged
-            theta = theta0.copy()
-            theta[~mask] = np.asarray(res.theta)
-            # the fixed entries exactly as given, not their round trip through the transform
-            return with_fixed(np.asarray(self._to_natural(jnp.asarray(theta))), names, self._fixed)
+            return np.asarray(self._to_natural(jnp.asarray(res.theta)))
 
     def _finish_fit(self, data, params):
         params = np.asarray(params, dtype=np.float64)

@@ -26,10 +26,10 @@ from .. import _data
 from ..base import per_series
 from .inference import filter as kalman_filter
 
-__all__ = ["InSampleMixin"]
+__all__ = ["InSampleMixin", "index_position"]
 
 
-def _position(key, index: pd.Index, name: str) -> int:
+def index_position(key, index: pd.Index, name: str) -> int:
     """The position in ``index`` of ``key``: a label of ``index``, or an int position (negative
     counts from the end) unless the index itself holds integer labels (other than a
     ``RangeIndex``, whose labels are its positions)."""
@@ -62,7 +62,7 @@ def _dynamic_position(dynamic, first: int, index: pd.Index):
         if dynamic < 0:
             raise ValueError(f"dynamic must be a non-negative offset from start, got {dynamic}")
         return min(first + int(dynamic), len(index))
-    return _position(dynamic, index, "dynamic")
+    return index_position(dynamic, index, "dynamic")
 
 
 class InSampleMixin:
@@ -109,8 +109,8 @@ class InSampleMixin:
         """
         self._check_is_fitted()
         index = self._y.index
-        first = 0 if start is None else _position(start, index, "start")
-        last = len(index) - 1 if end is None else _position(end, index, "end")
+        first = 0 if start is None else index_position(start, index, "start")
+        last = len(index) - 1 if end is None else index_position(end, index, "end")
         if last < first:
             raise ValueError(f"end ({end!r}) comes before start ({start!r})")
         mean, var = self._in_sample_moments(_dynamic_position(dynamic, first, index))

@@ -27,7 +27,7 @@ from ..base import per_series
 from . import compiled
 from .inference import filter as kalman_filter
 from .inference import sample as kalman_sample
-from .insample import _position
+from .insample import index_position
 
 __all__ = ["SimulationMixin", "shock_loadings"]
 
@@ -192,8 +192,10 @@ class SimulationMixin:
         self._check_is_fitted()
         n_steps, n_samples = _count(n_steps, "n_steps"), _count(n_samples, "n_samples")
         T = self._y.num_timesteps
-        start = {"end": T, "start": 0}.get(anchor) if isinstance(anchor, str) and anchor in ("end", "start") \
-            else _position(anchor, self._y.index, "anchor")
+        if isinstance(anchor, str) and anchor in ("start", "end"):
+            start = 0 if anchor == "start" else T
+        else:
+            start = index_position(anchor, self._y.index, "anchor")
         rng = _data.random_generator(random_state)
         with jax.enable_x64(True):
             model = compiled.builder(self)(jnp.asarray(self._params), self._steps_aux(start, n_steps, X))
