@@ -17,6 +17,8 @@ _LAZY = {
     "LocalLevel": "probssm.structural.estimator",
     "UnobservedComponents": "probssm.structural.estimator",
     "SARIMAX": "probssm.structural.estimator",
+    "AutoSARIMAX": "probssm.structural.auto",
+    "AutoUC": "probssm.structural.auto",
     "GaussianProcess": "probssm.gp.estimator",
     "ExtendedKalmanFilter": "probssm.nonlinear.estimator",
     "UnscentedKalmanFilter": "probssm.nonlinear.estimator",

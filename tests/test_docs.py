@@ -44,6 +44,8 @@ PUBLIC_MODULES = (
     "probssm.gp.time_axis",
     "probssm.gp.laplace",
     "probssm.structural",
+    "probssm.structural.auto_differencing",
+    "probssm.structural.auto_candidates",
     "probssm.structural.arima",
     "probssm.structural.unobserved",
     "probssm.diagnostics",
