@@ -24,8 +24,8 @@ from .fixed import FixedParamsMixin, with_fixed
 from .inference import filter as kalman_filter
 from .inference import sample as kalman_sample
 from .inference import smooth as kalman_smooth
-from .model import APPROXIMATE_DIFFUSE_VARIANCE, LGSSM, approximate_diffuse, check_initialization, diffuse_rank
 from .insample import InSampleMixin
+from .model import APPROXIMATE_DIFFUSE_VARIANCE, LGSSM, approximate_diffuse, check_initialization, diffuse_rank
 from .posterior import PosteriorMixin
 from .reports import ReportsMixin
 from .simulation import SimulationMixin

@@ -276,7 +276,7 @@ class SimulationMixin:
                     raise ValueError(f"impulse: expected an int or a vector of {r} shocks, got shape {np.shape(impulse)}")
             if orthogonalized:
                 e = np.linalg.cholesky(Q_eta) @ e
-            n, m = model.state_dim, model.observation_dim
+            n = model.state_dim
             zero = {k: jnp.zeros_like(getattr(model, k)) for k in
                     ("transition_cov", "observation_cov", "transition_offset", "observation_offset")}
             model = model.replace(initial_mean=jnp.asarray(G @ e), initial_cov=jnp.zeros((n, n)),

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from probssm import LocalLevel, SARIMAX
+from probssm import SARIMAX, LocalLevel
 from probssm.datasets import load_airpassengers, load_nile
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from probssm import KalmanFilter, LocalLevel, SARIMAX, UnobservedComponents
+from probssm import SARIMAX, KalmanFilter, LocalLevel, UnobservedComponents
 from probssm.datasets import load_airpassengers, load_nile
 from probssm.structural import Seasonal
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from probssm import KalmanFilter, LocalLevel, SARIMAX, UnobservedComponents
+from probssm import SARIMAX, KalmanFilter, LocalLevel, UnobservedComponents
 from probssm.datasets import load_airpassengers, load_nile
 from probssm.structural import Cycle
 
@@ -123,7 +123,7 @@ def test_kalman_filter_shocks_load_every_state(nile):
 
 
 def test_bad_simulation_arguments_raise(cases, nile):
-    est, ref = cases["sarimax"]
+    est, _ = cases["sarimax"]
     with pytest.raises(ValueError, match="state_shocks"):
         est.simulate(5, state_shocks=np.zeros((5, 2)))
     with pytest.raises(ValueError, match="initial_state"):
