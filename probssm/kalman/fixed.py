@@ -112,8 +112,11 @@ class FixedParamsMixin:
             return {}
         if self.method != "mle":
             raise ValueError(f"fixed parameters are estimated with method='mle' (got {self.method!r})")
-        if getattr(self, "simple_differencing", False):
-            raise ValueError("fixed parameters are not available with simple_differencing=True")
+        # these fits maximise another objective (the differenced series', the profile
+        # likelihood), which holds no fixed entries
+        for setting in ("simple_differencing", "concentrate_scale"):
+            if getattr(self, setting, False):
+                raise ValueError(f"fixed parameters are not available with {setting}=True")
         names = self._param_names(data.values.shape[1])
         with jax.enable_x64(True):
             resolve_fixed(fixed, names, self._to_unconstrained, self._to_natural, start)

@@ -115,3 +115,9 @@ def test_fixed_with_other_settings_raises(nile):
     panel = pd.DataFrame({"a": nile.to_numpy(), "b": nile.to_numpy()[::-1].copy()}, index=nile.index)
     with pytest.raises(ValueError, match="panel"):
         LocalLevel().fit(panel, fixed={"sigma2.level": 1.0})
+
+
+@pytest.mark.parametrize("setting", ["simple_differencing", "concentrate_scale"])
+def test_fixed_with_another_objective_raises(log_air, setting):
+    with pytest.raises(ValueError, match=setting):
+        SARIMAX((0, 1, 1), **{setting: True}).fit(log_air, fixed={"ma.L1": -0.4})
