@@ -14,7 +14,7 @@ import statsmodels.api as sm
 
 from probssm import SARIMAX, KalmanFilter, LocalLevel, UnobservedComponents
 from probssm.datasets import load_airpassengers, load_nile
-from probssm.structural import Cycle
+from probssm.structural import Cycle, Seasonal
 
 
 def _mle(mod):
@@ -137,3 +137,36 @@ def test_bad_simulation_arguments_raise(cases, nile):
     shocks = np.zeros((5, 1))
     est.simulate(5, measurement_shocks=shocks)
     assert not shocks.any()
+
+
+def test_regressors_past_the_data_come_from_X(log_air):
+    """SARIMAX with a constant and a regressor: the path after the data uses the future X."""
+    x = pd.DataFrame({"wave": np.sin(np.arange(144) / 5.0)}, index=log_air.index)
+    future = pd.DataFrame({"wave": np.sin(np.arange(144, 156) / 5.0)},
+                          index=pd.period_range("1961-01", periods=12, freq="M"))
+    mod = sm.tsa.SARIMAX(log_air.to_numpy(), exog=x.to_numpy(), order=(1, 1, 1), trend="c")
+    ref = _mle(mod)
+    est = SARIMAX((1, 1, 1), trend="c").fit(log_air, X=x, params=ref.params)
+    eta = 0.01 * np.random.default_rng(0).standard_normal((12, 1))
+    x0 = ref.predicted_state[:, -1]
+    ours = est.simulate(12, initial_state=x0, X=future, measurement_shocks=np.zeros((12, 1)), state_shocks=eta)
+    theirs = ref.simulate(12, initial_state=x0, exog=future.to_numpy(), measurement_shocks=np.zeros((12, 1)),
+                          state_shocks=eta, anchor="end")
+    _close(ours.to_numpy()[:, 0], theirs)
+    with pytest.raises(ValueError, match="X is required"):
+        est.simulate(12)
+    with pytest.raises(ValueError, match="only for steps past the data"):
+        est.simulate(5, anchor=10, X=future)
+
+
+def test_seasonal_shocks_in_statsmodels_order(log_air):
+    """Level, slope and seasonal shocks of a trend plus a dummy seasonal, impulses 0, 1, 2."""
+    mod = sm.tsa.UnobservedComponents(log_air.to_numpy(), "lltrend", seasonal=12)
+    params = [1e-4, 1e-3, 1e-5, 1e-4]
+    ref = mod.smooth(params)
+    est = UnobservedComponents(["local linear trend", Seasonal(12)], initialization="approximate_diffuse")
+    est.fit(log_air, params=params)
+    for impulse in range(3):
+        for orthogonalized in (False, True):
+            _close(est.impulse_responses(15, impulse=impulse, orthogonalized=orthogonalized).to_numpy(),
+                   ref.impulse_responses(15, impulse=impulse, orthogonalized=orthogonalized))
