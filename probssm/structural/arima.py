@@ -55,6 +55,7 @@ from ..kalman.model import (
     APPROXIMATE_DIFFUSE_VARIANCE, INITIALIZATIONS, LGSSM, approximate_diffuse, check_initialization,
 )
 from .arima_lags import dense_tail, lag_set, shrink_into_region
+from .arima_regression import with_state_regression
 
 __all__ = [
     "APPROXIMATE_DIFFUSE_VARIANCE",
@@ -114,6 +115,11 @@ class SarimaxSpec:
         :mod:`probssm.structural.concentrated`): :func:`sarimax_model` takes it as ``scale``, and
         the measurement variance becomes the ratio ``snr.measurement_error``
         :math:`= \\sigma^2_\\nu / \\sigma^2` (statsmodels' names).
+    state_regression, time_varying_regression : bool
+        Regression coefficients as diffuse states after the ARIMA states instead of parameters
+        (statsmodels' ``mle_regression=False``), constant or, with ``time_varying_regression``,
+        random walks whose variances are the parameters ``var.{name}``
+        (:mod:`probssm.structural.arima_regression`). Only with regressors.
     """
 
     order: tuple[int, int, int]
@@ -125,6 +131,8 @@ class SarimaxSpec:
     lag_lists: tuple | None = None
     measurement_error: bool = False
     concentrate_scale: bool = False
+    state_regression: bool = False
+    time_varying_regression: bool = False
 
     @property
     def lags(self) -> dict[str, tuple[int, ...]]:
@@ -151,7 +159,7 @@ class SarimaxSpec:
     @property
     def k_params(self) -> int:
         """Length of the parameter vector."""
-        return self.k_trend + self.k_exog + sum(len(v) for v in self.lags.values()) + self.measurement_error + (not self.concentrate_scale)
+        return sum(sl.stop - sl.start for sl in self.param_slices.values())
 
     @property
     def ar_order(self) -> int:
@@ -174,12 +182,20 @@ class SarimaxSpec:
         states when ``enforce_stationarity=False``."""
         if not self.enforce_stationarity:
             return self.state_dim
-        return self._diff_dim
+        return self._diff_dim + self._k_state_exog
 
     @property
     def state_dim(self) -> int:
-        """State dimension ``n = d + sD + arma_dim``."""
+        """State dimension ``n = d + sD + arma_dim`` (plus ``k_exog`` with ``state_regression``)."""
+        return self._arima_dim + self._k_state_exog
+
+    @property
+    def _arima_dim(self) -> int:
         return self._diff_dim + self.arma_dim
+
+    @property
+    def _k_state_exog(self) -> int:
+        return self.k_exog if self.state_regression else 0
 
     @property
     def _diff_dim(self) -> int:
@@ -189,12 +205,14 @@ class SarimaxSpec:
     @property
     def param_slices(self) -> dict[str, slice]:
         """Where each block sits in the parameter vector: keys ``"trend"``, ``"exog"``, ``"ar"``,
-        ``"ma"``, ``"seasonal_ar"``, ``"seasonal_ma"``, ``"measurement"``, ``"sigma2"`` (empty
-        slices included)."""
+        ``"ma"``, ``"seasonal_ar"``, ``"seasonal_ma"``, ``"exog_variance"``, ``"measurement"``,
+        ``"sigma2"`` (empty slices included)."""
         lags = self.lags
         sizes = {
-            "trend": self.k_trend, "exog": self.k_exog, "ar": len(lags["ar"]), "ma": len(lags["ma"]),
+            "trend": self.k_trend, "exog": self.k_exog - self._k_state_exog,
+            "ar": len(lags["ar"]), "ma": len(lags["ma"]),
             "seasonal_ar": len(lags["seasonal_ar"]), "seasonal_ma": len(lags["seasonal_ma"]),
+            "exog_variance": self.k_exog if self.time_varying_regression else 0,
             "measurement": int(self.measurement_error), "sigma2": int(not self.concentrate_scale),
         }
         out, start = {}, 0
@@ -211,13 +229,15 @@ class SarimaxSpec:
         s = self.seasonal_order[3]
         lags = self.lags
         trend = [{0: "intercept", 1: "drift"}.get(k, f"trend.{k}") for k in self.trend_powers]
+        ratio = "snr" if self.concentrate_scale else "var"
         return tuple(
-            trend + list(self.exog_names)
+            trend + list(self.exog_names) * (not self.state_regression)
             + [f"ar.L{i}" for i in lags["ar"]]
             + [f"ma.L{i}" for i in lags["ma"]]
             + [f"ar.S.L{s * i}" for i in lags["seasonal_ar"]]
             + [f"ma.S.L{s * i}" for i in lags["seasonal_ma"]]
-            + [("snr" if self.concentrate_scale else "var") + ".measurement_error"] * self.measurement_error
+            + [f"{ratio}.{name}" for name in self.exog_names] * self.time_varying_regression
+            + [f"{ratio}.measurement_error"] * self.measurement_error
             + ["sigma2"] * (not self.concentrate_scale)
         )
 
@@ -269,6 +289,8 @@ def sarimax_spec(
     enforce_invertibility: bool = True,
     measurement_error: bool = False,
     concentrate_scale: bool = False,
+    state_regression: bool = False,
+    time_varying_regression: bool = False,
 ) -> SarimaxSpec:
     """Validate a SARIMAX specification (statsmodels' ``SARIMAX`` arguments).
 
@@ -294,6 +316,9 @@ def sarimax_spec(
         One unique name per regressor (statsmodels names array columns ``x1, x2, ...``).
     enforce_stationarity, enforce_invertibility, measurement_error, concentrate_scale : bool
         See :class:`SarimaxSpec`.
+    state_regression, time_varying_regression : bool
+        See :class:`SarimaxSpec`; ignored without regressors (as in statsmodels).
+        ``time_varying_regression`` needs ``state_regression``.
 
     Returns
     -------
@@ -341,6 +366,11 @@ def sarimax_spec(
             )
     if all(lags == tuple(range(1, len(lags) + 1)) for lags in lag_lists):
         lag_lists = None  # every polynomial has all its lags: the plain spec
+    if time_varying_regression and not state_regression:
+        raise ValueError(
+            "time_varying_regression=True puts the coefficients in the state vector: it needs "
+            "state_regression=True (statsmodels' mle_regression=False)"
+        )
     powers = _trend_powers(trend)
     if isinstance(exog_names, str):
         exog_names = (exog_names,)
@@ -353,6 +383,8 @@ def sarimax_spec(
         enforce_stationarity=bool(enforce_stationarity),
         enforce_invertibility=bool(enforce_invertibility), lag_lists=lag_lists,
         measurement_error=bool(measurement_error), concentrate_scale=bool(concentrate_scale),
+        state_regression=bool(state_regression) and bool(exog_names),
+        time_varying_regression=bool(time_varying_regression) and bool(exog_names),
     )
     names = spec.param_names
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -440,7 +472,7 @@ def _lag_polynomials(spec, parts, dtype):
 def _static_matrices(spec: SarimaxSpec):
     """Transition and observation matrices with the parameters left out (NumPy, float64)."""
     d, (_, D, _, s) = spec.order[1], spec.seasonal_order
-    kd, n = spec._diff_dim, spec.state_dim
+    kd, n = spec._diff_dim, spec._arima_dim
     F = np.zeros((n, n))
     # ARMA block: ones on the superdiagonal (the AR coefficients go into its first column).
     F[kd:, kd:] += np.eye(spec.arma_dim, k=1)
@@ -478,7 +510,8 @@ def _concrete_checks(spec, params: np.ndarray):
     if not np.all(np.isfinite(params)):
         bad = [spec.param_names[i] for i in np.flatnonzero(~np.isfinite(params))]
         raise ValueError(f"params: non-finite value for {bad}")
-    for key, name in (("sigma2", "sigma2"), ("measurement", "the measurement error's variance")):
+    for key, name in (("sigma2", "sigma2"), ("measurement", "the measurement error's variance"),
+                      ("exog_variance", "a regression coefficient's variance")):
         for value in params[spec.param_slices[key]]:
             if value <= 0:
                 raise ValueError(f"params: {name} must be positive, got {value}")
@@ -560,7 +593,9 @@ def sarimax_model(
     LGSSM
         ``transition_offset`` has shape ``(T, n)`` for a trend in :math:`t` (``(n,)`` otherwise);
         ``observation_offset`` ``(T, 1)`` with exog (zero otherwise); all other fields are
-        time-invariant: ``F`` and ``Q`` ``(n, n)``, ``H`` ``(1, n)``, ``R`` ``(1, 1)``.
+        time-invariant: ``F`` and ``Q`` ``(n, n)``, ``H`` ``(1, n)``, ``R`` ``(1, 1)``. With
+        ``spec.state_regression`` the ``k_exog`` regression states follow the ARIMA states and
+        ``H`` is ``(T, 1, n)`` (:func:`~probssm.structural.arima_regression.with_state_regression`).
 
     Raises
     ------
@@ -618,7 +653,7 @@ def _build(spec, params, exog, time_offset, num_timesteps, initialization, scale
     dtype = params.dtype
     parts = _split(spec, params)
     ar_poly, ma_poly = _lag_polynomials(spec, parts, dtype)
-    kd, k, n = spec._diff_dim, spec.arma_dim, spec.state_dim
+    kd, k, n = spec._diff_dim, spec.arma_dim, spec._arima_dim
     F0, H0 = _static_matrices(spec)
     F = jnp.asarray(F0, dtype)
     if spec.ar_order:
@@ -648,7 +683,7 @@ def _build(spec, params, exog, time_offset, num_timesteps, initialization, scale
             c0 = parts["trend"][0]
             b = jnp.zeros(n, dtype).at[kd].set(c0)
     d_off = None
-    if spec.k_exog:
+    if spec.k_exog and not spec.state_regression:
         d_off = (exog.astype(dtype) @ parts["exog"])[:, None]
         time_varying.add("observation_offset")
 
@@ -671,6 +706,11 @@ def _build(spec, params, exog, time_offset, num_timesteps, initialization, scale
         initial_mean=mean, initial_cov=P0, transition_offset=b, observation_offset=d_off,
         initial_diffuse_cov=P_inf, time_varying=time_varying,
     )
+    if spec.state_regression:
+        variances = None
+        if spec.time_varying_regression:
+            variances = parts["exog_variance"] * (sigma2 if spec.concentrate_scale else 1)
+        model = with_state_regression(model, exog, variances)
     if initialization == "approximate_diffuse":
         model = approximate_diffuse(model, APPROXIMATE_DIFFUSE_VARIANCE)
     return model
@@ -750,7 +790,7 @@ def _transform(spec, x, forward: bool):
     }
     for name, sl in spec.param_slices.items():
         block = x[..., sl]
-        if name in ("sigma2", "measurement"):
+        if name in ("sigma2", "measurement", "exog_variance"):
             block = jnp.exp(block) if forward else jnp.log(block)
         elif enforce.get(name, False) and block.shape[-1]:
             sign = -1 if name in ("ma", "seasonal_ma") else 1
@@ -954,7 +994,16 @@ def start_params(spec: SarimaxSpec, y, exog=None) -> np.ndarray:
     sigma2 = max(float(sigma2), 1e-10 * max(scale, np.finfo(float).tiny))
     # Measurement noise starts at a tenth of the innovation variance: the one-step variation of
     # the differenced series, of which white noise on y_t is usually the smaller part.
-    measurement = [0.1 * (1 if spec.concentrate_scale else sigma2)] * spec.measurement_error
+    unit = 1 if spec.concentrate_scale else sigma2
+    measurement = [0.1 * unit] * spec.measurement_error
+    # Random-walk coefficients start slow: their steps a thousandth of the innovation variance
+    # in units of each regressor's differenced scale.
+    exog_variance = []
+    if spec.time_varying_regression:
+        spread = np.maximum(np.var(Xd, axis=0), 1e-12) if len(Xd) > 1 else np.ones(spec.k_exog)
+        exog_variance = 1e-3 * unit / spread
     variance = [] if spec.concentrate_scale else [sigma2]
-    params = np.concatenate([intercept, beta, ar, ma, sar, sma, measurement, variance])
+    if spec.state_regression:
+        beta = []
+    params = np.concatenate([intercept, beta, ar, ma, sar, sma, exog_variance, measurement, variance])
     return params

@@ -32,20 +32,27 @@ class DiffuseOptionsMixin:
     bases). The subclass stores both in ``__init__`` and puts :meth:`_diffuse_options` in its
     ``_structure()``, since both change the compiled log-likelihood."""
 
+    #: :math:`\\kappa` when ``initial_variance`` is None (statsmodels' default).
+    default_initial_variance = APPROXIMATE_DIFFUSE_VARIANCE
+
     @property
     def approximate_diffuse_variance(self) -> float:
         """:math:`\\kappa`, the prior variance of the diffuse states under
-        ``initialization="approximate_diffuse"`` (``initial_variance``)."""
-        return float(self.initial_variance)
+        ``initialization="approximate_diffuse"``: ``initial_variance``, or
+        :attr:`default_initial_variance` when that is None."""
+        kappa = self.initial_variance
+        return float(self.default_initial_variance if kappa is None else kappa)
 
     def _diffuse_options(self) -> tuple:
-        return (float(self.initial_variance), self.loglikelihood_burn)
+        return (self.initial_variance, self.loglikelihood_burn)
 
     def _check_settings(self):
         super()._check_settings()
         kappa = self.initial_variance
+        if kappa is None:
+            kappa = self.default_initial_variance
         if isinstance(kappa, (bool, np.bool_)) or not isinstance(kappa, numbers.Real):
-            raise TypeError(f"initial_variance must be a positive number, got {kappa!r}")
+            raise TypeError(f"initial_variance must be None or a positive number, got {kappa!r}")
         if not (np.isfinite(kappa) and kappa > 0):
             raise ValueError(f"initial_variance must be positive and finite, got {kappa!r}")
         burn = self.loglikelihood_burn

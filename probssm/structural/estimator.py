@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 
 from ..base import per_series, single_series
+from ..fit import maximize_likelihood
 from ..kalman.forecaster import LinearGaussianForecaster
 from ..kalman.inference import smooth as kalman_smooth
-from ..kalman.model import LGSSM
-from ..fit import maximize_likelihood
+from ..kalman.model import APPROXIMATE_DIFFUSE_VARIANCE, LGSSM
 from . import arima, unobserved
 from .concentrated import profile_log_likelihood, profile_objective
-from .diffuse_options import APPROXIMATE_DIFFUSE_VARIANCE, DiffuseOptionsMixin
+from .diffuse_options import DiffuseOptionsMixin
 
 __all__ = ["LocalLevel", "UnobservedComponents", "SARIMAX"]
 
@@ -143,9 +143,9 @@ class UnobservedComponents(DiffuseOptionsMixin, LinearGaussianForecaster):
     method, priors, num_warmup, num_samples, num_chains, random_state
         How the parameters are estimated: ``"mle"`` (default) or ``"nuts"`` with its priors and
         sampler settings (see :class:`~probssm.kalman.forecaster.LinearGaussianForecaster`).
-    initial_variance : float, default 1e6
+    initial_variance : float, optional
         Prior variance of the diffuse states under ``initialization="approximate_diffuse"``
-        (statsmodels' ``initial_variance``).
+        (statsmodels' ``initial_variance``); ``None`` is statsmodels' default, ``1e6``.
     loglikelihood_burn : int, optional
         Number of leading log-likelihood terms left out, under either initialisation
         (statsmodels' argument); by default the number of diffuse states under
@@ -179,7 +179,7 @@ class UnobservedComponents(DiffuseOptionsMixin, LinearGaussianForecaster):
 
     def __init__(self, terms=("local level",), irregular=True, initialization="exact_diffuse",
                  method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2,
-                 random_state=None, initial_variance=APPROXIMATE_DIFFUSE_VARIANCE,
+                 random_state=None, initial_variance=None,
                  loglikelihood_burn=None, mle_regression=True):
         self.terms = terms
         self.irregular = irregular
@@ -313,10 +313,11 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
     measurement_error : bool, default False
         Add white observation noise :math:`\\nu_t \\sim N(0, \\sigma^2_\\nu)` to :math:`y_t`; its
         variance is the parameter ``var.measurement_error`` (statsmodels' option and name).
-    initial_variance : float, default 1e6
+    initial_variance : float, optional
         Prior variance of the diffuse states under ``initialization="approximate_diffuse"``
         (statsmodels' ``initial_variance``; in units of :math:`\\sigma^2` with
-        ``concentrate_scale``, as there).
+        ``concentrate_scale``, as there). ``None`` is statsmodels' default: ``1e6``, or
+        ``1e10`` with ``mle_regression=False``.
     loglikelihood_burn : int, optional
         Number of leading log-likelihood terms left out, under either initialisation
         (statsmodels' argument); by default ``d + sD`` under ``"approximate_diffuse"`` and none
@@ -328,6 +329,13 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         :math:`\\hat\\sigma^2`, ``loglik_`` the profile log-likelihood (equal to the full
         one at the optimum), and ``bse_`` is conditional on :math:`\\hat\\sigma^2`. Not with
         ``simple_differencing`` or panels.
+    mle_regression : bool, default True
+        ``False`` puts the coefficients of ``X`` into the state vector (diffuse, after the
+        ARIMA states, named ``beta.{column}`` in ``smooth()``) instead of estimating them as
+        parameters (statsmodels' option, :mod:`probssm.structural.arima_regression`).
+    time_varying_regression : bool, default False
+        With ``mle_regression=False``: the coefficients are random walks whose variances are
+        the parameters ``var.{column}`` (statsmodels' option).
 
     Orders may list lags instead of counting them, as in statsmodels: ``order=([1, 4], 1, 0)``
     or ``order=(1, 1, (1, 0, 0, 1))`` estimate only the coefficients of the lags listed (the
@@ -358,8 +366,8 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         self, order=(1, 0, 0), seasonal_order=(0, 0, 0, 0), trend=None, enforce_stationarity=True,
         enforce_invertibility=True, initialization="exact_diffuse", simple_differencing=False,
         method="mle", priors=None, num_warmup=500, num_samples=500, num_chains=2, random_state=None,
-        measurement_error=False, initial_variance=APPROXIMATE_DIFFUSE_VARIANCE, loglikelihood_burn=None,
-        concentrate_scale=False,
+        measurement_error=False, initial_variance=None, loglikelihood_burn=None,
+        concentrate_scale=False, mle_regression=True, time_varying_regression=False,
     ):
         self.order = order
         self.seasonal_order = seasonal_order
@@ -378,6 +386,8 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         self.initial_variance = initial_variance
         self.loglikelihood_burn = loglikelihood_burn
         self.concentrate_scale = concentrate_scale
+        self.mle_regression = mle_regression
+        self.time_varying_regression = time_varying_regression
 
     def _make_spec(self, order=None, seasonal_order=None):
         return arima.sarimax_spec(
@@ -385,7 +395,7 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
             tuple(self.seasonal_order) if seasonal_order is None else seasonal_order,
             self.trend, tuple(self._exog_columns or ()),
             self.enforce_stationarity, self.enforce_invertibility, self.measurement_error,
-            self.concentrate_scale,
+            self.concentrate_scale, not self.mle_regression, self.time_varying_regression,
         )
 
     def _structure(self):
@@ -417,7 +427,7 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         return arima.start_params(self._spec, values[:, 0], self._X)
 
     def _param_kind(self, name):
-        if name in ("sigma2", "var.measurement_error", "snr.measurement_error"):
+        if name == "sigma2" or name.startswith(("var.", "snr.")):
             return "variance"
         if name.startswith("ar."):
             return "bounded" if self.enforce_stationarity else "location"
@@ -448,14 +458,22 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
         )
 
     def _state_names(self):
-        return [f"state.{i}" for i in range(self._spec.state_dim)]
+        spec = self._spec
+        betas = [f"beta.{c}" for c in spec.exog_names] if spec.state_regression else []
+        return [f"state.{i}" for i in range(spec.state_dim - len(betas))] + betas
 
     # -- concentrated scale ---------------------------------------------------------------------
+    @property
+    def default_initial_variance(self) -> float:
+        """statsmodels' :math:`\\kappa`: ``1e6``, or ``1e10`` with the regression coefficients in
+        the state (their diffuse prior needs a larger variance)."""
+        return 1e10 if not self.mle_regression else APPROXIMATE_DIFFUSE_VARIANCE
+
     @property
     def approximate_diffuse_variance(self) -> float:
         """:math:`\\kappa` (``initial_variance``), times :math:`\\hat\\sigma^2` with
         ``concentrate_scale`` (statsmodels sets the prior in units of the scale)."""
-        kappa = float(self.initial_variance)
+        kappa = super().approximate_diffuse_variance
         return kappa * float(getattr(self, "_scale", 1.0)) if self.concentrate_scale else kappa
 
     def _concentrated_scale(self, params) -> float:

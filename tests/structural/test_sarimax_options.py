@@ -5,6 +5,7 @@ SARIMAX at the same settings on real data."""
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 
@@ -30,7 +31,7 @@ def _statsmodels_fit(model):
         return model.fit(disp=0, maxiter=500)
 
 
-def _check_mle(est, ref_model, params_atol, llf_tol=1e-6):
+def _check_mle(est, ref_model, params_atol, llf_tol=1e-6, X=None):
     """Names equal; the log-likelihood at statsmodels' estimates equals statsmodels' (1e-8
     relative, statsmodels' filter without its steady-state shortcut); probssm's maximum is at
     least statsmodels' and the estimates agree."""
@@ -38,7 +39,8 @@ def _check_mle(est, ref_model, params_atol, llf_tol=1e-6):
     assert list(est.params_.index) == ref_model.param_names
     ref_model.ssm.tolerance = 0
     exact = ref_model.smooth(ref.params).llf
-    at_ref = type(est)(**est.get_params()).fit(est._y.values[:, 0], params=ref.params)
+    y = pd.Series(est._y.values[:, 0], index=est._y.index)
+    at_ref = type(est)(**est.get_params()).fit(y, X=X, params=ref.params)
     assert abs(at_ref.loglik_ - exact) <= 1e-8 * abs(exact)
     assert est.loglik_ >= exact - llf_tol
     np.testing.assert_allclose(est.params_.to_numpy(), ref.params, rtol=params_atol, atol=params_atol)
@@ -137,7 +139,8 @@ def test_initial_variance_and_burn_match_statsmodels(nile):
     assert abs(est.aic_ - ref.aic) < 1e-4 and abs(est.bic_ - ref.bic) < 1e-4
     assert est.get_params()["initial_variance"] == 1e3
     # the default prior variance is statsmodels' 1e6, and exact diffuse burns nothing by default
-    assert SARIMAX().initial_variance == 1e6 and SARIMAX().loglikelihood_burn is None
+    assert SARIMAX().approximate_diffuse_variance == 1e6 and SARIMAX().loglikelihood_burn is None
+    assert SARIMAX(mle_regression=False).approximate_diffuse_variance == 1e10  # statsmodels' default there
 
 
 def test_burn_under_exact_diffuse(nile):
@@ -198,3 +201,46 @@ def test_concentrated_scale_with_measurement_error(nile):
 def test_concentrated_scale_refuses_simple_differencing(nile):
     with pytest.raises(ValueError, match="concentrate_scale=True is not available with simple_differencing"):
         SARIMAX((1, 1, 1), concentrate_scale=True, simple_differencing=True).fit(nile)
+
+
+# -- regression coefficients as states -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dam(nile):
+    """The Aswan dam (1899) as the Nile flow's regressor."""
+    return pd.DataFrame({"dam": (nile.index.year >= 1899).astype(float)}, index=nile.index)
+
+
+def test_regression_as_states_matches_statsmodels(nile, dam):
+    """AR(1) around a level that drops with the dam: the level before (const) and the drop
+    (dam) are states, estimated by the smoother."""
+    X = dam.assign(const=1.0)[["const", "dam"]]
+    est = SARIMAX((1, 0, 0), mle_regression=False, initialization="approximate_diffuse").fit(nile, X=X)
+    ref_model = sm.tsa.SARIMAX(nile, exog=X, order=(1, 0, 0), mle_regression=False)
+    _check_mle(est, ref_model, 2e-3, X=X)
+    assert list(est.params_.index) == ["ar.L1", "sigma2"]
+    at = ref_model.smooth(est.params_.to_numpy())
+    smoothed = est.smooth().mean
+    assert list(smoothed.columns) == ref_model.state_names == ["state.0", "beta.const", "beta.dam"]
+    np.testing.assert_allclose(smoothed.to_numpy(), at.smoothed_state.T, rtol=1e-6)
+    assert abs(smoothed["beta.dam"].iloc[-1] + 250) < 50  # the dam lowered the flow by ~250
+
+
+@pytest.mark.parametrize("init", ["approximate_diffuse", "exact_diffuse"])
+def test_time_varying_regression_at_identical_parameters(nile, dam, init):
+    params = [-0.7, 10.0, 15000.0]
+    ref = sm.tsa.SARIMAX(nile, exog=dam, order=(0, 1, 1), mle_regression=False, time_varying_regression=True,
+                         use_exact_diffuse=init == "exact_diffuse")
+    ref.ssm.tolerance = 0
+    res = ref.smooth(params)
+    est = SARIMAX((0, 1, 1), mle_regression=False, time_varying_regression=True, initialization=init)
+    est.fit(nile, X=dam, params=params)
+    assert list(est.params_.index) == ref.param_names == ["ma.L1", "var.dam", "sigma2"]
+    assert abs(est.loglik_ - res.llf) < 1e-8 * abs(res.llf)
+    np.testing.assert_allclose(est.smooth().mean["beta.dam"].to_numpy(), res.smoothed_state[-1], rtol=1e-6)
+
+
+def test_time_varying_regression_needs_state_regression(nile, dam):
+    with pytest.raises(ValueError, match="time_varying_regression=True .* needs"):
+        SARIMAX((0, 1, 1), time_varying_regression=True).fit(nile, X=dam)
