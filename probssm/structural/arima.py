@@ -947,7 +947,7 @@ def start_params(spec: SarimaxSpec, y, exog=None) -> np.ndarray:
     else:
         exog = np.zeros((T, 0))
 
-    (p, d, q), (P, D, Q, s) = spec.order, spec.seasonal_order
+    d, (_, D, _, s) = spec.order[1], spec.seasonal_order
     offset = d + s * D
     w = difference(y, d, D, s)
     Xd = difference(exog, d, D, s)

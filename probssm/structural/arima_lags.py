@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["lag_set", "dense_tail", "shrink_into_region"]
+__all__ = ["dense_tail", "lag_set", "shrink_into_region"]
 
 
 def lag_set(value, where: str) -> tuple[int, ...]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..kalman.model import APPROXIMATE_DIFFUSE_VARIANCE
 
-__all__ = ["DiffuseOptionsMixin", "APPROXIMATE_DIFFUSE_VARIANCE"]
+__all__ = ["APPROXIMATE_DIFFUSE_VARIANCE", "DiffuseOptionsMixin"]
 
 
 class DiffuseOptionsMixin:
