@@ -93,10 +93,9 @@ def _count(value, name) -> int:
 
 
 def _per_sample(values, name, n_samples, n_steps, width):
-    """Given draws as ``(n_samples, n_steps, width)`` (a 2-D array is shared by every sample)."""
+    """Given values as ``(n_samples, n_steps, width)``, or ``(n_samples, width)`` without
+    ``n_steps``; values without the leading axis are shared by every sample."""
     arr = np.array(values, dtype=np.float64)  # a copy: the caller's array is never changed
-    if arr.ndim == 1 and n_steps is None:
-        arr = arr[None]
     shape = (width,) if n_steps is None else (n_steps, width)
     if arr.shape == shape:
         arr = np.broadcast_to(arr, (n_samples, *shape))

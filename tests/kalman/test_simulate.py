@@ -103,6 +103,9 @@ def test_random_paths_follow_the_forecast(nile):
     se = np.sqrt(est.predict_var(5).to_numpy()[:, 0] / 4000)
     assert np.all(np.abs(by_step.mean().to_numpy() - est.predict(5).to_numpy()) < 4 * se)
     np.testing.assert_allclose(by_step.var().to_numpy(), est.predict_var(5).to_numpy()[:, 0], rtol=0.1)
+    # a given state shared by every path: the first observations differ by the noise only
+    start = est.simulate(1, initial_state=[1000.0], n_samples=4000, random_state=1).to_numpy()[:, 0]
+    assert abs(start.mean() - 1000.0) < 4 * np.sqrt(15099.0 / 4000)
     # from a state inside the sample, drawn from the filter's prediction there
     inside = est.simulate(3, anchor=10, random_state=0)
     assert list(inside.index.get_level_values("time")) == list(nile.index[10:13])
