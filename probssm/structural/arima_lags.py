@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["dense_tail", "lag_set", "shrink_into_region"]
+__all__ = ["dense_tail", "lag_set", "max_inverse_root", "shrink_into_region"]
 
 
 def lag_set(value, where: str) -> tuple[int, ...]:
@@ -75,7 +75,9 @@ def dense_tail(coefs, lags, size: int) -> np.ndarray:
     return tail
 
 
-def _max_inverse_root(tail) -> float:
+def max_inverse_root(tail) -> float:
+    """Largest modulus of the inverse roots of ``1 + c_1 z + ... + c_m z^m`` (``tail`` =
+    ``(c_1, ..., c_m)``); 0 for an empty or zero tail."""
     tail = np.asarray(tail, dtype=float)
     if tail.size == 0 or not np.any(tail):
         return 0.0
@@ -97,7 +99,7 @@ def shrink_into_region(coefs, lags, limit: float, factor: float = 0.9) -> np.nda
     lags = tuple(lags)
     size = max(lags, default=0)
     for _ in range(200):
-        if max(_max_inverse_root(dense_tail(coefs, lags, size)), _max_inverse_root(coefs)) <= limit:
+        if max(max_inverse_root(dense_tail(coefs, lags, size)), max_inverse_root(coefs)) <= limit:
             return coefs
         coefs = coefs * factor
     return np.zeros_like(coefs)
