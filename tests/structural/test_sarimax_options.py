@@ -244,3 +244,23 @@ def test_time_varying_regression_at_identical_parameters(nile, dam, init):
 def test_time_varying_regression_needs_state_regression(nile, dam):
     with pytest.raises(ValueError, match="time_varying_regression=True .* needs"):
         SARIMAX((0, 1, 1), time_varying_regression=True).fit(nile, X=dam)
+
+
+def test_options_survive_save_and_load(nile, dam, tmp_path):
+    import probssm
+
+    X = dam.assign(const=1.0)[["const", "dam"]]
+    est = SARIMAX((1, 0, 0), mle_regression=False, concentrate_scale=True, measurement_error=True)
+    est.fit(nile, X=X, params=[0.5, 0.2])
+    X_future = pd.DataFrame({"const": 1.0, "dam": 1.0}, index=pd.period_range("1971", periods=3, freq="Y"))
+    back = probssm.load(est.save(tmp_path / "sarimax"))
+    assert back.scale_ == est.scale_
+    assert back.get_params() == est.get_params()
+    np.testing.assert_allclose(back.predict(3, X=X_future).to_numpy(), est.predict(3, X=X_future).to_numpy(), rtol=1e-12)
+    ref = sm.tsa.SARIMAX(nile, exog=X, order=(1, 0, 0), mle_regression=False, concentrate_scale=True,
+                         measurement_error=True, use_exact_diffuse=True)
+    ref.ssm.tolerance = 0
+    res = ref.smooth([0.5, 0.2])
+    assert abs(est.scale_ - res.scale) < 1e-8 * res.scale
+    assert abs(est.loglik_ - res.llf) < 1e-8 * abs(res.llf)
+    np.testing.assert_allclose(est.predict(3, X=X_future).to_numpy(), res.forecast(3, exog=X_future.to_numpy()), rtol=1e-8)
