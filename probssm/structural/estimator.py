@@ -524,7 +524,8 @@ class SARIMAX(DiffuseOptionsMixin, LinearGaussianForecaster):
             enforce_stationarity=self.enforce_stationarity,
             enforce_invertibility=self.enforce_invertibility, initialization=self.initialization,
             measurement_error=self.measurement_error, initial_variance=self.initial_variance,
-            loglikelihood_burn=self.loglikelihood_burn,
+            loglikelihood_burn=self.loglikelihood_burn, mle_regression=self.mle_regression,
+            time_varying_regression=self.time_varying_regression,
         )
         X_frame = None if dX is None else pd.DataFrame(dX, columns=self._exog_columns)
         return inner.fit(dy, X=X_frame, params=params)

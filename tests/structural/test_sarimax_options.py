@@ -264,3 +264,13 @@ def test_options_survive_save_and_load(nile, dam, tmp_path):
     assert abs(est.scale_ - res.scale) < 1e-8 * res.scale
     assert abs(est.loglik_ - res.llf) < 1e-8 * abs(res.llf)
     np.testing.assert_allclose(est.predict(3, X=X_future).to_numpy(), res.forecast(3, exog=X_future.to_numpy()), rtol=1e-8)
+
+
+def test_regression_as_states_with_simple_differencing(nile, dam):
+    params = [0.4, 15000.0]
+    ref = sm.tsa.SARIMAX(nile, exog=dam, order=(1, 1, 0), mle_regression=False, simple_differencing=True)
+    ref.ssm.tolerance = 0
+    res = ref.smooth(params)
+    est = SARIMAX((1, 1, 0), simple_differencing=True, mle_regression=False, initialization="approximate_diffuse")
+    est.fit(nile, X=dam, params=params)
+    assert abs(est.loglik_ - res.llf) < 1e-8 * abs(res.llf)
