@@ -257,12 +257,26 @@ class SimulationMixin:
         -------
         Series or DataFrame
             Indexed by ``step`` ``0..steps``, one column per variable (a Series for a univariate
-            series).
+            series). Where the matrices vary in time (a time-varying regression) the responses
+            are :math:`\\Psi_k = H_k F_{k-1} \\cdots F_1 G e` at ``step`` ``1..steps``, with the
+            matrices of the training steps, as statsmodels gives them.
         """
         self._check_is_fitted()
         steps = _count(steps, "steps")
+        build = compiled.builder(self)
+        first, count = 0, steps + 1
         with jax.enable_x64(True):
-            model = compiled.builder(self)(jnp.asarray(self._params), self._steps_aux(0, steps + 1, zero_exog=True))
+            params = jnp.asarray(self._params)
+            model = build(params, self._steps_aux(0, count, zero_exog=True))
+            if {"observation_matrix", "transition_matrix"} & set(model.time_varying):
+                # matrices that vary with the regressors (time-varying regression): statsmodels'
+                # convention, the responses at steps 1..steps with the training steps' matrices
+                T = self._y.num_timesteps
+                if steps >= T:
+                    raise ValueError(f"steps must be below the {T} training steps for a model whose matrices vary "
+                                     f"in time, got {steps}")
+                first, count = 1, steps
+                model = build(params, self._steps_aux(first, count))
             G, Q_eta = self._loadings(model)
             r = G.shape[1]
             if isinstance(impulse, (int, np.integer)) and not isinstance(impulse, (bool, np.bool_)):
@@ -280,10 +294,10 @@ class SimulationMixin:
                     ("transition_cov", "observation_cov", "transition_offset", "observation_offset")}
             model = model.replace(initial_mean=jnp.asarray(G @ e), initial_cov=jnp.zeros((n, n)),
                                   initial_diffuse_cov=None, **zero)
-            irf = np.asarray(kalman_sample(model, jax.random.PRNGKey(0), steps + 1)[1])
+            irf = np.asarray(kalman_sample(model, jax.random.PRNGKey(0), count)[1])
         if cumulative:
             irf = np.cumsum(irf, axis=0)
-        index = pd.RangeIndex(steps + 1, name="step")
+        index = pd.RangeIndex(first, first + count, name="step")
         if self._y.is_series:
             return pd.Series(irf[:, 0], index=index, name=self._y.columns[0])
         return pd.DataFrame(irf, index=index, columns=self._y.columns)

@@ -173,3 +173,18 @@ def test_seasonal_shocks_in_statsmodels_order(log_air):
         for orthogonalized in (False, True):
             _close(est.impulse_responses(15, impulse=impulse, orthogonalized=orthogonalized).to_numpy(),
                    ref.impulse_responses(15, impulse=impulse, orthogonalized=orthogonalized))
+
+
+def test_time_varying_regression_responses_use_the_training_matrices(nile):
+    """H_t holds x_t: statsmodels gives the responses at steps 1..steps with those matrices."""
+    x = pd.DataFrame({"wave": np.sin(np.arange(100) / 5.0)}, index=nile.index)
+    mod = sm.tsa.SARIMAX(nile.to_numpy(), exog=x.to_numpy(), order=(1, 0, 0), mle_regression=False,
+                         time_varying_regression=True, use_exact_diffuse=True)
+    ref = _mle(mod)
+    est = SARIMAX((1, 0, 0), mle_regression=False, time_varying_regression=True).fit(nile, X=x, params=ref.params)
+    for impulse in range(2):
+        ours = est.impulse_responses(6, impulse=impulse, orthogonalized=True)
+        assert list(ours.index) == list(range(1, 7))
+        _close(ours.to_numpy(), ref.impulse_responses(6, impulse=impulse, orthogonalized=True))
+    with pytest.raises(ValueError, match="below the 100 training steps"):
+        est.impulse_responses(100)
