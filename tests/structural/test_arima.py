@@ -267,7 +267,7 @@ def test_names_and_sizes_match_statsmodels(kwargs, names):
         ({"order": (1.5, 0, 0)}, TypeError, r"order\[0\] \(p\).*1\.5"),
         ({"order": (1, "1", 0)}, TypeError, r"order\[1\] \(d\).*'1'"),
         ({"order": (True, 0, 0)}, TypeError, r"order\[0\]"),
-        ({"order": ([1, 3], 0, 0)}, TypeError, "lists of lags"),
+        ({"order": ([1, 0, 3], 0, 0)}, ValueError, "0/1 flags"),
         ({"order": (1, 0, -2)}, ValueError, r"order\[2\] \(q\).*-2"),
         ({"order": (1, 0)}, ValueError, r"order: expected \(p, d, q\)"),
         ({"order": 2}, TypeError, r"order: expected a sequence \(p, d, q\)"),
