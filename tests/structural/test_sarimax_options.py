@@ -274,3 +274,19 @@ def test_regression_as_states_with_simple_differencing(nile, dam):
     est = SARIMAX((1, 1, 0), simple_differencing=True, mle_regression=False, initialization="approximate_diffuse")
     est.fit(nile, X=dam, params=params)
     assert abs(est.loglik_ - res.llf) < 1e-8 * abs(res.llf)
+
+
+def test_time_varying_regression_tends_to_constant_state_regression(log_air):
+    """As the coefficient variance goes to 0 the likelihood tends to that of constant state
+    regression, which equals statsmodels' (statsmodels' own time-varying branch lacks this limit
+    for integrated AR models: docs/statsmodels_features.md)."""
+    y = pd.Series(log_air.to_numpy())
+    X = pd.DataFrame({"x1": np.random.default_rng(0).normal(size=len(y))})
+    ref = sm.tsa.SARIMAX(y.to_numpy(), exog=X.to_numpy(), order=(1, 1, 0), mle_regression=False,
+                         use_exact_diffuse=True)
+    ref.ssm.tolerance = 0
+    constant = SARIMAX((1, 1, 0), mle_regression=False, initialization="exact_diffuse").fit(y, X=X, params=[0.2, 0.011])
+    assert abs(constant.loglik_ - ref.smooth([0.2, 0.011]).llf) < 1e-8 * abs(constant.loglik_)
+    varying = SARIMAX((1, 1, 0), mle_regression=False, time_varying_regression=True,
+                      initialization="exact_diffuse").fit(y, X=X, params=[0.2, 1e-12, 0.011])
+    assert abs(varying.loglik_ - constant.loglik_) < 1e-6
