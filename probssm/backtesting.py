@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from . import _data, metrics
+from ._progress import progress
 from .frontend_fit import clone
-from .frontend_progress import progress
 
 __all__ = ["backtest", "BacktestResult", "interval_score"]
 
@@ -139,7 +139,7 @@ def backtest(estimator, y, h: int, n_windows: int, step: int = 1, *, X=None, win
     length = _window_length(window, window_length, strategy, cutoffs[0])
     fitted = None
     rows, window_metrics = [], []
-    for i in progress(range(n_windows), verbose=verbose, desc="backtest"):
+    for i in progress(range(n_windows), show=verbose, desc="backtest", unit="window"):
         stop = cutoffs[i]
         start = 0 if length is None else stop - length
         if strategy == "refit" or fitted is None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from scipy import stats
 
 from . import _data, _persistence
 from ._persistence import load
+from ._progress import stderr_is_terminal
 
 __all__ = [
     "NotFittedError", "BaseEstimator", "BaseForecaster", "StateEstimates", "load", "per_series",
@@ -109,7 +109,7 @@ class BaseEstimator:
     def _show_progress(self) -> bool:
         """Whether long operations show a progress bar: the ``progress`` setting, and standard
         error a terminal (never in logs, CI output or a notebook's captured stderr)."""
-        return bool(self.get_config().get("progress", False)) and sys.stderr.isatty()
+        return bool(self.get_config().get("progress", False)) and stderr_is_terminal()
 
     def __repr__(self) -> str:
         defaults = {

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from . import _data
+from ._progress import progress
 from .base import BaseEstimator, NotFittedError
 from .frontend_data import ID_COL, TARGET_COL, TIME_COL, LongData, check_levels, read_long
 from .frontend_fit import fit_series, forecast_columns, named_models
-from .frontend_progress import progress
 
 __all__ = ["Forecaster"]
 
@@ -169,7 +169,7 @@ class Forecaster(BaseEstimator):
                 f"than h + step_size * (n_windows - 1) = {test_size} rows"
             )
         fitted, previous, parts = {}, {}, []
-        windows = progress(range(n_windows), verbose=self.verbose, desc="cross-validation")
+        windows = progress(range(n_windows), show=self.verbose, desc="cross-validation", unit="window")
         for i in windows:
             stops = {uid: int(lengths[uid]) - test_size + i * step_size for uid in data.ids}
             if i == 0 or (every and i % every == 0):

@@ -67,7 +67,6 @@ PUBLIC_MODULES = (
     "probssm.frontend",
     "probssm.frontend_data",
     "probssm.frontend_fit",
-    "probssm.frontend_progress",
     "probssm.backtesting",
     "probssm.adapters.sktime",
 )

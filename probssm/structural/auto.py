@@ -8,7 +8,8 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from .auto_base import AutoForecaster, progress_bar
+from .._progress import progress_bar
+from .auto_base import AutoForecaster
 from .auto_candidates import criterion_value
 from .auto_differencing import differences, seasonal_differences
 from .auto_search import SearchBounds, search
@@ -154,7 +155,7 @@ class AutoSARIMAX(AutoForecaster):
         from .estimator import SARIMAX
 
         s = self.seasonal_period
-        bar = progress_bar(len(datas), type(self).__name__, self.verbose)
+        bar = progress_bar(len(datas), type(self).__name__, show=self.verbose, unit="series")
         diffs, ws, seasonal, constant, method = [], [], [], [], []
         for data, name in zip(datas, names):
             d, D, w = self._differences(data.values[:, 0])
@@ -281,7 +282,7 @@ class AutoUC(AutoForecaster):
 
     def _fit_panel(self, panel):
         specs = self._specifications()
-        bar = progress_bar(len(specs), type(self).__name__, self.verbose)
+        bar = progress_bar(len(specs), type(self).__name__, show=self.verbose, unit="series")
         fitted = {}
         for spec in specs:  # one batched fit of this specification over all series
             uc = self._uc(spec)

@@ -1,9 +1,7 @@
 """What the automatic estimators share: the forecasting contract delegated to the selected model,
-the table of candidates, saving and loading, and the progress bar."""
+the table of candidates, saving and loading."""
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import pandas as pd
@@ -11,17 +9,7 @@ import pandas as pd
 from .. import _persistence
 from ..base import BaseForecaster
 
-__all__ = ["AutoForecaster", "progress_bar"]
-
-
-def progress_bar(total: int, desc: str, verbose: bool):
-    """A tqdm bar of ``total`` series on stderr when ``verbose`` and stderr is a terminal;
-    otherwise ``None`` (silent)."""
-    if not verbose or total < 1 or not sys.stderr.isatty():
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="series", leave=False)
+__all__ = ["AutoForecaster"]
 
 
 class AutoForecaster(BaseForecaster):
