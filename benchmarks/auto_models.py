@@ -133,7 +133,7 @@ def main(argv=None):
     parser.add_argument("--json", nargs="?", const=str(HERE / "results" / "auto_models.json"))
     args = parser.parse_args(argv)
 
-    from machine import cpu_machine
+    from machine import cpu_machine, table_text
 
     from probssm.structural import AutoSARIMAX, AutoUC
 
@@ -162,7 +162,7 @@ def main(argv=None):
     print(f"US employment, {train.shape[1]} series, {len(train)} training months, {H} held out; "
           f"{machine['cpu_model']}, {machine['cpus_usable']} usable cores, load average at start "
           f"{machine['load_average_start']}")
-    print(table.to_markdown(floatfmt=".3f") if _has_tabulate() else table.round(3).to_string())
+    print(table_text(table))
     for name, aim in aims.items():
         print(f"{name}: " + ", ".join(f"{k}: {'met' if v else 'not met'}" for k, v in aim.items()))
     passed = all(c["passed"] for c in checks) and all(np.isfinite(r[k]) for r in rows for k in r if k != "model")
@@ -178,14 +178,6 @@ def main(argv=None):
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2, default=list))
     return 0 if passed else 1
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

@@ -176,11 +176,13 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(1)
+    from machine import table_text
+
     from probssm.deep import DeepStateForecaster, MambaForecaster
 
     device = torch.device(args.device)
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-                   else f"{device_name}")
+                   else f"CPU: {platform.processor() or platform.machine()}, torch threads 1")
     train, test = panel()
     rows = [] if args.deep_only else [seasonal_naive(train, test), ets(train, test, 30 if args.quick else None)]
     backbones = ("mamba2", "lru") if args.quick else ("mamba", "mamba2", "s4d", "lru")
@@ -199,7 +201,7 @@ def main(argv=None):
     table = pd.DataFrame(rows).set_index("model")
     print(f"US employment, {train.shape[1]} series, {len(train)} training months, {H} held out; "
           f"{device_name}")
-    print(table.to_markdown(floatfmt=".3f") if _has_tabulate() else table.round(3).to_string())
+    print(table_text(table))
     if args.json:
         import probssm
 
@@ -210,14 +212,6 @@ def main(argv=None):
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

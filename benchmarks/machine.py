@@ -43,3 +43,12 @@ def cpu_machine(**extra) -> dict:
         usable = None
     return {"cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "cpus_usable": usable,
             "platform": platform.platform(), "load_average_start": load_average(), **extra}
+
+
+def table_text(table, floatfmt: str = ".3f") -> str:
+    """A results DataFrame as a Markdown table (with ``tabulate``) or plain text (without)."""
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return table.round(3).to_string()
+    return table.to_markdown(floatfmt=floatfmt)

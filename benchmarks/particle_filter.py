@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 import tracemalloc
@@ -56,29 +55,12 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp
 from machine import cpu_machine, load_average
+from stochvol_common import PARAMS, agreement, median_time, simulate
 
 from probssm import smc
 from probssm.smc import filtering
 
 RESULTS_DEFAULT = Path(__file__).resolve().parent / "results" / "particle_filter_cpu.json"
-PARAMS = {"mu": -1.02, "rho": 0.9702, "sigma": 0.178}
-
-
-def simulate(T: int, seed: int = 0) -> np.ndarray:
-    """Returns ``(T,)`` from the model (probssm's simulator, seeded)."""
-    _, y = smc.stochastic_volatility(**PARAMS).sample(jax.random.PRNGKey(seed), T)
-    return np.asarray(y)[:, 0]
-
-
-def median_time(fn, target_seconds: float, min_repeats: int = 3, max_repeats: int = 50) -> tuple[float, int]:
-    """Median wall time of ``fn()`` over repeats that take about ``target_seconds`` in all."""
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or (time.perf_counter() - start < target_seconds and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -143,15 +125,6 @@ class Particles:
                                  collect=None, store_history=False, verbose=False)
         alg.run()
         return float(alg.logLt)
-
-
-def agreement(runners, runs: int) -> dict:
-    """Means and standard errors of ``runs`` log-likelihood estimates of each library."""
-    out = {}
-    for r in runners:
-        lls = np.array([r.log_likelihood() for _ in range(runs)])
-        out[r.name] = {"mean": float(lls.mean()), "se": float(lls.std(ddof=1) / np.sqrt(runs))}
-    return out
 
 
 def main(argv=None) -> int:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 import types
@@ -55,28 +54,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from stochvol_common import PARAMS, agreement, median_time, simulate
 
 from probssm import smc
 from probssm.smc import filtering
-
-PARAMS = {"mu": -1.02, "rho": 0.9702, "sigma": 0.178}
-
-
-def simulate(T: int, seed: int = 0) -> np.ndarray:
-    """Returns ``(T,)`` from the model (probssm's simulator, seeded)."""
-    _, y = smc.stochastic_volatility(**PARAMS).sample(jax.random.PRNGKey(seed), T)
-    return np.asarray(y)[:, 0]
-
-
-def median_time(fn, target_seconds: float, min_repeats: int = 3, max_repeats: int = 50) -> tuple[float, int]:
-    """Median wall time of ``fn()`` (which blocks) over repeats taking about ``target_seconds``."""
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or (time.perf_counter() - start < target_seconds and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), len(times)
 
 
 def peak_bytes(compiled) -> int | None:
@@ -163,14 +144,6 @@ class Cuthbert:
     def log_likelihood(self) -> float:
         self.counter += 1
         return float(self.compiled(self.inputs, jax.random.PRNGKey(10_000 + self.counter)))
-
-
-def agreement(runners, runs: int) -> dict:
-    out = {}
-    for r in runners:
-        lls = np.array([r.log_likelihood() for _ in range(runs)])
-        out[r.name] = {"mean": float(lls.mean()), "se": float(lls.std(ddof=1) / np.sqrt(runs))}
-    return out
 
 
 def run_pmmh(y, dtype, n_particles, warmup, samples, chains) -> dict:
