@@ -11,15 +11,24 @@ from . import cli_forecast
 NILE_UNITS = r"annual flow volume ($10^8\ \mathrm{m}^3$)"
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse turns the error into a usage message, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _integer_at_least(minimum: int, kind: str):
+    """An argparse type: an integer >= ``minimum``, else an error saying it must be a ``kind``
+    integer (argparse turns it into a usage message, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {kind} integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a {kind} integer, got {value}")
+        return value
+
+    parse.__doc__ = f"argparse type: an integer >= {minimum}."
+    return parse
+
+
+positive_int = _integer_at_least(1, "positive")
+non_negative_int = _integer_at_least(0, "non-negative")
 
 
 def forecast_title(horizon: int) -> str:

@@ -36,7 +36,7 @@ MAX_PLOTTED = 9
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register the ``forecast`` command and its arguments on ``sub`` (argparse sub-parsers)."""
-    from .cli import positive_int
+    from .cli import non_negative_int, positive_int
 
     parser = sub.add_parser(
         "forecast", help="forecast the series of a CSV or Parquet file",
@@ -58,9 +58,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--seasonal-period", type=positive_int, default=1, metavar="M",
                         help="steps per season, e.g. 12 for monthly data with a yearly pattern "
                              "(default: 1, no seasonality)")
-    parser.add_argument("--order", type=_non_negative, nargs=3, metavar=("P", "D", "Q"),
+    parser.add_argument("--order", type=non_negative_int, nargs=3, metavar=("P", "D", "Q"),
                         help="sarimax: the ARIMA order (default: 0 1 1)")
-    parser.add_argument("--seasonal-order", type=_non_negative, nargs=3, metavar=("P", "D", "Q"),
+    parser.add_argument("--seasonal-order", type=non_negative_int, nargs=3, metavar=("P", "D", "Q"),
                         help="sarimax: the seasonal order with period M (default: 0 1 1 when M > 1)")
     parser.add_argument("--freq", help="the time grid as a pandas frequency (e.g. MS, D, h; a step for "
                                        "integer timestamps); missing timestamps become missing values "
@@ -249,15 +249,4 @@ def _level(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a percentage, got {text!r}") from None
     if not 0 < value < 100:
         raise argparse.ArgumentTypeError(f"must be between 0 and 100 (percent), got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
     return value

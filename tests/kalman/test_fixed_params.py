@@ -16,7 +16,6 @@ import pytest
 import statsmodels.api as sm
 
 from probssm import SARIMAX, LocalLevel
-from probssm.datasets import load_airpassengers, load_nile
 
 
 def _fixed_fit(mod, fixed):
@@ -24,16 +23,6 @@ def _fixed_fit(mod, fixed):
         warnings.simplefilter("ignore")
         with mod.fix_params(fixed):
             return mod.fit(disp=False, method="lbfgs", maxiter=2000, pgtol=1e-12, factr=1, cov_type="approx")
-
-
-@pytest.fixture(scope="module")
-def nile():
-    return load_nile()
-
-
-@pytest.fixture(scope="module")
-def log_air():
-    return np.log(load_airpassengers())
 
 
 @pytest.fixture(scope="module")

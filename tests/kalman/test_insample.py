@@ -14,7 +14,6 @@ import pytest
 import statsmodels.api as sm
 
 from probssm import SARIMAX, KalmanFilter, LocalLevel, UnobservedComponents
-from probssm.datasets import load_airpassengers, load_nile
 from probssm.structural import Seasonal
 
 
@@ -29,16 +28,6 @@ def _mle(mod):
 def _smoothed(mod, params):
     mod.ssm.tolerance = 0
     return mod.smooth(params)
-
-
-@pytest.fixture(scope="module")
-def nile():
-    return load_nile()
-
-
-@pytest.fixture(scope="module")
-def log_air():
-    return np.log(load_airpassengers())
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import pytest
 import statsmodels.api as sm
 
 from probssm import SARIMAX, KalmanFilter, LocalLevel, UnobservedComponents
-from probssm.datasets import load_airpassengers, load_nile
 from probssm.structural import Cycle, Seasonal
 
 
@@ -21,16 +20,6 @@ def _mle(mod):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return mod.smooth(mod.fit(disp=False).params)
-
-
-@pytest.fixture(scope="module")
-def nile():
-    return load_nile()
-
-
-@pytest.fixture(scope="module")
-def log_air():
-    return np.log(load_airpassengers())
 
 
 @pytest.fixture(scope="module")
