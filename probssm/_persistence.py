@@ -3,7 +3,9 @@
 A fitted estimator is a folder: ``estimator.json`` (format version, class path,
 hyper-parameters, fitted scalars, the time index, column names) and ``arrays.npz`` (fitted
 arrays and the data). Hyper-parameters that are code (a nonlinear model's functions, named in
-the estimator's ``_code_params``) are not stored: :func:`load` takes them again as keywords. Hyper-parameters that are arrays, tuples, probssm objects (structural
+the estimator's ``_code_params``) are not stored: :func:`load` takes them again as keywords.
+The execution settings (``get_config()``) are stored too, except a Dask ``client`` (a live
+connection: a loaded estimator has ``client=None``). Hyper-parameters that are arrays, tuples, probssm objects (structural
 components) or ``numpy.random.Generator`` are tagged so they come back as they were; only probssm
 classes are ever instantiated. A panel fit writes one sub-folder ``series_<i>`` per series.
 """
@@ -33,12 +35,14 @@ def save(est, path) -> Path:
         "format": FORMAT_VERSION,
         "class": f"{type(est).__module__}.{type(est).__qualname__}",
         "params": _to_json(_stored_params(est)),
+        "config": _to_json(_stored_config(est)),
     }
     if getattr(est, "_panel", None) is not None:
         ids = list(est.estimators_)
         for i, series_est in enumerate(est.estimators_.values()):
             save(series_est, path / f"series_{i}")
-        doc["panel"] = {"ids": _encode(ids), "name": est._panel.name}
+        doc["panel"] = {"ids": _encode(ids), "name": est._panel.name,
+                        "failures": _encode(list(getattr(est, "failures_", {}).items()))}
         (path / "estimator.json").write_text(json.dumps(doc, indent=2))
         return path
     meta, arrays = est._fitted_state()
@@ -66,6 +70,17 @@ def _stored_params(est) -> dict:
         value = params[name]
         params[name] = _CodeMarker(f"{type(value).__module__}.{type(value).__qualname__}")
     return params
+
+
+def _stored_config(est) -> dict:
+    """The execution settings that can be stored: all but a Dask ``client``."""
+    return {k: v for k, v in est.get_config().items() if k != "client"}
+
+
+def _restore_config(est, stored: dict) -> None:
+    """Set the stored execution settings the estimator's class still knows."""
+    known = est._default_config()
+    est.set_config(**{k: v for k, v in stored.items() if k in known})
 
 
 class _CodeMarker(str):
@@ -174,9 +189,11 @@ def load(path, **code):
         raise ValueError(f"{path}: unexpected keywords {unknown}; this file needs {sorted(needed) or 'none'}")
     params.update(code)
     est = cls(**params)
+    _restore_config(est, _from_json(doc.get("config", {})))
     if "panel" in doc:
         ids = _decode(doc["panel"]["ids"])
         est._restore_panel({sid: load(path / f"series_{i}", **code) for i, sid in enumerate(ids)}, doc["panel"]["name"])
+        est.failures_ = {sid: msg for sid, msg in _decode(doc["panel"].get("failures", []))}
         return est
     with np.load(path / "arrays.npz", allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}

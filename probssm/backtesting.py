@@ -15,12 +15,13 @@ window :math:`i = 0, \dots, n_\text{windows} - 1` trains on the observations bef
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from . import _data, metrics
+from . import _data, distributed, metrics
 from ._progress import progress
 from .frontend_fit import clone
 
@@ -106,7 +107,7 @@ def backtest(estimator, y, h: int, n_windows: int, step: int = 1, *, X=None, win
     sp : int, default 1
         Seasonal period of MASE's naive benchmark.
     verbose : bool, default True
-        A progress bar over the windows (only when stderr is a terminal).
+        A progress bar over the windows (only when stderr is a terminal; not with Dask).
 
     Returns
     -------
@@ -124,6 +125,10 @@ def backtest(estimator, y, h: int, n_windows: int, step: int = 1, *, X=None, win
     Missing observations (NaN) are left out of the metrics; MASE's scale uses the training
     window's observed values. A window whose forecast period has no observed value gets NaN
     metrics.
+
+    With ``strategy="refit"`` and an estimator set to ``set_config(backend="dask")`` (see
+    :mod:`probssm.distributed`), each window's fit and forecast is one task on the estimator's
+    Dask client (:func:`probssm.distributed.dask.map_ordered`); the result is the same.
     """
     h = _data.check_int(h, "h", 1)
     n_windows = _data.check_int(n_windows, "n_windows", 1)
@@ -137,18 +142,26 @@ def backtest(estimator, y, h: int, n_windows: int, step: int = 1, *, X=None, win
     y, X = _series(y, X)
     cutoffs = _cutoff_positions(len(y), h, n_windows, step)
     length = _window_length(window, window_length, strategy, cutoffs[0])
-    fitted = None
-    rows, window_metrics = [], []
-    for i in progress(range(n_windows), show=verbose, desc="backtest", unit="window"):
-        stop = cutoffs[i]
-        start = 0 if length is None else stop - length
-        if strategy == "refit" or fitted is None:
-            fitted = _fit(clone(estimator), y.iloc[start:stop], _rows(X, start, stop))
-        else:
-            fitted = _absorb(fitted, y.iloc[cutoffs[i - 1]:stop], _rows(X, cutoffs[i - 1], stop))
-        table = _window_forecast(fitted, y, stop, h, coverages, _rows(X, stop, stop + h))
-        rows.append(table.assign(window=i).pipe(_first_columns))
-        window_metrics.append(_window_metrics(table, y.iloc[start:stop], coverages, sp))
+    config = estimator.get_config() if callable(getattr(estimator, "get_config", None)) else {}
+    if strategy == "refit" and distributed.uses_dask(config):
+        from .distributed.dask import map_ordered
+
+        template = clone(estimator).set_config(backend="local", client=None)
+        refit = functools.partial(_refit_window, template, y, X, cutoffs, length, h, coverages, sp)
+        rows, window_metrics = zip(*map_ordered(refit, range(n_windows), client=config["client"]))
+    else:
+        rows, window_metrics = [], []
+        fitted = None
+        for i in progress(range(n_windows), show=verbose, desc="backtest", unit="window"):
+            stop = cutoffs[i]
+            start = 0 if length is None else stop - length
+            if strategy == "refit" or fitted is None:
+                fitted = _fit(clone(estimator), y.iloc[start:stop], _rows(X, start, stop))
+            else:
+                fitted = _absorb(fitted, y.iloc[cutoffs[i - 1]:stop], _rows(X, cutoffs[i - 1], stop))
+            table = _window_forecast(fitted, y, stop, h, coverages, _rows(X, stop, stop + h))
+            rows.append(table.assign(window=i).pipe(_first_columns))
+            window_metrics.append(_window_metrics(table, y.iloc[start:stop], coverages, sp))
     forecasts = pd.concat(rows, ignore_index=True)
     per_window = pd.DataFrame(window_metrics, index=pd.RangeIndex(n_windows, name="window"))
     per_window.insert(0, "cutoff", y.index[cutoffs - 1])
@@ -202,6 +215,17 @@ def _window_length(window: str, window_length, strategy: str, first: int):
 def _rows(X, start: int, stop: int):
     """Rows ``start:stop`` of the regressors (None without)."""
     return None if X is None else X.iloc[start:stop]
+
+
+def _refit_window(estimator, y, X, cutoffs, length, h: int, coverages: list, sp: int, i: int):
+    """Window ``i`` of a refitting backtest on its own (a task on a Dask worker): a clone of
+    ``estimator`` fitted before cutoff ``cutoffs[i]``, its forecast table and metrics."""
+    stop = cutoffs[i]
+    start = 0 if length is None else stop - length
+    fitted = _fit(clone(estimator), y.iloc[start:stop], _rows(X, start, stop))
+    table = _window_forecast(fitted, y, stop, h, coverages, _rows(X, stop, stop + h))
+    return (table.assign(window=i).pipe(_first_columns),
+            _window_metrics(table, y.iloc[start:stop], coverages, sp))
 
 
 def _fit(estimator, y, X):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import _data, _persistence
+from . import _data, _persistence, distributed
 from ._persistence import load
 from ._progress import stderr_is_terminal
 
@@ -91,20 +92,41 @@ class BaseEstimator:
     # where standard error is a terminal.
     _config_defaults: dict = {"progress": True}  # noqa: RUF012
 
+    @classmethod
+    def _default_config(cls) -> dict:
+        """The execution settings this class knows, with their defaults."""
+        return dict(cls._config_defaults)
+
     def set_config(self, **config) -> "BaseEstimator":
-        """Set execution settings (they never change results, so they are not hyper-parameters
-        and survive ``clone`` only as sktime's ``clone`` keeps them). Unknown keys raise
-        ``ValueError``. Returns ``self``."""
-        unknown = sorted(set(config) - set(self._config_defaults))
+        """Set execution settings. They never change results, so they are not hyper-parameters;
+        ``sklearn.base.clone`` (and sktime's clone) keep them, and ``save`` stores them (all but
+        a Dask ``client``). Unknown keys raise ``ValueError``, as do values a setting does not
+        take. Returns ``self``."""
+        defaults = self._default_config()
+        unknown = sorted(set(config) - set(defaults))
         if unknown:
             raise ValueError(f"unknown configuration {unknown} for {type(self).__name__}; "
-                             f"valid: {sorted(self._config_defaults)}")
+                             f"valid: {sorted(defaults)}")
+        self._check_config(config)
         self._config = {**self.get_config(), **config}
         return self
 
     def get_config(self) -> dict:
         """The execution settings: the class defaults updated by :meth:`set_config`."""
-        return {**self._config_defaults, **getattr(self, "_config", {})}
+        return {**self._default_config(), **getattr(self, "_config", {})}
+
+    def _check_config(self, config: dict) -> None:
+        """Raise ``ValueError`` for a value a setting of ``config`` does not take (a hook)."""
+
+    def __sklearn_clone__(self):
+        """``sklearn.base.clone``: an unfitted copy with the same hyper-parameters (cloned as
+        scikit-learn does) and the same execution settings (as sktime's clone keeps them)."""
+        from sklearn.base import _clone_parametrized
+
+        new = _clone_parametrized(self)
+        if "_config" in self.__dict__:
+            new._config = dict(self._config)
+        return new
 
     def _show_progress(self) -> bool:
         """Whether long operations show a progress bar: the ``progress`` setting, and standard
@@ -261,6 +283,16 @@ class BaseForecaster(BaseEstimator):
     :class:`StateEstimates` indexed the same way. Fitted scalars named in
     ``_panel_attributes`` become Series indexed by series, ``params_`` a DataFrame. Methods
     marked :func:`single_series` (``update``, ``score``, ``plot``) raise on a panel fit.
+
+    **Where a panel fit runs.** These families also take the execution settings of
+    :mod:`probssm.distributed` (``set_config(backend=..., client=..., chunk_size=...)``):
+    with ``backend="dask"`` the series are fitted in chunks on a Dask cluster
+    (:func:`probssm.distributed.dask.fit_panel`), each chunk the family's batched program, and
+    the fitted estimators come back in the panel's order; the methods above then run in this
+    process as after a local fit. A series whose fit fails there is left out of
+    ``estimators_`` and reported in ``failures_`` (``series_id -> "Error: message"``) with a
+    ``RuntimeWarning`` naming it; the other series keep their fits (a local panel fit raises
+    instead, naming the series). ``failures_`` is empty after a fit without failures.
     """
 
     _accepts_exog = False
@@ -278,14 +310,20 @@ class BaseForecaster(BaseEstimator):
                 raise ValueError("panel fits take no X; fit the series one by one to use regressors")
             panel = _data.as_panel_data(y)
             self._check_panel_fit()
-            self.estimators_ = self._fit_panel(panel)
+            self.estimators_, self.failures_ = self._fit_panel_on_backend(panel)
+            if self.failures_:
+                from .distributed.dask import take_series
+
+                kept = [i for i, sid in enumerate(panel.ids) if sid in self.estimators_]
+                panel = take_series(panel, kept)
             self._panel = panel
             self._collect_panel_attributes()
             self.cutoff_ = panel.index[-1]
             self.is_fitted_ = True
             return self
         data = _data.as_series_data(y, min_observed=self._min_observed())
-        self.__dict__.pop("estimators_", None)  # left from an earlier panel fit
+        for attr in ("estimators_", "failures_"):  # left from an earlier panel fit
+            self.__dict__.pop(attr, None)
         self._X, self._exog_columns = None, None
         if X is not None:
             self._check_no_exog(X)
@@ -297,6 +335,34 @@ class BaseForecaster(BaseEstimator):
         return self
 
     # -- panels -------------------------------------------------------------------------------
+    @classmethod
+    def _default_config(cls) -> dict:
+        """Families that fit panels (``_univariate``) also take the backend settings of
+        :data:`probssm.distributed.BACKEND_CONFIG`."""
+        defaults = super()._default_config()
+        return {**defaults, **distributed.BACKEND_CONFIG} if cls._univariate else defaults
+
+    def _check_config(self, config: dict) -> None:
+        distributed.check_backend_config(config)
+
+    def _fit_panel_on_backend(self, panel) -> tuple[dict, dict]:
+        """``(estimators, failures)`` of a panel fit where the ``backend`` setting says: in this
+        process (:meth:`_fit_panel`, no failures: an error raises) or on Dask
+        (:func:`probssm.distributed.dask.fit_panel`; failed series are warned about by id)."""
+        config = self.get_config()
+        if not distributed.uses_dask(config):
+            return self._fit_panel(panel), {}
+        from .distributed.dask import fit_panel
+
+        fitted, failures = fit_panel(self, panel, client=config["client"], chunk_size=config["chunk_size"])
+        if failures:
+            shown = ", ".join(repr(sid) for sid in list(failures)[:10])
+            more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""
+            warnings.warn(
+                f"{len(failures)} of {len(panel.ids)} series failed to fit and were left out: "
+                f"{shown}{more}; their errors are in failures_", RuntimeWarning, stacklevel=3)
+        return fitted, failures
+
     def _check_panel_fit(self) -> None:
         """Raise for hyper-parameters a panel fit does not support (a hook)."""
 
@@ -460,6 +526,7 @@ class BaseForecaster(BaseEstimator):
         ests = list(estimators.values())
         values = np.stack([est._y.values[:, 0] for est in ests])
         self.estimators_ = estimators
+        self.failures_ = {}
         self._panel = _data.PanelData(values, list(estimators), ests[0]._y.index, name)
         self._collect_panel_attributes()
         self.cutoff_ = self._panel.index[-1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import _data
+from . import _data, distributed
 from ._progress import progress
 from .base import BaseEstimator, NotFittedError
 from .frontend_data import ID_COL, TARGET_COL, TIME_COL, LongData, check_levels, read_long
@@ -45,6 +45,13 @@ class Forecaster(BaseEstimator):
     verbose : bool, default False
         A progress bar over the windows of :meth:`cross_validation` (on a terminal).
 
+    Execution settings (``set_config``, see :mod:`probssm.distributed`): with
+    ``set_config(backend="dask", client=..., chunk_size=...)`` the panel fits of
+    :meth:`fit` and of every window of :meth:`cross_validation` run on Dask, for every model
+    that fits panels (the models' own settings are used otherwise, so one model can be set to
+    Dask on its own). A series whose fit fails raises ``ValueError`` naming the model and the
+    series, as in process.
+
     Attributes
     ----------
     estimators_ : dict
@@ -73,10 +80,23 @@ class Forecaster(BaseEstimator):
     >>> fc.fit(df).predict(12, level=[80, 95])  # doctest: +SKIP
     """
 
+    _config_defaults = {**BaseEstimator._config_defaults, **distributed.BACKEND_CONFIG}  # noqa: RUF012
+
     def __init__(self, models, freq=None, verbose=False):
         self.models = models
         self.freq = freq
         self.verbose = verbose
+
+    def _check_config(self, config: dict) -> None:
+        distributed.check_backend_config(config)
+
+    def _model_config(self) -> dict | None:
+        """The backend settings the models' panel fits take: the Forecaster's with
+        ``backend="dask"``, else none (each model keeps its own)."""
+        config = self.get_config()
+        if not distributed.uses_dask(config):
+            return None
+        return {k: config[k] for k in distributed.BACKEND_CONFIG}
 
     # -- fitting and forecasting -------------------------------------------------------------
     def fit(self, df) -> Forecaster:
@@ -84,7 +104,8 @@ class Forecaster(BaseEstimator):
         ``ds``, ``y`` and exogenous columns). Returns ``self``."""
         named = named_models(self.models)
         data = read_long(df, self.freq)
-        self.estimators_ = {alias: fit_series(model, data, alias) for alias, model in named}
+        config = self._model_config()
+        self.estimators_ = {alias: fit_series(model, data, alias, config) for alias, model in named}
         self.uids_ = data.ids
         self.last_dates_ = pd.Series([data.y[uid].index[-1] for uid in data.ids], index=data.ids,
                                      name=TIME_COL)
@@ -168,6 +189,7 @@ class Forecaster(BaseEstimator):
                 f"h={h}, n_windows={n_windows}, step_size={step_size}: each series needs more "
                 f"than h + step_size * (n_windows - 1) = {test_size} rows"
             )
+        config = self._model_config()
         fitted, previous, parts = {}, {}, []
         windows = progress(range(n_windows), show=self.verbose, desc="cross-validation", unit="window")
         for i in windows:
@@ -176,7 +198,7 @@ class Forecaster(BaseEstimator):
                 starts = None if input_size is None else \
                     {uid: max(0, stop - input_size) for uid, stop in stops.items()}
                 train = data.window(stops, starts)
-                fitted = {alias: fit_series(model, train, alias) for alias, model in named}
+                fitted = {alias: fit_series(model, train, alias, config) for alias, model in named}
             else:
                 _update(fitted, data, previous, stops)
             previous = stops

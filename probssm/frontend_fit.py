@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -63,14 +64,22 @@ def _is_global(model) -> bool:
     return deep is not None and isinstance(model, deep.DeepForecaster)
 
 
-def clone(estimator):
+def clone(estimator, config: dict | None = None):
     """An unfitted copy with the same hyper-parameters (``sklearn.base.clone``'s rule: nested
-    estimators cloned, other values deep-copied), so fits never share state with the template."""
+    estimators cloned, other values deep-copied), so fits never share state with the template,
+    and the same execution settings (``set_config``; shared, not copied: a Dask client stays
+    one). ``config``: settings that replace the estimator's, those of them the copy knows."""
     params = {
         k: clone(v) if hasattr(v, "get_params") and not isinstance(v, type) else copy.deepcopy(v)
         for k, v in estimator.get_params(deep=False).items()
     }
-    return type(estimator)(**params)
+    new = type(estimator)(**params)
+    settings = dict(estimator.__dict__.get("_config", {}))
+    if config and callable(getattr(new, "_default_config", None)):
+        settings.update({k: v for k, v in config.items() if k in new._default_config()})
+    if settings:
+        new.set_config(**settings)
+    return new
 
 
 def _uses_exog(estimator, data: LongData) -> bool:
@@ -88,12 +97,14 @@ def _fits_as_panel(estimator, data: LongData) -> bool:
     return True
 
 
-def fit_series(estimator, data: LongData, alias: str) -> dict:
+def fit_series(estimator, data: LongData, alias: str, config: dict | None = None) -> dict:
     """A fitted clone of ``estimator`` per series: ``unique_id -> estimator``, fitted on
     ``data.y[uid]`` (and ``data.X[uid]`` for estimators that take regressors). A ``ValueError``
-    of a fit names the model and the series."""
+    of a fit names the model and the series. ``config``: execution settings for the panel
+    fits' clones (see :func:`clone`), e.g. a Dask backend (:mod:`probssm.distributed`); a
+    series a Dask panel fit fails on raises here too, naming the model and the series."""
     if _fits_as_panel(estimator, data):
-        return _fit_panels(estimator, data, alias)
+        return _fit_panels(estimator, data, alias, config)
     fitted = {}
     for uid in data.ids:
         X = data.X[uid] if _uses_exog(estimator, data) else None
@@ -105,7 +116,7 @@ def fit_series(estimator, data: LongData, alias: str) -> dict:
     return fitted
 
 
-def _fit_panels(estimator, data: LongData, alias: str) -> dict:
+def _fit_panels(estimator, data: LongData, alias: str, config: dict | None = None) -> dict:
     """One panel fit per group of series with the same first and last ``ds``."""
     groups: dict = {}
     for uid in data.ids:
@@ -115,9 +126,17 @@ def _fit_panels(estimator, data: LongData, alias: str) -> dict:
     for uids in groups.values():
         panel = pd.concat({uid: data.y[uid] for uid in uids}, names=[ID_COL, TIME_COL])
         try:
-            fitted.update(clone(estimator).fit(panel).estimators_)
+            with warnings.catch_warnings():  # failures raise below, naming the series
+                warnings.simplefilter("ignore", RuntimeWarning)
+                est = clone(estimator, config).fit(panel)
         except ValueError as err:
             raise ValueError(f"model {alias!r}: {err}") from err
+        failures = getattr(est, "failures_", {})
+        if failures:
+            sid, message = next(iter(failures.items()))
+            raise ValueError(f"model {alias!r}, series {sid!r}: {message}"
+                             + (f" ({len(failures) - 1} more series failed)" if len(failures) > 1 else ""))
+        fitted.update(est.estimators_)
     return {uid: fitted[uid] for uid in data.ids}
 
 
