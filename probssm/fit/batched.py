@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._compile import jit
+from ..kalman import sharding
 
 __all__ = ["BatchedResult", "maximize_likelihood_batched", "minimize_batched"]
 
@@ -454,16 +455,22 @@ def _cores() -> int:
 
 
 def _solve_queued(programs, in_axes, theta0, args, *options):
-    """Split the batch into one work queue per CPU core (at least ``_MIN_GROUP`` members each)
-    and run the queues in threads.
+    """Split the batch into one work queue per CPU core (at least ``_MIN_GROUP`` members each),
+    or one per device where there are several (:func:`probssm.kalman.sharding.devices`; each
+    queue's members and programs placed on its device), and run the queues in threads.
 
     XLA runs one program of small operations essentially on one core; queues in threads keep
     every core busy (twice the throughput on two cores). The groups are padded to equal size by
     repeating the last member, so all of them share the compiled programs.
     """
     batch = theta0.shape[0]
-    workers = max(1, min(_cores(), batch // _MIN_GROUP))
-    if jax.default_backend() != "cpu" or workers == 1:
+    devices = sharding.devices()[:batch]
+    if len(devices) > 1:  # one queue per device, each on its own device
+        workers, places = len(devices), devices
+    else:
+        workers = max(1, min(_cores(), batch // _MIN_GROUP))
+        places = (None,) * workers
+    if workers == 1 or (places[0] is None and jax.default_backend() != "cpu"):
         states = _run_queue(programs, theta0, args, *options)
     else:
         size = -(-batch // workers)
@@ -472,13 +479,13 @@ def _solve_queued(programs, in_axes, theta0, args, *options):
         # members are split on the host (NumPy), so no gather program compiles per argument
         theta0, args = jax.device_get((theta0, args))
 
-        def work(rows):
+        def work(rows, place):
             with jax.enable_x64(x64):
-                mine = jax.device_put((theta0[rows], _take(args, in_axes, rows, np)))
+                mine = jax.device_put((theta0[rows], _take(args, in_axes, rows, np)), place)
                 return _run_queue(programs, mine[0], mine[1], *options)
 
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(work, groups))
+            parts = list(pool.map(work, groups, places))
         states = jax.tree_util.tree_map(lambda *p: np.concatenate(p)[:batch], *parts)
     return jax.tree_util.tree_map(jnp.asarray, _result(states, np))
 
@@ -518,9 +525,11 @@ def minimize_batched(
     flag. The group is a work queue of :math:`\min(B, 64)` slots, advanced two passes per
     round; after each round the members that have stopped leave and waiting ones take their
     slots. On a CPU with several cores the batch is split into one queue per core (at least 32
-    members each), run in threads. When ``theta0`` or ``args`` are traced (inside ``jit``,
+    members each), run in threads; with several devices, into one queue per device
+    (:mod:`probssm.kalman.sharding`). When ``theta0`` or ``args`` are traced (inside ``jit``,
     ``vmap`` or ``grad``) the whole batch instead runs in one lock-step loop, a member that has
-    stopped keeping its state while the others go on; the results are the same.
+    stopped keeping its state while the others go on (with several devices, one loop per
+    device over its share of the members); the results are the same.
 
     Parameters
     ----------
@@ -645,7 +654,8 @@ def minimize_batched(
                jnp.asarray(max_iter, jnp.int32))
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((theta0, args)))
     if traced:  # inside jit / vmap / grad: no host-side queue, the batch runs in lock-step
-        return programs[2](theta0, args, *options)
+        return sharding.map_series(lambda t, *a: programs[2](t, a, *options), (theta0, *args),
+                                   (0, *in_axes), theta0.shape[0])
     return _solve_queued(programs, in_axes, theta0, args, *options)
 
 

@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
+from . import sharding
 from .model import FIELD_NAMES, LGSSM
 
 
@@ -28,6 +29,8 @@ def vmap_batch(fn: Callable, model: LGSSM, arrays: Sequence, core_ndims: Sequenc
 
     Each argument's leading axes (beyond its core axes) are right-aligned against the broadcast
     batch shape; an argument without an axis, or with size one there, is shared, not copied.
+    With several devices the first batch axis is spread over them
+    (:func:`probssm.kalman.sharding.map_series`).
     """
     batch = batch_shape_for(model, arrays, core_ndims)
     leaves, treedef = jax.tree_util.tree_flatten(model)
@@ -38,7 +41,18 @@ def vmap_batch(fn: Callable, model: LGSSM, arrays: Sequence, core_ndims: Sequenc
     def call(*flat):
         return fn(jax.tree_util.tree_unflatten(treedef, flat[: len(leaves)]), *flat[len(leaves):])
 
-    return _nested(call, args, cores, batch)
+    if not batch:
+        return call(*args)
+    depth = len(batch)
+    in_axes = [0 if np.ndim(x) - c == depth and np.shape(x)[0] == batch[0] else None
+               for x, c in zip(args, cores)]
+    first = in_axes.index(0) if 0 in in_axes else None
+
+    def block(*a):  # the series of one device (all of them without sharding)
+        size = batch[0] if first is None else np.shape(a[first])[0]
+        return _nested(call, list(a), cores, (size,) + batch[1:])
+
+    return sharding.map_series(block, args, in_axes, batch[0])
 
 
 def _nested(fn, args, cores, batch):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._compile import jit
+from . import sharding
 from .inference import filter as kalman_filter
 from .inference import log_likelihood as kalman_log_likelihood
 
@@ -159,9 +160,11 @@ def _filter_at(params, y, aux, num_timesteps, *, template, burn):
 def panel_filter(est, burn: int):
     """``(params (B, k), Y (B, T', 1), aux, T) -> (log L (B,), mean (B, n), cov (B, n, n))``:
     the log-likelihoods and the predictions of the state after the first ``T`` of the ``T'``
-    (padded) steps, jitted once per structure."""
+    (padded) steps, jitted once per structure; with several devices the series are spread over
+    them (:mod:`probssm.kalman.sharding`)."""
     def make(template):
-        one = partial(_filter_at, template=template, burn=burn)
-        return jit(jax.vmap(one, in_axes=(0, 0, None, None)))
+        one = jax.vmap(partial(_filter_at, template=template, burn=burn), in_axes=(0, 0, None, None))
+        return jit(lambda params, Y, aux, T: sharding.map_series(
+            one, (params, Y, aux, T), (0, 0, None, None), params.shape[0]))
 
     return _cached("panel filter", est, make, burn)
