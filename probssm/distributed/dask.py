@@ -110,15 +110,19 @@ def chunk_rows(n_series: int, n_workers: int, chunk_size: int | None = None) -> 
     then spread over :math:`\\lceil n_\\text{series} / \\text{chunk\\_size} \\rceil` chunks of
     consecutive rows whose sizes differ by at most one, and the shorter chunks repeat their
     last row once: every chunk has the same size, so a worker compiles the batched program
-    once (the repeated series' second fit is dropped). Returns a list of int arrays, each of
-    that size, covering ``0..n_series-1`` in order.
+    once (the repeated series' second fit is dropped). A chunk holds at least two rows (a
+    single series is repeated): XLA compiles a batch of one without its batch axis, and the
+    different rounding of that program can move the optimiser's end point along a flat
+    likelihood by more than 1e-10, where batches of two or more agree with the in-process fit
+    of the whole panel. Returns a list of int arrays, each of that size, covering
+    ``0..n_series-1`` in order.
     """
     if n_series < 1:
         raise ValueError(f"a panel needs at least one series, got {n_series}")
     size = -(-n_series // (2 * max(1, int(n_workers)))) if chunk_size is None else int(chunk_size)
     n_chunks = -(-n_series // max(1, size))
     parts = np.array_split(np.arange(n_series), n_chunks)
-    width = max(len(p) for p in parts)
+    width = max(2, max(len(p) for p in parts))
     return [np.concatenate([p, np.repeat(p[-1:], width - len(p))]) for p in parts]
 
 
@@ -137,7 +141,7 @@ def _unfitted(estimator):
 
 def _fit_chunk(template, chunk: PanelData) -> tuple[dict, dict]:
     """On a worker: the family's batched panel fit of ``chunk``; if it raises, a fit per
-    series. Returns ``(series_id -> fitted estimator, series_id -> "Error: message")``."""
+    series (a batch of the series twice, see :func:`chunk_rows`). Returns ``(series_id -> fitted estimator, series_id -> "Error: message")``."""
     try:
         return _unfitted(template)._fit_panel(chunk), {}
     except Exception:  # noqa: BLE001 - any failure: find the series at fault below
@@ -147,7 +151,7 @@ def _fit_chunk(template, chunk: PanelData) -> tuple[dict, dict]:
         if sid in fitted or sid in failures:  # a repeated (padding) row
             continue
         try:
-            fitted.update(_unfitted(template)._fit_panel(take_series(chunk, [i])))
+            fitted.update(_unfitted(template)._fit_panel(take_series(chunk, [i, i])))
         except Exception as err:  # noqa: BLE001 - reported by series id
             failures[sid] = f"{type(err).__name__}: {err}"
     return fitted, failures
