@@ -224,6 +224,14 @@ class DeepStateForecaster(DeepForecaster):
                                      y[:, :split])
         return -(total - head).sum() / (~torch.isnan(y[:, split:])).sum().clamp(min=1)
 
+    def _loss_weight(self, batch) -> float:
+        """What :meth:`_loss` averages over: the observed values (of the held-out steps in
+        validation)."""
+        y, split = batch["y"], int(batch["split"][0])
+        if split == y.shape[1]:
+            return float((~torch.isnan(y)).sum())
+        return float((~torch.isnan(y[:, split:])).sum())
+
     # -- the filtered state -------------------------------------------------------------------
     def _all_params(self, h=0, future_exog=None):
         B = len(self.series_)

@@ -101,8 +101,12 @@ class MambaForecaster(DeepForecaster):
     the loss. Regressors ``X`` must be complete.
 
     Execution settings that do not change the result go through ``set_config``: ``device``
-    (``"auto"``: CUDA when available), ``progress`` (a tqdm bar with the losses) and
-    ``checkpoint_dir`` (the best weights written there during training).
+    (``"auto"``: CUDA when available), ``progress`` (a tqdm bar with the losses),
+    ``checkpoint_dir`` (the best weights written there during training) and ``strategy``
+    (``"single"``, the default, or ``"ddp"``: data-parallel training over the processes of a
+    ``torchrun`` launch, one per GPU with NCCL or CPU processes with gloo, each on its share
+    of every global batch, with the loss curve of one process; see
+    :mod:`probssm.deep.distributed` and the entry point ``torchrun -m probssm.deep.train``).
     """
 
     def __init__(self, lookback=36, horizon=12, backbone="mamba2", mode="channel", likelihood="normal",
@@ -283,6 +287,13 @@ class MambaForecaster(DeepForecaster):
                   batch["target"].dtype), batch["target"][i], batch["loc"][i], batch["scale"][i],
                   batch["target_mask"][i]) for i in range(batch["inputs"].shape[0])]
         return torch.stack(losses).mean()
+
+    def _loss_weight(self, batch) -> float:
+        """What :meth:`_loss` averages over: observed targets (channel mode), origins (variate
+        mode, a mean of per-origin losses)."""
+        if self.mode == "variate":
+            return float(batch["inputs"].shape[0])
+        return float(batch["target_mask"].sum())
 
     # -- the state after the data -------------------------------------------------------------
     def _encoded(self, future_exog):

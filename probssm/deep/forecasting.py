@@ -11,7 +11,9 @@ import torch
 
 from .. import _data, _persistence
 from ..base import BaseForecaster
+from . import distributed
 from . import panel as panels
+from .distributed import STRATEGIES
 from .network import BACKBONES
 from .seeding import seeded, torch_seed
 from .training import TrainingSettings, resolve_device, train
@@ -33,7 +35,8 @@ class DeepForecaster(BaseForecaster):
     """
 
     _accepts_exog = True
-    _config_defaults: dict = {"device": "auto", "progress": True, "checkpoint_dir": None}  # noqa: RUF012
+    _config_defaults: dict = {"device": "auto", "progress": True, "checkpoint_dir": None,  # noqa: RUF012
+                              "strategy": "single"}
 
     # -- configuration --------------------------------------------------------------------------
     _POSITIVE_INTS = ("horizon", "d_model", "n_layers", "d_state", "max_epochs", "batches_per_epoch",
@@ -92,20 +95,35 @@ class DeepForecaster(BaseForecaster):
 
     # -- training -----------------------------------------------------------------------------------
     def _train(self, loss, make_batches, settings: TrainingSettings) -> None:
-        """Build ``network_`` and train it (seeded by ``random_state`` on the configured device);
-        ``make_batches(rng)`` returns the training batches' generator and the validation batches."""
+        """Build ``network_`` and train it (seeded by ``random_state`` on the configured device,
+        or data-parallel over the processes of a ``torchrun`` launch with ``strategy="ddp"``);
+        ``make_batches(rng)`` returns the training batches' generator and the validation
+        batches."""
         config = self.get_config()
-        device = resolve_device(config["device"])
+        strategy = config["strategy"]
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        group = distributed.setup(config["device"]) if strategy == "ddp" else None
+        device = resolve_device(config["device"]) if group is None else group.device
         seed = torch_seed(self.random_state)
+        if group is not None and not isinstance(self.random_state, (int, np.integer)):
+            # one seed for all processes (the same weights and batches): process 0's, in 52 bits
+            seed = int(group.sum([seed % 2**52 if group.main else 0])[0])
         checkpoint = None if config["checkpoint_dir"] is None else Path(config["checkpoint_dir"]) / "best_weights.pt"
         with seeded(seed, device):
             self.network_ = self._build_network().to(DTYPES[self.dtype])
             train_batches, val_batches = make_batches(np.random.default_rng(seed))
             result = train(self.network_, loss, train_batches, val_batches, settings, device,
-                           progress=bool(config["progress"]), checkpoint=checkpoint)
+                           progress=bool(config["progress"]), checkpoint=checkpoint, group=group,
+                           weight=self._loss_weight)
         self.network_.to("cpu")
         self.history_, self.best_epoch_ = result.history, result.best_epoch
         self.training_seconds_ = float(result.history["seconds"].sum())
+
+    def _loss_weight(self, batch) -> float:
+        """The number of terms the loss of ``batch`` averages over (its observed targets): the
+        weight of a process's share of a global batch in data-parallel training."""
+        return float(batch["target_mask"].sum())
 
     # -- shared methods -------------------------------------------------------------------------------
     def filter(self):

@@ -9,6 +9,10 @@ their state in float32 whatever the activations' dtype (:func:`probssm.deep.ops.
 and the weights and optimiser stay float32. On the CPU everything runs in the network's dtype, so
 the same seed gives the same weights.
 
+With a ``group`` (``set_config(strategy="ddp")``, :mod:`probssm.deep.distributed`) the same loop
+runs in every process of a ``torchrun`` launch, each on its share of every global batch, with
+the gradients averaged by ``DistributedDataParallel``; the loss curve is that of one process.
+
 Checkpoints are ``torch.save`` files of tensors only (the best weights), read back with
 :func:`load_weights`, which uses ``torch.load(weights_only=True)`` and so refuses files holding
 pickled code.
@@ -24,6 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
+from .distributed import DataParallel
 
 __all__ = [
     "TrainingResult",
@@ -81,17 +87,28 @@ def _to(batch: dict, device) -> dict:
 
 def train(network: torch.nn.Module, loss: Callable, train_batches: Callable[[int], Iterable[dict]],
           val_batches: list, settings: TrainingSettings, device: torch.device, *,
-          progress: bool = False, checkpoint: Path | None = None) -> TrainingResult:
+          progress: bool = False, checkpoint: Path | None = None,
+          group: DataParallel | None = None, weight: Callable[[dict], float] | None = None,
+          ) -> TrainingResult:
     """Train ``network`` in place (see the module docstring) and return the history.
 
     ``loss(network, batch)`` is a scalar tensor; ``train_batches(epoch)`` yields the batches of
     one epoch (dicts of tensors, moved to ``device`` here); ``val_batches`` a list of batches
     (empty: no early stopping, the last epoch's weights are kept). ``checkpoint``: a file that
-    receives the best weights whenever they improve."""
+    receives the best weights whenever they improve.
+
+    ``group``: data-parallel training (:mod:`probssm.deep.distributed`): every process passes
+    the same global batches, keeps its share of each (:meth:`~probssm.deep.distributed.DataParallel.shard`),
+    and trains the network wrapped in ``DistributedDataParallel``; ``weight(batch)`` is the
+    number of terms the loss of a batch averages over (:math:`n_r`), which makes the averaged
+    gradient that of the global batch. Only process 0 writes ``checkpoint`` and shows
+    progress."""
     network.to(device)
+    model = network if group is None else group.wrap(network)
+    main = group is None or group.main
     optimiser = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate,
                                   weight_decay=settings.weight_decay)
-    bar = _progress_bar(settings.max_epochs, progress)
+    bar = _progress_bar(settings.max_epochs, progress and main)
     rows, best, best_epoch, best_state, waited = [], float("inf"), 0, None, 0
     for epoch in range(settings.max_epochs):
         start = time.perf_counter()
@@ -99,16 +116,24 @@ def train(network: torch.nn.Module, loss: Callable, train_batches: Callable[[int
         total, count = 0.0, 0
         for batch in train_batches(epoch):
             optimiser.zero_grad(set_to_none=True)
+            batch = _to(batch if group is None else group.shard(batch), device)
             with _autocast(device):
-                value = loss(network, _to(batch, device))
-            if not torch.isfinite(value):
+                value = loss(model, batch)
+            share, finite = 1.0, bool(torch.isfinite(value))
+            if group is not None:  # this process's part n_r / N of the global batch's mean
+                n = float(weight(batch))
+                n_total, bad = group.sum([n, 0.0 if finite else 1.0])
+                share, finite = (n / n_total if n_total > 0 else 0.0), bad == 0
+            if not finite:
                 raise FloatingPointError(f"training loss is {value.item()} at epoch {epoch}; lower "
                                          "learning_rate or check the data's scale")
-            value.backward()
+            (value if group is None else value * (share * group.world_size)).backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), settings.grad_clip)
             optimiser.step()
-            total, count = total + float(value.detach()), count + 1
-        val = _evaluate(network, loss, val_batches, device)
+            total, count = total + share * float(value.detach()), count + 1
+        if group is not None:
+            total = group.sum([total])[0]
+        val = _evaluate(network, loss, val_batches, device, group, weight)
         rows.append({"train_loss": total / max(count, 1), "val_loss": val,
                      "seconds": time.perf_counter() - start})
         bar.update(1)
@@ -118,7 +143,7 @@ def train(network: torch.nn.Module, loss: Callable, train_batches: Callable[[int
         if best_state is None or val < best - 1e-4 * abs(best):
             best, best_epoch, waited = val, epoch, 0
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            if checkpoint is not None:
+            if checkpoint is not None and main:
                 save_weights(best_state, checkpoint)
         else:
             waited += 1
@@ -133,12 +158,22 @@ def train(network: torch.nn.Module, loss: Callable, train_batches: Callable[[int
     return TrainingResult(pd.DataFrame(rows).rename_axis("epoch"), best_epoch)
 
 
-def _evaluate(network, loss, batches, device) -> float:
+def _evaluate(network, loss, batches, device, group=None, weight=None) -> float:
+    """The mean over ``batches`` of their losses; with a ``group`` each process evaluates its
+    share of every batch and the shares' losses are combined by their weights."""
     if not batches:
         return float("nan")
     network.eval()
+    values = []
     with torch.no_grad(), _autocast(device):
-        values = [float(loss(network, _to(b, device))) for b in batches]
+        for b in batches:
+            if group is None:
+                values.append(float(loss(network, _to(b, device))))
+                continue
+            part = _to(group.shard(b), device)
+            n = float(weight(part))
+            weighted, n_total = group.sum([n * float(loss(network, part)), n])
+            values.append(weighted / n_total if n_total > 0 else 0.0)
     return sum(values) / len(values)
 
 
