@@ -113,3 +113,14 @@ def test_ddp_outside_torchrun_says_how_to_launch(monkeypatch):
         est.set_config(strategy="ddp", progress=False).fit(y)
     with pytest.raises(ValueError, match="strategy"):
         est.set_config(strategy="fsdp").fit(y)
+
+
+def test_new_modules_are_documented():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "test_docs.py"
+    spec = importlib.util.spec_from_file_location("probssm_docs_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.check_modules(("probssm.deep.distributed", "probssm.deep.train"))

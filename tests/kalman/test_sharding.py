@@ -135,3 +135,14 @@ def test_one_device_leaves_programs_alone():
 def test_environment_variable_turns_it_off(monkeypatch):
     monkeypatch.setenv(sharding.ENV_VAR, "0")
     assert sharding.devices() == ()
+
+
+def test_sharding_module_is_documented():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "test_docs.py"
+    spec = importlib.util.spec_from_file_location("probssm_docs_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.check_modules(("probssm.kalman.sharding",))
