@@ -1,0 +1,172 @@
+"""Scaling out: panel fits on a Dask cluster of 1 and 2 workers against the in-process fit.
+
+Simulates ``--n-series`` local linear trend series of length ``--T`` (random variances,
+seeded) and fits ``UnobservedComponents("local linear trend")`` to all of them
+
+* in process (one batched compiled program; on a CPU it already runs one work queue per
+  usable core in threads), on every usable core and on one core;
+* with ``set_config(backend="dask")`` on a ``distributed.LocalCluster`` of 1 and of 2
+  single-threaded worker processes, each worker pinned to its own core (``--no-pin`` leaves
+  them unpinned: each worker then runs a queue per core of the machine), the series in chunks
+  of ``--chunk-size`` (default a quarter of the panel, the same tasks for both clusters).
+
+Each configuration is timed cold (its first fit: workers compile, or load the programs from
+JAX's persistent cache) and warm (the median of ``--repeats`` further fits). The script prints
+wall times, the speed-up of 2 workers over 1 and the parallel efficiency (speed-up / 2), the
+largest differences of the Dask fits' parameters (each series' in units of its largest one:
+variances estimated at zero differ by rounding only) and log-likelihoods from the in-process
+fit, and the machine.
+Run: ``python benchmarks/scaling.py [--n-series 2000 --T 100] [--quick] [--json out.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+# One XLA compute thread per process, as in the test suite: the parallelism measured is the
+# work queues' and the workers', not XLA's thread pool (set before JAX is imported).
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+
+import numpy as np
+import pandas as pd
+from machine import cpu_machine, table_text
+
+
+def simulate(n_series: int, T: int, seed: int) -> pd.DataFrame:
+    """``(T, n_series)`` local linear trend series with log-uniform variances, monthly index."""
+    rng = np.random.default_rng(seed)
+    s_irr, s_lvl, s_trd = np.exp(rng.uniform(np.log([0.1, 0.01, 1e-4]), np.log([1.0, 0.2, 1e-2]),
+                                             size=(n_series, 3))).T
+    slope = np.cumsum(rng.normal(size=(n_series, T)) * np.sqrt(s_trd)[:, None], axis=1)
+    level = 10 + np.cumsum(slope + rng.normal(size=(n_series, T)) * np.sqrt(s_lvl)[:, None], axis=1)
+    y = level + rng.normal(size=(n_series, T)) * np.sqrt(s_irr)[:, None]
+    index = pd.period_range("2000-01", periods=T, freq="M")
+    return pd.DataFrame(y.T, index=index, columns=[f"series_{i}" for i in range(n_series)])
+
+
+def model():
+    from probssm.structural import UnobservedComponents
+
+    return UnobservedComponents("local linear trend")
+
+
+def timed(fit, repeats: int):
+    """``(fitted, cold seconds, warm seconds (median of repeats), warm runs)``."""
+    t0 = time.perf_counter()
+    fitted = fit()
+    cold = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fitted = fit()
+        runs.append(time.perf_counter() - t0)
+    return fitted, cold, float(np.median(runs)), runs
+
+
+def in_process(panel, repeats: int, cores: set | None):
+    """The in-process fit, on ``cores`` (None: every usable core)."""
+    before = os.sched_getaffinity(0)
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
+    try:
+        return timed(lambda: model().fit(panel), repeats)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _pin(core: int) -> int:
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def on_dask(panel, n_workers: int, repeats: int, chunk_size: int, pin: bool):
+    """The Dask fit on a fresh LocalCluster of ``n_workers`` single-threaded processes."""
+    import distributed
+
+    cores = sorted(os.sched_getaffinity(0))
+    with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        if pin:
+            for i, address in enumerate(sorted(client.nthreads())):
+                client.run(_pin, cores[i % len(cores)], workers=[address])
+        est = model().set_config(backend="dask", client=client, chunk_size=chunk_size)
+        return timed(lambda: est.fit(panel), repeats)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-series", type=int, default=2000)
+    parser.add_argument("--T", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3, help="warm fits timed (the median is reported)")
+    parser.add_argument("--chunk-size", type=int, default=None, help="series per task (default: a quarter)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-pin", action="store_true", help="leave the Dask workers unpinned")
+    parser.add_argument("--quick", action="store_true", help="a tiny run (60 series, T=40, 1 repeat)")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n_series, args.T, args.repeats = 60, 40, 1
+    chunk = args.chunk_size or -(-args.n_series // 4)
+    machine = cpu_machine()
+    cores = sorted(os.sched_getaffinity(0))
+
+    panel = simulate(args.n_series, args.T, args.seed)
+    reference, *local_all = in_process(panel, args.repeats, None)
+    _, *local_one = in_process(panel, args.repeats, {cores[0]})
+    rows = [
+        {"setting": f"in process, {len(cores)} cores", "workers": 0, "cores": len(cores),
+         "cold_s": local_all[0], "warm_s": local_all[1], "warm_runs_s": local_all[2]},
+        {"setting": "in process, 1 core", "workers": 0, "cores": 1,
+         "cold_s": local_one[0], "warm_s": local_one[1], "warm_runs_s": local_one[2]},
+    ]
+    for n_workers in (1, 2):
+        fitted, cold, warm, runs = on_dask(panel, n_workers, args.repeats, chunk, not args.no_pin)
+        ours, theirs = fitted.params_.to_numpy(), reference.params_.to_numpy()
+        scale = np.max(np.abs(theirs), axis=1, keepdims=True)  # each series' largest parameter
+        rows.append({"setting": f"dask, {n_workers} worker{'s' * (n_workers > 1)}", "workers": n_workers,
+                     "cores": n_workers if not args.no_pin else len(cores), "cold_s": cold, "warm_s": warm,
+                     "warm_runs_s": runs,
+                     "max_param_diff_vs_in_process": float(np.max(np.abs(ours - theirs) / scale)),
+                     "max_loglik_diff_vs_in_process": float(np.max(np.abs(
+                         fitted.loglik_.to_numpy() - reference.loglik_.to_numpy())))})
+    one, two = rows[2]["warm_s"], rows[3]["warm_s"]
+    speedup = one / two
+    result = {
+        "benchmark": "scaling_dask_cpu", "model": 'UnobservedComponents("local linear trend")',
+        "n_series": args.n_series, "T": args.T, "chunk_size": chunk, "repeats": args.repeats,
+        "workers_pinned": not args.no_pin, "xla_flags": os.environ.get("XLA_FLAGS"),
+        "machine": machine, "rows": rows,
+        "speedup_2_vs_1_workers": speedup, "parallel_efficiency": speedup / 2,
+        "dask_2_workers_vs_in_process_all_cores": rows[0]["warm_s"] / two,
+    }
+    import dask
+    import jax
+
+    result["versions"] = {"dask": dask.__version__, "jax": jax.__version__}
+    table = pd.DataFrame(rows).set_index("setting")[["cores", "cold_s", "warm_s"]]
+    table["series_per_s_warm"] = args.n_series / table["warm_s"]
+    print(f"{args.n_series} series x T={args.T}, {result['model']}, chunks of {chunk}, "
+          f"workers {'pinned to one core each' if not args.no_pin else 'unpinned'}")
+    print(f"machine: {machine['cpu_model']}, {machine['cpus_usable']} usable cores, "
+          f"load {machine['load_average_start']}")
+    print(table_text(table, floatfmt=".2f"))
+    print(f"2 workers vs 1: speed-up {speedup:.2f}x, parallel efficiency {speedup / 2:.0%}; "
+          f"2 workers vs in process on {len(cores)} cores: {result['dask_2_workers_vs_in_process_all_cores']:.2f}x")
+    print("Dask vs in process, largest difference of a parameter (in units of the series' largest "
+          "parameter) / of a log-likelihood: "
+          + ", ".join(f"{r['workers']} worker(s) {r['max_param_diff_vs_in_process']:.1e} / "
+                      f"{r['max_loglik_diff_vs_in_process']:.1e}" for r in rows[2:]))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
