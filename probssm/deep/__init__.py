@@ -9,6 +9,10 @@ Submodules, loaded on first access so that ``import probssm.deep`` does not impo
 - :mod:`probssm.deep.heads`: likelihood heads (``pyro.distributions``) and the quantile head;
 - :mod:`probssm.deep.training`: the training loop.
 
+Imported by name: :mod:`probssm.deep.distributed` (data-parallel training over the processes
+of a ``torchrun`` launch, ``set_config(strategy="ddp")``) and :mod:`probssm.deep.train` (the
+command ``torchrun -m probssm.deep.train``, also ``python -m probssm.deep.train``).
+
 The estimators :class:`~probssm.deep.MambaForecaster` and
 :class:`~probssm.deep.DeepStateForecaster` load the same way, on first access.
 """
