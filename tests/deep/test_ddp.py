@@ -8,6 +8,7 @@ float32 sums, so the loss curves agree to 1e-5 relative and the forecasts to 1e-
 of a single-process fit's.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -91,6 +92,41 @@ def test_ddp_on_two_processes_equals_one(data, mode):
     for k in ours:
         assert ours[k].shape == theirs[k].shape and ours[k].dtype == theirs[k].dtype
         np.testing.assert_allclose(ours[k].numpy(), theirs[k].numpy(), rtol=1e-4, atol=1e-6)
+
+
+DEEPSTATE = """
+import json, os, sys
+import numpy as np
+from probssm.datasets import load_us_employment
+from probssm.deep import DeepStateForecaster
+y = load_us_employment().iloc[-48:, :6].copy()
+y.iloc[5:8, 2] = np.nan
+est = DeepStateForecaster(horizon=6, max_epochs=3, batches_per_epoch=3, batch_size=5, d_model=8,
+                          n_layers=1, d_state=4, dtype="float64", random_state=1)
+est.set_config(progress=False, strategy=sys.argv[1]).fit(y)
+if int(os.environ.get("RANK", 0)) == 0:
+    print(json.dumps({"history": est.history_[["train_loss", "val_loss"]].values.tolist(),
+                      "forecast": est.predict(3).values.tolist()}))
+"""
+
+
+def test_deepstate_ddp_equals_one_process(tmp_path):
+    """DeepStateForecaster's loss averages over observed values (of the held-out steps in
+    validation): the same weighting. In float64 (its float32 validation loss is a difference of
+    two log-likelihoods of whole series, which cancels to ~1e-4 relative whatever the order of
+    the sums) the curves agree to 1e-10."""
+    script = tmp_path / "deepstate_ddp.py"
+    script.write_text(DEEPSTATE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    runs = {}
+    for strategy, launcher in (("single", []), ("ddp", ["-m", "torch.distributed.run", "--standalone",
+                                                         "--nproc_per_node=2"])):
+        run = subprocess.run([sys.executable, *launcher, str(script), strategy], env=env,
+                             capture_output=True, text=True, timeout=240, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr[-4000:]
+        runs[strategy] = json.loads(run.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(runs["ddp"]["history"], runs["single"]["history"], rtol=1e-10)
+    np.testing.assert_allclose(runs["ddp"]["forecast"], runs["single"]["forecast"], rtol=1e-10)
 
 
 def test_shares_of_a_global_batch():
