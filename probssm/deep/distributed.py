@@ -128,7 +128,7 @@ def setup(device="auto") -> DataParallel:
             "not started by torchrun (no RANK / WORLD_SIZE in the environment): run "
             "`torchrun --nproc_per_node=N -m probssm.deep.train DATA ...`, or start your own "
             "script with torchrun; set_config(strategy='single') trains in this process")
-    local = int(os.environ.get("LOCAL_RANK", 0))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)

@@ -18,11 +18,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import probssm  # noqa: E402
-from probssm.datasets import load_us_employment  # noqa: E402
-from probssm.deep import MambaForecaster, train  # noqa: E402
-from probssm.deep.distributed import DataParallel  # noqa: E402
-from probssm.deep.training import load_weights  # noqa: E402
+import probssm
+from probssm.datasets import load_us_employment
+from probssm.deep import MambaForecaster, train
+from probssm.deep.distributed import DataParallel
+from probssm.deep.training import load_weights
 
 LOSS_RTOL = 1e-5
 FORECAST_RTOL = 1e-4
@@ -51,7 +51,8 @@ def _torchrun(folder, args, name):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "probssm.deep.train", *args, "--output", str(folder / name),
            "--checkpoint-dir", str(folder / f"{name}_checkpoint")]
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=folder)
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=folder,
+                         check=False)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     assert "2 process(es)" in run.stdout
     return probssm.load(folder / name)
@@ -74,7 +75,7 @@ def test_ddp_on_two_processes_equals_one(data, mode):
 
     # a fitted estimator of the same form, forecasting alike
     assert type(ddp) is MambaForecaster and ddp.get_params() == single.get_params()
-    settings = lambda est: {k: v for k, v in est.get_config().items() if k != "checkpoint_dir"}  # noqa: E731
+    settings = lambda est: {k: v for k, v in est.get_config().items() if k != "checkpoint_dir"}
     assert settings(ddp) == settings(single) and ddp.get_config()["strategy"] == "single"
     assert sorted(p.name for p in (folder / f"ddp_{mode}").iterdir()) == \
         sorted(p.name for p in (folder / f"single_{mode}").iterdir())
@@ -122,7 +123,8 @@ def test_deepstate_ddp_equals_one_process(tmp_path):
     for strategy, launcher in (("single", []), ("ddp", ["-m", "torch.distributed.run", "--standalone",
                                                          "--nproc_per_node=2"])):
         run = subprocess.run([sys.executable, *launcher, str(script), strategy], env=env,
-                             capture_output=True, text=True, timeout=240, cwd=tmp_path)
+                             capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                             check=False)
         assert run.returncode == 0, run.stderr[-4000:]
         runs[strategy] = json.loads(run.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(runs["ddp"]["history"], runs["single"]["history"], rtol=1e-10)
