@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import time
 
 # One XLA compute thread per process, as in the test suite: the parallelism measured is the
@@ -77,6 +78,20 @@ def in_process(panel, repeats: int, cores: set | None):
         return timed(lambda: model().fit(panel), repeats)
     finally:
         os.sched_setaffinity(0, before)
+
+
+def pickle_cost(fitted) -> dict:
+    """What the fitted single-series estimators cost to send back: pickled bytes, and
+    microseconds to pickle (on a worker) and unpickle (in the calling process) per series."""
+    estimators = fitted.estimators_
+    t0 = time.perf_counter()
+    blob = pickle.dumps(estimators, protocol=pickle.HIGHEST_PROTOCOL)
+    t1 = time.perf_counter()
+    pickle.loads(blob)
+    t2 = time.perf_counter()
+    n = len(estimators)
+    return {"bytes_per_series": len(blob) / n, "dumps_us_per_series": 1e6 * (t1 - t0) / n,
+            "loads_us_per_series": 1e6 * (t2 - t1) / n}
 
 
 def _pin(core: int) -> int:
@@ -135,6 +150,7 @@ def main(argv=None) -> int:
                      "max_param_diff_vs_in_process": float(np.max(np.abs(ours - theirs) / scale)),
                      "max_loglik_diff_vs_in_process": float(np.max(np.abs(
                          fitted.loglik_.to_numpy() - reference.loglik_.to_numpy())))})
+    transfer = pickle_cost(reference)
     one, two = rows[2]["warm_s"], rows[3]["warm_s"]
     speedup = one / two
     result = {
@@ -144,6 +160,8 @@ def main(argv=None) -> int:
         "machine": machine, "rows": rows,
         "speedup_2_vs_1_workers": speedup, "parallel_efficiency": speedup / 2,
         "dask_2_workers_vs_in_process_all_cores": rows[0]["warm_s"] / two,
+        "fitted_estimator_transfer": transfer,
+        "load_average_end": list(os.getloadavg()),
     }
     import dask
     import jax
@@ -162,6 +180,9 @@ def main(argv=None) -> int:
           "parameter) / of a log-likelihood: "
           + ", ".join(f"{r['workers']} worker(s) {r['max_param_diff_vs_in_process']:.1e} / "
                       f"{r['max_loglik_diff_vs_in_process']:.1e}" for r in rows[2:]))
+    print(f"a fitted series travels as {transfer['bytes_per_series']:.0f} bytes; pickling "
+          f"{transfer['dumps_us_per_series']:.0f} us and unpickling {transfer['loads_us_per_series']:.0f} us "
+          "a series (one core)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pickle
 import threading
 
 import numpy as np
@@ -139,9 +140,17 @@ def _unfitted(estimator):
     return type(estimator)(**estimator.get_params(deep=False))
 
 
-def _fit_chunk(template, chunk: PanelData) -> tuple[dict, dict]:
-    """On a worker: the family's batched panel fit of ``chunk``; if it raises, a fit per
-    series (a batch of the series twice, see :func:`chunk_rows`). Returns ``(series_id -> fitted estimator, series_id -> "Error: message")``."""
+def _fit_chunk(template, chunk: PanelData) -> bytes:
+    """On a worker: :func:`_fit_chunk_objects`, pickled by the task itself (so the worker
+    pickles while it still holds the task, not when the caller asks for the result; the
+    caller unpickles each chunk as it arrives, while later chunks still run)."""
+    return pickle.dumps(_fit_chunk_objects(template, chunk), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _fit_chunk_objects(template, chunk: PanelData) -> tuple[dict, dict]:
+    """The family's batched panel fit of ``chunk``; if it raises, a fit per series (a batch
+    of the series twice, see :func:`chunk_rows`). Returns ``(series_id -> fitted estimator,
+    series_id -> "Error: message")``."""
     try:
         return _unfitted(template)._fit_panel(chunk), {}
     except Exception:  # noqa: BLE001 - any failure: find the series at fault below
@@ -193,7 +202,8 @@ def fit_panel(estimator, panel: PanelData, *, client=None, chunk_size: int | Non
     futures = [dask_client.submit(_fit_chunk, template, take_series(panel, rows), pure=False)
                for rows in chunks]
     fitted, failures = {}, {}
-    for part, errors in dask_client.gather(futures):
+    for _, result in _distributed().as_completed(futures, loop=dask_client.loop, with_results=True):
+        part, errors = pickle.loads(result)
         fitted.update(part)
         failures.update(errors)
     fitted = {sid: fitted[sid] for sid in panel.ids if sid in fitted}
