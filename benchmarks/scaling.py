@@ -83,12 +83,15 @@ def in_process(panel, repeats: int, cores: set | None):
 def pickle_cost(fitted) -> dict:
     """What the fitted single-series estimators cost to send back: pickled bytes, and
     microseconds to pickle (on a worker) and unpickle (in the calling process) per series."""
+    from probssm.distributed.dask import _paused_gc  # as the Dask backend does
+
     estimators = fitted.estimators_
-    t0 = time.perf_counter()
-    blob = pickle.dumps(estimators, protocol=pickle.HIGHEST_PROTOCOL)
-    t1 = time.perf_counter()
-    pickle.loads(blob)
-    t2 = time.perf_counter()
+    with _paused_gc():
+        t0 = time.perf_counter()
+        blob = pickle.dumps(estimators, protocol=pickle.HIGHEST_PROTOCOL)
+        t1 = time.perf_counter()
+        pickle.loads(blob)
+        t2 = time.perf_counter()
     n = len(estimators)
     return {"bytes_per_series": len(blob) / n, "dumps_us_per_series": 1e6 * (t1 - t0) / n,
             "loads_us_per_series": 1e6 * (t2 - t1) / n}
