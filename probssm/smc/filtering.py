@@ -36,6 +36,7 @@ import numpy as np
 
 from ..ssm import _vector
 from . import proposals as _proposals
+from . import rng as _rng
 from .checks import (
     DegenerateWeightsError,
     _is_concrete,
@@ -129,11 +130,12 @@ class Config:
     history: bool = False
     differentiable: bool = False
     summaries: bool = True
+    rng: str = "splitmix"
 
 
 def make_config(n_particles=1000, proposal="bootstrap", resampling="systematic", ess_threshold=0.5,
                 functions=None, quantiles=None, history=False, differentiable=False,
-                summaries=True) -> Config:
+                summaries=True, rng="splitmix") -> Config:
     """A checked :class:`Config` (``ValueError``/``TypeError`` naming the bad argument)."""
     if isinstance(n_particles, (bool, np.bool_)) or not isinstance(n_particles, (int, np.integer)):
         raise TypeError(f"n_particles must be an integer >= 2, got {n_particles!r}")
@@ -153,8 +155,10 @@ def make_config(n_particles=1000, proposal="bootstrap", resampling="systematic",
         quantiles = tuple(float(q) for q in np.atleast_1d(quantiles))
         if not all(0.0 <= q <= 1.0 for q in quantiles):
             raise ValueError(f"quantiles must lie in [0, 1], got {quantiles}")
+    if rng not in _rng.RNGS:
+        raise ValueError(f"rng must be one of {list(_rng.RNGS)}, got {rng!r}")
     return Config(int(n_particles), resampling, tau, _proposals.resolve(proposal), functions, quantiles,
-                  bool(history), bool(differentiable), bool(summaries))
+                  bool(history), bool(differentiable), bool(summaries), rng)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,11 +189,32 @@ def _emission_log_probs(model, x, y, t):
                    + jnp.sum(white**2, axis=-1))
 
 
-def _gaussian_block(key, means, sqrt):
+def _gaussian_block(key, means, sqrt, rng="splitmix"):
     """``means + noise @ sqrt^T``, ``means`` ``(N, n)``, ``sqrt`` ``(n, n)`` a square root of
     the covariance."""
-    noise = jax.random.normal(key, means.shape, means.dtype)
+    noise = _rng.normal(key, means.shape, means.dtype, rng)
+    if means.shape[-1] == 1:
+        return means + noise * sqrt[0, 0]
     return means + noise @ sqrt.T
+
+
+def _sample(d, key, sample_shape=(), rng="splitmix"):
+    """``d.sample(key, sample_shape)``; normal laws (``Normal``, ``MultivariateNormal``, and
+    ``Independent`` of ``Normal``) as location + scale times :func:`.rng.normal` draws, others
+    (and ``rng="jax"``) by NumPyro's own sampler."""
+    import numpyro.distributions as dist
+
+    if rng != "jax":
+        base = d.base_dist if type(d) is dist.Independent else d
+        if type(base) is dist.Normal:
+            shape = tuple(sample_shape) + tuple(base.batch_shape)
+            z = _rng.normal(key, shape, jnp.result_type(base.loc, base.scale), rng)
+            return base.loc + base.scale * z
+        if type(d) is dist.MultivariateNormal:
+            shape = tuple(sample_shape) + tuple(d.batch_shape) + tuple(d.event_shape)
+            z = _rng.normal(key, shape, d.loc.dtype, rng)
+            return d.loc + jnp.einsum("...ij,...j->...i", d.scale_tril, z)
+    return d.sample(key, sample_shape)
 
 
 def _square_roots(model):
@@ -200,7 +225,7 @@ def _square_roots(model):
     return {"P0": psd_sqrt(model.P0), "Q": psd_sqrt(model.Q)}
 
 
-def _batched_sample(make, key, xs, n):
+def _batched_sample(make, key, xs, n, rng="splitmix"):
     """Draws ``(N, n)`` from the distributions ``make(x)`` of each row of ``xs`` ``(N, ...)``
     and the distributions themselves, batched: the per-particle distributions are built under
     ``vmap`` and sampled once (NumPyro's ``promote_batch_shape``), which needs one key, not
@@ -211,12 +236,12 @@ def _batched_sample(make, key, xs, n):
     N = xs.shape[0]
     try:
         d = promote_batch_shape(jax.vmap(make)(xs))
-        draw = d.sample(key)
+        draw = _sample(d, key, (), rng)
         if draw.shape[0] != N or math.prod(draw.shape[1:]) != n:
             raise ValueError("unbatched")
         return jnp.reshape(draw, (N, n)), d
     except (NotImplementedError, ValueError, TypeError, AttributeError):
-        draws = jax.vmap(lambda k, x: _vector(make(x).sample(k)))(jax.random.split(key, N), xs)
+        draws = jax.vmap(lambda k, x: _vector(_sample(make(x), k, (), rng)))(jax.random.split(key, N), xs)
         return draws, None
 
 
@@ -235,13 +260,13 @@ def _initial(model, config: Config, key, y0, t0, roots=None):
     if prop.initial is None:
         if model.additive:
             x = _gaussian_block(key, jnp.broadcast_to(model.m0, (N,) + model.m0.shape),
-                                _square_roots(model)["P0"] if roots is None else roots["P0"])
+                                _square_roots(model)["P0"] if roots is None else roots["P0"], config.rng)
         else:
             d = model.initial_distribution()
-            x = jnp.reshape(d.sample(key, (N,)), (N, -1))
+            x = jnp.reshape(_sample(d, key, (N,), config.rng), (N, -1))
         return x, _emission_log_probs(model, x, y0, t0)
     q = _proposals.initial_proposal(prop, model, y0)
-    x = jnp.reshape(q.sample(key, (N,)), (N, -1))
+    x = jnp.reshape(_sample(q, key, (N,), config.rng), (N, -1))
     log_q = jax.vmap(lambda v: _log_density(q, v))(x)
     log_p0 = jax.vmap(lambda v: _log_density(model.initial_distribution(), v))(x)
     return x, _emission_log_probs(model, x, y0, t0) + log_p0 - log_q
@@ -255,23 +280,24 @@ def _move(model, config: Config, key, x_prev, y, t, roots=None):
     if prop.transition is None:
         if model.additive:
             means = jax.vmap(model.transition_mean, (0, None))(x_prev, t - 1)
-            x = _gaussian_block(key, means, _square_roots(model)["Q"] if roots is None else roots["Q"])
+            x = _gaussian_block(key, means, _square_roots(model)["Q"] if roots is None else roots["Q"], config.rng)
         else:
-            x, _ = _batched_sample(lambda xp: model.transition_distribution(xp, t - 1), key, x_prev, n)
+            x, _ = _batched_sample(lambda xp: model.transition_distribution(xp, t - 1), key, x_prev, n, config.rng)
         return x, _emission_log_probs(model, x, y, t)
 
     def make(xp):
         return _proposals.transition_proposal(prop, model, xp, y, t)
 
-    x, d = _batched_sample(make, key, x_prev, n)
+    x, d = _batched_sample(make, key, x_prev, n, config.rng)
     log_q = _batched_log_density(make, d, x_prev, x)
     log_f = jax.vmap(lambda xp, v: _log_density(model.transition_distribution(xp, t - 1), v))(x_prev, x)
     return x, _emission_log_probs(model, x, y, t) + log_f - log_q
 
 
-def _select(model, config: Config, key, x_prev, lw_prev, y, t):
-    """Ancestor indices ``(N,)``, the weights :math:`\\log \\bar w` ``(N,)`` they carry, and
-    whether they were resampled (step 1 of the module docstring)."""
+def _select(model, config: Config, key, x_prev, lw_prev, y, t, ess_prev=None):
+    """Ancestors :math:`x_{t-1}^{a^j}` ``(N, n)`` and their indices ``(N,)``, the weights
+    :math:`\\log \\bar w` ``(N,)`` they carry, and whether they were resampled (step 1 of the
+    module docstring). ``ess_prev``: the ESS of ``lw_prev`` when known (it decides without look-ahead)."""
     N, prop = config.n_particles, config.proposal
     if prop.look_ahead is None:   # select by the (normalised) weights themselves
         log_eta = None
@@ -288,13 +314,20 @@ def _select(model, config: Config, key, x_prev, lw_prev, y, t):
     elif config.ess_threshold <= 0.0:
         do = jnp.array(False)
     else:
-        do = _ess(sel) < config.ess_threshold * N
+        ess = _ess(sel) if (log_eta is not None or ess_prev is None) else ess_prev
+        do = ess < config.ess_threshold * N
     identity = jnp.arange(N, dtype=jnp.int32)
-    idx = jax.lax.cond(do, lambda: RESAMPLERS[config.resampling](key, sel), lambda: identity)
+
+    def resampled():
+        i = RESAMPLERS[config.resampling](key, sel, rng=config.rng)
+        return i, x_prev[i]
+
+    # the gather runs only on the steps that resample
+    idx, ancestors = jax.lax.cond(do, resampled, lambda: (identity, x_prev))
     carried = -math.log(N) + log_c - (0.0 if log_eta is None else log_eta[idx])
     if config.differentiable:  # value unchanged; gradient of log W_{t-1}^{a} (Scibior & Wood 2021)
         carried = carried + sel[idx] - jax.lax.stop_gradient(sel[idx])
-    return idx, jnp.where(do, carried, lw_prev), do
+    return ancestors, idx, jnp.where(do, carried, lw_prev), do
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,14 +348,19 @@ def _weighted_quantiles(x, w, qs):
     return jax.vmap(column, in_axes=(1, 1))(cw, xs)
 
 
-def _summaries(config: Config, x, lw):
+def _summaries(config: Config, x, w, ess):
+    """Weighted moments of the particles ``x`` ``(N, n)`` under normalised weights ``w`` ``(N,)``."""
     if not config.summaries:   # the likelihood alone (PMMH, gradient ascent)
         return {}
-    w = jnp.exp(lw)
-    mean = w @ x
-    centred = x - mean
-    cov = (centred * w[:, None]).T @ centred
-    out = {"mean": mean, "cov": 0.5 * (cov + cov.T), "ess": _ess(lw)}
+    xt = x.T                                             # (n, N): reductions over the long axis
+    mean = jnp.sum(xt * w, axis=-1)
+    centred = xt - mean[:, None]
+    weighted = centred * w
+    if xt.shape[0] <= 4:
+        cov = jnp.sum(weighted[:, None, :] * centred[None, :, :], axis=-1)
+    else:
+        cov = weighted @ centred.T
+    out = {"mean": mean, "cov": 0.5 * (cov + cov.T), "ess": ess}
     if config.functions is not None:
         values = jax.vmap(lambda xi: jnp.reshape(config.functions(xi), (-1,)))(x)
         out["expectations"] = w @ values
@@ -332,14 +370,22 @@ def _summaries(config: Config, x, lw):
 
 
 def _reweight(config: Config, lw_carried, log_g):
-    """Normalised log-weights ``(N,)``, the log-likelihood increment and whether the step was
-    degenerate (then the weights restart equal and the increment is ``-inf``)."""
-    lw, increment = normalize(lw_carried + log_g)
-    bad = ~jnp.isfinite(increment)   # a NaN or +inf weight makes the increment NaN or +inf
+    """Normalised log-weights ``(N,)`` and weights ``(N,)``, their ESS, the log-likelihood
+    increment and whether the step was degenerate (then the weights restart equal and the
+    increment is ``-inf``). One exponential per particle serves all of them."""
+    lw = lw_carried + log_g
+    top = jnp.max(lw)
+    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
+    e = jnp.exp(lw - top)
+    total = jnp.sum(e)
+    increment = top + jnp.log(total)
+    bad = ~jnp.isfinite(increment)   # all -inf, or a NaN or +inf weight
     N = config.n_particles
-    lw = jnp.where(bad, -math.log(N), lw)
+    w = jnp.where(bad, 1.0 / N, e / jnp.where(bad, 1.0, total))
+    lw = jnp.where(bad, -math.log(N), lw - increment)
     increment = jnp.where(bad, -jnp.inf, increment)
-    return lw, increment, bad
+    ess = 1.0 / jnp.sum(w * w)
+    return lw, w, ess, increment, bad
 
 
 # ----------------------------------------------------------------------------------------------
@@ -357,38 +403,41 @@ def run(model, y, key, config: Config, start=0, state=None):
     N = config.n_particles
     roots = _square_roots(model)
 
-    def advance(x_prev, lw_prev, t, y_t, key_t):
+    def advance(x_prev, lw_prev, ess_prev, t, y_t, key_t):
         k_sel, k_move = jax.random.split(key_t)
-        idx, carried, did = _select(model, config, k_sel, x_prev, lw_prev, y_t, t)
-        x, log_g = _move(model, config, k_move, x_prev[idx], y_t, t, roots)
+        ancestors, idx, carried, did = _select(model, config, k_sel, x_prev, lw_prev, y_t, t, ess_prev)
+        x, log_g = _move(model, config, k_move, ancestors, y_t, t, roots)
         return x, log_g, carried, idx, did
 
-    def begin(x_prev, lw_prev, t, y_t, key_t):
+    def begin(x_prev, lw_prev, ess_prev, t, y_t, key_t):
         x, log_g = _initial(model, config, key_t, y_t, t, roots)
         return (x, log_g, jnp.full((N,), -math.log(N), x.dtype), jnp.arange(N, dtype=jnp.int32),
                 jnp.array(False))
 
     def step(carry, inputs):
-        x_prev, lw_prev = carry
+        x_prev, lw_prev, ess_prev = carry
         t, y_t, key_t, first = inputs
         if state is None:   # one body for every step: the first draws from the initial law
-            x, log_g, carried, idx, did = jax.lax.cond(first, begin, advance, x_prev, lw_prev, t, y_t, key_t)
+            x, log_g, carried, idx, did = jax.lax.cond(first, begin, advance, x_prev, lw_prev, ess_prev,
+                                                       t, y_t, key_t)
         else:
-            x, log_g, carried, idx, did = advance(x_prev, lw_prev, t, y_t, key_t)
-        lw, inc, bad = _reweight(config, carried, log_g)
-        out = dict(_summaries(config, x, lw), increment=inc, resampled=did, bad=bad)
+            x, log_g, carried, idx, did = advance(x_prev, lw_prev, ess_prev, t, y_t, key_t)
+        lw, w, ess, inc, bad = _reweight(config, carried, log_g)
+        out = dict(_summaries(config, x, w, ess), increment=inc, resampled=did, bad=bad)
         if config.history:
             out["history"] = (x, lw, idx)
-        return (x, lw), out
+        return (x, lw, ess), out
 
     ts = start + jnp.arange(T)
     if state is None:
         x_shape = jax.eval_shape(lambda k: _initial(model, config, k, y[0], ts[0])[0], keys[0])
-        init = (jnp.zeros(x_shape.shape, x_shape.dtype), jnp.full((N,), -math.log(N), x_shape.dtype))
+        init = (jnp.zeros(x_shape.shape, x_shape.dtype), jnp.full((N,), -math.log(N), x_shape.dtype),
+                jnp.asarray(N, x_shape.dtype))
     else:
-        init = (state[0], normalize(state[1])[0])
+        lw0 = normalize(state[1])[0]
+        init = (state[0], lw0, _ess(lw0).astype(lw0.dtype))
     firsts = jnp.arange(T) == 0
-    (x_last, lw_last), outs = jax.lax.scan(step, init, (ts, y, keys, firsts))
+    (x_last, lw_last, _), outs = jax.lax.scan(step, init, (ts, y, keys, firsts))
     bad = outs["bad"]
     first_bad = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
     history = ParticleHistory(*outs["history"]) if config.history else None

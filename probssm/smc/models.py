@@ -19,9 +19,39 @@ def _sv_transition(x, t, p):
     return dist.Normal(p["mu"] + p["rho"] * (x - p["mu"]), p["sigma"])
 
 
-def _sv_emission(x, t, p):
+def _log_scale_normal():
+    """``Normal(loc, exp(log_scale))`` whose log-density uses ``log_scale`` directly: one
+    exponential a draw instead of an exponential, a logarithm and a division (the compiler does
+    not simplify :math:`\\log e^{x}`)."""
     import numpyro.distributions as dist
-    return dist.Normal(jnp.zeros_like(x), jnp.exp(0.5 * x))
+
+    global _LogScaleNormal
+    if _LogScaleNormal is None:
+        class LogScaleNormal(dist.Normal):
+            def __init__(self, loc=0.0, log_scale=0.0, *, validate_args=None):
+                self.log_scale = log_scale
+                super().__init__(loc, jnp.exp(log_scale), validate_args=validate_args)
+
+            def log_prob(self, value):
+                z = (value - self.loc) * jnp.exp(-self.log_scale)
+                return -0.5 * z * z - self.log_scale - 0.5 * jnp.log(2 * jnp.pi)
+
+            def tree_flatten(self):
+                return (self.loc, self.log_scale), None
+
+            @classmethod
+            def tree_unflatten(cls, aux_data, params):
+                return cls(*params)
+
+        _LogScaleNormal = LogScaleNormal
+    return _LogScaleNormal
+
+
+_LogScaleNormal = None
+
+
+def _sv_emission(x, t, p):
+    return _log_scale_normal()(jnp.zeros_like(x), 0.5 * x)
 
 
 def stochastic_volatility(mu=-1.0, rho=0.95, sigma=0.2) -> StateSpaceModel:

@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import rng as _rng
+
 __all__ = [
     "RESAMPLERS",
     "ess",
@@ -81,26 +83,27 @@ def _check_num(log_weights, num):
     return n if num is None else int(num)
 
 
-def multinomial(key, log_weights, num=None):
+def multinomial(key, log_weights, num=None, *, rng="splitmix"):
     """``num`` (default ``N``) i.i.d. draws from the categorical distribution of
-    ``log_weights`` ``(N,)``; returns ancestor indices ``(num,)``."""
+    ``log_weights`` ``(N,)``; returns ancestor indices ``(num,)``. ``rng``: the uniforms'
+    generator (:mod:`probssm.smc.rng`), as in every scheme here."""
     num = _check_num(log_weights, num)
     c = _cumulative(log_weights)
-    u = jax.random.uniform(key, (num,), dtype=c.dtype)
+    u = _rng.uniform(key, (num,), c.dtype, rng)
     return _invert(c, u)
 
 
 def _repeat(cumulative_counts, num):
-    """Indices ``(num,)`` from cumulative offspring counts ``(N,)`` (nondecreasing, last
-    ``num``): particle ``i`` repeated :math:`k_i - k_{i-1}` times, in order. Loop-free (a
-    scatter and a cumulative sum), so :math:`O(N)` and quick to compile."""
+    """Indices ``(num,)`` from cumulative offspring counts :math:`k` ``(N,)`` (nondecreasing,
+    last ``num``): particle ``i`` repeated :math:`k_i - k_{i-1}` times, in order. Position
+    ``j`` holds :math:`a_j = \\#\\{i : k_i \\le j\\}`, the cumulative sum of a histogram of
+    :math:`k` (one scatter-add and one cumulative sum): :math:`O(N)`, loop-free."""
     k = jnp.clip(cumulative_counts, 0, num).astype(jnp.int32)
-    counts = jnp.diff(k, prepend=jnp.zeros((1,), jnp.int32))
-    n = k.shape[0]
-    return jnp.repeat(jnp.arange(n, dtype=jnp.int32), counts, total_repeat_length=num)
+    marks = jnp.zeros((num + 1,), jnp.int32).at[k].add(1, mode="drop")
+    return jnp.cumsum(marks[:num]).astype(jnp.int32)
 
 
-def stratified(key, log_weights, num=None):
+def stratified(key, log_weights, num=None, *, rng="splitmix"):
     """Stratified resampling: :math:`u_j = (j + U_j) / M`, :math:`U_j` i.i.d. uniform,
     ``M = num`` (default ``N``); returns indices ``(M,)`` in increasing order.
 
@@ -108,26 +111,26 @@ def stratified(key, log_weights, num=None):
     :math:`C_i` is :math:`\\lfloor M C_i \\rfloor + [U_{\\lfloor M C_i \\rfloor} < \\{M C_i\\}]`."""
     num = _check_num(log_weights, num)
     c = _cumulative(log_weights)
-    u = jax.random.uniform(key, (num + 1,), dtype=c.dtype)
+    u = _rng.uniform(key, (num + 1,), c.dtype, rng)
     scaled = num * c
     whole = jnp.floor(scaled)
     below = whole + (u[jnp.clip(whole.astype(jnp.int32), 0, num)] < scaled - whole)
     return _repeat(jnp.minimum(below, num).at[-1].set(num), num)
 
 
-def systematic(key, log_weights, num=None):
+def systematic(key, log_weights, num=None, *, rng="splitmix"):
     """Systematic resampling: :math:`u_j = (j + U) / M` with one uniform :math:`U`,
     ``M = num`` (default ``N``); returns indices ``(M,)`` in increasing order.
 
     The number of :math:`u_j` below :math:`C_i` is :math:`\\lceil M C_i - U \\rceil`."""
     num = _check_num(log_weights, num)
     c = _cumulative(log_weights)
-    U = jax.random.uniform(key, (), dtype=c.dtype)
+    U = _rng.uniform(key, (), c.dtype, rng)
     below = jnp.ceil(num * c - U)
     return _repeat(below.at[-1].set(num), num)
 
 
-def residual(key, log_weights, num=None):
+def residual(key, log_weights, num=None, *, rng="splitmix"):
     """Residual resampling: :math:`\\lfloor M w_i \\rfloor` deterministic copies of particle
     ``i``, the other :math:`R` indices drawn multinomially from the residual weights
     :math:`M w_i - \\lfloor M w_i \\rfloor`; ``M = num`` (default ``N``). Returns ``(M,)``
@@ -146,7 +149,7 @@ def residual(key, log_weights, num=None):
     total_rest = jnp.sum(rest)
     rest_log = jnp.where(rest > 0, jnp.log(jnp.where(rest > 0, rest, 1.0)), -jnp.inf)
     rest_log = jnp.where(total_rest > 0, rest_log, jnp.zeros_like(rest_log))
-    drawn = multinomial(key, rest_log, num)
+    drawn = multinomial(key, rest_log, num, rng=rng)
     return jnp.where(positions < total_copies, deterministic, drawn).astype(jnp.int32)
 
 
@@ -156,16 +159,16 @@ RESAMPLERS = {
     "systematic": systematic,
     "residual": residual,
 }
-"""Scheme name -> function ``(key, log_weights (N,), num=None) -> indices (num,)``."""
+"""Scheme name -> function ``(key, log_weights (N,), num=None, *, rng="splitmix") -> indices (num,)``."""
 
 
-def resample(key, log_weights, scheme: str = "systematic", num=None):
+def resample(key, log_weights, scheme: str = "systematic", num=None, *, rng="splitmix"):
     """Ancestor indices ``(num,)`` by the scheme named ``scheme`` (a key of :data:`RESAMPLERS`)."""
     try:
         fn = RESAMPLERS[scheme]
     except (KeyError, TypeError):
         raise ValueError(f"resampling must be one of {sorted(RESAMPLERS)}, got {scheme!r}") from None
-    return fn(key, log_weights, num)
+    return fn(key, log_weights, num, rng=rng)
 
 
 def offspring_counts(indices, n: int):
