@@ -67,10 +67,9 @@ def test_dask_fit_equals_local_fit_in_input_order(client, panel, local_fit):
     assert list(fit.estimators_) == list(panel.columns)
     assert fit.failures_ == {}
     _assert_same_fit(fit, local_fit, list(panel.columns))
-    # one chunk per series, and chunks that need padding, give the same fit
-    for size in (1, 4):
-        again = LocalLevel().set_config(backend="dask", client=client, chunk_size=size).fit(panel)
-        _assert_same_fit(again, local_fit, list(panel.columns))
+    # one series per chunk: each chunk is the series twice (never a batch of one)
+    again = LocalLevel().set_config(backend="dask", client=client, chunk_size=1).fit(panel)
+    _assert_same_fit(again, local_fit, list(panel.columns))
 
 
 class DiesOnce(LocalLevel):
@@ -104,10 +103,10 @@ def test_a_worker_killed_mid_fit_has_its_chunks_rescheduled(client, panel, local
 
 def test_a_failing_series_is_named_and_the_others_keep_their_fits(client, panel):
     bad = panel.copy()
-    bad["broken"] = np.nan
-    bad.iloc[-1, -1] = 1.0  # one observation: too few to fit
+    bad.insert(3, "broken", np.nan)  # in the second chunk of two, beside a good series
+    bad.iloc[-1, 3] = 1.0  # one observation: too few to fit
     with pytest.warns(RuntimeWarning, match="'broken'"):
-        fit = LocalLevel().set_config(backend="dask", client=client, chunk_size=3).fit(bad)
+        fit = LocalLevel().set_config(backend="dask", client=client, chunk_size=2).fit(bad)
     assert list(fit.failures_) == ["broken"]
     assert "observed" in fit.failures_["broken"]
     good = list(panel.columns)
@@ -172,3 +171,16 @@ def test_backtest_and_forecaster_honour_the_backend(client, panel):
         warnings.simplefilter("error", RuntimeWarning)
         got = fc.cross_validation(long, h=2, n_windows=2, level=[80])
     pd.testing.assert_frame_equal(got, expected, rtol=TOL)
+
+
+def test_client_none_takes_the_current_client_else_one_shared_local_cluster(client, monkeypatch):
+    with client.as_current():
+        assert dask_backend.get_client(None) is client
+    monkeypatch.setattr(dask_backend, "_cores", lambda: 1)
+    try:
+        shared = dask_backend.get_client(None)
+        assert dask_backend.get_client(None) is shared  # started once, then reused
+        assert sum(shared.nthreads().values()) == 1
+    finally:
+        dask_backend.close_default_client()
+    assert dask_backend._default is None
