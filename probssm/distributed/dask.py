@@ -6,9 +6,10 @@ carries an unfitted copy of the estimator (its class and hyper-parameters, pickl
 chunk's rows of the panel (``(chunk_size, T)`` float64 values, their ids and the common time
 index); on the worker it runs the family's panel fit (``_fit_panel``), the same batched
 compiled program an in-process panel fit runs, on the chunk. What comes back is one fitted
-single-series estimator per series (pickled: parameters, filtered state, the series' data),
-gathered in the input's order. Series are independent, so each series' fit equals the one an
-in-process fit of the whole panel gives (to rounding, see ``tests/distributed``).
+single-series estimator per series (parameters, filtered state, the series' data), pickled by
+the task itself and unpickled here as each chunk completes, then put in the input's order.
+Series are independent, so each series' fit equals the one an in-process fit of the whole
+panel gives (chunks of at least two series: see :func:`chunk_rows`).
 
 **Failures.** A chunk whose batched fit raises is fitted again on the worker series by
 series, so that the series at fault are known; their errors come back by series id and every
