@@ -137,5 +137,8 @@ def setup(device="auto") -> DataParallel:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":  # bound to this process's GPU (also for barriers)
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return DataParallel(dist.get_rank(), dist.get_world_size(), device)
