@@ -145,7 +145,7 @@ class ParticleFilter(BaseForecaster):
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.smoother not in SMOOTHERS:
             raise ValueError(f"smoother must be one of {SMOOTHERS}, got {self.smoother!r}")
-        self._config = make_config(self.n_particles, self.proposal, self.resampling, self.ess_threshold)
+        self._filter_config = make_config(self.n_particles, self.proposal, self.resampling, self.ess_threshold)
         self._rng = np.random.default_rng(_seed(self.random_state))
         self._forecast_seed = int(self._rng.integers(0, 2**31 - 1))
 
@@ -175,7 +175,7 @@ class ParticleFilter(BaseForecaster):
                 raise ValueError(f"y has {data.values.shape[1]} variables but the model's emission has "
                                  f"dimension {m}")
             y = jnp.asarray(data.values)
-            check_functions(model, self._config, y)
+            check_functions(model, self._filter_config, y)
             names = self._estimated_names()
             self._values, self._draws, self.posterior_ = {}, None, None
             if names and self.method == "pmmh":
@@ -242,7 +242,7 @@ class ParticleFilter(BaseForecaster):
         """Filter all data seen at ``params_`` (and, under PMMH, at each kept draw)."""
         with jax.enable_x64(True):
             y = jnp.asarray(self._y.values)
-            res = filtering._compiled(self._build(self._values), y, self._next_key(), self._config)
+            res = filtering._compiled(self._build(self._values), y, self._next_key(), self._filter_config)
             filtering.raise_if_degenerate(res, y)
             self._filtered = (np.asarray(res.mean), np.asarray(res.cov))
             self._increments = np.asarray(res.log_likelihood_increments)
@@ -250,7 +250,7 @@ class ParticleFilter(BaseForecaster):
             self.log_likelihood_ = float(res.log_likelihood)
             self._draw_clouds = None
             if self._draws is not None:
-                out = _filter_draws(self._build({}), self._draws, y, self._next_key(), self._config, 0, None)
+                out = _filter_draws(self._build({}), self._draws, y, self._next_key(), self._filter_config, 0, None)
                 self._draw_clouds = (np.asarray(out.particles), np.asarray(out.log_weights))
 
     # -- continuing past the data ----------------------------------------------------------------
@@ -259,11 +259,11 @@ class ParticleFilter(BaseForecaster):
         ``(point result, draws result or None)``."""
         y = jnp.asarray(y_new, dtype=jnp.float64)
         start = self._y.num_timesteps
-        point = _continue_point(self._build(self._values), y, key, self._config, start,
+        point = _continue_point(self._build(self._values), y, key, self._filter_config, start,
                                 tuple(jnp.asarray(a) for a in self._cloud))
         draws = None
         if self._draw_clouds is not None:
-            draws = _filter_draws(self._build({}), self._draws, y, jax.random.fold_in(key, 1), self._config, start,
+            draws = _filter_draws(self._build({}), self._draws, y, jax.random.fold_in(key, 1), self._filter_config, start,
                                   tuple(jnp.asarray(a) for a in self._draw_clouds))
         return point, draws
 

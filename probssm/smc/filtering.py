@@ -214,7 +214,7 @@ def _sample(d, key, sample_shape=(), rng="splitmix"):
             shape = tuple(sample_shape) + tuple(d.batch_shape) + tuple(d.event_shape)
             z = _rng.normal(key, shape, d.loc.dtype, rng)
             return d.loc + jnp.einsum("...ij,...j->...i", d.scale_tril, z)
-    return d.sample(key, sample_shape)
+    return d.sample(_rng.as_key(key), sample_shape)
 
 
 def _square_roots(model):
@@ -241,7 +241,7 @@ def _batched_sample(make, key, xs, n, rng="splitmix"):
             raise ValueError("unbatched")
         return jnp.reshape(draw, (N, n)), d
     except (NotImplementedError, ValueError, TypeError, AttributeError):
-        draws = jax.vmap(lambda k, x: _vector(_sample(make(x), k, (), rng)))(jax.random.split(key, N), xs)
+        draws = jax.vmap(lambda k, x: _vector(_sample(make(x), k, (), rng)))(_rng.split(key, N), xs)
         return draws, None
 
 
@@ -348,44 +348,67 @@ def _weighted_quantiles(x, w, qs):
     return jax.vmap(column, in_axes=(1, 1))(cw, xs)
 
 
-def _summaries(config: Config, x, w, ess):
-    """Weighted moments of the particles ``x`` ``(N, n)`` under normalised weights ``w`` ``(N,)``."""
+def _weigh(config: Config, lw_carried, log_g, x):
+    """Step 3 of the module docstring: normalised log-weights ``(N,)``, the log-likelihood
+    increment, whether the step was degenerate, the ESS, and the step's summaries (weighted moments of
+    ``x`` ``(N, n)``, ESS, ...).
+
+    One exponential a particle and two passes over the particles serve all of them: the maximum
+    :math:`m` of :math:`\\ell = \\log \\bar w + \\log G`, then, with :math:`e = e^{\\ell - m}`, the
+    sums :math:`\\sum e`, :math:`\\sum e^2`, :math:`\\sum e\\,d`, :math:`\\sum e\\,d d^\\top` of the
+    particles :math:`d = x - x^1` shifted by the first (so the moments lose no precision to a
+    large common offset). A degenerate step (:math:`m` not finite: all weights
+    zero, or a NaN or infinite weight) restarts from equal weights with increment ``-inf``."""
+    N = config.n_particles
+    lw = lw_carried + log_g
+    top = jnp.max(lw)
+    bad = ~jnp.isfinite(top)
+    top = jax.lax.stop_gradient(jnp.where(bad, 0.0, top))
+    e = jnp.where(bad, 1.0, jnp.exp(lw - top))
+    n = x.shape[-1]
+    moments = config.summaries and n <= 4
+    rows = [e, e * e]
+    if moments:
+        shift = jax.lax.stop_gradient(x[0])
+        d = (x - shift).T                                       # (n, N)
+        rows += [e * d[i] for i in range(n)]
+        rows += [e * d[i] * d[j] for i in range(n) for j in range(i, n)]
+    # one reduction a row: a stacked reduction (a concatenation) would evaluate the particles
+    # and their exponentials once per row inside its fusion
+    sums = jnp.stack([jnp.sum(r) for r in rows])
+    total = sums[0]
+    increment = top + jnp.log(total)
+    lw = jnp.where(bad, -math.log(N), lw - increment)
+    increment = jnp.where(bad, -jnp.inf, increment)
+    ess = total * total / sums[1]
     if not config.summaries:   # the likelihood alone (PMMH, gradient ascent)
-        return {}
-    xt = x.T                                             # (n, N): reductions over the long axis
-    mean = jnp.sum(xt * w, axis=-1)
-    centred = xt - mean[:, None]
-    weighted = centred * w
-    if xt.shape[0] <= 4:
-        cov = jnp.sum(weighted[:, None, :] * centred[None, :, :], axis=-1)
+        return lw, increment, bad, ess, {}
+    if moments:
+        m1 = sums[2:2 + n] / total
+        second = jnp.zeros((n, n), x.dtype)
+        k = 2 + n
+        for i in range(n):
+            for j in range(i, n):
+                second = second.at[i, j].set(sums[k]).at[j, i].set(sums[k])
+                k += 1
+        mean = shift + m1
+        cov = second / total - jnp.outer(m1, m1)
+        w = None
     else:
-        cov = weighted @ centred.T
+        w = e / total
+        xt = x.T
+        mean = jnp.sum(xt * w, axis=-1)
+        centred = xt - mean[:, None]
+        cov = (centred * w) @ centred.T
     out = {"mean": mean, "cov": 0.5 * (cov + cov.T), "ess": ess}
+    if config.functions is not None or config.quantiles is not None:
+        w = e / total if w is None else w
     if config.functions is not None:
         values = jax.vmap(lambda xi: jnp.reshape(config.functions(xi), (-1,)))(x)
         out["expectations"] = w @ values
     if config.quantiles is not None:
         out["quantiles"] = _weighted_quantiles(x, w, config.quantiles)
-    return out
-
-
-def _reweight(config: Config, lw_carried, log_g):
-    """Normalised log-weights ``(N,)`` and weights ``(N,)``, their ESS, the log-likelihood
-    increment and whether the step was degenerate (then the weights restart equal and the
-    increment is ``-inf``). One exponential per particle serves all of them."""
-    lw = lw_carried + log_g
-    top = jnp.max(lw)
-    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
-    e = jnp.exp(lw - top)
-    total = jnp.sum(e)
-    increment = top + jnp.log(total)
-    bad = ~jnp.isfinite(increment)   # all -inf, or a NaN or +inf weight
-    N = config.n_particles
-    w = jnp.where(bad, 1.0 / N, e / jnp.where(bad, 1.0, total))
-    lw = jnp.where(bad, -math.log(N), lw - increment)
-    increment = jnp.where(bad, -jnp.inf, increment)
-    ess = 1.0 / jnp.sum(w * w)
-    return lw, w, ess, increment, bad
+    return lw, increment, bad, ess, out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -399,12 +422,13 @@ def run(model, y, key, config: Config, start=0, state=None):
     initial distribution. Returns ``(ParticleFilterResult, per-step bad flags (T,))``.
     """
     T = y.shape[0]
-    keys = jax.random.split(key, T)
+    # splitmix: one uint64 seed a step, drawn here, so no Threefry rounds run inside the loop
+    keys = _rng.seeds(key, T) if config.rng == "splitmix" else jax.random.split(key, T)
     N = config.n_particles
     roots = _square_roots(model)
 
     def advance(x_prev, lw_prev, ess_prev, t, y_t, key_t):
-        k_sel, k_move = jax.random.split(key_t)
+        k_sel, k_move = _rng.split(key_t)
         ancestors, idx, carried, did = _select(model, config, k_sel, x_prev, lw_prev, y_t, t, ess_prev)
         x, log_g = _move(model, config, k_move, ancestors, y_t, t, roots)
         return x, log_g, carried, idx, did
@@ -414,30 +438,40 @@ def run(model, y, key, config: Config, start=0, state=None):
         return (x, log_g, jnp.full((N,), -math.log(N), x.dtype), jnp.arange(N, dtype=jnp.int32),
                 jnp.array(False))
 
+    def finish(x, log_g, carried, idx, did):
+        lw, inc, bad, ess, out = _weigh(config, carried, log_g, x)
+        out = dict(out, increment=inc, resampled=did, bad=bad)
+        if config.history:
+            out["history"] = (x, lw, idx)
+        return (x, lw, ess.astype(lw.dtype)), out
+
     def step(carry, inputs):
         x_prev, lw_prev, ess_prev = carry
         t, y_t, key_t, first = inputs
-        if state is None:   # one body for every step: the first draws from the initial law
-            x, log_g, carried, idx, did = jax.lax.cond(first, begin, advance, x_prev, lw_prev, ess_prev,
-                                                       t, y_t, key_t)
+        if state is None and config.history:
+            # one body for every step (the first draws from the initial law): the history is
+            # stacked by the loop itself, never copied
+            moved = jax.lax.cond(first, begin, advance, x_prev, lw_prev, ess_prev, t, y_t, key_t)
         else:
-            x, log_g, carried, idx, did = advance(x_prev, lw_prev, ess_prev, t, y_t, key_t)
-        lw, w, ess, inc, bad = _reweight(config, carried, log_g)
-        out = dict(_summaries(config, x, w, ess), increment=inc, resampled=did, bad=bad)
-        if config.history:
-            out["history"] = (x, lw, idx)
-        return (x, lw, ess), out
+            moved = advance(x_prev, lw_prev, ess_prev, t, y_t, key_t)
+        return finish(*moved)
 
     ts = start + jnp.arange(T)
-    if state is None:
-        x_shape = jax.eval_shape(lambda k: _initial(model, config, k, y[0], ts[0])[0], keys[0])
-        init = (jnp.zeros(x_shape.shape, x_shape.dtype), jnp.full((N,), -math.log(N), x_shape.dtype),
-                jnp.asarray(N, x_shape.dtype))
-    else:
-        lw0 = normalize(state[1])[0]
-        init = (state[0], lw0, _ess(lw0).astype(lw0.dtype))
     firsts = jnp.arange(T) == 0
-    (x_last, lw_last, _), outs = jax.lax.scan(step, init, (ts, y, keys, firsts))
+    if state is not None or config.history:
+        if state is None:
+            x_shape = jax.eval_shape(lambda k: _initial(model, config, k, y[0], ts[0])[0], keys[0])
+            init = (jnp.zeros(x_shape.shape, x_shape.dtype), jnp.full((N,), -math.log(N), x_shape.dtype),
+                    jnp.asarray(N, x_shape.dtype))
+        else:
+            lw0 = normalize(state[1])[0]
+            init = (state[0], lw0, _ess(lw0).astype(lw0.dtype))
+        (x_last, lw_last, _), outs = jax.lax.scan(step, init, (ts, y, keys, firsts))
+    else:
+        # the first step outside the loop, so the loop body holds no branch on the step number
+        carry, first_out = finish(*begin(None, None, None, ts[0], y[0], keys[0]))
+        (x_last, lw_last, _), rest = jax.lax.scan(step, carry, (ts[1:], y[1:], keys[1:], firsts[1:]))
+        outs = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first_out, rest)
     bad = outs["bad"]
     first_bad = jnp.where(jnp.any(bad), jnp.argmax(bad), -1)
     history = ParticleHistory(*outs["history"]) if config.history else None

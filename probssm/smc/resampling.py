@@ -48,6 +48,7 @@ __all__ = [
     "residual",
     "stratified",
     "systematic",
+    "systematic_from_uniform",
 ]
 
 
@@ -66,10 +67,57 @@ def ess(log_weights):
     return jnp.exp(2 * jax.nn.logsumexp(log_weights, axis=-1) - jax.nn.logsumexp(2 * log_weights, axis=-1))
 
 
+_BLOCK = 32
+
+
+def _blocked_cumsum(x):
+    """Inclusive cumulative sum of floating ``x`` ``(n,)``: the running sums inside blocks of 32
+    as one matrix product with an upper-triangular matrix of ones, the same recursively on the
+    block totals, then the offsets added. A handful of kernels, where XLA's CPU lowering of
+    ``cumsum`` (a reduce-window per level) runs several times slower."""
+    n = x.shape[0]
+    if n <= 2 * _BLOCK:
+        upper = jnp.triu(jnp.ones((n, n), x.dtype))
+        return jnp.dot(x, upper, precision=jax.lax.Precision.HIGHEST)
+    # a block length that divides n where one exists (padding would cost the producer of x its
+    # vectorisation)
+    b = next((d for d in range(_BLOCK, 2 * _BLOCK + 1) if n % d == 0),
+             next((d for d in range(_BLOCK - 1, 7, -1) if n % d == 0), _BLOCK))
+    upper = jnp.triu(jnp.ones((b, b), x.dtype))
+    k = -(-n // b)
+    blocks = (x if k * b == n else jnp.pad(x, (0, k * b - n))).reshape(k, b)
+    within = jnp.dot(blocks, upper, precision=jax.lax.Precision.HIGHEST)       # (k, b)
+    ends = _blocked_cumsum(within[:, -1])
+    offsets = jnp.concatenate([jnp.zeros((1,), x.dtype), ends[:-1]])           # exclusive
+    return (within + offsets[:, None]).reshape(-1)[:n]
+
+
+def cumsum(x):
+    """Inclusive cumulative sum of ``x`` ``(n,)``: :func:`_blocked_cumsum` on the CPU (integers
+    through a float type that holds their sums exactly), ``jnp.cumsum`` elsewhere (chosen when
+    the program is lowered for its platform)."""
+    x = jnp.asarray(x)
+    if x.shape[0] == 0:
+        return x
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        blocked = _blocked_cumsum
+    else:   # integer counts, exact in a float with a 53-bit (24-bit) mantissa up to 2**53 (2**24)
+        work = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+        if jnp.finfo(work).nmant < 30 and x.shape[0] > 2**22:
+            return jnp.cumsum(x)
+
+        def blocked(v):
+            return jnp.round(_blocked_cumsum(v.astype(work))).astype(v.dtype)
+    return jax.lax.platform_dependent(x, cpu=blocked, default=jnp.cumsum)
+
+
 def _cumulative(log_weights):
-    """Cumulative normalised weights ``(N,)`` ending exactly at 1."""
-    w = jnp.exp(normalize(log_weights)[0])
-    return jnp.cumsum(w).at[-1].set(1.0)
+    """Cumulative normalised weights ``(N,)`` ending exactly at 1 (one exponential a weight)."""
+    log_weights = jnp.asarray(log_weights)
+    top = jnp.max(log_weights)
+    top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
+    c = cumsum(jnp.exp(log_weights - top))
+    return (c / c[-1]).at[-1].set(1.0)
 
 
 def _invert(cumulative, u):
@@ -100,7 +148,7 @@ def _repeat(cumulative_counts, num):
     :math:`k` (one scatter-add and one cumulative sum): :math:`O(N)`, loop-free."""
     k = jnp.clip(cumulative_counts, 0, num).astype(jnp.int32)
     marks = jnp.zeros((num + 1,), jnp.int32).at[k].add(1, mode="drop")
-    return jnp.cumsum(marks[:num]).astype(jnp.int32)
+    return cumsum(marks[:num]).astype(jnp.int32)
 
 
 def stratified(key, log_weights, num=None, *, rng="splitmix"):
@@ -122,11 +170,22 @@ def systematic(key, log_weights, num=None, *, rng="splitmix"):
     """Systematic resampling: :math:`u_j = (j + U) / M` with one uniform :math:`U`,
     ``M = num`` (default ``N``); returns indices ``(M,)`` in increasing order.
 
-    The number of :math:`u_j` below :math:`C_i` is :math:`\\lceil M C_i - U \\rceil`."""
+    The number of :math:`u_j` below :math:`C_i` is :math:`\\lceil M C_i - U \\rceil`, so
+    :math:`a_j = \\min\\{i : C_i > u_j\\}` without a search (:func:`systematic_from_uniform`)."""
     num = _check_num(log_weights, num)
     c = _cumulative(log_weights)
     U = _rng.uniform(key, (), c.dtype, rng)
-    below = jnp.ceil(num * c - U)
+    return systematic_from_uniform(c, U, num)
+
+
+def systematic_from_uniform(cumulative, U, num=None):
+    """Systematic resampling indices ``(num,)`` for cumulative normalised weights
+    :math:`C` ``(N,)`` (last 1) and a given :math:`U \\in [0, 1)`: :math:`a_j = \\min\\{i : C_i >
+    (j + U)/M\\}`, from the counts :math:`k_i = \\lceil M C_i - U \\rceil` of the points below
+    each :math:`C_i` (:math:`O(N)`: a histogram of :math:`k` and its cumulative sum)."""
+    cumulative = jnp.asarray(cumulative)
+    num = cumulative.shape[-1] if num is None else int(num)
+    below = jnp.ceil(num * cumulative - U)
     return _repeat(below.at[-1].set(num), num)
 
 
@@ -141,7 +200,7 @@ def residual(key, log_weights, num=None, *, rng="splitmix"):
     copies = jnp.floor(scaled)
     rest = scaled - copies
     # deterministic part: floor(M w_i) copies of particle i, in order, padded at the end
-    deterministic = _repeat(jnp.cumsum(copies), num)
+    deterministic = _repeat(cumsum(copies), num)
     positions = jnp.arange(num)
     total_copies = jnp.sum(copies)
     # random part: multinomial from the residuals (all zero only when every M w_i is an integer,

@@ -11,18 +11,21 @@ The filters draw :math:`O(N)` standard normals and a few uniforms at every time 
    \\in (0, 1)`, with :math:`h` the SplitMix64 output function and :math:`\\gamma` the golden
    ratio increment (Steele, Lea & Flood 2014): the :math:`i`-th output of SplitMix64 started at
    :math:`s_k`, a generator that passes BigCrush;
-3. normals by the Box-Muller transform
-   :math:`z = \\sqrt{-2 \\log u_1}\\,(\\cos 2\\pi u_2, \\sin 2\\pi u_2)`, exact in law; for
-   float64 the logarithm and the sine/cosine are evaluated with polynomial kernels that the
-   compiler vectorises (relative error below :math:`10^{-15}`; the tails reach
-   :math:`8.6\\sigma`, where a uniform with 53 bits ends); other dtypes use ``jnp.log``,
+3. normals by the Box-Muller transform, exact in law. In float64 each normal takes its own
+   pair, :math:`z = s \\sqrt{-2 \\log u_1} \\cos(\\pi u_2 / 2)` with a random sign :math:`s` (the
+   lowest bit of the second word), so that the compiler evaluates each output once; the
+   logarithm and the cosine are polynomial kernels that it vectorises (relative error below
+   :math:`10^{-15}`; the tails reach :math:`8.6\\sigma`, where a uniform with 53 bits ends).
+   Other dtypes take both normals of a pair, :math:`\\sqrt{-2 \\log u_1}\\,(\\cos 2\\pi u_2,
+   \\sin 2\\pi u_2)`, with ``jnp.log``,
    ``jnp.cos``, ``jnp.sin`` in their own precision on 24-bit uniforms (tails to
    :math:`5.9\\sigma`, as ``jax.random.normal`` in float32).
 
 ``rng="jax"`` uses ``jax.random`` itself (the key's own implementation: Threefry, or ``rbg``
 keys). Both give the same distributions; they give different numbers for the same key.
 
-All functions take a key and a static shape and work under ``jit``/``vmap``.
+All functions take a JAX key, or a ``uint64`` seed from :func:`seeds`, and a static shape,
+and work under ``jit``/``vmap``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["RNGS", "normal", "uniform"]
+__all__ = ["RNGS", "as_key", "normal", "seeds", "split", "uniform"]
 
 RNGS = ("splitmix", "jax")
 """Names accepted by ``rng=``."""
@@ -41,6 +44,7 @@ RNGS = ("splitmix", "jax")
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_SPLIT = np.uint64(0xD1B54A32D192ED03)
 
 
 def _mix(z):
@@ -50,9 +54,41 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
+def _is_seed(key) -> bool:
+    """Whether ``key`` is a raw ``uint64`` seed (from :func:`seeds`) rather than a JAX key."""
+    return not jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.dtype == jnp.uint64
+
+
+def seeds(key, shape=()):
+    """Independent ``uint64`` seeds of ``shape`` from a JAX key (one Threefry evaluation for all
+    of them): a filter draws one per time step before its loop, so that the loop itself runs no
+    Threefry rounds. Needs 64-bit types (``jax.enable_x64``); without them the JAX key is kept."""
+    if not jax.config.jax_enable_x64:
+        return jax.random.split(key, shape)
+    return jax.random.bits(key, tuple(np.atleast_1d(shape)) if shape else (), jnp.uint64)
+
+
+def split(key, num: int = 2):
+    """``num`` independent keys or seeds from one (``jax.random.split`` for JAX keys; for a seed
+    :math:`s`, :math:`h(s \\oplus c_i)` with SplitMix64's output function :math:`h` and distinct
+    odd constants :math:`c_i`)."""
+    if _is_seed(key):
+        return _mix(key ^ (jnp.arange(1, num + 1, dtype=jnp.uint64) * _SPLIT))
+    return jax.random.split(key, num)
+
+
+def as_key(key):
+    """A JAX key for ``jax.random`` / NumPyro samplers from a key or a seed."""
+    if _is_seed(key):
+        return jax.random.PRNGKey(jax.lax.bitcast_convert_type(key, jnp.int64))
+    return key
+
+
 def _seeds(key, k: int):
-    """``k`` 64-bit seeds from a JAX key, as a ``uint64`` array ``(k,)`` (``uint32`` pairs
-    when 64-bit types are disabled)."""
+    """``k`` 64-bit seeds from a JAX key or a seed, as a ``uint64`` array ``(k,)`` (``uint32``
+    pairs when 64-bit types are disabled)."""
+    if _is_seed(key):
+        return split(key, k)
     if jax.config.jax_enable_x64:
         return jax.random.bits(key, (k,), jnp.uint64)
     return jax.random.bits(key, (k, 2), jnp.uint32)
@@ -93,6 +129,24 @@ _LN2_LO = 1.90821492927058770002e-10
 _ATANH = tuple(1.0 / (2 * k + 1) for k in range(11))      # log m = 2 s sum_k s^{2k} / (2k + 1)
 _SIN = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(10))
 _COS = tuple((-1) ** k / math.factorial(2 * k) for k in range(11))
+_COS_QUARTER = tuple((-1) ** k / math.factorial(2 * k) for k in range(13))   # to phi^24 on [0, pi/2]
+
+
+def _poly(z, coeffs):
+    """:math:`\\sum_k c_k z^k` by Estrin's scheme: pairs :math:`c_{2k} + c_{2k+1} z`, then pairs
+    of those in :math:`z^2`, :math:`z^4`, ...: a dependency chain of depth
+    :math:`\\lceil \\log_2 K \\rceil` instead of Horner's :math:`K - 1`, which keeps the vector
+    units busy (the series here have positive radius and fast-decaying terms, so the order of
+    the additions does not matter to float64 accuracy)."""
+    terms = [jnp.asarray(c, z.dtype) if not isinstance(c, jax.Array) else c for c in coeffs]
+    power = z
+    while len(terms) > 1:
+        paired = [terms[i] + terms[i + 1] * power for i in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            paired.append(terms[-1])
+        terms = paired
+        power = power * power
+    return terms[0]
 
 
 def _log64(u):
@@ -107,10 +161,7 @@ def _log64(u):
     m = jnp.where(big, 0.5 * m, m)
     e = (e + big.astype(jnp.int64)).astype(jnp.float64)
     s = (m - 1.0) / (m + 1.0)
-    s2 = s * s
-    p = _ATANH[-1]
-    for c in _ATANH[-2::-1]:
-        p = p * s2 + c
+    p = _poly(s * s, _ATANH)
     return e * _LN2_HI + (2.0 * s * p + e * _LN2_LO)
 
 
@@ -142,6 +193,12 @@ def _cos_sin_2pi64(u):
     return sign_x * jnp.where(swap, s, c_), sign_y * jnp.where(swap, c_, s)
 
 
+def _cos_quarter64(phi):
+    """:math:`\\cos\\varphi` for float64 :math:`\\varphi \\in [0, \\pi/2]`, Taylor series to
+    :math:`\\varphi^{24}` (truncation below :math:`10^{-17}`)."""
+    return _poly(phi * phi, _COS_QUARTER)
+
+
 def _normal_from_uniforms(u1, u2, dtype):
     if dtype == jnp.float64:
         r = jax.lax.optimization_barrier(jnp.sqrt(-2.0 * _log64(u1)))
@@ -167,7 +224,7 @@ def uniform(key, shape=(), dtype=None, rng: str = "splitmix"):
     shape = tuple(shape)
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
     if rng == "jax":
-        return jax.random.uniform(key, shape, dtype)
+        return jax.random.uniform(as_key(key), shape, dtype)
     n = math.prod(shape)
     seed = _seeds(key, 1)[0]
     return jnp.reshape(_uniform_open(seed, n, dtype), shape)
@@ -179,11 +236,23 @@ def normal(key, shape=(), dtype=None, rng: str = "splitmix"):
     shape = tuple(shape)
     dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
     if rng == "jax":
-        return jax.random.normal(key, shape, dtype)
+        return jax.random.normal(as_key(key), shape, dtype)
     n = math.prod(shape)
+    if dtype == jnp.float64:
+        # one normal per pair of uniforms, z = s r cos(phi): r = sqrt(-2 log u1), phi = u2 pi/2,
+        # s a random sign (the sign and phi give a uniform angle's cosine). The compiler cannot
+        # share work between the two halves of a Box-Muller pair (a concatenation evaluates each
+        # half on its own), so one normal per pair is the cheaper program.
+        s1, s2 = _seeds(key, 2)
+        u1 = _uniform_open(s1, n, dtype)
+        h2 = _bits64(s2, n)
+        u2 = (h2 >> np.uint64(11)).astype(jnp.float64) * (2.0**-53)               # [0, 1)
+        sign = 1.0 - 2.0 * (h2 & np.uint64(1)).astype(jnp.float64)
+        z = sign * jnp.sqrt(-2.0 * _log64(u1)) * _cos_quarter64(u2 * (math.pi / 2))
+        return jnp.reshape(z, shape)
     half = (n + 1) // 2
-    seeds = _seeds(key, 2)
-    u1 = _uniform_open(seeds[0], half, dtype)
-    u2 = _uniform_open(seeds[1], half, dtype)
+    seeds_ = _seeds(key, 2)
+    u1 = _uniform_open(seeds_[0], half, dtype)
+    u2 = _uniform_open(seeds_[1], half, dtype)
     a, b = _normal_from_uniforms(u1, u2, dtype)
     return jnp.reshape(jnp.concatenate([a, b])[:n], shape)

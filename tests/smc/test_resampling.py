@@ -103,3 +103,70 @@ def test_resample_names_and_num():
         resampling.resample(jax.random.PRNGKey(0), jnp.zeros(3), "bogus")
     idx = resampling.resample(jax.random.PRNGKey(0), jnp.log(jnp.array([0.0, 1.0, 0.0])), "stratified", num=5)
     np.testing.assert_array_equal(idx, [1, 1, 1, 1, 1])
+
+
+# ------------------------------------------------------------------------------------------------
+# systematic resampling against its definition, and the O(N) cumulative sum it uses
+# ------------------------------------------------------------------------------------------------
+from fractions import Fraction  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _reference_systematic(weights, U):
+    """a_j = min{i : C_i > (j + U)/N} in exact rational arithmetic, and the offspring counts."""
+    total = sum(weights)
+    c, acc = [], Fraction(0)
+    for w in weights:
+        acc += Fraction(w, total)
+        c.append(acc)
+    n = len(weights)
+    idx = [next(i for i, ci in enumerate(c) if ci > (j + U) / n) for j in range(n)]
+    return np.array(idx), np.bincount(idx, minlength=n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ints=st.lists(st.integers(0, 9), min_size=1, max_size=63), k=st.integers(0, 1023))
+def test_systematic_matches_its_definition(ints, k):
+    # weights with a power-of-two total and U = k/1024: every quantity is exact in float64, so
+    # the O(N) counting must give exactly the indices of the definition, ties included
+    total = 1 << max(int(np.ceil(np.log2(max(sum(ints), 1)))), 0)
+    if sum(ints) == total:
+        total *= 2
+    weights = list(ints) + [total - sum(ints)]
+    U = Fraction(k, 1024)
+    ref_idx, ref_counts = _reference_systematic(weights, U)
+    c = np.cumsum(weights) / total
+    with jax.enable_x64(True):
+        idx = np.asarray(resampling.systematic_from_uniform(jnp.asarray(c), jnp.float64(k / 1024)))
+        lw = jnp.log(jnp.asarray(weights, jnp.float64))
+        np.testing.assert_allclose(np.asarray(resampling._cumulative(lw)), c, rtol=1e-14, atol=1e-15)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(np.bincount(idx, minlength=len(weights)), ref_counts)
+    # the counts are floor(N w_i + U_i) differences: floor or ceil of N w_i
+    n = len(weights)
+    expected = n * np.asarray(weights) / total
+    assert np.all((ref_counts >= np.floor(expected)) & (ref_counts <= np.ceil(expected)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 3000), seed=st.integers(0, 2**31 - 1), integer=st.booleans())
+def test_cumsum_matches_numpy(n, seed, integer):
+    rng = np.random.default_rng(seed)
+    with jax.enable_x64(True):
+        if integer:
+            x = rng.integers(0, 7, size=n).astype(np.int32)
+            np.testing.assert_array_equal(np.asarray(resampling.cumsum(jnp.asarray(x))), np.cumsum(x))
+        else:
+            x = rng.uniform(size=n)
+            np.testing.assert_allclose(np.asarray(resampling.cumsum(jnp.asarray(x))), np.cumsum(x), rtol=1e-12)
+
+
+def test_schemes_under_both_generators():
+    # rng="jax" (jax.random) and the default "splitmix" give valid indices of the same law
+    lw = jnp.log(jnp.asarray(_weights()))
+    for scheme in SCHEMES:
+        for rng_name in ("splitmix", "jax"):
+            idx = np.asarray(resampling.resample(jax.random.PRNGKey(3), lw, scheme, rng=rng_name))
+            assert idx.shape == (N,) and idx.min() >= 0 and idx.max() < N and not np.any(idx == 11)
