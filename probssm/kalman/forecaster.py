@@ -36,6 +36,18 @@ FIT_METHODS = ("mle", "nuts")
 """Estimation methods every linear-Gaussian forecaster offers (``KalmanFilter`` adds ``"em"``)."""
 
 
+def _psd_part(cov) -> np.ndarray:
+    """The filter's predicted covariance ``(n, n)`` as a model's prior: symmetrised, and where
+    round-off left an eigenvalue below zero (states of nearly deterministic dynamics, such as
+    an MA polynomial at its invertibility boundary), those eigenvalues set to zero."""
+    cov = np.asarray(cov)
+    cov = 0.5 * (cov + cov.T)
+    values, vectors = np.linalg.eigh(cov)
+    if values.min() >= 0:
+        return cov
+    return (vectors * np.maximum(values, 0.0)) @ vectors.T
+
+
 class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, InSampleMixin, SimulationMixin, FixedParamsMixin,
                                BaseForecaster):
     """Base for estimators whose model is an :class:`LGSSM` built from a parameter vector.
@@ -335,8 +347,9 @@ class LinearGaussianForecaster(PosteriorMixin, ReportsMixin, InSampleMixin, Simu
         model = compiled.builder(self)(jnp.asarray(self._params), self._aux(exog, self._y.num_timesteps, steps))
         if model.num_timesteps is not None and model.num_timesteps != steps:
             raise ValueError(f"expected a model of {steps} steps, got {model.num_timesteps}")
-        mean, cov = map(jnp.asarray, self._next)
-        return model.replace(initial_mean=mean, initial_cov=cov, initial_diffuse_cov=None)
+        mean, cov = self._next
+        return model.replace(initial_mean=jnp.asarray(mean), initial_cov=jnp.asarray(_psd_part(cov)),
+                             initial_diffuse_cov=None)
 
     def _update(self, new, exog=None):
         with jax.enable_x64(True):

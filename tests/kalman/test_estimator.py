@@ -84,3 +84,23 @@ def test_multivariate_kalman_filter_returns_frames():
     band = kf.predict_interval(2, coverage=[0.5, 0.9])
     assert band.columns.tolist()[:2] == [("a", 0.5, "lower"), ("a", 0.5, "upper")]
     assert np.all(band[("a", 0.9, "lower")] < band[("a", 0.5, "lower")])
+
+
+def test_forecast_prior_sets_round_off_negative_eigenvalues_to_zero():
+    """The filter's last predicted covariance becomes the forecasts' prior; round-off can leave it
+    slightly indefinite (nearly deterministic states at a large scale), which the model's own
+    check would reject. Its negative eigenvalues go to zero; a PSD covariance stays as it is."""
+    from probssm.kalman.forecaster import _psd_part
+    from probssm.kalman.model import check_covariance
+
+    rng = np.random.default_rng(3)
+    basis = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    values = np.array([4e5, 2e5, 3e3, 1.0, -1.3e-7, -2e-8])
+    indefinite = (basis * values) @ basis.T
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        check_covariance(indefinite, "initial_cov")
+    fixed = _psd_part(indefinite)
+    check_covariance(fixed, "initial_cov")
+    np.testing.assert_allclose(np.linalg.eigvalsh(fixed), np.sort(np.maximum(values, 0.0)), atol=1e-9)
+    psd = (basis * np.abs(values)) @ basis.T
+    np.testing.assert_array_equal(_psd_part(psd), 0.5 * (psd + psd.T))
