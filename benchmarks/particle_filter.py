@@ -6,7 +6,8 @@ Model (``particles.state_space_models.StochVol``, ``probssm.smc.stochastic_volat
 shared. Both run the bootstrap filter with systematic resampling when ESS < N/2, in float64.
 
 For each particle count ``N`` the script reports the median wall time of one filter pass over
-``T`` steps, particle-steps per second, peak memory (probssm: XLA's compiled memory analysis of
+``T`` steps (the libraries timed in turn, one pass each a round, so that load changes hit all
+alike), particle-steps per second, peak memory (probssm: XLA's compiled memory analysis of
 the program, arguments + outputs + temporaries; particles: ``tracemalloc`` peak of one run,
 NumPy's allocations included) and the ratio ``particles time / probssm time`` (> 1: probssm is
 faster). Before timing, at every ``N`` up to ``--check-max``, it checks that the two libraries'
@@ -23,7 +24,9 @@ Usage::
 
 Conventions (see benchmarks/README.md): the probssm row is the compiled program of
 ``probssm.smc.filter`` called directly with the data on the device (its compile time reported
-separately); ``probssm (API call)`` is ``smc.filter`` itself, input checks included.
+separately); with ``--compare-rng``, ``probssm (jit, rng=jax)`` is the same program drawing its
+random numbers with ``jax.random`` (Threefry) instead of the default counter-based generator of
+``probssm.smc.rng``; ``probssm (API call)`` is ``smc.filter`` itself, input checks included.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp
 from machine import cpu_machine, load_average
-from stochvol_common import PARAMS, agreement, median_time, simulate
+from stochvol_common import PARAMS, agreement, interleaved_times, simulate
 
 from probssm import smc
 from probssm.smc import filtering
@@ -69,12 +72,13 @@ RESULTS_DEFAULT = Path(__file__).resolve().parent / "results" / "particle_filter
 class Probssm:
     name = "probssm (jit)"
     dtype = jnp.float64
+    rng = "splitmix"
 
     def __init__(self, y, n):
         model = smc.stochastic_volatility(**PARAMS)
         self.model = jax.tree_util.tree_map(lambda a: jnp.asarray(a, self.dtype), model)
         self.y = jnp.asarray(y[:, None], self.dtype)
-        self.config = filtering.make_config(n)
+        self.config = filtering.make_config(n, rng=self.rng)
         t0 = time.perf_counter()
         lowered = filtering._compiled.lower(self.model, self.y, jax.random.PRNGKey(0), self.config)
         self.compiled = lowered.compile()
@@ -88,6 +92,14 @@ class Probssm:
         self.counter += 1
         out = self.compiled(self.model, self.y, jax.random.PRNGKey(self.counter))
         return float(out.log_likelihood)
+
+
+class ProbssmJaxRandom(Probssm):
+    """The same compiled filter drawing with ``jax.random`` (Threefry) instead of the default
+    counter-based generator: what the generator is worth."""
+
+    name = "probssm (jit, rng=jax)"
+    rng = "jax"
 
 
 class ProbssmAPI(Probssm):
@@ -136,6 +148,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check-runs", type=int, default=20)
     parser.add_argument("--check-max", type=int, default=10_000, help="largest N whose agreement is checked")
     parser.add_argument("--json", nargs="?", const=str(RESULTS_DEFAULT), default=None)
+    parser.add_argument("--compare-rng", action="store_true",
+                        help="also time the filter with rng='jax' (jax.random) instead of the default generator")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.T, args.target_seconds, args.check_runs = [1000], 200, 0.2, 10
@@ -146,7 +160,8 @@ def main(argv=None) -> int:
           f"load {machine['load_average_start']}")
     rows, checks, ok = [], {}, True
     for n in args.sizes:
-        runners = [Probssm(y, n), ProbssmAPI(y, n), Particles(y, n)]
+        runners = [Probssm(y, n)] + ([ProbssmJaxRandom(y, n)] if args.compare_rng else []) + \
+            [ProbssmAPI(y, n), Particles(y, n)]
         if n <= args.check_max:
             check = agreement([runners[0], runners[-1]], args.check_runs)
             a, b = check["probssm (jit)"], check["particles"]
@@ -156,9 +171,10 @@ def main(argv=None) -> int:
             checks[n] = {**check, "z": float(z), "passed": passed}
             print(f"N = {n}: log-likelihood probssm {a['mean']:.3f} ± {a['se']:.3f}, particles "
                   f"{b['mean']:.3f} ± {b['se']:.3f}, z = {z:+.2f} {'ok' if passed else 'DISAGREE'}")
+        measured = interleaved_times({r.name: r.log_likelihood for r in runners}, args.target_seconds)
         times = {}
         for r in runners:
-            seconds, repeats = median_time(r.log_likelihood, args.target_seconds)
+            seconds, repeats = measured[r.name]
             times[r.name] = seconds
             rows.append({"N": n, "T": args.T, "library": r.name, "seconds": seconds, "repeats": repeats,
                          "particle_steps_per_second": n * args.T / seconds,

@@ -35,6 +35,24 @@ def median_time(fn, target_seconds: float, min_repeats: int = 3, max_repeats: in
     return statistics.median(times), len(times)
 
 
+def interleaved_times(fns: dict, target_seconds: float, min_repeats: int = 3,
+                      max_repeats: int = 50) -> dict:
+    """Median wall time of each ``fns[name]()`` (which blocks), the callables run in turn, one
+    call each a round, so that a change of the machine's load hits them alike; rounds go on
+    until about ``target_seconds`` per callable. Returns ``{name: (seconds, repeats)}``."""
+    times = {name: [] for name in fns}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_repeats or (time.perf_counter() - start < target_seconds * len(fns)
+                                   and rounds < max_repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: (statistics.median(ts), len(ts)) for name, ts in times.items()}
+
+
 def agreement(runners, runs: int) -> dict:
     """Means and standard errors of ``runs`` log-likelihood estimates of each library."""
     out = {}

@@ -507,7 +507,7 @@ _compiled = jax.jit(_run_batched, static_argnames=("config",))
 # ----------------------------------------------------------------------------------------------
 def filter(model, y, key, n_particles=1000, proposal="bootstrap", resampling="systematic",
            ess_threshold=0.5, *, functions=None, quantiles=None, history=False,
-           differentiable=False, errors="raise") -> ParticleFilterResult:
+           differentiable=False, errors="raise", rng="splitmix") -> ParticleFilterResult:
     """Particle filter (sequential importance resampling) of a :mod:`probssm.ssm` model.
 
     Parameters
@@ -540,6 +540,13 @@ def filter(model, y, key, n_particles=1000, proposal="bootstrap", resampling="sy
     errors : ``"raise"`` or ``"ignore"``
         On concrete inputs, raise :class:`DegenerateWeightsError` naming the first degenerate
         step (``"raise"``), or return ``log_likelihood = -inf`` with ``degenerate_step``.
+    rng : ``"splitmix"`` or ``"jax"``
+        The generator of the filter's normals and uniforms (:mod:`probssm.smc.rng`):
+        ``"splitmix"`` (default), a counter-based generator seeded from ``key`` once per pass,
+        several times faster on the CPU; ``"jax"``, ``jax.random`` with the key's own
+        implementation (Threefry, or an ``rbg`` key). Same laws, different numbers; both are
+        reproducible per key. Normal transitions (``Normal``, ``MultivariateNormal``,
+        additive-Gaussian models) use it; other NumPyro distributions sample with ``jax.random``.
 
     Returns
     -------
@@ -550,7 +557,7 @@ def filter(model, y, key, n_particles=1000, proposal="bootstrap", resampling="sy
     model structure, shapes and settings.
     """
     config = make_config(n_particles, proposal, resampling, ess_threshold, functions, quantiles,
-                         history, differentiable)
+                         history, differentiable, rng=rng)
     if errors not in ("raise", "ignore"):
         raise ValueError(f"errors must be 'raise' or 'ignore', got {errors!r}")
     check_model(model)

@@ -39,6 +39,7 @@ from . import rng as _rng
 
 __all__ = [
     "RESAMPLERS",
+    "cumsum",
     "ess",
     "multinomial",
     "normalize",

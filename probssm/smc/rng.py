@@ -127,8 +127,6 @@ def _mix32(z):
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _ATANH = tuple(1.0 / (2 * k + 1) for k in range(11))      # log m = 2 s sum_k s^{2k} / (2k + 1)
-_SIN = tuple((-1) ** k / math.factorial(2 * k + 1) for k in range(10))
-_COS = tuple((-1) ** k / math.factorial(2 * k) for k in range(11))
 _COS_QUARTER = tuple((-1) ** k / math.factorial(2 * k) for k in range(13))   # to phi^24 on [0, pi/2]
 
 
@@ -165,49 +163,17 @@ def _log64(u):
     return e * _LN2_HI + (2.0 * s * p + e * _LN2_LO)
 
 
-def _cos_sin_2pi64(u):
-    """A point :math:`(\\cos\\theta, \\sin\\theta)` of the unit circle with :math:`\\theta`
-    uniform when float64 ``u`` is uniform on [0, 1): the octant :math:`o = \\lfloor 8u \\rfloor`
-    picks one of the eight symmetries :math:`(x, y) \\mapsto (\\pm x, \\pm y), (\\pm y, \\pm x)`
-    (they map the arc :math:`[0, \\pi/4]` onto the eight octants), applied to
-    :math:`(\\cos\\varphi, \\sin\\varphi)`, :math:`\\varphi = (8u - o)\\,\\pi/4`, from Taylor
-    series of degree 20 / 19. Float operations only (no integer selects), so it vectorises."""
-    v = 8.0 * u
-    o = jnp.floor(v)
-    phi = (v - o) * (math.pi / 4)            # v - o is exact
-    z = phi * phi
-    s = _SIN[-1]
-    for c in _SIN[-2::-1]:
-        s = s * z + c
-    s = s * phi
-    c_ = _COS[-1]
-    for c in _COS[-2::-1]:
-        c_ = c_ * z + c
-    # keep the series out of the consumers' fusions (they would be evaluated once per output)
-    s, c_ = jax.lax.optimization_barrier((s, c_))
-    half = jnp.floor(0.5 * o)
-    swap = o - 2.0 * half > 0.5                      # bit 0 of o
-    quarter = jnp.floor(0.5 * half)
-    sign_x = 1.0 - 2.0 * (half - 2.0 * quarter)     # bit 1 of o
-    sign_y = 1.0 - 2.0 * quarter                    # bit 2 of o
-    return sign_x * jnp.where(swap, s, c_), sign_y * jnp.where(swap, c_, s)
-
-
 def _cos_quarter64(phi):
     """:math:`\\cos\\varphi` for float64 :math:`\\varphi \\in [0, \\pi/2]`, Taylor series to
     :math:`\\varphi^{24}` (truncation below :math:`10^{-17}`)."""
     return _poly(phi * phi, _COS_QUARTER)
 
 
-def _normal_from_uniforms(u1, u2, dtype):
-    if dtype == jnp.float64:
-        r = jax.lax.optimization_barrier(jnp.sqrt(-2.0 * _log64(u1)))
-        cos, sin = _cos_sin_2pi64(u2)
-    else:
-        r = jnp.sqrt(jnp.asarray(-2.0, dtype) * jnp.log(u1))
-        theta = jnp.asarray(2 * math.pi, dtype) * u2
-        cos, sin = jnp.cos(theta), jnp.sin(theta)
-    return r * cos, r * sin
+def _normal_pair(u1, u2, dtype):
+    """Both normals of a Box-Muller pair, in ``dtype``'s own ``log``/``cos``/``sin``."""
+    r = jnp.sqrt(jnp.asarray(-2.0, dtype) * jnp.log(u1))
+    theta = jnp.asarray(2 * math.pi, dtype) * u2
+    return r * jnp.cos(theta), r * jnp.sin(theta)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,5 +220,5 @@ def normal(key, shape=(), dtype=None, rng: str = "splitmix"):
     seeds_ = _seeds(key, 2)
     u1 = _uniform_open(seeds_[0], half, dtype)
     u2 = _uniform_open(seeds_[1], half, dtype)
-    a, b = _normal_from_uniforms(u1, u2, dtype)
+    a, b = _normal_pair(u1, u2, dtype)
     return jnp.reshape(jnp.concatenate([a, b])[:n], shape)

@@ -58,8 +58,11 @@ def test_filtering_means_and_covariances_within_mc_error(big_runs, problem):
     # 80 standardised errors (t with 49 dof); family-wise false alarm 1e-3 by Bonferroni
     assert np.max(np.abs(z)) < stats.t.ppf(1 - 1e-3 / (2 * z.size), R_RUNS - 1), np.max(np.abs(z))
     sd = np.sqrt(np.diagonal(np.asarray(exact.cov), axis1=-2, axis2=-1))
-    # a single filter of 1e4 particles: within 10 % of a posterior sd everywhere
-    assert np.max(np.abs(means[0] - np.asarray(exact.mean)) / sd) < 0.1
+    # a single filter of 1e4 particles: within 10 % of a posterior sd at 95 % of the entries and
+    # within 30 % everywhere (the ESS dips to ~130 near the end, where one filter's Monte Carlo
+    # sd is ~9 % of the posterior sd; over the 50 runs the worst entry is 0.04-0.16 of it)
+    err = np.abs(means[0] - np.asarray(exact.mean)) / sd
+    assert np.mean(err < 0.1) > 0.95 and np.max(err) < 0.3, (np.mean(err < 0.1), np.max(err))
     np.testing.assert_allclose(np.asarray(big_runs.cov).mean(0), np.asarray(exact.cov), atol=0.01)
 
 
