@@ -19,7 +19,7 @@ import numpy as np
 from ._linalg import psd_sqrt, symmetrize
 from .batching import batch_shape_for, vmap_batch
 from .model import LGSSM
-from . import parallel, sequential
+from . import parallel, sequential, sharding
 from .ops import filter_kernel
 from .ops.states import FilterStates, SmootherStates
 
@@ -290,7 +290,7 @@ def _kernel_outputs(model, y, smooth, checked, predictions=True):
     else:
         fast = partial(filter_kernel.filter_states, predictions=predictions)
     if checked:
-        out = fast(model, flat)
+        run = fast
     else:
         seq = sequential.smooth_single if smooth else sequential.filter_single
 
@@ -300,7 +300,10 @@ def _kernel_outputs(model, y, smooth, checked, predictions=True):
                 return SmootherStates.from_mapping(out)
             return FilterStates.from_mapping(out, predictions)
 
-        out = jax.lax.cond(filter_kernel.runtime_supported(model, flat), fast, slow, model, flat)
+        def run(m_, y_):
+            return jax.lax.cond(filter_kernel.runtime_supported(m_, y_), fast, slow, m_, y_)
+    # the series spread over the local devices where there are several (the model is shared)
+    out = sharding.map_series(run, (model, flat), (None, 0), flat.shape[0])
     return jax.tree_util.tree_map(lambda a: a.reshape(batch + a.shape[1:]), out)
 
 
@@ -312,12 +315,15 @@ def _log_likelihood_jit(model, y, burn, route):
         batch, (T, m) = y.shape[:-2], y.shape[-2:]
         flat = y.reshape((-1, T, m))
         if route.checked:
-            return filter_kernel.log_likelihood_sums(model, flat).reshape(batch)
-        slow = lambda m_, y_: jax.vmap(  # noqa: E731
-            lambda yy: sequential.filter_single(m_, yy)["log_likelihood_terms"].sum())(y_)
-        out = jax.lax.cond(filter_kernel.runtime_supported(model, flat),
-                           filter_kernel.log_likelihood_sums, slow, model, flat)
-        return out.reshape(batch)
+            run = filter_kernel.log_likelihood_sums
+        else:
+            def slow(m_, y_):
+                return jax.vmap(lambda yy: sequential.filter_single(m_, yy)["log_likelihood_terms"].sum())(y_)
+
+            def run(m_, y_):
+                return jax.lax.cond(filter_kernel.runtime_supported(m_, y_),
+                                    filter_kernel.log_likelihood_sums, slow, m_, y_)
+        return sharding.map_series(run, (model, flat), (None, 0), flat.shape[0]).reshape(batch)
     return _filter_jit(model, y, burn, route, False).log_likelihood
 
 

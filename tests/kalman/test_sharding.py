@@ -61,6 +61,16 @@ SCRIPT = textwrap.dedent(r"""
         out["loglik_diff"] = diff(ll, ll1)
         out["grad_rel"] = abs(float(g - g1)) / abs(float(g1))
 
+        # the fused kernel's path (the default on a GPU; a shared model): series spread too
+        shared = model.replace(initial_mean=jnp.zeros(2))
+        kf = kalman.filter(shared, y, method="kernel")
+        kll = kalman.log_likelihood(shared, y, method="kernel")
+        out["kernel_devices"] = devices_of(kf.mean)
+        with jax.default_device(jax.devices()[0]):
+            kf1 = kalman.filter(shared, y, method="kernel")
+        out["kernel_diff"] = max(diff(kf.mean, kf1.mean), diff(kf.cov, kf1.cov))
+        out["kernel_loglik_diff"] = diff(kll, kalman.log_likelihood(shared, y, method="sequential"))
+
     # a panel fit: the work queues go one to a device
     used = set()
     run_queue = batched._run_queue
@@ -97,6 +107,7 @@ def test_programs_run_on_all_four_devices(four_devices):
     out = four_devices
     assert out["devices"] == 4 and out["sharding_devices"] == 4
     assert out["filter_devices"] == [0, 1, 2, 3]
+    assert out["kernel_devices"] == [0, 1, 2, 3]
     # 8 series over 4 devices: the smoothed means stay split, 2 series a device
     assert out["smooth_spec"] == ["series"]
     assert out["smooth_devices"] == [0, 1, 2, 3] and out["smooth_shard_rows"] == [2]
@@ -111,6 +122,8 @@ def test_sharded_results_equal_one_device(four_devices):
     assert out["smooth_diff"] <= 1e-10
     assert out["loglik_diff"] <= 1e-10
     assert out["grad_rel"] <= 1e-10
+    assert out["kernel_diff"] <= 1e-10
+    assert out["kernel_loglik_diff"] <= 1e-8
 
 
 def test_sharded_panel_fit_equals_one_device(four_devices):
