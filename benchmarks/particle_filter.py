@@ -3,7 +3,9 @@ the ``particles`` library (Chopin), same process, same data.
 
 Model (``particles.state_space_models.StochVol``, ``probssm.smc.stochastic_volatility``) at Pitt
 & Shephard's values mu = -1.02, rho = 0.9702, sigma = 0.178; data simulated once (seeded) and
-shared. Both run the bootstrap filter with systematic resampling when ESS < N/2, in float64.
+shared. Both run the bootstrap filter with systematic resampling when ESS < N/2, in float64,
+single-threaded: the process is pinned to one core (``--no-pin`` to keep all cores; XLA then
+splits its loops over a thread per core).
 
 For each particle count ``N`` the script reports the median wall time of one filter pass over
 ``T`` steps (the libraries timed in turn, one pass each a round, so that load changes hit all
@@ -50,6 +52,21 @@ SINGLE_THREAD_ENV = {
 for _var, _value in SINGLE_THREAD_ENV.items():
     os.environ.setdefault(_var, _value)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def _pin_to_one_core() -> int | None:
+    """Restrict this process to one core before JAX starts (``--no-pin`` keeps all): XLA sizes
+    its intra-op thread pool from the usable cores and otherwise splits loops over two threads
+    whatever the flags above say, which is neither single-threaded nor, on a shared machine,
+    faster. Returns the core, or None."""
+    if "--no-pin" in sys.argv or not hasattr(os, "sched_setaffinity"):
+        return None
+    core = sorted(os.sched_getaffinity(0))[-1]
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+PINNED_CPU = _pin_to_one_core()
 
 import jax
 import numpy as np
@@ -148,6 +165,8 @@ def main(argv=None) -> int:
     parser.add_argument("--check-runs", type=int, default=20)
     parser.add_argument("--check-max", type=int, default=10_000, help="largest N whose agreement is checked")
     parser.add_argument("--json", nargs="?", const=str(RESULTS_DEFAULT), default=None)
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not restrict the process to one core (XLA then uses a thread per core)")
     parser.add_argument("--compare-rng", action="store_true",
                         help="also time the filter with rng='jax' (jax.random) instead of the default generator")
     args = parser.parse_args(argv)
@@ -155,9 +174,9 @@ def main(argv=None) -> int:
         args.sizes, args.T, args.target_seconds, args.check_runs = [1000], 200, 0.2, 10
 
     y = simulate(args.T)
-    machine = cpu_machine(load_average_start=load_average())
-    print(f"stochastic volatility, T = {args.T}; {machine['cpu_model']} ({machine['cpus_usable']} usable cores), "
-          f"load {machine['load_average_start']}")
+    machine = cpu_machine(load_average_start=load_average(), pinned_cpu=PINNED_CPU)
+    print(f"stochastic volatility, T = {args.T}; {machine['cpu_model']} ({machine['cpus_usable']} usable cores, "
+          f"pinned to {PINNED_CPU}), load {machine['load_average_start']}")
     rows, checks, ok = [], {}, True
     for n in args.sizes:
         runners = [Probssm(y, n)] + ([ProbssmJaxRandom(y, n)] if args.compare_rng else []) + \
