@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import os
 import pickle
 import threading
@@ -33,9 +32,16 @@ import threading
 import numpy as np
 
 from .._data import PanelData
+from .._gc import collector_paused
 
-__all__ = ["fit_panel", "map_ordered", "get_client", "close_default_client", "chunk_rows",
-           "take_series"]
+__all__ = [
+    "chunk_rows",
+    "close_default_client",
+    "fit_panel",
+    "get_client",
+    "map_ordered",
+    "take_series",
+]
 
 _INSTALL = 'the Dask backend needs dask.distributed: pip install "probssm[dask]"'
 
@@ -148,32 +154,16 @@ def _fit_chunk(template, chunk: PanelData) -> bytes:
     pickles while it still holds the task, not when the caller asks for the result; the
     caller unpickles each chunk as it arrives, while later chunks still run)."""
     result = _fit_chunk_objects(template, chunk)
-    with _paused_gc():
+    with collector_paused():
         return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-@contextlib.contextmanager
-def _paused_gc():
-    """Python's cyclic garbage collector off for a (un)pickling of many small objects: its
-    passes, triggered by every few hundred allocations, scan the growing object graph again
-    and again and made (un)pickling fitted estimators two to three times slower."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _fit_chunk_objects(template, chunk: PanelData) -> tuple[dict, dict]:
     """The family's batched panel fit of ``chunk``; if it raises, a fit per series (a batch
     of the series twice, see :func:`chunk_rows`). Returns ``(series_id -> fitted estimator,
     series_id -> "Error: message")``."""
-    try:
+    with contextlib.suppress(Exception):  # any failure: the series at fault are found below
         return _unfitted(template)._fit_panel(chunk), {}
-    except Exception:  # noqa: BLE001 - any failure: find the series at fault below
-        pass
     fitted, failures = {}, {}
     for i, sid in enumerate(chunk.ids):
         if sid in fitted or sid in failures:  # a repeated (padding) row
@@ -222,7 +212,7 @@ def fit_panel(estimator, panel: PanelData, *, client=None, chunk_size: int | Non
                for rows in chunks]
     fitted, failures = {}, {}
     for _, result in _distributed().as_completed(futures, loop=dask_client.loop, with_results=True):
-        with _paused_gc():
+        with collector_paused():
             part, errors = pickle.loads(result)
         fitted.update(part)
         failures.update(errors)

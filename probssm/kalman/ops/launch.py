@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from ..._gc import collector_paused
 from . import lane_algebra as ka
 
 
@@ -31,27 +29,12 @@ def call(kernel, inputs, out_shapes, lanes, block, interpret, num_warps=1):
         with ka.opaque_zero(zero_ref[0]):
             kernel(*refs)
 
-    with _collector_paused():
+    with collector_paused():
         return pl.pallas_call(
             with_zero, out_shape=out_shapes, grid=(-(-lanes // block),),
             in_specs=[spec] * (len(inputs) + 1), out_specs=[spec] * len(out_shapes),
             interpret=interpret, **kwargs,
         )(jnp.zeros((1,), jnp.int32), *inputs)
-
-
-@contextlib.contextmanager
-def _collector_paused():
-    """Python's cyclic garbage collector off while a kernel is traced: tracing creates some
-    10^5 objects that all stay alive (the kernel's jaxpr), which the collector would rescan
-    again and again for nothing (a visible share of the tracing time of the ``n = 8``
-    programs)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def padded(lanes, block):
