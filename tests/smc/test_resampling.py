@@ -151,8 +151,8 @@ def test_systematic_matches_its_definition(ints, k):
 
 
 # every length compiles its own program (about 0.4 s), so the sizes that pick each branch of the
-# block choice come first: up to two blocks (1, 64), a divisor in [32, 64] (65 = 5 x 13 has
-# none: padded; 96, 462, 1024), only a smaller one (899 = 29 x 31), a prime (2999)
+# block choice come first: up to two blocks (1, 64), a divisor in [32, 64] (96, 462, 1024), only
+# a smaller one (65 = 5 x 13, 899 = 29 x 31), none: padded (the prime 2999)
 @settings(max_examples=30, deadline=None)
 @given(n=st.one_of(st.sampled_from([1, 64, 65, 96, 462, 899, 1024, 2999]), st.integers(1, 3000)),
        seed=st.integers(0, 2**31 - 1), integer=st.booleans())
