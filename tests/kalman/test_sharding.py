@@ -15,6 +15,9 @@ import pytest
 
 from probssm.kalman import sharding
 
+# one worker runs them all: the four-device interpreter (the fixture) starts once
+pytestmark = pytest.mark.xdist_group("sharding")
+
 SCRIPT = textwrap.dedent(r"""
     import json
     import jax, jax.numpy as jnp, numpy as np
