@@ -6,8 +6,8 @@ carries an unfitted copy of the estimator (its class and hyper-parameters, pickl
 chunk's rows of the panel (``(chunk_size, T)`` float64 values, their ids and the common time
 index); on the worker it runs the family's panel fit (``_fit_panel``), the same batched
 compiled program an in-process panel fit runs, on the chunk. What comes back is one fitted
-single-series estimator per series (parameters, filtered state, the series' data), pickled by
-the task itself and unpickled here as each chunk completes, then put in the input's order.
+single-series estimator per series (parameters, filtered state, the series' data), carried
+back by Dask's own serialisation as each chunk completes, then put in the input's order.
 Series are independent, so each series' fit equals the one an in-process fit of the whole
 panel gives (chunks of at least two series: see :func:`chunk_rows`).
 
@@ -26,13 +26,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import pickle
 import threading
 
 import numpy as np
 
 from .._data import PanelData
-from .._gc import collector_paused
 
 __all__ = [
     "chunk_rows",
@@ -149,17 +147,8 @@ def _unfitted(estimator):
     return type(estimator)(**estimator.get_params(deep=False))
 
 
-def _fit_chunk(template, chunk: PanelData) -> bytes:
-    """On a worker: :func:`_fit_chunk_objects`, pickled by the task itself (so the worker
-    pickles while it still holds the task, not when the caller asks for the result; the
-    caller unpickles each chunk as it arrives, while later chunks still run)."""
-    result = _fit_chunk_objects(template, chunk)
-    with collector_paused():
-        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _fit_chunk_objects(template, chunk: PanelData) -> tuple[dict, dict]:
-    """The family's batched panel fit of ``chunk``; if it raises, a fit per series (a batch
+def _fit_chunk(template, chunk: PanelData) -> tuple[dict, dict]:
+    """On a worker: the family's batched panel fit of ``chunk``; if it raises, a fit per series (a batch
     of the series twice, see :func:`chunk_rows`). Returns ``(series_id -> fitted estimator,
     series_id -> "Error: message")``."""
     with contextlib.suppress(Exception):  # any failure: the series at fault are found below
@@ -212,8 +201,7 @@ def fit_panel(estimator, panel: PanelData, *, client=None, chunk_size: int | Non
                for rows in chunks]
     fitted, failures = {}, {}
     for _, result in _distributed().as_completed(futures, loop=dask_client.loop, with_results=True):
-        with collector_paused():
-            part, errors = pickle.loads(result)
+        part, errors = result
         fitted.update(part)
         failures.update(errors)
     fitted = {sid: fitted[sid] for sid in panel.ids if sid in fitted}
