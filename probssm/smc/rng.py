@@ -184,11 +184,15 @@ def _check(rng):
         raise ValueError(f"rng must be one of {list(RNGS)}, got {rng!r}")
 
 
+def _draw_spec(rng, shape, dtype):
+    """The checked generator name's draw shape (a tuple) and dtype (default float)."""
+    _check(rng)
+    return tuple(shape), jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+
+
 def uniform(key, shape=(), dtype=None, rng: str = "splitmix"):
     """Uniforms on (0, 1) of ``shape`` (``rng="jax"``: ``jax.random.uniform``, on [0, 1))."""
-    _check(rng)
-    shape = tuple(shape)
-    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    shape, dtype = _draw_spec(rng, shape, dtype)
     if rng == "jax":
         return jax.random.uniform(as_key(key), shape, dtype)
     n = math.prod(shape)
@@ -198,9 +202,7 @@ def uniform(key, shape=(), dtype=None, rng: str = "splitmix"):
 
 def normal(key, shape=(), dtype=None, rng: str = "splitmix"):
     """Standard normals of ``shape`` (``rng="jax"``: ``jax.random.normal``)."""
-    _check(rng)
-    shape = tuple(shape)
-    dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
+    shape, dtype = _draw_spec(rng, shape, dtype)
     if rng == "jax":
         return jax.random.normal(as_key(key), shape, dtype)
     n = math.prod(shape)
