@@ -13,9 +13,8 @@ def collector_paused():
     """The cyclic garbage collector off inside the block (on again after it, if it was on).
 
     Its passes run every few hundred allocations and rescan every live container object, so a
-    step that builds many objects which all stay alive pays again and again for nothing: tracing
-    a fused kernel (some 1e5 objects of its jaxpr), (un)pickling thousands of fitted estimators
-    (two to three times slower with the collector on)."""
+    step that builds many objects which all stay alive pays again and again for nothing, as
+    tracing a fused kernel does (some 1e5 objects of its jaxpr)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
